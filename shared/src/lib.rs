@@ -1,1 +1,19 @@
-pub fn x(){}
+//! What every Code Graph Live service shares.
+//!
+//! Services depend on this crate and never on each other: the only thing between them is Redis. This crate fixes
+//! the names and formats that must agree across services (see `../shared/DESIGN.md` beside the checkout):
+//! configuration ([`settings`]), logs and traces ([`telemetry`]), the CDC event envelope ([`event`]), the graph
+//! entities ([`graph`]), project names ([`project`]), every Redis key and channel ([`names`]), the Redis Function
+//! library that performs every mutation together with its event ([`functions`]), the lazily connecting Redis
+//! handle ([`redis_handle`]) and the shutdown signal ([`shutdown`]).
+
+pub mod event;
+pub mod functions;
+pub mod graph;
+pub mod names;
+pub mod project;
+pub mod redis_handle;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+pub mod testing;

@@ -1,0 +1,324 @@
+#!lua name=codegraph
+--
+-- The Code Graph Live Function library: every graph mutation and its CDC event in one atomic step.
+--
+-- Each call touches the keys of one project only. KEYS[1] is the project's key prefix `code_graph:{<project>}`;
+-- every other key is derived from it, so all of them share the project's hash tag and Redis Cluster slot.
+-- A call first checks every operation without writing anything, then applies them; a check that fails returns
+-- an error and leaves neither state nor event behind.
+--
+-- Events are written to the stream without their id (field `e`) and published with it (the XADD id).
+-- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
+
+local LIBRARY_VERSION = 1
+
+-- An error reply whose first word is its code (CONFLICT, NOTFOUND, DANGLING, ERR), without a script position.
+local function fail(msg)
+  error({ err = msg })
+end
+
+-- A JSON string literal. Callers validate that ids contain no control characters, so only quote and backslash
+-- need escaping (cjson.encode would also turn every '/' of a path into '\/').
+local function jstr(s)
+  return '"' .. string.gsub(s, '[\\"]', '\\%0') .. '"'
+end
+
+local function iso_time()
+  local t = redis.call('TIME')
+  local secs = tonumber(t[1])
+  local ms = math.floor(tonumber(t[2]) / 1000)
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  -- civil_from_days (H. Hinnant)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
+    math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, ms)
+end
+
+-- The context shared by every event of one call.
+local function new_context(prefix, project, maxlen, publish, traceparent)
+  if publish ~= 'PUBLISH' and publish ~= 'SPUBLISH' then
+    fail('ERR publish command must be PUBLISH or SPUBLISH')
+  end
+  local trace = ''
+  if traceparent ~= '' then
+    trace = ',"trace":{"traceparent":' .. jstr(traceparent) .. '}'
+  end
+  return {
+    prefix = prefix,
+    stream = prefix .. ':cdc',
+    channel = prefix .. ':events',
+    versions = prefix .. ':versions',
+    head = '{"project":' .. jstr(project) .. ',"type":"',
+    tail = ',"ts":"' .. iso_time() .. '"' .. trace .. '}',
+    maxlen = maxlen,
+    publish = publish,
+  }
+end
+
+local function emit(ctx, etype, ekind, id, version, data)
+  local body = ctx.head .. etype .. '","entity":{"kind":"' .. ekind .. '","id":' .. jstr(id) ..
+    '},"version":' .. version .. ',"data":' .. data .. ctx.tail
+  local eid
+  if ctx.maxlen > 0 then
+    eid = redis.call('XADD', ctx.stream, 'MAXLEN', '~', ctx.maxlen, '*', 'e', body)
+  else
+    eid = redis.call('XADD', ctx.stream, '*', 'e', body)
+  end
+  redis.call(ctx.publish, ctx.channel, '{"id":"' .. eid .. '",' .. string.sub(body, 2))
+  return eid
+end
+
+local function bump(ctx, field)
+  return redis.call('HINCRBY', ctx.versions, field, 1)
+end
+
+local function count(key, field, delta)
+  if redis.call('HINCRBY', key, field, delta) <= 0 then
+    redis.call('HDEL', key, field)
+  end
+end
+
+local function delete_relationship(ctx, id)
+  local rels = ctx.prefix .. ':rels'
+  local old = redis.call('HGET', rels, id)
+  if not old then return nil end
+  local r = cjson.decode(old)
+  redis.call('SREM', ctx.prefix .. ':out:' .. r.source, id)
+  redis.call('SREM', ctx.prefix .. ':in:' .. r.target, id)
+  redis.call('HDEL', rels, id)
+  count(ctx.prefix .. ':rel_types', r.type, -1)
+  local v = bump(ctx, 'r:' .. id)
+  return v, emit(ctx, 'relationship_deleted', 'relationship', id, v, old)
+end
+
+-- Operations, six arguments each: op, id, kind|type, source, target, data (canonical JSON), expect.
+-- expect: '' (any), 'absent' (must not exist) or a version the entity must have now.
+local OP_ARGS = 7
+
+local function check_expect(exists, current, expect, what, id)
+  if expect == '' then return end
+  if expect == 'absent' then
+    if exists then fail('CONFLICT ' .. what .. ' ' .. id .. ' already exists') end
+    return
+  end
+  if not exists then fail('NOTFOUND ' .. what .. ' ' .. id .. ' does not exist') end
+  if tostring(current) ~= expect then
+    fail('CONFLICT ' .. what .. ' ' .. id .. ' is at version ' .. tostring(current) .. ', not ' .. expect)
+  end
+end
+
+-- Checks every operation against the state as the earlier operations of the call leave it; writes nothing.
+local function check_ops(prefix, argv, first, n)
+  local nodes, rels, versions = prefix .. ':nodes', prefix .. ':rels', prefix .. ':versions'
+  local node_seen, rel_seen = {}, {}
+  local function node_exists(id)
+    local s = node_seen[id]
+    if s == nil then s = redis.call('HEXISTS', nodes, id) == 1 end
+    return s
+  end
+  local function rel_exists(id)
+    local s = rel_seen[id]
+    if s == nil then s = redis.call('HEXISTS', rels, id) == 1 end
+    return s
+  end
+  for i = 0, n - 1 do
+    local base = first + i * OP_ARGS
+    local op, id, expect = argv[base], argv[base + 1], argv[base + 6]
+    if op == 'un' then
+      if expect ~= '' then
+        check_expect(node_exists(id), redis.call('HGET', versions, 'n:' .. id), expect, 'node', id)
+      end
+      node_seen[id] = true
+    elseif op == 'ur' then
+      local source, target = argv[base + 3], argv[base + 4]
+      if not node_exists(source) then
+        fail('DANGLING relationship ' .. id .. ': source node ' .. source .. ' does not exist')
+      end
+      if not node_exists(target) then
+        fail('DANGLING relationship ' .. id .. ': target node ' .. target .. ' does not exist')
+      end
+      if expect ~= '' then
+        check_expect(rel_exists(id), redis.call('HGET', versions, 'r:' .. id), expect, 'relationship', id)
+      end
+      rel_seen[id] = true
+    elseif op == 'dn' then
+      if expect ~= '' then
+        check_expect(node_exists(id), redis.call('HGET', versions, 'n:' .. id), expect, 'node', id)
+      end
+      node_seen[id] = false
+    elseif op == 'dr' then
+      if expect ~= '' then
+        check_expect(rel_exists(id), redis.call('HGET', versions, 'r:' .. id), expect, 'relationship', id)
+      end
+      rel_seen[id] = false
+    else
+      fail('ERR unknown operation ' .. tostring(op))
+    end
+  end
+end
+
+-- Applies one operation; returns status, version, event id, relationships deleted with it.
+local function apply_op(ctx, op, id, label, source, target, data)
+  local p = ctx.prefix
+  if op == 'un' then
+    local nodes = p .. ':nodes'
+    local old = redis.call('HGET', nodes, id)
+    if old == data then
+      return 'unchanged', redis.call('HGET', ctx.versions, 'n:' .. id), '', 0
+    end
+    local etype, status = 'node_added', 'created'
+    if old then
+      etype, status = 'node_updated', 'updated'
+      local old_kind = cjson.decode(old).kind
+      if old_kind ~= label then
+        count(p .. ':node_kinds', old_kind, -1)
+        count(p .. ':node_kinds', label, 1)
+      end
+    else
+      count(p .. ':node_kinds', label, 1)
+    end
+    redis.call('HSET', nodes, id, data)
+    local v = bump(ctx, 'n:' .. id)
+    return status, v, emit(ctx, etype, 'node', id, v, data), 0
+  elseif op == 'ur' then
+    local rels = p .. ':rels'
+    local old = redis.call('HGET', rels, id)
+    if old == data then
+      return 'unchanged', redis.call('HGET', ctx.versions, 'r:' .. id), '', 0
+    end
+    local etype, status = 'relationship_added', 'created'
+    if old then
+      etype, status = 'relationship_updated', 'updated'
+      local r = cjson.decode(old)
+      if r.source ~= source then
+        redis.call('SREM', p .. ':out:' .. r.source, id)
+        redis.call('SADD', p .. ':out:' .. source, id)
+      end
+      if r.target ~= target then
+        redis.call('SREM', p .. ':in:' .. r.target, id)
+        redis.call('SADD', p .. ':in:' .. target, id)
+      end
+      if r.type ~= label then
+        count(p .. ':rel_types', r.type, -1)
+        count(p .. ':rel_types', label, 1)
+      end
+    else
+      redis.call('SADD', p .. ':out:' .. source, id)
+      redis.call('SADD', p .. ':in:' .. target, id)
+      count(p .. ':rel_types', label, 1)
+    end
+    redis.call('HSET', rels, id, data)
+    local v = bump(ctx, 'r:' .. id)
+    return status, v, emit(ctx, etype, 'relationship', id, v, data), 0
+  elseif op == 'dn' then
+    local nodes = p .. ':nodes'
+    local old = redis.call('HGET', nodes, id)
+    if not old then
+      return 'not_found', redis.call('HGET', ctx.versions, 'n:' .. id) or 0, '', 0
+    end
+    local cascaded = 0
+    for _, key in ipairs({ p .. ':out:' .. id, p .. ':in:' .. id }) do
+      for _, rid in ipairs(redis.call('SMEMBERS', key)) do
+        if delete_relationship(ctx, rid) then cascaded = cascaded + 1 end
+      end
+      redis.call('DEL', key)
+    end
+    redis.call('HDEL', nodes, id)
+    count(p .. ':node_kinds', cjson.decode(old).kind, -1)
+    local v = bump(ctx, 'n:' .. id)
+    return 'deleted', v, emit(ctx, 'node_deleted', 'node', id, v, old), cascaded
+  else -- 'dr', the only other operation check_ops lets through
+    local v, eid = delete_relationship(ctx, id)
+    if not v then
+      return 'not_found', redis.call('HGET', ctx.versions, 'r:' .. id) or 0, '', 0
+    end
+    return 'deleted', v, eid, 0
+  end
+end
+
+-- cg_mutate KEYS: prefix; ARGV: project, maxlen, publish command, traceparent, op count, ops…
+-- Returns a flat array, four entries per operation: status, version, event id ('' when none), cascaded deletes.
+local function cg_mutate(keys, argv)
+  local prefix = keys[1]
+  local n = tonumber(argv[5])
+  if not n or #argv ~= 5 + n * OP_ARGS then
+    fail('ERR cg_mutate expects 5 arguments and ' .. OP_ARGS .. ' per operation')
+  end
+  check_ops(prefix, argv, 6, n)
+  local ctx = new_context(prefix, argv[1], tonumber(argv[2]), argv[3], argv[4])
+  local out = {}
+  for i = 0, n - 1 do
+    local b = 6 + i * OP_ARGS
+    local status, v, eid, cascaded = apply_op(ctx, argv[b], argv[b + 1], argv[b + 2], argv[b + 3], argv[b + 4], argv[b + 5])
+    out[#out + 1] = status
+    out[#out + 1] = tostring(v or 0)
+    out[#out + 1] = eid
+    out[#out + 1] = tostring(cascaded)
+  end
+  return out
+end
+
+local JOB_STATUS = {
+  analysis_started = 'running',
+  analysis_progress = 'running',
+  analysis_completed = 'completed',
+  analysis_failed = 'failed',
+  analysis_cancelled = 'cancelled',
+}
+
+-- cg_emit KEYS: prefix; ARGV: project, maxlen, publish command, traceparent, type, entity kind, entity id, data.
+-- An event that changes no graph state (analysis progress…). Events about a job also record the job's status
+-- and last event in its hash, in the same step. Returns the event id.
+local function cg_emit(keys, argv)
+  if #argv ~= 8 then fail('ERR cg_emit expects 8 arguments') end
+  local ctx = new_context(keys[1], argv[1], tonumber(argv[2]), argv[3], argv[4])
+  local etype, ekind, id, data = argv[5], argv[6], argv[7], argv[8]
+  local v = bump(ctx, string.sub(ekind, 1, 1) .. ':' .. id)
+  local eid = emit(ctx, etype, ekind, id, v, data)
+  if ekind == 'job' then
+    local job = keys[1] .. ':job:' .. id
+    local fields = { 'last_event', data, 'last_event_id', eid, 'updated_at', iso_time() }
+    if JOB_STATUS[etype] then
+      fields[#fields + 1] = 'status'
+      fields[#fields + 1] = JOB_STATUS[etype]
+    end
+    redis.call('HSET', job, unpack(fields))
+  end
+  return eid
+end
+
+-- cg_reset KEYS: prefix; ARGV: project, maxlen, publish command, traceparent, reason.
+-- Removes the whole graph of the project (versions are kept, so they keep growing) and emits graph_reset.
+local function cg_reset(keys, argv)
+  if #argv ~= 5 then fail('ERR cg_reset expects 5 arguments') end
+  local p = keys[1]
+  local ctx = new_context(p, argv[1], tonumber(argv[2]), argv[3], argv[4])
+  local removed = redis.call('HLEN', p .. ':nodes')
+  local removed_rels = redis.call('HLEN', p .. ':rels')
+  for _, id in ipairs(redis.call('HKEYS', p .. ':nodes')) do
+    redis.call('DEL', p .. ':out:' .. id, p .. ':in:' .. id)
+  end
+  redis.call('DEL', p .. ':nodes', p .. ':rels', p .. ':node_kinds', p .. ':rel_types', p .. ':file_hashes')
+  local v = bump(ctx, 'p:' .. argv[1])
+  local data = '{"nodes":' .. removed .. ',"relationships":' .. removed_rels .. ',"reason":' .. jstr(argv[5]) .. '}'
+  return emit(ctx, 'graph_reset', 'project', argv[1], v, data)
+end
+
+local function cg_version()
+  return LIBRARY_VERSION
+end
+
+redis.register_function('cg_mutate', cg_mutate)
+redis.register_function('cg_emit', cg_emit)
+redis.register_function('cg_reset', cg_reset)
+redis.register_function { function_name = 'cg_version', callback = cg_version, flags = { 'no-writes' } }

@@ -1,0 +1,316 @@
+//! The Redis Function library (`functions.lua`) and the typed calls into it.
+//!
+//! Every graph mutation goes through [`GraphWriter::mutate`]: one `FCALL cg_mutate` that checks all operations,
+//! applies them, bumps each entity's version, XADDs each event to the project's CDC stream and publishes it, in
+//! one atomic step. No Rust code writes graph state or events any other way.
+
+use std::time::Duration;
+
+use redis::{aio::ConnectionLike, RedisError};
+
+use crate::{
+    graph::{Node, Relationship},
+    names::{RedisNames, PROJECTS_KEY},
+};
+
+/// The library source, loaded with `FUNCTION LOAD`.
+pub const SOURCE: &str = include_str!("functions.lua");
+
+/// The version this build carries (the `LIBRARY_VERSION` of [`SOURCE`]).
+pub fn library_version() -> i64 {
+    SOURCE
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("local LIBRARY_VERSION = "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("functions.lua declares LIBRARY_VERSION")
+}
+
+/// Loads the library unless Redis already has this version or a newer one.
+///
+/// Safe when several services start at once: `FUNCTION LOAD REPLACE` is atomic and they all load the same code.
+/// A service never replaces a newer library with its older one.
+pub async fn ensure_loaded<C: ConnectionLike + Send>(conn: &mut C) -> Result<(), RedisError> {
+    let loaded: Result<i64, RedisError> = redis::cmd("FCALL_RO").arg("cg_version").arg(0).query_async(conn).await;
+    match loaded {
+        Ok(v) if v >= library_version() => return Ok(()),
+        Ok(_) => {}
+        Err(e) if is_function_missing(&e) => {}
+        Err(e) => return Err(e),
+    }
+    redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(SOURCE).query_async::<String>(conn).await?;
+    tracing::info!(version = library_version(), "loaded the codegraph Function library");
+    Ok(())
+}
+
+fn is_function_missing(e: &RedisError) -> bool {
+    e.to_string().contains("Function not found") || e.to_string().contains("function not found")
+}
+
+/// True when the error means Redis could not be reached or is not serving (→ 503, retry later), as opposed to a
+/// reply that says the request was wrong.
+pub fn is_unavailable(e: &RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(ServerErrorKind::BusyLoading | ServerErrorKind::TryAgain | ServerErrorKind::ClusterDown | ServerErrorKind::MasterDown)
+        )
+}
+
+/// What an operation requires of the entity's current state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Expect {
+    /// Anything (an upsert).
+    #[default]
+    Any,
+    /// It must not exist (a create).
+    Absent,
+    /// It must exist at this version (optimistic concurrency for read-modify-write).
+    Version(u64),
+}
+
+/// One graph mutation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mutation {
+    UpsertNode(Node, Expect),
+    UpsertRelationship(Relationship, Expect),
+    DeleteNode(String, Expect),
+    DeleteRelationship(String, Expect),
+}
+
+/// What became of one mutation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Created,
+    Updated,
+    Unchanged,
+    Deleted,
+    NotFound,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    pub status: Status,
+    /// The entity's version after the operation.
+    pub version: u64,
+    /// The stream ID of the event, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// Relationships deleted together with a node (each with its own event).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cascaded: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Why a call was refused or failed. Refusals (everything but `Redis`) changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum MutationError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Dangling(String),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}
+
+impl MutationError {
+    fn from_redis(e: RedisError) -> Self {
+        let detail = || e.detail().unwrap_or_default().to_owned();
+        match e.code() {
+            Some("CONFLICT") => Self::Conflict(detail()),
+            Some("NOTFOUND") => Self::NotFound(detail()),
+            Some("DANGLING") => Self::Dangling(detail()),
+            _ => Self::Redis(e),
+        }
+    }
+}
+
+/// Channel command: `PUBLISH` on a single Redis, `SPUBLISH` (sharded) on a cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    #[default]
+    Classic,
+    Sharded,
+}
+
+impl PublishMode {
+    fn command(self) -> &'static str {
+        match self {
+            Self::Classic => "PUBLISH",
+            Self::Sharded => "SPUBLISH",
+        }
+    }
+}
+
+/// Writes one project's graph and events through the Function library.
+#[derive(Clone, Debug)]
+pub struct GraphWriter {
+    names: RedisNames,
+    max_stream_len: u64,
+    publish: PublishMode,
+}
+
+/// Operations per `FCALL` when a caller hands over more: each chunk is atomic on its own.
+pub const MAX_OPS_PER_CALL: usize = 1000;
+
+impl GraphWriter {
+    /// `max_stream_len` is the approximate `MAXLEN ~` of the CDC stream (0: no trimming by length).
+    pub fn new(names: RedisNames, max_stream_len: u64, publish: PublishMode) -> Self {
+        Self { names, max_stream_len, publish }
+    }
+
+    pub fn names(&self) -> &RedisNames {
+        &self.names
+    }
+
+    fn common_args(&self, cmd: &mut redis::Cmd, traceparent: Option<&str>) {
+        cmd.arg(1)
+            .arg(self.names.prefix())
+            .arg(self.names.project().as_str())
+            .arg(self.max_stream_len)
+            .arg(self.publish.command())
+            .arg(traceparent.unwrap_or(""));
+    }
+
+    /// Applies `ops` (at most [`MAX_OPS_PER_CALL`]) atomically: all of them with their events, or — when one is
+    /// refused — none of them and no event.
+    pub async fn mutate<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        ops: &[Mutation],
+        traceparent: Option<&str>,
+    ) -> Result<Vec<Outcome>, MutationError> {
+        assert!(ops.len() <= MAX_OPS_PER_CALL, "split mutations into chunks of MAX_OPS_PER_CALL");
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("cg_mutate");
+        self.common_args(&mut cmd, traceparent);
+        cmd.arg(ops.len());
+        for op in ops {
+            push_op(&mut cmd, op);
+        }
+        let flat: Vec<String> = self.call(conn, &cmd).await.map_err(MutationError::from_redis)?;
+        let outcomes = parse_outcomes(&flat);
+        if outcomes.iter().any(|o| o.event_id.is_some()) {
+            self.register_project(conn).await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Emits an event that changes no graph state (analysis progress…). `entity_kind` is e.g. `job`; the data
+    /// must be a JSON object.
+    pub async fn emit<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        event_type: crate::event::EventType,
+        entity_kind: &str,
+        entity_id: &str,
+        data: &serde_json::Value,
+        traceparent: Option<&str>,
+    ) -> Result<String, RedisError> {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("cg_emit");
+        self.common_args(&mut cmd, traceparent);
+        cmd.arg(event_type.as_str()).arg(entity_kind).arg(entity_id).arg(data.to_string());
+        let id = self.call(conn, &cmd).await?;
+        self.register_project(conn).await?;
+        Ok(id)
+    }
+
+    /// Removes the project's whole graph and emits `graph_reset`.
+    pub async fn reset<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        reason: &str,
+        traceparent: Option<&str>,
+    ) -> Result<String, RedisError> {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("cg_reset");
+        self.common_args(&mut cmd, traceparent);
+        cmd.arg(reason.replace(|c: char| c.is_control(), " "));
+        self.call(conn, &cmd).await
+    }
+
+    /// Runs a Function call, loading the library first if Redis lost it (a restart without persistence).
+    async fn call<C: ConnectionLike + Send, T: redis::FromRedisValue>(&self, conn: &mut C, cmd: &redis::Cmd) -> Result<T, RedisError> {
+        match cmd.query_async(conn).await {
+            Err(e) if is_function_missing(&e) => {
+                ensure_loaded(conn).await?;
+                cmd.query_async(conn).await
+            }
+            other => other,
+        }
+    }
+
+    /// `SADD` of the project name: idempotent, outside the Function because the key is outside the project slot.
+    async fn register_project<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<(), RedisError> {
+        redis::cmd("SADD").arg(PROJECTS_KEY).arg(self.names.project().as_str()).query_async::<i64>(conn).await?;
+        Ok(())
+    }
+}
+
+fn expect_arg(e: Expect) -> String {
+    match e {
+        Expect::Any => String::new(),
+        Expect::Absent => "absent".into(),
+        Expect::Version(v) => v.to_string(),
+    }
+}
+
+fn push_op(cmd: &mut redis::Cmd, op: &Mutation) {
+    match op {
+        Mutation::UpsertNode(n, e) => {
+            cmd.arg("un").arg(&n.id).arg(&n.kind).arg("").arg("").arg(n.canonical_json()).arg(expect_arg(*e));
+        }
+        Mutation::UpsertRelationship(r, e) => {
+            cmd.arg("ur").arg(&r.id).arg(&r.rel_type).arg(&r.source).arg(&r.target).arg(r.canonical_json()).arg(expect_arg(*e));
+        }
+        Mutation::DeleteNode(id, e) => {
+            cmd.arg("dn").arg(id).arg("").arg("").arg("").arg("").arg(expect_arg(*e));
+        }
+        Mutation::DeleteRelationship(id, e) => {
+            cmd.arg("dr").arg(id).arg("").arg("").arg("").arg("").arg(expect_arg(*e));
+        }
+    }
+}
+
+fn parse_outcomes(flat: &[String]) -> Vec<Outcome> {
+    flat.chunks_exact(4)
+        .map(|c| Outcome {
+            status: match c[0].as_str() {
+                "created" => Status::Created,
+                "updated" => Status::Updated,
+                "deleted" => Status::Deleted,
+                "not_found" => Status::NotFound,
+                _ => Status::Unchanged,
+            },
+            version: c[1].parse().unwrap_or(0),
+            event_id: (!c[2].is_empty()).then(|| c[2].clone()),
+            cascaded: c[3].parse().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// How long a caller should wait before retrying after Redis was unavailable.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_library_declares_its_version_and_name() {
+        assert!(super::library_version() >= 1);
+        assert!(super::SOURCE.starts_with("#!lua name=codegraph\n"));
+    }
+}

@@ -1,0 +1,114 @@
+//! The one place that spells Redis keys and channels.
+//!
+//! Every key of a project carries the hash tag `{<project>}`, so one project's keys share one Redis Cluster slot
+//! and a Function can touch them atomically. Keys outside a project are spelled here too.
+
+use crate::project::ProjectName;
+
+/// Set of every project that has had a mutation.
+pub const PROJECTS_KEY: &str = "code_graph:projects";
+/// Stream of analysis jobs.
+pub const JOBS_STREAM: &str = "code_graph:jobs";
+/// Consumer group of the analysis workers on [`JOBS_STREAM`].
+pub const JOBS_GROUP: &str = "analysis-workers";
+/// Hash of job id → project, so a job can be found by its id alone.
+pub const JOB_PROJECTS_KEY: &str = "code_graph:job_projects";
+
+/// Keys and channels of one project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisNames {
+    project: ProjectName,
+    prefix: String,
+}
+
+impl RedisNames {
+    pub fn new(project: &ProjectName) -> Self {
+        Self { project: project.clone(), prefix: format!("code_graph:{{{project}}}") }
+    }
+
+    pub fn project(&self) -> &ProjectName {
+        &self.project
+    }
+
+    /// Prefix of every graph-state key of the project; the Function library derives its keys from it.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The durable, replayable CDC stream.
+    pub fn cdc_stream(&self) -> String {
+        format!("{}:cdc", self.prefix)
+    }
+
+    /// The live Pub/Sub channel.
+    pub fn events_channel(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// Dead letters of one sink.
+    pub fn dead_letters(&self, sink: &str) -> String {
+        format!("{}:cdc:dlq:{sink}", self.prefix)
+    }
+
+    /// Hash of node id → node JSON (without version).
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// Hash of relationship id → relationship JSON (without version).
+    pub fn relationships(&self) -> String {
+        format!("{}:rels", self.prefix)
+    }
+
+    /// Hash of `n:<id>` / `r:<id>` / `j:<id>` → the entity's last version; kept after deletes so versions only grow.
+    pub fn versions(&self) -> String {
+        format!("{}:versions", self.prefix)
+    }
+
+    /// Hash of node kind → count.
+    pub fn node_kinds(&self) -> String {
+        format!("{}:node_kinds", self.prefix)
+    }
+
+    /// Hash of relationship type → count.
+    pub fn relationship_types(&self) -> String {
+        format!("{}:rel_types", self.prefix)
+    }
+
+    /// Set of the ids of the relationships leaving a node.
+    pub fn outgoing(&self, node_id: &str) -> String {
+        format!("{}:out:{node_id}", self.prefix)
+    }
+
+    /// Set of the ids of the relationships entering a node.
+    pub fn incoming(&self, node_id: &str) -> String {
+        format!("{}:in:{node_id}", self.prefix)
+    }
+
+    /// Hash describing one analysis job of the project.
+    pub fn job(&self, job_id: &str) -> String {
+        format!("{}:job:{job_id}", self.prefix)
+    }
+
+    /// Hash of file path → content hash, kept by the analysis-worker for incremental runs.
+    pub fn file_hashes(&self) -> String {
+        format!("{}:file_hashes", self.prefix)
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_project_hash_tag() {
+        let n = RedisNames::new(&ProjectName::parse("demo").unwrap());
+        assert_eq!(n.cdc_stream(), "code_graph:{demo}:cdc");
+        assert_eq!(n.events_channel(), "code_graph:{demo}:events");
+        assert_eq!(n.dead_letters("falkordb"), "code_graph:{demo}:cdc:dlq:falkordb");
+        for key in [n.nodes(), n.relationships(), n.versions(), n.outgoing("a"), n.job("j")] {
+            assert!(key.starts_with("code_graph:{demo}:"), "{key}");
+        }
+    }
+}

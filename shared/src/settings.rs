@@ -1,0 +1,110 @@
+//! Configuration, layered: built-in defaults → optional file `config/<service>.toml` → environment variables
+//! `CODEGRAPH__SECTION__KEY` (e.g. `CODEGRAPH__REDIS__URL`). Every setting has a default that works on one machine.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::functions::PublishMode;
+
+/// Prefix of every environment variable that configures a service.
+pub const ENV_PREFIX: &str = "CODEGRAPH";
+
+/// Loads the settings of `service`. `S::default()` supplies every default, so a missing file and an empty
+/// environment give a working configuration. `CODEGRAPH_CONFIG_DIR` moves the folder of the optional file.
+pub fn load<S: Serialize + DeserializeOwned + Default>(service: &str) -> Result<S, config::ConfigError> {
+    let dir = std::env::var("CODEGRAPH_CONFIG_DIR").unwrap_or_else(|_| "config".to_owned());
+    config::Config::builder()
+        .add_source(config::Config::try_from(&S::default())?)
+        .add_source(config::File::with_name(&format!("{dir}/{service}")).required(false))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()?
+        .try_deserialize()
+}
+
+/// `[redis]`: where Redis is and how events are written.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Approximate `MAXLEN ~` of each CDC stream; 0 leaves trimming to the consumers.
+    pub stream_max_len: u64,
+    /// `classic` (PUBLISH) on a single Redis, `sharded` (SPUBLISH) on a cluster.
+    pub publish: PublishMode,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self { url: "redis://127.0.0.1:6379".into(), stream_max_len: 1_000_000, publish: PublishMode::Classic }
+    }
+}
+
+/// `[http]`: the address a service listens on (health, readiness, metrics and its API).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    pub addr: String,
+}
+
+impl HttpSettings {
+    pub fn with_addr(addr: &str) -> Self {
+        Self { addr: addr.to_owned() }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self::with_addr("127.0.0.1:8000")
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[telemetry]`: logs and traces.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+    /// A `tracing` filter such as `info` or `graph_api=debug,info`; `RUST_LOG` wins when set.
+    pub log_level: String,
+    /// OTLP/HTTP endpoint base, e.g. `http://127.0.0.1:4318`; empty: traces are not exported (and cost nothing).
+    pub otlp_endpoint: String,
+    /// Fraction of root traces sampled when exporting (children follow their parent).
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { log_format: LogFormat::Text, log_level: "info".into(), otlp_endpoint: String::new(), sample_ratio: 1.0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Demo {
+        redis: RedisSettings,
+        http: HttpSettings,
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_environment() {
+        let s: Demo = load("no-such-service-for-test").unwrap();
+        assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
+        assert_eq!(s.http.addr, "127.0.0.1:8000");
+        assert_eq!(s.redis.publish, PublishMode::Classic);
+    }
+}

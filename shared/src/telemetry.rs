@@ -1,0 +1,122 @@
+//! Logs and traces for every service.
+//!
+//! Logs go to stderr, human-readable or JSON. Traces are exported over OTLP/HTTP (JSON) when an endpoint is
+//! configured; otherwise no OpenTelemetry layer is installed and spans cost what plain `tracing` spans cost.
+//! The W3C trace context travels in the event envelope's `trace` field, so one trace spans the HTTP mutation,
+//! the Redis Function call, the gateway's delivery and the sink's commit.
+
+use std::collections::HashMap;
+
+use opentelemetry::{
+    propagation::TextMapPropagator,
+    trace::{TraceContextExt, TracerProvider as _},
+};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider, Resource};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
+
+use crate::settings::{LogFormat, TelemetrySettings};
+
+/// Keeps the trace exporter alive; dropping it flushes the spans still buffered.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber for `service`. Call once, at start-up.
+pub fn init(service: &str, settings: &TelemetrySettings) -> TelemetryGuard {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = match settings.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+    };
+
+    let provider = (!settings.otlp_endpoint.is_empty()).then(|| tracer_provider(service, settings)).flatten();
+    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service.to_owned())));
+    // `try_init` so tests that start several services in one process keep the first subscriber.
+    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+    if provider.is_some() {
+        tracing::info!(endpoint = %settings.otlp_endpoint, "exporting traces over OTLP/HTTP");
+    }
+    TelemetryGuard { provider }
+}
+
+fn tracer_provider(service: &str, settings: &TelemetrySettings) -> Option<SdkTracerProvider> {
+    let endpoint = format!("{}/v1/traces", settings.otlp_endpoint.trim_end_matches('/'));
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
+        .with_endpoint(endpoint)
+        .build();
+    let exporter = match exporter {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("trace export disabled: {e}");
+            return None;
+        }
+    };
+    let sampler = opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+        opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(settings.sample_ratio),
+    ));
+    Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(sampler)
+            .with_resource(Resource::builder_empty().with_service_name(service.to_owned()).build())
+            .build(),
+    )
+}
+
+/// The W3C `traceparent` of the current span, when traces are being recorded.
+pub fn current_traceparent() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
+}
+
+/// Makes `span` a child of the remote span named by `traceparent` (from an HTTP header or an event envelope).
+/// Does nothing for a malformed value or when traces are off.
+pub fn set_parent(span: &tracing::Span, traceparent: &str) {
+    if !is_traceparent(traceparent) {
+        return;
+    }
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(cx);
+}
+
+/// True for a well-formed W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+pub fn is_traceparent(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit());
+    parts.len() == 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16) && hex(parts[3], 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_shape() {
+        assert!(is_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert!(!is_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"));
+        assert!(!is_traceparent("garbage"));
+    }
+
+    #[test]
+    fn no_traceparent_without_an_exporter() {
+        assert_eq!(current_traceparent(), None);
+    }
+}

@@ -1,0 +1,207 @@
+//! The Function library against a real redis-server: atomicity, events, versions, idempotent upserts.
+
+use codegraph_shared::{
+    event::{CdcEvent, EventType, STREAM_FIELD},
+    functions::{ensure_loaded, Expect, GraphWriter, Mutation, MutationError, PublishMode, Status},
+    graph::{Node, Relationship},
+    names::{RedisNames, PROJECTS_KEY},
+    project::ProjectName,
+    testing::RedisServer,
+};
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+
+fn node(id: &str, kind: &str) -> Node {
+    Node {
+        id: id.into(),
+        kind: kind.into(),
+        name: id.into(),
+        file: Some("src/a.py".into()),
+        line_start: Some(1),
+        line_end: Some(3),
+        properties: Default::default(),
+        version: None,
+    }
+}
+
+fn rel(id: &str, t: &str, s: &str, d: &str) -> Relationship {
+    Relationship { id: id.into(), rel_type: t.into(), source: s.into(), target: d.into(), properties: Default::default(), version: None }
+}
+
+async fn setup(server: &RedisServer) -> (redis::aio::MultiplexedConnection, GraphWriter) {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    ensure_loaded(&mut conn).await.unwrap();
+    let names = RedisNames::new(&ProjectName::parse("demo").unwrap());
+    (conn, GraphWriter::new(names, 10_000, PublishMode::Classic))
+}
+
+async fn stream(conn: &mut redis::aio::MultiplexedConnection, names: &RedisNames) -> Vec<CdcEvent> {
+    let reply: redis::streams::StreamRangeReply = conn.xrange_all(names.cdc_stream()).await.unwrap();
+    reply
+        .ids
+        .iter()
+        .map(|e| {
+            let body: String = e.get(STREAM_FIELD).unwrap();
+            CdcEvent::from_stream_entry(&e.id, &body).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn mutations_write_state_and_ordered_events_with_growing_versions() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+
+    let mut pubsub = redis::Client::open(server.url()).unwrap().get_async_pubsub().await.unwrap();
+    pubsub.subscribe(names.events_channel()).await.unwrap();
+
+    let out = w
+        .mutate(
+            &mut conn,
+            &[
+                Mutation::UpsertNode(node("a", "function"), Expect::Any),
+                Mutation::UpsertNode(node("b", "class"), Expect::Any),
+                Mutation::UpsertRelationship(rel("a-b", "calls", "a", "b"), Expect::Any),
+            ],
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.iter().map(|o| o.status).collect::<Vec<_>>(), [Status::Created; 3]);
+
+    // The same upsert again changes nothing and emits nothing; a real change bumps the version.
+    let again = w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "function"), Expect::Any)], None).await.unwrap();
+    assert_eq!((again[0].status, again[0].version, again[0].event_id.clone()), (Status::Unchanged, 1, None));
+    let mut changed = node("a", "method");
+    changed.name = "renamed/with\"quote".into();
+    let upd = w.mutate(&mut conn, &[Mutation::UpsertNode(changed.clone(), Expect::Any)], None).await.unwrap();
+    assert_eq!((upd[0].status, upd[0].version), (Status::Updated, 2));
+
+    // Deleting a node deletes its relationships, each with its own event.
+    let del = w.mutate(&mut conn, &[Mutation::DeleteNode("b".into(), Expect::Any)], None).await.unwrap();
+    assert_eq!((del[0].status, del[0].cascaded), (Status::Deleted, 1));
+
+    let events = stream(&mut conn, &names).await;
+    let types: Vec<EventType> = events.iter().map(|e| e.event_type).collect();
+    assert_eq!(
+        types,
+        [
+            EventType::NodeAdded,
+            EventType::NodeAdded,
+            EventType::RelationshipAdded,
+            EventType::NodeUpdated,
+            EventType::RelationshipDeleted,
+            EventType::NodeDeleted
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id), "ids grow");
+    assert_eq!(events[0].traceparent(), Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    assert_eq!(events[3].version, 2);
+    assert_eq!(events[3].data["name"], "renamed/with\"quote");
+    assert_eq!(events[5].data["id"], "b", "a delete carries the entity as it was");
+    assert!(events[0].ts.ends_with('Z') && events[0].ts.len() == 24, "{}", events[0].ts);
+    assert_eq!(events[0].project, "demo");
+
+    // The live channel carries the same events, with their ids.
+    let mut live_messages = pubsub.on_message();
+    for expected in &events {
+        let msg = live_messages.next().await.unwrap();
+        let payload: String = msg.get_payload().unwrap();
+        let live = CdcEvent::from_json(&payload).unwrap();
+        assert_eq!(&live, expected);
+    }
+
+    // State and counters.
+    let kinds: std::collections::HashMap<String, i64> = conn.hgetall(names.node_kinds()).await.unwrap();
+    assert_eq!(kinds, [("method".to_string(), 1)].into());
+    let rel_types: std::collections::HashMap<String, i64> = conn.hgetall(names.relationship_types()).await.unwrap();
+    assert!(rel_types.is_empty());
+    let projects: Vec<String> = conn.smembers(PROJECTS_KEY).await.unwrap();
+    assert_eq!(projects, ["demo"]);
+
+    // Versions keep growing across a delete and re-create.
+    let re = w.mutate(&mut conn, &[Mutation::UpsertNode(node("b", "class"), Expect::Any)], None).await.unwrap();
+    assert_eq!((re[0].status, re[0].version), (Status::Created, 3));
+}
+
+#[tokio::test]
+async fn a_refused_call_leaves_neither_state_nor_event() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+    w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "function"), Expect::Any)], None).await.unwrap();
+
+    // The dangling relationship is the last operation: the node upserts before it must not happen either.
+    let err = w
+        .mutate(
+            &mut conn,
+            &[
+                Mutation::UpsertNode(node("x", "function"), Expect::Any),
+                Mutation::DeleteNode("a".into(), Expect::Any),
+                Mutation::UpsertRelationship(rel("r", "calls", "x", "missing"), Expect::Any),
+            ],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MutationError::Dangling(ref m) if m.contains("missing")), "{err:?}");
+
+    // A relationship to a node deleted earlier in the same call is dangling too.
+    let err = w
+        .mutate(
+            &mut conn,
+            &[Mutation::DeleteNode("a".into(), Expect::Any), Mutation::UpsertRelationship(rel("r", "calls", "a", "a"), Expect::Any)],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MutationError::Dangling(_)), "{err:?}");
+
+    // Optimistic concurrency.
+    let err = w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "class"), Expect::Version(7))], None).await.unwrap_err();
+    assert!(matches!(err, MutationError::Conflict(_)), "{err:?}");
+    let err = w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "class"), Expect::Absent)], None).await.unwrap_err();
+    assert!(matches!(err, MutationError::Conflict(_)), "{err:?}");
+    let err = w.mutate(&mut conn, &[Mutation::DeleteNode("zz".into(), Expect::Version(1))], None).await.unwrap_err();
+    assert!(matches!(err, MutationError::NotFound(_)), "{err:?}");
+
+    assert_eq!(stream(&mut conn, &names).await.len(), 1, "only the first upsert has an event");
+    let ids: Vec<String> = conn.hkeys(names.nodes()).await.unwrap();
+    assert_eq!(ids, ["a"]);
+    let ok = w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "class"), Expect::Version(1))], None).await.unwrap();
+    assert_eq!(ok[0].version, 2);
+}
+
+#[tokio::test]
+async fn emit_and_reset() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+    w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "file"), Expect::Any)], None).await.unwrap();
+    let id = w
+        .emit(&mut conn, EventType::AnalysisProgress, "job", "j1", &serde_json::json!({"job_id": "j1", "percent": 50}), None)
+        .await
+        .unwrap();
+    let status: String = conn.hget(names.job("j1"), "status").await.unwrap();
+    assert_eq!(status, "running");
+    let last: String = conn.hget(names.job("j1"), "last_event_id").await.unwrap();
+    assert_eq!(last, id);
+
+    w.reset(&mut conn, "test", None).await.unwrap();
+    let n: i64 = conn.hlen(names.nodes()).await.unwrap();
+    assert_eq!(n, 0);
+    let events = stream(&mut conn, &names).await;
+    assert_eq!(events.last().unwrap().event_type, EventType::GraphReset);
+    assert_eq!(events.last().unwrap().data["nodes"], 1);
+}
+
+#[tokio::test]
+async fn the_library_reloads_itself_after_redis_lost_it() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let _: () = redis::cmd("FUNCTION").arg("FLUSH").query_async(&mut conn).await.unwrap();
+    let out = w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "file"), Expect::Any)], None).await.unwrap();
+    assert_eq!(out[0].status, Status::Created);
+}
