@@ -1,0 +1,111 @@
+/**
+ * Node and relationship counts, read once from `GET /api/graph/stats` and then kept current by events.
+ *
+ * The stats and the event stream race: events may arrive before the stats answer, and the stats may already
+ * include events that are still on their way. The stats carry `last_event_id`, the stream position they are
+ * consistent with, so events at or below it are already counted and events above it are applied; events that
+ * arrive before the stats are held back until then.
+ */
+import type { GraphStats, Snapshot } from '../api/types';
+import type { CdcEvent } from '../events/envelope';
+import { compareStreamIds, type StreamId } from '../events/streamId';
+
+export interface Counts {
+  nodes: number;
+  relationships: number;
+  nodeKinds: Record<string, number>;
+  relationshipTypes: Record<string, number>;
+}
+
+/** Events held back while no baseline is known; past this the page should re-read the stats instead. */
+const MAX_HELD_BACK = 50_000;
+
+export function emptyCounts(): Counts {
+  return { nodes: 0, relationships: 0, nodeKinds: {}, relationshipTypes: {} };
+}
+
+function bump(table: Record<string, number>, key: unknown, by: number): void {
+  const k = typeof key === 'string' && key !== '' ? key : 'unknown';
+  const next = (table[k] ?? 0) + by;
+  if (next <= 0) delete table[k];
+  else table[k] = next;
+}
+
+export class LiveCounts {
+  private counts: Counts = emptyCounts();
+  /** undefined until a baseline is set; null when the baseline's stream was empty. */
+  private baselineId: StreamId | null | undefined = undefined;
+  private heldBack: CdcEvent[] = [];
+
+  get hasBaseline(): boolean {
+    return this.baselineId !== undefined;
+  }
+
+  get value(): Counts {
+    return this.counts;
+  }
+
+  /** Whether events were dropped while waiting for a baseline (then the stats must be read again). */
+  get overflowed(): boolean {
+    return this.heldBack.length >= MAX_HELD_BACK;
+  }
+
+  setBaseline(stats: GraphStats): void {
+    this.counts = {
+      nodes: stats.nodes,
+      relationships: stats.relationships,
+      nodeKinds: { ...stats.node_kinds },
+      relationshipTypes: { ...stats.relationship_types },
+    };
+    this.baselineId = stats.last_event_id ?? null;
+    const held = this.heldBack;
+    this.heldBack = [];
+    for (const e of held) this.apply(e);
+  }
+
+  /** Replaces everything with a snapshot's contents (after a resync). */
+  setFromSnapshot(snapshot: Snapshot): void {
+    const counts = emptyCounts();
+    for (const n of snapshot.nodes) bump(counts.nodeKinds, n.kind, 1);
+    for (const r of snapshot.relationships) bump(counts.relationshipTypes, r.type, 1);
+    counts.nodes = snapshot.nodes.length;
+    counts.relationships = snapshot.relationships.length;
+    this.counts = counts;
+    this.baselineId = snapshot.since;
+    this.heldBack = [];
+  }
+
+  /** Applies one event; returns whether the counts changed. */
+  apply(event: CdcEvent): boolean {
+    if (this.baselineId === undefined) {
+      if (this.heldBack.length < MAX_HELD_BACK) this.heldBack.push(event);
+      return false;
+    }
+    if (this.baselineId !== null && compareStreamIds(event.id, this.baselineId) <= 0) return false;
+    const data = event.data as { kind?: unknown; type?: unknown };
+    const c = this.counts;
+    switch (event.type) {
+      case 'node_added':
+        c.nodes += 1;
+        bump(c.nodeKinds, data.kind, 1);
+        return true;
+      case 'node_deleted':
+        c.nodes = Math.max(0, c.nodes - 1);
+        bump(c.nodeKinds, data.kind, -1);
+        return true;
+      case 'relationship_added':
+        c.relationships += 1;
+        bump(c.relationshipTypes, data.type, 1);
+        return true;
+      case 'relationship_deleted':
+        c.relationships = Math.max(0, c.relationships - 1);
+        bump(c.relationshipTypes, data.type, -1);
+        return true;
+      case 'graph_reset':
+        this.counts = emptyCounts();
+        return true;
+      default:
+        return false;
+    }
+  }
+}
