@@ -5,11 +5,13 @@
 //! configuration ([`settings`]), logs and traces ([`telemetry`]), the CDC event envelope ([`event`]), the graph
 //! entities ([`graph`]), project names ([`project`]), every Redis key and channel ([`names`]), the Redis Function
 //! library that performs every mutation together with its event ([`functions`]), the lazily connecting Redis
-//! handle ([`redis_handle`]) and the shutdown signal ([`shutdown`]).
+//! handle ([`redis_handle`]), the HTTP pieces every service serves ([`http`]: error shape, `/metrics`,
+//! graceful serving) and the shutdown signal ([`shutdown`]).
 
 pub mod event;
 pub mod functions;
 pub mod graph;
+pub mod http;
 pub mod names;
 pub mod project;
 pub mod redis_handle;
