@@ -232,7 +232,8 @@ mod tests {
 
     #[test]
     fn splice_puts_the_id_first() {
-        let body = r#"{"project":"p","type":"node_added","entity":{"kind":"node","id":"n"},"version":1,"data":{},"ts":"t"}"#;
+        let body =
+            r#"{"project":"p","type":"node_added","entity":{"kind":"node","id":"n"},"version":1,"data":{},"ts":"t"}"#;
         let json = splice_id("5-1", body).unwrap();
         let ev = CdcEvent::from_json(&json).unwrap();
         assert_eq!(ev.id, StreamId::new(5, 1));
@@ -243,7 +244,8 @@ mod tests {
 
     #[test]
     fn unknown_types_are_kept_as_other() {
-        let json = r#"{"id":"1-0","project":"p","type":"brand_new","entity":{"kind":"x","id":"y"},"version":0,"ts":"t"}"#;
+        let json =
+            r#"{"id":"1-0","project":"p","type":"brand_new","entity":{"kind":"x","id":"y"},"version":0,"ts":"t"}"#;
         assert_eq!(CdcEvent::from_json(json).unwrap().event_type, EventType::Other);
     }
 

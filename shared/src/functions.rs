@@ -56,7 +56,12 @@ pub fn is_unavailable(e: &RedisError) -> bool {
         || e.is_connection_dropped()
         || matches!(
             e.kind(),
-            ErrorKind::Server(ServerErrorKind::BusyLoading | ServerErrorKind::TryAgain | ServerErrorKind::ClusterDown | ServerErrorKind::MasterDown)
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+            )
         )
 }
 
@@ -244,7 +249,11 @@ impl GraphWriter {
     }
 
     /// Runs a Function call, loading the library first if Redis lost it (a restart without persistence).
-    async fn call<C: ConnectionLike + Send, T: redis::FromRedisValue>(&self, conn: &mut C, cmd: &redis::Cmd) -> Result<T, RedisError> {
+    async fn call<C: ConnectionLike + Send, T: redis::FromRedisValue>(
+        &self,
+        conn: &mut C,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisError> {
         match cmd.query_async(conn).await {
             Err(e) if is_function_missing(&e) => {
                 ensure_loaded(conn).await?;
@@ -275,7 +284,13 @@ fn push_op(cmd: &mut redis::Cmd, op: &Mutation) {
             cmd.arg("un").arg(&n.id).arg(&n.kind).arg("").arg("").arg(n.canonical_json()).arg(expect_arg(*e));
         }
         Mutation::UpsertRelationship(r, e) => {
-            cmd.arg("ur").arg(&r.id).arg(&r.rel_type).arg(&r.source).arg(&r.target).arg(r.canonical_json()).arg(expect_arg(*e));
+            cmd.arg("ur")
+                .arg(&r.id)
+                .arg(&r.rel_type)
+                .arg(&r.source)
+                .arg(&r.target)
+                .arg(r.canonical_json())
+                .arg(expect_arg(*e));
         }
         Mutation::DeleteNode(id, e) => {
             cmd.arg("dn").arg(id).arg("").arg("").arg("").arg("").arg(expect_arg(*e));

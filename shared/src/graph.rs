@@ -86,7 +86,10 @@ pub fn check_label(field: &'static str, label: &str) -> Result<(), InvalidEntity
     let mut bytes = label.bytes();
     let first_ok = matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_');
     if !first_ok || label.len() > MAX_LABEL_LEN || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(invalid(field, format!("{label:?} is not an identifier of 1 to {MAX_LABEL_LEN} characters [A-Za-z0-9_]")));
+        return Err(invalid(
+            field,
+            format!("{label:?} is not an identifier of 1 to {MAX_LABEL_LEN} characters [A-Za-z0-9_]"),
+        ));
     }
     Ok(())
 }
@@ -164,7 +167,10 @@ mod tests {
         let mut n = node();
         n.version = Some(9);
         let json = n.canonical_json();
-        assert_eq!(json, r#"{"id":"py:a.py:f","kind":"function","name":"f","file":"a.py","properties":{"a":[1,2],"z":1}}"#);
+        assert_eq!(
+            json,
+            r#"{"id":"py:a.py:f","kind":"function","name":"f","file":"a.py","properties":{"a":[1,2],"z":1}}"#
+        );
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub const PROJECTS_KEY: &str = "code_graph:projects";
 pub const JOBS_STREAM: &str = "code_graph:jobs";
 /// Consumer group of the analysis workers on [`JOBS_STREAM`].
 pub const JOBS_GROUP: &str = "analysis-workers";
+/// Channel on which graph-api announces a cancel request (message: the job id), so a worker stops within a
+/// second; the request is also recorded in the job hash, which the worker checks, so a missed message only delays.
+pub const JOBS_CANCEL_CHANNEL: &str = "code_graph:jobs:cancel";
 /// Hash of job id → project, so a job can be found by its id alone.
 pub const JOB_PROJECTS_KEY: &str = "code_graph:job_projects";
 
@@ -95,7 +98,6 @@ impl RedisNames {
         format!("{}:file_hashes", self.prefix)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

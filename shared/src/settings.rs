@@ -16,10 +16,7 @@ pub fn load<S: Serialize + DeserializeOwned + Default>(service: &str) -> Result<
         .add_source(config::Config::try_from(&S::default())?)
         .add_source(config::File::with_name(&format!("{dir}/{service}")).required(false))
         .add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true),
+            config::Environment::with_prefix(ENV_PREFIX).prefix_separator("__").separator("__").try_parsing(true),
         )
         .build()?
         .try_deserialize()

@@ -25,7 +25,14 @@ fn node(id: &str, kind: &str) -> Node {
 }
 
 fn rel(id: &str, t: &str, s: &str, d: &str) -> Relationship {
-    Relationship { id: id.into(), rel_type: t.into(), source: s.into(), target: d.into(), properties: Default::default(), version: None }
+    Relationship {
+        id: id.into(),
+        rel_type: t.into(),
+        source: s.into(),
+        target: d.into(),
+        properties: Default::default(),
+        version: None,
+    }
 }
 
 async fn setup(server: &RedisServer) -> (redis::aio::MultiplexedConnection, GraphWriter) {
@@ -152,7 +159,10 @@ async fn a_refused_call_leaves_neither_state_nor_event() {
     let err = w
         .mutate(
             &mut conn,
-            &[Mutation::DeleteNode("a".into(), Expect::Any), Mutation::UpsertRelationship(rel("r", "calls", "a", "a"), Expect::Any)],
+            &[
+                Mutation::DeleteNode("a".into(), Expect::Any),
+                Mutation::UpsertRelationship(rel("r", "calls", "a", "a"), Expect::Any),
+            ],
             None,
         )
         .await
@@ -160,7 +170,8 @@ async fn a_refused_call_leaves_neither_state_nor_event() {
     assert!(matches!(err, MutationError::Dangling(_)), "{err:?}");
 
     // Optimistic concurrency.
-    let err = w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "class"), Expect::Version(7))], None).await.unwrap_err();
+    let err =
+        w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "class"), Expect::Version(7))], None).await.unwrap_err();
     assert!(matches!(err, MutationError::Conflict(_)), "{err:?}");
     let err = w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "class"), Expect::Absent)], None).await.unwrap_err();
     assert!(matches!(err, MutationError::Conflict(_)), "{err:?}");
@@ -181,7 +192,14 @@ async fn emit_and_reset() {
     let names = w.names().clone();
     w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "file"), Expect::Any)], None).await.unwrap();
     let id = w
-        .emit(&mut conn, EventType::AnalysisProgress, "job", "j1", &serde_json::json!({"job_id": "j1", "percent": 50}), None)
+        .emit(
+            &mut conn,
+            EventType::AnalysisProgress,
+            "job",
+            "j1",
+            &serde_json::json!({"job_id": "j1", "percent": 50}),
+            None,
+        )
         .await
         .unwrap();
     let status: String = conn.hget(names.job("j1"), "status").await.unwrap();
