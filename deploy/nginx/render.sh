@@ -20,6 +20,9 @@
 #   --error-log PATH       default DIR/error.log (`/dev/stderr` in containers).
 #   --access-log PATH|off  default DIR/access.log (`/dev/stdout` in containers).
 #   --fail-timeout SECS    how long a replica that failed is skipped (default 5).
+#   --user USER            worker user when nginx starts as root (default: nginx's own, `nobody`, which must then
+#                          be able to read --root and write DIR/tmp; pass `root` for a run dir in a private
+#                          temp dir). Ignored by nginx when it does not start as root.
 #   --out FILE             where to write the config (default DIR/nginx.conf).
 #
 # Prints the path of the written config. Start nginx with it (the -e keeps nginx away from its built-in
@@ -55,6 +58,7 @@ workers=1
 error_log=
 access_log=
 fail_timeout=5
+user=
 out=
 
 while [ $# -gt 0 ]; do
@@ -69,6 +73,7 @@ while [ $# -gt 0 ]; do
         --error-log) error_log=${2?}; shift 2 ;;
         --access-log) access_log=${2?}; shift 2 ;;
         --fail-timeout) fail_timeout=${2?}; shift 2 ;;
+        --user) user=${2?}; shift 2 ;;
         --out) out=${2?}; shift 2 ;;
         -h|--help) usage ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -87,7 +92,7 @@ root=$(cd "$root" && pwd)
 
 # Everything below lands in nginx syntax: refuse what could end a directive or open a block.
 for value in "$listen" "$run_dir" "$root" "$graph_api" "$ws_gateway" "$workers" "$error_log" "$access_log" \
-    "$fail_timeout"; do
+    "$fail_timeout" "$user"; do
     case $value in *[\;\{\}\"\'\$\\]*) die "refusing '$value': it contains nginx syntax" ;; esac
 done
 case $fail_timeout in ''|*[!0-9]*) die "--fail-timeout takes whole seconds" ;; esac
@@ -151,6 +156,11 @@ trap 'rm -f "$tmp"' EXIT
 # Written by deploy/nginx/render.sh; do not edit, render again.
 daemon $daemon;
 worker_processes $workers;
+EOF
+    if [ -n "$user" ]; then
+        echo "user $user;"
+    fi
+    cat <<EOF
 pid $run_dir/nginx.pid;
 error_log $error_log notice;
 

