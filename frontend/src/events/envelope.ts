@@ -80,11 +80,3 @@ export function isCdcEvent(value: unknown): value is CdcEvent {
   const v = value as Record<string, unknown>;
   return isStreamId(v.id) && typeof v.type === 'string' && typeof v.project === 'string';
 }
-
-export function isNodeEvent(e: CdcEvent): e is NodeEvent {
-  return e.type.startsWith('node_');
-}
-
-export function isRelationshipEvent(e: CdcEvent): e is RelationshipEvent {
-  return e.type.startsWith('relationship_');
-}

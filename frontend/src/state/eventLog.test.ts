@@ -27,6 +27,22 @@ describe('event log', () => {
     expect(e.at).toBe(Date.parse('2026-11-27T00:00:00.000Z'));
   });
 
+  it('rounds fractional numbers', () => {
+    const e = toLogEntry(
+      {
+        id: '2-0',
+        project: 'default',
+        type: 'analysis_progress',
+        entity: { kind: 'job', id: 'j' },
+        data: { job_id: 'j', percent: 16.666666, files_done: 10, total_files: 60 },
+        ts: '',
+      },
+      5,
+    );
+    expect(e.details).toBe('percent=16.7 files_done=10 total_files=60');
+    expect(e.at).toBe(5);
+  });
+
   it('keeps the newest entries first, up to its capacity', () => {
     let log: LogEntry[] = [];
     for (let i = 0; i < 5; i++) {

@@ -29,6 +29,7 @@ export function toneOf(type: string): EventTone {
 function field(data: Record<string, unknown>, key: string): string | null {
   const v = data[key];
   if (v === undefined || v === null || v === '') return null;
+  if (typeof v === 'number') return `${key}=${Number.isInteger(v) ? v : v.toFixed(1)}`;
   return `${key}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`;
 }
 

@@ -17,7 +17,10 @@ export interface Counts {
   relationshipTypes: Record<string, number>;
 }
 
-/** Events held back while no baseline is known; past this the page should re-read the stats instead. */
+/**
+ * Events held back while no baseline is known. Past this the oldest are dropped: they are the ones most likely
+ * to be included in the stats that have not answered yet.
+ */
 const MAX_HELD_BACK = 50_000;
 
 export function emptyCounts(): Counts {
@@ -43,11 +46,6 @@ export class LiveCounts {
 
   get value(): Counts {
     return this.counts;
-  }
-
-  /** Whether events were dropped while waiting for a baseline (then the stats must be read again). */
-  get overflowed(): boolean {
-    return this.heldBack.length >= MAX_HELD_BACK;
   }
 
   setBaseline(stats: GraphStats): void {
@@ -78,7 +76,8 @@ export class LiveCounts {
   /** Applies one event; returns whether the counts changed. */
   apply(event: CdcEvent): boolean {
     if (this.baselineId === undefined) {
-      if (this.heldBack.length < MAX_HELD_BACK) this.heldBack.push(event);
+      this.heldBack.push(event);
+      if (this.heldBack.length > MAX_HELD_BACK) this.heldBack.shift();
       return false;
     }
     if (this.baselineId !== null && compareStreamIds(event.id, this.baselineId) <= 0) return false;

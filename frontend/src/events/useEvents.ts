@@ -1,0 +1,127 @@
+/**
+ * The per-project dashboard session (one EventsClient, the live counts and the analysis jobs), provided by the
+ * Dashboard to every component, and `useEvents()`, the composable components subscribe to events with.
+ */
+import { inject, markRaw, onBeforeUnmount, provide, ref, shallowRef, triggerRef, type InjectionKey, type Ref, type ShallowRef } from 'vue';
+import { GraphApi } from '../api/GraphApi';
+import type { Snapshot } from '../api/types';
+import { AnalysisJobs, type JobView } from '../state/analysisJobs';
+import { LiveCounts } from '../state/liveCounts';
+import { backoffDelay } from './backoff';
+import type { CdcEvent } from './envelope';
+import { EventsClient, type ConnectionStatus } from './EventsClient';
+
+export interface DashboardSession {
+  project: string;
+  api: GraphApi;
+  client: EventsClient;
+  status: ShallowRef<ConnectionStatus>;
+  /** Counts (mutated in place; the ref is triggered on change). */
+  counts: ShallowRef<LiveCounts>;
+  statsError: Ref<string | null>;
+  jobs: AnalysisJobs;
+  /** A copy of the jobs' views, replaced on every change. */
+  jobViews: ShallowRef<JobView[]>;
+  refreshJobs(): void;
+  dispose(): void;
+}
+
+const SESSION: InjectionKey<DashboardSession> = Symbol('dashboard-session');
+
+function gatewayUrl(): string {
+  const { protocol, host } = window.location;
+  return `${protocol === 'https:' ? 'wss' : 'ws'}://${host}/ws/events`;
+}
+
+export function createSession(project: string): DashboardSession {
+  const api = new GraphApi(project);
+  const client = markRaw(
+    new EventsClient({ url: gatewayUrl(), project, loadSnapshot: (): Promise<Snapshot> => api.snapshot() }),
+  );
+  const status = shallowRef(client.status);
+  const counts = shallowRef(markRaw(new LiveCounts()));
+  const statsError = ref<string | null>(null);
+  const jobs = markRaw(new AnalysisJobs());
+  const jobViews = shallowRef<JobView[]>([]);
+  const refreshJobs = () => (jobViews.value = jobs.list().map((j) => ({ ...j })));
+  let disposed = false;
+
+  const offs = [
+    client.onStatus((s) => (status.value = s)),
+    client.on('*', (e: CdcEvent) => {
+      if (counts.value.apply(e)) triggerRef(counts);
+      if (jobs.apply(e)) refreshJobs();
+    }),
+    client.onResync((snapshot) => {
+      counts.value.setFromSnapshot(snapshot);
+      triggerRef(counts);
+    }),
+  ];
+
+  async function loadStats(): Promise<void> {
+    for (let attempt = 0; !disposed; attempt++) {
+      try {
+        const stats = await api.stats();
+        if (disposed) return;
+        counts.value.setBaseline(stats);
+        client.adoptResumePoint(stats.last_event_id);
+        statsError.value = null;
+        triggerRef(counts);
+        return;
+      } catch (e) {
+        statsError.value = (e as Error).message;
+        await new Promise((r) => setTimeout(r, backoffDelay(attempt)));
+      }
+    }
+  }
+
+  client.start();
+  void loadStats();
+
+  return {
+    project,
+    api,
+    client,
+    status,
+    counts,
+    statsError,
+    jobs,
+    jobViews,
+    refreshJobs,
+    dispose() {
+      disposed = true;
+      offs.forEach((off) => off());
+      client.stop();
+    },
+  };
+}
+
+export function provideSession(session: DashboardSession): void {
+  provide(SESSION, session);
+}
+
+export function useSession(): DashboardSession {
+  const session = inject(SESSION);
+  if (!session) throw new Error('useSession() outside of a Dashboard');
+  return session;
+}
+
+/**
+ * Subscribes the calling component to events by type (`'*'` for all); subscriptions end when it unmounts.
+ */
+export function useEvents() {
+  const session = useSession();
+  const offs: Array<() => void> = [];
+  onBeforeUnmount(() => offs.splice(0).forEach((off) => off()));
+  return {
+    status: session.status,
+    on(types: string | string[], handler: (event: CdcEvent) => void): void {
+      for (const t of Array.isArray(types) ? types : [types]) offs.push(session.client.on(t, handler));
+    },
+    onResync(handler: (snapshot: Snapshot) => void): void {
+      offs.push(session.client.onResync(handler));
+    },
+    ping: () => session.client.ping(),
+    reconnectNow: () => session.client.reconnectNow(),
+  };
+}
