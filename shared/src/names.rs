@@ -17,6 +17,12 @@ pub const JOBS_CANCEL_CHANNEL: &str = "code_graph:jobs:cancel";
 /// Hash of job id → project, so a job can be found by its id alone.
 pub const JOB_PROJECTS_KEY: &str = "code_graph:job_projects";
 
+/// Sorted set of the live stream-consumer processes of a sink (member: consumer name, score: last heartbeat in
+/// ms), so they can share the projects out evenly.
+pub fn sink_consumers(sink: &str) -> String {
+    format!("code_graph:cdc:consumers:{sink}")
+}
+
 /// Keys and channels of one project.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisNames {
@@ -51,6 +57,11 @@ impl RedisNames {
     /// Dead letters of one sink.
     pub fn dead_letters(&self, sink: &str) -> String {
         format!("{}:cdc:dlq:{sink}", self.prefix)
+    }
+
+    /// Lease naming the one stream-consumer process that applies this project's stream to a sink.
+    pub fn cdc_owner(&self, sink: &str) -> String {
+        format!("{}:cdc:owner:{sink}", self.prefix)
     }
 
     /// Hash of node id → node JSON (without version).
