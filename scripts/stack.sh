@@ -8,7 +8,8 @@
 # Usage: scripts/stack.sh start|stop|status|restart
 #
 #   start    starts what is not running, waits for every /ready (deadline, no fixed sleeps), builds the frontend
-#            when frontend/dist is missing or older than its sources, starts nginx, triggers a first analysis
+#            when frontend/dist is missing or older than its sources (a failed build is reported, not fatal),
+#            starts nginx, triggers a first analysis
 #            of the repository when the analysis-worker exists, prints the dashboard URL. Already running: says
 #            so and exits 0. On failure it stops what it started and exits 1.
 #   stop     TERM to each recorded process group, KILL after STACK_STOP_TIMEOUT; exits 0.
@@ -226,9 +227,9 @@ build_frontend() {
     fi
     npm run build
   ) >"$LOGS/frontend-build.log" 2>&1 || {
+    # The backend is still worth running: serve the previous build (or a placeholder) and say so loudly.
     tail -n 20 "$LOGS/frontend-build.log" >&2
-    warn "frontend build failed; see $LOGS/frontend-build.log"
-    return 1
+    warn "warning: frontend build failed (see $LOGS/frontend-build.log); serving the previous frontend/dist, if any"
   }
 }
 
@@ -241,9 +242,8 @@ start_nginx() {
       >"$root/index.html"
   fi
   for port in $WS_GATEWAY_PORTS; do ws_addrs+=("$HOST:$port"); done
-  # Workers run as whoever runs the stack: a run dir in a private temp dir stays readable and writable to them.
   sh "$REPO/deploy/nginx/render.sh" --run-dir "$RUN_DIR/nginx" --listen "$HOST:$DASHBOARD_PORT" --root "$root" \
-    --graph-api "$HOST:$GRAPH_API_PORT" --ws-gateway "${ws_addrs[*]}" --user "$(id -un)" --daemon-off >/dev/null
+    --graph-api "$HOST:$GRAPH_API_PORT" --ws-gateway "${ws_addrs[*]}" --daemon-off >/dev/null
   spawn nginx "http://$HOST:$DASHBOARD_PORT/health" \
     nginx -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$RUN_DIR/nginx/error.log"
   wait_ready nginx

@@ -20,9 +20,9 @@
 #   --error-log PATH       default DIR/error.log (`/dev/stderr` in containers).
 #   --access-log PATH|off  default DIR/access.log (`/dev/stdout` in containers).
 #   --fail-timeout SECS    how long a replica that failed is skipped (default 5).
-#   --user USER            worker user when nginx starts as root (default: nginx's own, `nobody`, which must then
-#                          be able to read --root and write DIR/tmp; pass `root` for a run dir in a private
-#                          temp dir). Ignored by nginx when it does not start as root.
+#   --user USER            worker user when nginx starts as root. Default: whoever runs render.sh, so a run dir
+#                          in a private temp dir stays readable and writable to the workers (tests run as root).
+#                          Not written when render.sh runs unprivileged (nginx would ignore it).
 #   --out FILE             where to write the config (default DIR/nginx.conf).
 #
 # Prints the path of the written config. Start nginx with it (the -e keeps nginx away from its built-in
@@ -59,6 +59,7 @@ error_log=
 access_log=
 fail_timeout=5
 user=
+if [ "$(id -u)" = 0 ]; then user=$(id -un); fi
 out=
 
 while [ $# -gt 0 ]; do

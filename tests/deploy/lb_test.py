@@ -219,6 +219,7 @@ def main():
         [
             "sh", RENDER, "--run-dir", run_dir, "--listen", f"127.0.0.1:{lb_port}", "--root", www,
             "--graph-api", api_addr, "--ws-gateway", ws_list, "--daemon-off", "--fail-timeout", "30",
+            *(["--user", "nobody"] if os.geteuid() == 0 else []),
         ],
         check=True,
         stdout=subprocess.DEVNULL,
