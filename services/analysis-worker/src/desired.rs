@@ -1,0 +1,270 @@
+//! The graph the analysis says the project should have: nodes and relationships, each owned by one file or
+//! directory, so a change to a few files is compared with Redis owner by owner.
+//!
+//! Ids are stable: `dir:<path>`, `file:<path>`, `<lang>:<path>:<qualified name>` (e.g. `py:src/app.py:App.run`),
+//! relationships by [`Relationship::derived_id`]. Ownership: a node belongs to its file (directories to
+//! themselves); a `contains`/`defines` edge to its target's owner; any other edge to its source's file.
+//! Unresolved calls are not edges: the caller carries them by name in `properties.unresolved_calls`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use codegraph_shared::graph::{Node, Relationship};
+use rayon::prelude::*;
+use serde_json::{json, Value};
+
+use crate::{
+    facts::DefKind,
+    resolve::{Resolved, Target},
+    symbols::DefRef,
+};
+
+/// Longest list kept in a property such as `unresolved_calls`.
+pub const MAX_LISTED: usize = 100;
+
+/// The owner of a set of entities: `f:<path>` for a file, `d:<path>` for a directory.
+pub type Owner = String;
+
+pub fn file_owner(path: &str) -> Owner {
+    format!("f:{path}")
+}
+
+pub fn dir_owner(path: &str) -> Owner {
+    format!("d:{path}")
+}
+
+pub fn file_id(path: &str) -> String {
+    format!("file:{path}")
+}
+
+pub fn dir_id(path: &str) -> String {
+    format!("dir:{path}")
+}
+
+/// The directory holding a path (`.` for the root).
+pub fn parent_dir(path: &str) -> &str {
+    path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".")
+}
+
+/// What one owner should have in the graph.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Owned {
+    pub nodes: BTreeMap<String, Node>,
+    pub rels: BTreeMap<String, Relationship>,
+}
+
+/// The whole desired graph, by owner.
+#[derive(Clone, Debug, Default)]
+pub struct DesiredGraph {
+    pub owners: BTreeMap<Owner, Owned>,
+    /// Entities dropped because they broke a limit (id too long…).
+    pub invalid: u64,
+}
+
+impl DesiredGraph {
+    pub fn node_count(&self) -> usize {
+        self.owners.values().map(|o| o.nodes.len()).sum()
+    }
+
+    pub fn rel_count(&self) -> usize {
+        self.owners.values().map(|o| o.rels.len()).sum()
+    }
+}
+
+fn node(id: String, kind: &str, name: &str, file: Option<&str>, lines: Option<(u32, u32)>) -> Node {
+    Node {
+        id,
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        file: file.map(str::to_owned),
+        line_start: lines.map(|l| l.0),
+        line_end: lines.map(|l| l.1),
+        properties: BTreeMap::new(),
+        version: None,
+    }
+}
+
+fn rel(source: &str, rel_type: &str, target: &str, confidence: Option<f64>) -> Relationship {
+    let mut properties = BTreeMap::new();
+    if let Some(c) = confidence {
+        properties.insert("confidence".to_owned(), json!(c));
+    }
+    Relationship {
+        id: Relationship::derived_id(source, rel_type, target),
+        rel_type: rel_type.to_owned(),
+        source: source.to_owned(),
+        target: target.to_owned(),
+        properties,
+        version: None,
+    }
+}
+
+fn listed(items: &BTreeSet<String>) -> Value {
+    Value::Array(items.iter().take(MAX_LISTED).map(|s| Value::String(s.clone())).collect())
+}
+
+/// Builds the desired graph of a resolved project. `root_name` names the root directory node.
+pub fn build(resolved: &Resolved, root_name: &str) -> DesiredGraph {
+    let def_ids: Vec<Vec<String>> = resolved
+        .files
+        .iter()
+        .map(|f| {
+            let prefix = f.language.id_prefix();
+            f.facts.definitions.iter().map(|d| format!("{prefix}:{}:{}", f.path, d.qualified)).collect()
+        })
+        .collect();
+    let id_of = |d: DefRef| def_ids[d.file as usize][d.def as usize].as_str();
+    let mut owners: BTreeMap<Owner, Owned> = (0..resolved.files.len())
+        .into_par_iter()
+        .map(|fi| {
+            let f = &resolved.files[fi];
+            (file_owner(&f.path), file_entities(resolved, fi, &def_ids[fi], &id_of))
+        })
+        .collect();
+    add_directories(&mut owners, resolved.files.iter().map(|f| f.path.as_str()), root_name);
+    let mut graph = DesiredGraph { owners, invalid: 0 };
+    drop_invalid(&mut graph);
+    graph
+}
+
+fn file_entities<'a>(
+    resolved: &'a Resolved,
+    fi: usize,
+    ids: &[String],
+    id_of: &impl Fn(DefRef) -> &'a str,
+) -> Owned {
+    let f = &resolved.files[fi];
+    let links = &resolved.links[fi];
+    let path = f.path.as_str();
+    let fid = file_id(path);
+    let mut out = Owned::default();
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let mut file_node = node(fid.clone(), "file", name, Some(path), Some((1, f.facts.lines.max(1))));
+    file_node.properties.insert("language".into(), json!(f.language.name()));
+    if f.facts.syntax_errors > 0 {
+        file_node.properties.insert("syntax_errors".into(), json!(f.facts.syntax_errors));
+    }
+    if !links.external_imports.is_empty() {
+        file_node.properties.insert("external_imports".into(), listed(&links.external_imports));
+    }
+    if let Some(u) = links.unresolved_calls.get(&None) {
+        file_node.properties.insert("unresolved_calls".into(), listed(u));
+    }
+    out.nodes.insert(fid.clone(), file_node);
+    let dir = dir_id(parent_dir(path));
+    let r = rel(&dir, "contains", &fid, None);
+    out.rels.insert(r.id.clone(), r);
+
+    for (di, d) in f.facts.definitions.iter().enumerate() {
+        let id = &ids[di];
+        let me = DefRef { file: fi as u32, def: di as u32 };
+        let mut n = node(id.clone(), d.kind.node_kind(), &d.name, Some(path), Some((d.line_start, d.line_end)));
+        n.properties.insert("qualified_name".into(), json!(d.qualified));
+        if let Some(s) = d.subkind {
+            n.properties.insert("subkind".into(), json!(s));
+        }
+        if let Some(t) = &d.owner_type {
+            n.properties.insert("owner_type".into(), json!(t));
+        }
+        if let Some(u) = links.unresolved_calls.get(&Some(di as u32)) {
+            n.properties.insert("unresolved_calls".into(), listed(u));
+        }
+        if let Some(u) = links.unresolved_bases.get(&(di as u32)) {
+            n.properties.insert("unresolved_bases".into(), listed(u));
+        }
+        out.nodes.insert(id.clone(), n);
+        // The structural parent: the enclosing definition, the type of an impl in this file, or the file.
+        let parent = match (d.parent, resolved.owners.get(&me)) {
+            (Some(p), _) => ids[p].clone(),
+            (None, Some(owner)) if owner.file == me.file => id_of(*owner).to_owned(),
+            _ => fid.clone(),
+        };
+        let r = rel(&parent, "defines", id, None);
+        out.rels.insert(r.id.clone(), r);
+    }
+    let mut weighted: HashMap<(String, &'static str, String), f64> = HashMap::new();
+    let mut add = |source: String, t: &'static str, target: String, c: f64| {
+        let e = weighted.entry((source, t, target)).or_insert(0.0);
+        *e = e.max(c);
+    };
+    for (target, c) in &links.imports {
+        match target {
+            Target::Def(d) => add(fid.clone(), "imports", id_of(*d).to_owned(), *c),
+            Target::Files(files) => {
+                for &other in files {
+                    if other as usize != fi {
+                        add(fid.clone(), "imports", file_id(&resolved.files[other as usize].path), *c);
+                    }
+                }
+            }
+        }
+    }
+    for call in &links.calls {
+        let source = call.from.map(|d| ids[d as usize].clone()).unwrap_or_else(|| fid.clone());
+        add(source, "calls", id_of(call.to).to_owned(), call.confidence);
+    }
+    for (d, to, relation, c) in &links.bases {
+        add(ids[*d as usize].clone(), relation.rel_type(), id_of(*to).to_owned(), *c);
+    }
+    for ((source, t, target), c) in weighted {
+        let r = rel(&source, t, &target, Some(c));
+        out.rels.insert(r.id.clone(), r);
+    }
+    out
+}
+
+/// Directory nodes for every folder that holds an analysed file, each `contains` its children.
+pub fn add_directories<'p>(owners: &mut BTreeMap<Owner, Owned>, paths: impl Iterator<Item = &'p str>, root: &str) {
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
+    for p in paths {
+        let mut d = parent_dir(p);
+        loop {
+            if !dirs.insert(d.to_owned()) || d == "." {
+                break;
+            }
+            d = parent_dir(d);
+        }
+    }
+    for d in dirs {
+        let name = if d == "." { root } else { d.rsplit('/').next().unwrap_or(&d) };
+        let id = dir_id(&d);
+        let mut owned = Owned::default();
+        let mut n = node(id.clone(), "directory", name, None, None);
+        n.properties.insert("path".into(), json!(d));
+        owned.nodes.insert(id.clone(), n);
+        if d != "." {
+            let r = rel(&dir_id(parent_dir(&d)), "contains", &id, None);
+            owned.rels.insert(r.id.clone(), r);
+        }
+        owners.insert(dir_owner(&d), owned);
+    }
+}
+
+/// Removes entities that break a limit, and the edges that would dangle without them.
+fn drop_invalid(graph: &mut DesiredGraph) {
+    let mut bad_nodes = BTreeSet::new();
+    for owned in graph.owners.values_mut() {
+        owned.nodes.retain(|id, n| {
+            let ok = n.validate().is_ok();
+            if !ok {
+                bad_nodes.insert(id.clone());
+            }
+            ok
+        });
+    }
+    let mut dropped = bad_nodes.len() as u64;
+    for owned in graph.owners.values_mut() {
+        owned.rels.retain(|_, r| {
+            let ok = r.validate().is_ok() && !bad_nodes.contains(&r.source) && !bad_nodes.contains(&r.target);
+            if !ok {
+                dropped += 1;
+            }
+            ok
+        });
+    }
+    graph.invalid = dropped;
+}
+
+/// Whether a node kind comes from a definition (for counting).
+pub fn is_definition_kind(kind: &str) -> bool {
+    [DefKind::Module, DefKind::Class, DefKind::Function, DefKind::Method].iter().any(|k| k.node_kind() == kind)
+}

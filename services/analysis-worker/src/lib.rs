@@ -1,0 +1,13 @@
+//! The analysis-worker: turns a repository into the code graph.
+//!
+//! Map: [`discover`] picks the files, [`lang`] (one analyzer per language) extracts [`facts`] from each (pass 1),
+//! [`symbols`] and [`resolve`] link them (pass 2), [`desired`] turns that into nodes and relationships by owner,
+//! [`analysis`] runs those steps in memory. Everything after that talks to Redis.
+
+pub mod analysis;
+pub mod desired;
+pub mod discover;
+pub mod facts;
+pub mod lang;
+pub mod resolve;
+pub mod symbols;
