@@ -102,8 +102,12 @@ spawn() {
   local unit=$1 check=$2
   shift 2
   echo "$check" >"$CHECKS/$unit"
-  setsid "$@" </dev/null >>"$LOGS/$unit.log" 2>&1 &
-  echo $! >"$PIDS/$unit.pid"
+  # 9>&-: the run dir lock must not outlive this script inside the children.
+  setsid "$@" </dev/null >>"$LOGS/$unit.log" 2>&1 9>&- &
+  local pid=$! deadline=$((SECONDS + 5))
+  echo "$pid" >"$PIDS/$unit.pid"
+  # Until the child has called setsid it does not look like ours to `alive`; wait for that moment.
+  while [ -e "/proc/$pid" ] && ! alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.01; done
 }
 
 check_once() {
@@ -286,8 +290,14 @@ do_start() {
   for cmd in redis-server redis-cli nginx curl setsid; do
     command -v "$cmd" >/dev/null || { warn "'$cmd' is missing: run 'make deps' (scripts/install-deps.sh)"; return 1; }
   done
-  # shellcheck disable=SC2086 # WS_GATEWAY_PORTS is a list
-  check_ports_free "$GRAPH_API_PORT" $WS_GATEWAY_PORTS "$STREAM_CONSUMER_PORT" "$ANALYSIS_WORKER_PORT" "$DASHBOARD_PORT"
+  # Only the ports of what will start: an unbuilt service's port may well be in use by something else.
+  local ports=("$DASHBOARD_PORT")
+  # shellcheck disable=SC2206 # WS_GATEWAY_PORTS is a list
+  [ -x "$BIN_DIR/ws-gateway" ] && ports+=($WS_GATEWAY_PORTS)
+  [ -x "$BIN_DIR/graph-api" ] && ports+=("$GRAPH_API_PORT")
+  [ -x "$BIN_DIR/stream-consumer" ] && ports+=("$STREAM_CONSUMER_PORT")
+  [ -x "$BIN_DIR/analysis-worker" ] && ports+=("$ANALYSIS_WORKER_PORT")
+  check_ports_free "${ports[@]}"
 
   build_frontend
   start_redis
@@ -381,22 +391,34 @@ do_status() {
 }
 
 on_start_failure() {
-  trap - ERR
+  trap - ERR INT TERM
   warn "start failed: stopping what was started"
   do_stop >&2 || true
   exit 1
 }
 
+# One start or stop at a time per run dir: two starts racing would both find nothing running.
+hold_run_dir_lock() {
+  mkdir -p "$RUN_DIR"
+  exec 9>"$RUN_DIR/stack.lock"
+  flock -n 9 || { warn "another scripts/stack.sh is starting or stopping $RUN_DIR"; exit 1; }
+}
+
 case ${1:-} in
   start)
-    trap on_start_failure ERR
+    hold_run_dir_lock
+    trap on_start_failure ERR INT TERM
     do_start
     ;;
-  stop) do_stop ;;
+  stop)
+    hold_run_dir_lock
+    do_stop
+    ;;
   status) do_status ;;
   restart)
+    hold_run_dir_lock
     do_stop
-    trap on_start_failure ERR
+    trap on_start_failure ERR INT TERM
     do_start
     ;;
   *)
