@@ -9,9 +9,10 @@
 #
 #   start    starts what is not running, waits for every /ready (deadline, no fixed sleeps), builds the frontend
 #            when frontend/dist is missing or older than its sources (a failed build is reported, not fatal),
-#            starts nginx, triggers a first analysis
-#            of the repository when the analysis-worker exists, prints the dashboard URL. Already running: says
-#            so and exits 0. On failure it stops what it started and exits 1.
+#            starts nginx, triggers a first analysis of the repository when the analysis-worker exists, writes
+#            RUN_DIR/stack.env (STACK_REDIS_URL, STACK_GRAPH_API_URL, STACK_DASHBOARD_URL, STACK_WS_URL,
+#            STACK_FALKORDB_URL) and prints the dashboard URL. Already running: says so and exits 0. On failure
+#            it stops what it started and exits 1. One start or stop at a time per run dir (a lock file).
 #   stop     TERM to each recorded process group, KILL after STACK_STOP_TIMEOUT; exits 0.
 #   status   one line per component; exit 0 all up and ready, 1 something down, 3 nothing running.
 #
