@@ -21,6 +21,7 @@ pub const MAX_PROPERTIES_BYTES: usize = 64 * 1024;
 
 /// A node of the code graph: a directory, file, module, class, function, method…
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Node {
     pub id: String,
@@ -33,6 +34,7 @@ pub struct Node {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line_end: Option<u32>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub properties: BTreeMap<String, serde_json::Value>,
     /// Set on reads; ignored on writes (the Function library owns versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +43,7 @@ pub struct Node {
 
 /// A directed relationship between two nodes: contains, defines, imports, calls, inherits, implements…
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Relationship {
     pub id: String,
@@ -49,6 +52,7 @@ pub struct Relationship {
     pub source: String,
     pub target: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub properties: BTreeMap<String, serde_json::Value>,
     /// Set on reads; ignored on writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,11 +17,13 @@ pub struct ApiError {
     pub message: String,
     /// Seconds a client should wait before retrying (sent as `Retry-After`).
     pub retry_after: Option<u32>,
+    /// Extra facts for the client (e.g. what part of a batch was applied before a refusal).
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
+        Self { status, code, message: message.into(), retry_after: None, details: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -39,6 +41,11 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 }
 
@@ -61,9 +68,43 @@ impl From<redis::RedisError> for ApiError {
     }
 }
 
+impl From<crate::functions::MutationError> for ApiError {
+    fn from(e: crate::functions::MutationError) -> Self {
+        use crate::functions::MutationError as M;
+        match e {
+            M::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            M::NotFound(m) => Self::not_found(m),
+            M::Dangling(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "dangling_relationship", m),
+            M::Redis(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::graph::InvalidEntity> for ApiError {
+    fn from(e: crate::graph::InvalidEntity) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_entity", e.to_string())
+    }
+}
+
+impl From<crate::project::InvalidProjectName> for ApiError {
+    fn from(e: crate::project::InvalidProjectName) -> Self {
+        Self::bad_request("invalid_project", e.to_string())
+    }
+}
+
+impl From<crate::event::InvalidStreamId> for ApiError {
+    fn from(e: crate::event::InvalidStreamId) -> Self {
+        Self::bad_request("invalid_stream_id", e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut error = serde_json::json!({"code": self.code, "message": self.message});
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        let body = serde_json::json!({ "error": error });
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

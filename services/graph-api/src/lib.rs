@@ -1,0 +1,16 @@
+//! graph-api: the code graph over HTTP.
+//!
+//! Mutations go through the shared Function library (one atomic call per mutation or batch chunk, each with its
+//! CDC events); queries read the graph hashes directly. Handlers live in `routes/`, one file per resource; the
+//! read side is `store`; every error is `codegraph_shared::http::ApiError`.
+
+pub mod auth;
+pub mod extract;
+pub mod metrics;
+pub mod observe;
+pub mod routes;
+pub mod settings;
+pub mod state;
+pub mod store;
+
+pub use routes::app;

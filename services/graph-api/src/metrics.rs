@@ -1,0 +1,59 @@
+//! graph-api's Prometheus metrics (served by `GET /metrics` from the default registry).
+
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, HistogramVec, IntCounter, IntCounterVec,
+};
+use std::sync::OnceLock;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub events_published: IntCounter,
+    pub operations: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers the metrics once per process (tests may build several states).
+    pub fn register() -> Self {
+        static METRICS: OnceLock<Metrics> = OnceLock::new();
+        METRICS
+            .get_or_init(|| Metrics {
+                http_requests: register_int_counter_vec!(
+                    "codegraph_http_requests_total",
+                    "HTTP requests by method, route and status",
+                    &["method", "route", "status"]
+                )
+                .expect("register codegraph_http_requests_total"),
+                http_duration: register_histogram_vec!(
+                    "codegraph_http_request_duration_seconds",
+                    "HTTP request latency by method and route",
+                    &["method", "route"],
+                    vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+                )
+                .expect("register codegraph_http_request_duration_seconds"),
+                events_published: register_int_counter!(
+                    "codegraph_events_published_total",
+                    "CDC events written to the streams (and published) by this process"
+                )
+                .expect("register codegraph_events_published_total"),
+                operations: register_int_counter_vec!(
+                    "codegraph_graph_operations_total",
+                    "Graph operations applied, by outcome",
+                    &["status"]
+                )
+                .expect("register codegraph_graph_operations_total"),
+            })
+            .clone()
+    }
+
+    pub fn record_outcomes(&self, outcomes: &[codegraph_shared::functions::Outcome]) {
+        for o in outcomes {
+            self.operations.with_label_values(&[o.status.as_str()]).inc();
+            if o.event_id.is_some() {
+                self.events_published.inc();
+            }
+            self.events_published.inc_by(u64::from(o.cascaded));
+        }
+    }
+}

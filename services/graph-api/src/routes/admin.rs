@@ -1,0 +1,238 @@
+//! `/api/graph/admin`: analysis jobs (enqueue, look up, cancel) and resetting a project's graph.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Json,
+};
+use codegraph_shared::{
+    http::ApiError,
+    names::{RedisNames, JOBS_CANCEL_CHANNEL, JOBS_STREAM, JOB_PROJECTS_KEY},
+    project::ProjectName,
+    telemetry::current_traceparent,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+use crate::{
+    extract::{Body, Project, ProjectParam},
+    routes::ErrorBody,
+    state::AppState,
+};
+
+/// Jobs kept on the job stream (approximate); older entries are trimmed.
+const JOBS_STREAM_MAX_LEN: u64 = 10_000;
+/// Longest path a job may name, in bytes.
+const MAX_PATH_LEN: usize = 4096;
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Parse everything again and rewrite the difference.
+    Full,
+    /// Parse only files whose content changed.
+    #[default]
+    Incremental,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReanalyzeRequest {
+    /// Directory to analyse, on the worker's file system (must be under its allowed roots).
+    pub path: String,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobAccepted {
+    pub job_id: String,
+    pub project: String,
+    pub status: &'static str,
+}
+
+fn now_iso() -> String {
+    // Seconds are enough for job bookkeeping; events carry millisecond times from Redis.
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let days = secs / 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    let rem = secs % 86_400;
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Queue an analysis of `path` for the project; an analysis-worker picks it up. Progress arrives as
+/// `analysis_*` events.
+#[utoipa::path(post, path = "/admin/reanalyze", tag = "admin", params(ProjectParam), request_body = ReanalyzeRequest,
+    responses((status = 202, body = JobAccepted), (status = 422, body = ErrorBody)))]
+pub async fn reanalyze(
+    State(state): State<AppState>,
+    project: Project,
+    Body(req): Body<ReanalyzeRequest>,
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
+    let invalid = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_path", m.to_owned());
+    if req.path.is_empty() || req.path.len() > MAX_PATH_LEN || req.path.chars().any(char::is_control) {
+        return Err(invalid("path must be 1 to 4096 bytes without control characters"));
+    }
+    if !req.path.starts_with('/') {
+        return Err(invalid("path must be absolute"));
+    }
+    let job_id = uuid::Uuid::new_v4().simple().to_string();
+    let names = RedisNames::new(&project.0);
+    let mode = match req.mode {
+        Mode::Full => "full",
+        Mode::Incremental => "incremental",
+    };
+    let traceparent = current_traceparent().unwrap_or_default();
+    let now = now_iso();
+    // The job hash first, so a worker that reads the stream entry always finds it.
+    redis::pipe()
+        .hset_multiple(
+            names.job(&job_id),
+            &[
+                ("job_id", job_id.as_str()),
+                ("project", project.0.as_str()),
+                ("path", req.path.as_str()),
+                ("mode", mode),
+                ("status", "queued"),
+                ("created_at", now.as_str()),
+                ("updated_at", now.as_str()),
+            ],
+        )
+        .ignore()
+        .hset(JOB_PROJECTS_KEY, &job_id, project.0.as_str())
+        .ignore()
+        .cmd("XADD")
+        .arg(JOBS_STREAM)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(JOBS_STREAM_MAX_LEN)
+        .arg("*")
+        .arg(&[
+            ("job_id", job_id.as_str()),
+            ("project", project.0.as_str()),
+            ("path", req.path.as_str()),
+            ("mode", mode),
+            ("traceparent", traceparent.as_str()),
+        ])
+        .ignore()
+        .query_async::<()>(&mut state.conn())
+        .await?;
+    tracing::info!(%job_id, project = %project.0, path = %req.path, mode, "analysis job queued");
+    Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id, project: project.0.to_string(), status: "queued" })))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Job {
+    pub job_id: String,
+    pub project: String,
+    pub path: Option<String>,
+    pub mode: Option<String>,
+    /// queued, running, completed, failed or cancelled.
+    pub status: String,
+    pub cancel_requested: bool,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    /// Data of the job's latest event (progress, or its result).
+    #[schema(value_type = Option<Object>)]
+    pub last_event: Option<serde_json::Value>,
+    pub last_event_id: Option<String>,
+}
+
+async fn load_job(state: &AppState, job_id: &str) -> Result<(ProjectName, HashMap<String, String>), ApiError> {
+    let not_found = || ApiError::not_found(format!("no job {job_id:?}"));
+    if job_id.len() > 64 || !job_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(not_found());
+    }
+    let mut conn = state.conn();
+    let project: Option<String> = redis::cmd("HGET").arg(JOB_PROJECTS_KEY).arg(job_id).query_async(&mut conn).await?;
+    let project = project.and_then(|p| ProjectName::parse(&p).ok()).ok_or_else(not_found)?;
+    let fields: HashMap<String, String> =
+        redis::cmd("HGETALL").arg(RedisNames::new(&project).job(job_id)).query_async(&mut conn).await?;
+    if fields.is_empty() {
+        return Err(not_found());
+    }
+    Ok((project, fields))
+}
+
+fn job_view(job_id: &str, project: &ProjectName, mut f: HashMap<String, String>) -> Job {
+    Job {
+        job_id: job_id.to_owned(),
+        project: project.to_string(),
+        path: f.remove("path"),
+        mode: f.remove("mode"),
+        status: f.remove("status").unwrap_or_else(|| "unknown".into()),
+        cancel_requested: f.get("cancel_requested").is_some_and(|v| v == "1"),
+        created_at: f.remove("created_at"),
+        updated_at: f.remove("updated_at"),
+        last_event: f.remove("last_event").and_then(|s| serde_json::from_str(&s).ok()),
+        last_event_id: f.remove("last_event_id"),
+    }
+}
+
+#[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
+pub async fn get_job(State(state): State<AppState>, Path(job_id): Path<String>) -> Result<Json<Job>, ApiError> {
+    let (project, fields) = load_job(&state, &job_id).await?;
+    Ok(Json(job_view(&job_id, &project, fields)))
+}
+
+/// Ask the worker running (or about to run) the job to stop; it stops within a second and reports
+/// `analysis_cancelled`. A finished job cannot be cancelled (409).
+#[utoipa::path(post, path = "/admin/jobs/{id}/cancel", tag = "admin", params(("id" = String, Path)),
+    responses((status = 202, body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let (project, mut fields) = load_job(&state, &job_id).await?;
+    let status = fields.get("status").cloned().unwrap_or_default();
+    if matches!(status.as_str(), "completed" | "failed" | "cancelled") {
+        return Err(ApiError::new(StatusCode::CONFLICT, "job_finished", format!("job {job_id} is already {status}")));
+    }
+    let key = RedisNames::new(&project).job(&job_id);
+    redis::pipe()
+        .hset(&key, "cancel_requested", "1")
+        .ignore()
+        .publish(JOBS_CANCEL_CHANNEL, &job_id)
+        .ignore()
+        .query_async::<()>(&mut state.conn())
+        .await?;
+    fields.insert("cancel_requested".into(), "1".into());
+    Ok((StatusCode::ACCEPTED, Json(job_view(&job_id, &project, fields))))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResetDone {
+    pub event_id: String,
+}
+
+/// Remove the project's whole graph (one `graph_reset` event). Versions keep growing afterwards.
+#[utoipa::path(post, path = "/admin/reset", tag = "admin", params(ProjectParam), responses((status = 200, body = ResetDone)))]
+pub async fn reset(State(state): State<AppState>, project: Project) -> Result<Json<ResetDone>, ApiError> {
+    let tp = current_traceparent();
+    let event_id = state.writer(&project.0).reset(&mut state.conn(), "admin reset", tp.as_deref()).await?;
+    state.metrics.events_published.inc();
+    Ok(Json(ResetDone { event_id }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(20_419), (2025, 11, 27));
+        assert_eq!(super::civil_from_days(11_016), (2000, 2, 29));
+    }
+}

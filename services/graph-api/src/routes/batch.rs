@@ -1,0 +1,139 @@
+//! `POST /api/graph/batch`: many operations in one request, applied in order, in chunks that are each atomic.
+
+use std::collections::BTreeMap;
+
+use axum::{extract::State, http::StatusCode, Json};
+use codegraph_shared::{
+    functions::{Expect, Mutation, Outcome, Status},
+    graph::Node,
+    http::ApiError,
+    telemetry::current_traceparent,
+};
+use serde::{Deserialize, Serialize};
+
+use super::relationships::RelationshipInput;
+use crate::{
+    extract::{Body, Project, ProjectParam},
+    routes::ErrorBody,
+    state::AppState,
+};
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub operations: Vec<BatchOperation>,
+}
+
+/// One operation: `{"op": "upsert_node", "node": {…}}`, `{"op": "upsert_relationship", "relationship": {…}}`,
+/// `{"op": "delete_node", "id": "…"}` or `{"op": "delete_relationship", "id": "…"}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum BatchOperation {
+    UpsertNode { node: Node },
+    UpsertRelationship { relationship: RelationshipInput },
+    DeleteNode { id: String },
+    DeleteRelationship { id: String },
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OperationResult {
+    pub id: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchResponse {
+    /// Operations applied (all of them, on success).
+    pub applied: usize,
+    /// Atomic Function calls the batch took.
+    pub chunks: usize,
+    /// Events written, including relationships deleted with their nodes.
+    pub events: u64,
+    /// The stream ID of the last event written, if any.
+    pub last_event_id: Option<String>,
+    /// Operations by outcome: created, updated, unchanged, deleted, not_found.
+    pub counts: BTreeMap<&'static str, usize>,
+    /// One entry per operation, in request order.
+    pub results: Vec<OperationResult>,
+}
+
+fn to_mutation(index: usize, op: BatchOperation) -> Result<(String, Mutation), ApiError> {
+    let at = |e: ApiError| ApiError { message: format!("operation {index}: {}", e.message), ..e };
+    Ok(match op {
+        BatchOperation::UpsertNode { node } => {
+            node.validate().map_err(|e| at(e.into()))?;
+            (node.id.clone(), Mutation::UpsertNode(node, Expect::Any))
+        }
+        BatchOperation::UpsertRelationship { relationship } => {
+            let r = relationship.into_relationship().map_err(at)?;
+            (r.id.clone(), Mutation::UpsertRelationship(r, Expect::Any))
+        }
+        BatchOperation::DeleteNode { id } => (id.clone(), Mutation::DeleteNode(id, Expect::Any)),
+        BatchOperation::DeleteRelationship { id } => (id.clone(), Mutation::DeleteRelationship(id, Expect::Any)),
+    })
+}
+
+/// Apply many operations in order. Every operation is checked before anything is written; then they are
+/// applied in chunks (`api.chunk_size`), each chunk one atomic Function call with its events. An upsert that
+/// changes nothing produces no event. If a chunk is refused (e.g. a relationship to a missing node), the chunks
+/// before it stay applied and the error's `details` say how far the batch got.
+#[utoipa::path(post, path = "/batch", tag = "batch", params(ProjectParam), request_body = BatchRequest,
+    responses((status = 200, body = BatchResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn batch(
+    State(state): State<AppState>,
+    project: Project,
+    Body(request): Body<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let limit = state.settings.api.max_batch_operations;
+    if request.operations.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("{} operations; at most {limit} per batch", request.operations.len()),
+        ));
+    }
+    let (ids, mutations): (Vec<String>, Vec<Mutation>) =
+        request.operations.into_iter().enumerate().map(|(i, op)| to_mutation(i, op)).collect::<Result<_, _>>()?;
+
+    let writer = state.writer(&project.0);
+    let tp = current_traceparent();
+    let mut conn = state.conn();
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(mutations.len());
+    let chunk_size = state.settings.api.chunk_size.clamp(1, codegraph_shared::functions::MAX_OPS_PER_CALL);
+    for (n, chunk) in mutations.chunks(chunk_size).enumerate() {
+        match writer.mutate(&mut conn, chunk, tp.as_deref()).await {
+            Ok(done) => {
+                state.metrics.record_outcomes(&done);
+                outcomes.extend(done);
+            }
+            Err(e) => {
+                let applied = outcomes.len();
+                let details =
+                    serde_json::json!({"applied_operations": applied, "applied_chunks": n, "failed_chunk": n});
+                let e = ApiError::from(e);
+                return Err(if applied > 0 { e.with_details(details) } else { e });
+            }
+        }
+    }
+
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut events = 0u64;
+    let mut last_event_id = None;
+    for o in &outcomes {
+        *counts.entry(o.status.as_str()).or_default() += 1;
+        if let Some(id) = &o.event_id {
+            events += 1 + u64::from(o.cascaded);
+            last_event_id = Some(id.clone());
+        }
+    }
+    debug_assert!(outcomes.iter().all(|o| o.status != Status::Unchanged || o.event_id.is_none()));
+    Ok(Json(BatchResponse {
+        applied: outcomes.len(),
+        chunks: mutations.len().div_ceil(chunk_size),
+        events,
+        last_event_id,
+        counts,
+        results: ids.into_iter().zip(outcomes).map(|(id, outcome)| OperationResult { id, outcome }).collect(),
+    }))
+}

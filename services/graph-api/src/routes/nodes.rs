@@ -1,0 +1,148 @@
+//! `/api/graph/nodes`: create, read, patch and delete one node.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Json,
+};
+use codegraph_shared::{
+    functions::{Expect, Mutation, MutationError, Outcome},
+    graph::Node,
+    http::ApiError,
+    names::RedisNames,
+    telemetry::current_traceparent,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    extract::{Body, Project, ProjectParam},
+    routes::ErrorBody,
+    state::AppState,
+    store,
+};
+
+/// What a single-entity write did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WriteResult {
+    pub id: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// How often a read-modify-write (PATCH) retries when another writer got in between.
+pub(crate) const PATCH_ATTEMPTS: usize = 8;
+
+pub(crate) async fn apply_one(state: &AppState, project: &Project, op: Mutation) -> Result<Outcome, ApiError> {
+    let tp = current_traceparent();
+    let outcomes = state.writer(&project.0).mutate(&mut state.conn(), &[op], tp.as_deref()).await?;
+    state.metrics.record_outcomes(&outcomes);
+    outcomes.into_iter().next().ok_or_else(|| ApiError::internal("the Function library returned no outcome"))
+}
+
+pub(crate) fn missing(what: &str, id: &str, project: &Project) -> ApiError {
+    ApiError::not_found(format!("{what} {id:?} does not exist in project {}", project.0))
+}
+
+/// Create a node. Fails with 409 if a node with this id exists (use PATCH, or an upsert in a batch).
+#[utoipa::path(post, path = "/nodes", tag = "nodes", params(ProjectParam), request_body = Node,
+    responses((status = 201, body = WriteResult), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_node(
+    State(state): State<AppState>,
+    project: Project,
+    Body(node): Body<Node>,
+) -> Result<(StatusCode, Json<WriteResult>), ApiError> {
+    node.validate()?;
+    let id = node.id.clone();
+    let outcome = apply_one(&state, &project, Mutation::UpsertNode(node, Expect::Absent)).await?;
+    Ok((StatusCode::CREATED, Json(WriteResult { id, outcome })))
+}
+
+#[utoipa::path(get, path = "/nodes/{id}", tag = "nodes", params(("id" = String, Path), ProjectParam),
+    responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
+pub async fn get_node(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+) -> Result<Json<Node>, ApiError> {
+    let names = RedisNames::new(&project.0);
+    store::get_node(&mut state.conn(), &names, &id).await?.map(Json).ok_or_else(|| missing("node", &id, &project))
+}
+
+/// A partial update: fields present are replaced; `properties` are merged key by key (a `null` removes a key).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodePatch {
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub file: Option<String>,
+    pub line_start: Option<u32>,
+    pub line_end: Option<u32>,
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+pub(crate) fn merge_properties(
+    into: &mut BTreeMap<String, serde_json::Value>,
+    patch: &Option<BTreeMap<String, serde_json::Value>>,
+) {
+    for (k, v) in patch.iter().flatten() {
+        if v.is_null() {
+            into.remove(k);
+        } else {
+            into.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+#[utoipa::path(patch, path = "/nodes/{id}", tag = "nodes", params(("id" = String, Path), ProjectParam), request_body = NodePatch,
+    responses((status = 200, body = WriteResult), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn patch_node(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+    Body(patch): Body<NodePatch>,
+) -> Result<Json<WriteResult>, ApiError> {
+    let names = RedisNames::new(&project.0);
+    for _ in 0..PATCH_ATTEMPTS {
+        let Some(mut node) = store::get_node(&mut state.conn(), &names, &id).await? else {
+            return Err(missing("node", &id, &project));
+        };
+        let version = node.version.unwrap_or(0);
+        if let Some(kind) = &patch.kind {
+            node.kind = kind.clone();
+        }
+        if let Some(name) = &patch.name {
+            node.name = name.clone();
+        }
+        if patch.file.is_some() {
+            node.file = patch.file.clone();
+        }
+        node.line_start = patch.line_start.or(node.line_start);
+        node.line_end = patch.line_end.or(node.line_end);
+        merge_properties(&mut node.properties, &patch.properties);
+        node.validate()?;
+        match apply_one(&state, &project, Mutation::UpsertNode(node, Expect::Version(version))).await {
+            Ok(outcome) => return Ok(Json(WriteResult { id, outcome })),
+            Err(e) if e.status == StatusCode::CONFLICT => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(MutationError::Conflict(format!("node {id:?} kept changing; try again")).into())
+}
+
+/// Delete a node and, each with its own event, every relationship that touches it.
+#[utoipa::path(delete, path = "/nodes/{id}", tag = "nodes", params(("id" = String, Path), ProjectParam),
+    responses((status = 200, body = WriteResult), (status = 404, body = ErrorBody)))]
+pub async fn delete_node(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+) -> Result<Json<WriteResult>, ApiError> {
+    let outcome = apply_one(&state, &project, Mutation::DeleteNode(id.clone(), Expect::Any)).await?;
+    if outcome.status == codegraph_shared::functions::Status::NotFound {
+        return Err(missing("node", &id, &project));
+    }
+    Ok(Json(WriteResult { id, outcome }))
+}
