@@ -20,5 +20,6 @@ pip_need() {
   local pkg=$1 module=$2
   python3 -c "import $module" >/dev/null 2>&1 && return 0
   echo "installing $pkg (pip)"
-  python3 -m pip install -q "$pkg"
+  # Debian's own python3 refuses installs outside a virtualenv (PEP 668); a pyenv python does not.
+  python3 -m pip install -q "$pkg" 2>/dev/null || python3 -m pip install -q --break-system-packages "$pkg"
 }

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `make test`: every test of the repository, in one run. Each step runs even when an earlier one failed, so one
+# run shows everything that is wrong; the last line counts the steps (`N passed, M failed`) and the exit code is
+# non-zero when any failed. Dependencies are installed by `make deps` (scripts/install-deps.sh) beforehand.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+passed=0
+failed=0
+failures=()
+step() {
+  local name=$1
+  shift
+  echo
+  echo "=== $name"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "--- $name: ok ($((SECONDS - start)) s)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "--- $name: FAILED ($((SECONDS - start)) s)"
+  fi
+}
+
+step "rustfmt" cargo fmt --all -- --check
+step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+# Cross-service tests start the other services' binaries from target/debug.
+step "build binaries" cargo build --workspace --bins
+step "cargo test" cargo test --workspace --no-fail-fast
+if [ -f frontend/package.json ]; then
+  step "frontend unit tests" bash -c 'cd frontend && npm test'
+fi
+if [ -f tests/deploy/validate.sh ]; then
+  step "deploy checks" bash tests/deploy/validate.sh
+fi
+if [ -f tests/e2e/package.json ]; then
+  step "browser end-to-end tests" bash -c 'cd tests/e2e && STACK_BIN_DIR="$PWD/../../target/debug" npm test'
+fi
+
+echo
+[ ${#failures[@]} -eq 0 ] || echo "failed steps: ${failures[*]}"
+echo "steps: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
