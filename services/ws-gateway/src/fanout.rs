@@ -1,0 +1,361 @@
+//! The fan-out: one Redis Pub/Sub connection per gateway process, multiplexing every project that has clients
+//! here, and one room per project listing those clients.
+//!
+//! A project's channel is SUBSCRIBEd when its first client arrives and UNSUBSCRIBEd when its last one leaves.
+//! Plain per-channel SUBSCRIBE rather than one PSUBSCRIBE `code_graph:*:events`: this process then only receives
+//! projects somebody here watches, Redis matches no pattern against every publication of every project, and the
+//! same shape maps onto SSUBSCRIBE (sharded channels) on a cluster.
+//!
+//! Gap-free by construction: when a room is created the gateway notes the stream's last generated id (its
+//! baseline) *before* subscribing; after every (re)subscription it reads the stream from the newest id it has
+//! dispatched (or the baseline) and dispatches what it finds, then carries on with the live messages, dropping
+//! any id not newer than the last one dispatched. So a Pub/Sub outage costs latency, never events. If the
+//! stream no longer holds that position, the room's clients are told `resync_required`.
+//!
+//! One task owns every room (no locks on the dispatch path); joins and leaves come to it as commands, in order
+//! with the messages, so a client's registration has a definite place in the event sequence.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use codegraph_shared::{event::StreamId, names::RedisNames, project::ProjectName, redis_handle::RedisHandle};
+use futures_util::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{cdc_stream, client::Client, gateway_event::GatewayEvent, status::Stats};
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The handle sessions use to join and leave project rooms.
+#[derive(Clone)]
+pub struct Hub {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+enum Command {
+    Join { client: Arc<Client>, project: ProjectName },
+    Leave { client_id: u64, project: ProjectName },
+    WhenActive { project: ProjectName, reply: oneshot::Sender<()> },
+}
+
+impl Hub {
+    /// Starts the fan-out task. It runs for the life of the process, reconnecting to Redis by itself.
+    pub fn start(redis: RedisHandle, replay_page: usize, ping_every: Duration, stats: Arc<Stats>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let fanout = Fanout { redis, rooms: HashMap::new(), page: replay_page.max(1), ping_every, stats };
+        tokio::spawn(fanout.run(rx));
+        Self { commands: tx }
+    }
+
+    /// Adds the client to the project's room; live events of the project reach [`Client::deliver`] from now on.
+    pub fn join(&self, client: &Arc<Client>, project: &ProjectName) {
+        let _ = self.commands.send(Command::Join { client: client.clone(), project: project.clone() });
+    }
+
+    pub fn leave(&self, client_id: u64, project: &ProjectName) {
+        let _ = self.commands.send(Command::Leave { client_id, project: project.clone() });
+    }
+
+    /// Resolves once the project's room is subscribed and its baseline known: from then on every event of the
+    /// project newer than the baseline is dispatched to the room, whatever happens to the Redis connection.
+    /// Errs when the room is gone (its clients left).
+    pub fn when_active(&self, project: &ProjectName) -> oneshot::Receiver<()> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.commands.send(Command::WhenActive { project: project.clone(), reply });
+        rx
+    }
+}
+
+struct Room {
+    names: RedisNames,
+    clients: Vec<Arc<Client>>,
+    /// Newest id dispatched to the room.
+    last: Option<StreamId>,
+    /// The stream's last generated id when the room was created, read before subscribing.
+    baseline: Option<StreamId>,
+    /// Subscribed and recovered at least once.
+    active: bool,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Room {
+    fn new(project: &ProjectName) -> Self {
+        Self {
+            names: RedisNames::new(project),
+            clients: Vec::new(),
+            last: None,
+            baseline: None,
+            active: false,
+            waiters: Vec::new(),
+        }
+    }
+
+    fn dispatch(&mut self, ev: &GatewayEvent) {
+        if self.last.is_some_and(|l| ev.id() <= l) {
+            return;
+        }
+        self.last = Some(ev.id());
+        let project = self.names.project();
+        for client in &self.clients {
+            client.deliver(project, ev);
+        }
+    }
+
+    fn activate(&mut self) {
+        self.active = true;
+        for w in self.waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    /// Where recovery reads from: the newest id dispatched, or the baseline.
+    fn resume_point(&self) -> StreamId {
+        self.last.max(self.baseline).unwrap_or_default()
+    }
+}
+
+struct Fanout {
+    redis: RedisHandle,
+    /// By channel name.
+    rooms: HashMap<String, Room>,
+    page: usize,
+    ping_every: Duration,
+    stats: Arc<Stats>,
+}
+
+/// Why the Pub/Sub connection is considered lost.
+type Lost = String;
+
+impl Fanout {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let client = self.redis.client().clone();
+            let connect = tokio::time::timeout(CONNECT_TIMEOUT, async move { client.get_async_pubsub().await });
+            tokio::pin!(connect);
+            let connected = loop {
+                tokio::select! {
+                    cmd = commands.recv() => match cmd {
+                        Some(cmd) => self.apply_offline(cmd),
+                        None => return,
+                    },
+                    r = &mut connect => break r,
+                }
+            };
+            let lost = match connected {
+                Ok(Ok(pubsub)) => {
+                    let (mut sink, mut stream) = pubsub.split();
+                    match self.resubscribe(&mut sink).await {
+                        Ok(()) => {
+                            tracing::info!(projects = self.rooms.len(), "Pub/Sub connected");
+                            self.stats.redis_up(true, None);
+                            backoff = MIN_BACKOFF;
+                            match self.serve(&mut sink, &mut stream, &mut commands).await {
+                                Some(lost) => lost,
+                                None => return,
+                            }
+                        }
+                        Err(lost) => lost,
+                    }
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "connect timed out".to_owned(),
+            };
+            tracing::warn!(reason = %lost, retry_in_ms = backoff.as_millis() as u64, "Pub/Sub connection lost");
+            self.stats.redis_up(false, Some(lost));
+            let wait = tokio::time::sleep(backoff);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    cmd = commands.recv() => match cmd {
+                        Some(cmd) => self.apply_offline(cmd),
+                        None => return,
+                    },
+                    _ = &mut wait => break,
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Serves a live connection until it is lost (`Some`) or every hub handle is gone (`None`).
+    async fn serve(
+        &mut self,
+        sink: &mut PubSubSink,
+        stream: &mut PubSubStream,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Option<Lost> {
+        let mut ping = tokio::time::interval(self.ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => self.on_message(&msg),
+                    None => return Some("connection closed".into()),
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => {
+                        if let Err(lost) = self.apply_online(cmd, sink).await {
+                            return Some(lost);
+                        }
+                    }
+                    None => return None,
+                },
+                _ = ping.tick() => {
+                    match tokio::time::timeout(self.ping_every, sink.ping::<String>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Some(format!("ping failed: {e}")),
+                        Err(_) => return Some("ping timed out".into()),
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, msg: &redis::Msg) {
+        let Some(room) = self.rooms.get_mut(msg.get_channel_name()) else { return };
+        match GatewayEvent::from_published(msg.get_payload_bytes().to_vec()) {
+            Ok(ev) => {
+                self.stats.event_received(false);
+                room.dispatch(&ev);
+            }
+            Err(e) => tracing::warn!(channel = msg.get_channel_name(), error = %e, "dropped a malformed publication"),
+        }
+    }
+
+    fn apply_offline(&mut self, cmd: Command) {
+        match cmd {
+            Command::Join { client, project } => {
+                let channel = RedisNames::new(&project).events_channel();
+                self.rooms.entry(channel).or_insert_with(|| Room::new(&project)).clients.push(client);
+            }
+            Command::Leave { client_id, project } => {
+                let channel = RedisNames::new(&project).events_channel();
+                if let Some(room) = self.rooms.get_mut(&channel) {
+                    room.clients.retain(|c| c.id() != client_id);
+                    if room.clients.is_empty() {
+                        self.rooms.remove(&channel);
+                    }
+                }
+            }
+            Command::WhenActive { project, reply } => self.when_active(&project, reply),
+        }
+        self.stats.set_subscribed_projects(self.rooms.len());
+    }
+
+    async fn apply_online(&mut self, cmd: Command, sink: &mut PubSubSink) -> Result<(), Lost> {
+        match cmd {
+            Command::Join { client, project } => {
+                let channel = RedisNames::new(&project).events_channel();
+                let room = self.rooms.entry(channel.clone()).or_insert_with(|| Room::new(&project));
+                room.clients.push(client);
+                if !room.active {
+                    self.open_room(&channel, sink).await?;
+                }
+            }
+            Command::Leave { client_id, project } => {
+                let channel = RedisNames::new(&project).events_channel();
+                if let Some(room) = self.rooms.get_mut(&channel) {
+                    room.clients.retain(|c| c.id() != client_id);
+                    if room.clients.is_empty() {
+                        self.rooms.remove(&channel);
+                        sink.unsubscribe(&channel).await.map_err(|e| format!("UNSUBSCRIBE failed: {e}"))?;
+                    }
+                }
+            }
+            Command::WhenActive { project, reply } => self.when_active(&project, reply),
+        }
+        self.stats.set_subscribed_projects(self.rooms.len());
+        Ok(())
+    }
+
+    fn when_active(&mut self, project: &ProjectName, reply: oneshot::Sender<()>) {
+        match self.rooms.get_mut(&RedisNames::new(project).events_channel()) {
+            Some(room) if room.active => {
+                let _ = reply.send(());
+            }
+            Some(room) => room.waiters.push(reply),
+            None => {}
+        }
+    }
+
+    /// Baseline, SUBSCRIBE, recovery, activation of one room on the current connection.
+    async fn open_room(&mut self, channel: &str, sink: &mut PubSubSink) -> Result<(), Lost> {
+        self.ensure_baseline(channel).await?;
+        sink.subscribe(channel).await.map_err(|e| format!("SUBSCRIBE failed: {e}"))?;
+        self.recover(channel).await?;
+        if let Some(room) = self.rooms.get_mut(channel) {
+            room.activate();
+        }
+        Ok(())
+    }
+
+    /// After a (re)connection: subscribes every room and fills each one's gap from its stream.
+    async fn resubscribe(&mut self, sink: &mut PubSubSink) -> Result<(), Lost> {
+        let channels: Vec<String> = self.rooms.keys().cloned().collect();
+        if channels.is_empty() {
+            return Ok(());
+        }
+        for channel in &channels {
+            self.ensure_baseline(channel).await?;
+        }
+        sink.subscribe(&channels).await.map_err(|e| format!("SUBSCRIBE failed: {e}"))?;
+        for channel in &channels {
+            self.recover(channel).await?;
+            if let Some(room) = self.rooms.get_mut(channel) {
+                room.activate();
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_baseline(&mut self, channel: &str) -> Result<(), Lost> {
+        let Some(room) = self.rooms.get_mut(channel) else { return Ok(()) };
+        if room.baseline.is_none() {
+            let mut conn = self.redis.conn();
+            let last = cdc_stream::last_generated(&mut conn, &room.names)
+                .await
+                .map_err(|e| format!("reading the stream of {} failed: {e}", room.names.project()))?;
+            room.baseline = Some(last);
+        }
+        Ok(())
+    }
+
+    /// Dispatches every event the stream holds after the room's resume point.
+    async fn recover(&mut self, channel: &str) -> Result<(), Lost> {
+        let Some(room) = self.rooms.get_mut(channel) else { return Ok(()) };
+        let mut conn = self.redis.conn();
+        let mut after = room.resume_point();
+        loop {
+            let page = cdc_stream::read_after(&mut conn, &room.names, after, self.page)
+                .await
+                .map_err(|e| format!("reading the stream of {} failed: {e}", room.names.project()))?;
+            let retention = page.info.retention_after(after);
+            if retention != cdc_stream::Retention::Complete {
+                tracing::warn!(project = %room.names.project(), %after, reason = retention.reason(), "gap too old to recover");
+                for client in &room.clients {
+                    client.resync(room.names.project(), after, retention.oldest(), retention.reason());
+                }
+                room.last = Some(page.info.last_generated);
+                return Ok(());
+            }
+            let n = page.entries.len();
+            for (id, ev) in page.entries {
+                after = id;
+                match ev {
+                    Ok(ev) => {
+                        self.stats.event_received(true);
+                        room.dispatch(&ev);
+                    }
+                    Err(e) => tracing::warn!(project = %room.names.project(), %id, error = %e, "skipped a malformed stream entry"),
+                }
+            }
+            if n < self.page {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! What a client of `/ws/events/filtered` asks for: projects, event types, entity kinds, node ids.
+//!
+//! A filter is validated once, when the client sends it; a bad filter gets an `error` message and leaves the
+//! previous one in place. The same filter applies to live events and to events replayed from the stream.
+
+use std::collections::HashSet;
+
+use codegraph_shared::{event::EventType, project::ProjectName};
+use serde::Deserialize;
+
+use crate::gateway_event::GatewayEvent;
+
+/// Most projects one client may follow.
+pub const MAX_PROJECTS: usize = 32;
+/// Most node ids in one filter.
+pub const MAX_NODE_IDS: usize = 1024;
+/// Most entity kinds in one filter.
+pub const MAX_ENTITY_KINDS: usize = 32;
+
+/// A validated filter. `None` criteria match everything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventFilter {
+    projects: Vec<ProjectName>,
+    /// Bit `i` set: `EventType::ALL[i]` passes.
+    event_types: Option<u16>,
+    entity_kinds: Option<Vec<Box<str>>>,
+    node_ids: Option<HashSet<Box<str>>>,
+}
+
+/// Why a filter was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct BadFilter(pub String);
+
+/// The filter as a client writes it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSpec {
+    #[serde(default)]
+    pub projects: Option<Vec<String>>,
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub entity_kinds: Option<Vec<String>>,
+    #[serde(default)]
+    pub node_ids: Option<Vec<String>>,
+}
+
+impl EventFilter {
+    /// Every event of `projects`.
+    pub fn projects_only(projects: Vec<ProjectName>) -> Self {
+        Self { projects, event_types: None, entity_kinds: None, node_ids: None }
+    }
+
+    /// Validates a filter sent by a client (the JSON value of `"filter"`).
+    pub fn from_json(value: serde_json::Value) -> Result<Self, BadFilter> {
+        let spec: FilterSpec = serde_json::from_value(value).map_err(|e| BadFilter(format!("bad filter: {e}")))?;
+        Self::from_spec(spec)
+    }
+
+    pub fn from_spec(spec: FilterSpec) -> Result<Self, BadFilter> {
+        let projects = match spec.projects {
+            None => vec![ProjectName::default_project()],
+            Some(list) => parse_projects(list.iter().map(String::as_str))?,
+        };
+        let event_types = match spec.event_types {
+            None => None,
+            Some(list) => {
+                let mut mask = 0u16;
+                for name in &list {
+                    let pos = EventType::ALL.iter().position(|t| t.as_str() == name).ok_or_else(|| {
+                        let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+                        BadFilter(format!("unknown event type {:?}; known types: {}", clip(name), known.join(", ")))
+                    })?;
+                    mask |= 1 << pos;
+                }
+                Some(mask)
+            }
+        };
+        let entity_kinds = match spec.entity_kinds {
+            None => None,
+            Some(list) => {
+                if list.len() > MAX_ENTITY_KINDS {
+                    return Err(BadFilter(format!("at most {MAX_ENTITY_KINDS} entity kinds")));
+                }
+                if let Some(bad) = list.iter().find(|k| k.is_empty() || k.len() > 64) {
+                    return Err(BadFilter(format!("bad entity kind {:?}", clip(bad))));
+                }
+                Some(list.into_iter().map(String::into_boxed_str).collect())
+            }
+        };
+        let node_ids = match spec.node_ids {
+            None => None,
+            Some(list) => {
+                if list.len() > MAX_NODE_IDS {
+                    return Err(BadFilter(format!("at most {MAX_NODE_IDS} node ids")));
+                }
+                if let Some(bad) = list.iter().find(|id| id.is_empty() || id.len() > 512) {
+                    return Err(BadFilter(format!("bad node id {:?}", clip(bad))));
+                }
+                Some(list.into_iter().map(String::into_boxed_str).collect())
+            }
+        };
+        Ok(Self { projects, event_types, entity_kinds, node_ids })
+    }
+
+    pub fn projects(&self) -> &[ProjectName] {
+        &self.projects
+    }
+
+    /// True when the event passes every criterion (the project is checked by whoever routes the event).
+    pub fn matches(&self, ev: &GatewayEvent) -> bool {
+        if let Some(mask) = self.event_types {
+            match EventType::ALL.iter().position(|t| *t == ev.event_type()) {
+                Some(pos) if mask & (1 << pos) != 0 => {}
+                _ => return false,
+            }
+        }
+        if let Some(kinds) = &self.entity_kinds {
+            if !kinds.iter().any(|k| **k == *ev.entity_kind()) {
+                return false;
+            }
+        }
+        if let Some(ids) = &self.node_ids {
+            let about_node = ev.entity_kind() == "node" && ids.contains(ev.entity_id());
+            let touches_node = ev.ends().is_some_and(|(s, t)| ids.contains(s) || ids.contains(t));
+            if !about_node && !touches_node {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The filter as JSON, as the `subscribed` acknowledgement shows it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let types = self.event_types.map(|mask| {
+            EventType::ALL.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, t)| t.as_str()).collect()
+        });
+        let mut ids: Option<Vec<&str>> = self.node_ids.as_ref().map(|s| s.iter().map(|b| &**b).collect());
+        if let Some(ids) = ids.as_mut() {
+            ids.sort_unstable();
+        }
+        serde_json::json!({
+            "projects": self.projects,
+            "event_types": types.unwrap_or_else(Vec::new),
+            "entity_kinds": self.entity_kinds.as_ref().map(|k| k.iter().map(|b| &**b).collect()).unwrap_or_else(Vec::new),
+            "node_ids": ids.unwrap_or_default(),
+        })
+    }
+}
+
+/// Parses a list of project names (`?project=a,b` or a filter's `projects`): 1 to [`MAX_PROJECTS`], no repeats.
+pub fn parse_projects<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<ProjectName>, BadFilter> {
+    let mut out: Vec<ProjectName> = Vec::new();
+    for name in names {
+        let p = ProjectName::parse(name).map_err(|e| BadFilter(e.to_string()))?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+        if out.len() > MAX_PROJECTS {
+            return Err(BadFilter(format!("at most {MAX_PROJECTS} projects")));
+        }
+    }
+    if out.is_empty() {
+        return Err(BadFilter("name at least one project".into()));
+    }
+    Ok(out)
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(t: &str, kind: &str, id: &str, data: &str) -> GatewayEvent {
+        let body = format!(r#"{{"project":"p","type":"{t}","entity":{{"kind":"{kind}","id":"{id}"}},"version":1,"data":{data},"ts":"t"}}"#);
+        GatewayEvent::from_stream_entry("1-0", &body).unwrap()
+    }
+
+    #[test]
+    fn an_empty_filter_follows_the_default_project_and_passes_everything() {
+        let f = EventFilter::from_json(json!({})).unwrap();
+        assert_eq!(f.projects(), [ProjectName::default_project()]);
+        assert!(f.matches(&event("node_added", "node", "a", "{}")));
+    }
+
+    #[test]
+    fn criteria_combine() {
+        let f = EventFilter::from_json(json!({
+            "projects": ["p", "q", "p"],
+            "event_types": ["node_added", "relationship_added"],
+            "node_ids": ["a"],
+        }))
+        .unwrap();
+        assert_eq!(f.projects().len(), 2);
+        assert!(f.matches(&event("node_added", "node", "a", "{}")));
+        assert!(!f.matches(&event("node_added", "node", "b", "{}")));
+        assert!(!f.matches(&event("node_deleted", "node", "a", "{}")));
+        assert!(f.matches(&event("relationship_added", "relationship", "r", r#"{"source":"x","target":"a"}"#)));
+        let kinds = EventFilter::from_json(json!({"entity_kinds": ["job"]})).unwrap();
+        assert!(kinds.matches(&event("analysis_progress", "job", "j", "{}")));
+        assert!(!kinds.matches(&event("node_added", "node", "a", "{}")));
+    }
+
+    #[test]
+    fn bad_filters_say_why() {
+        for bad in [
+            json!({"projects": []}),
+            json!({"projects": ["a b"]}),
+            json!({"projects": "p"}),
+            json!({"event_types": ["node_exploded"]}),
+            json!({"entity_kinds": [""]}),
+            json!({"node_ids": [1]}),
+            json!({"colour": "blue"}),
+            json!([1, 2]),
+            json!({"projects": (0..40).map(|i| format!("p{i}")).collect::<Vec<_>>()}),
+        ] {
+            assert!(EventFilter::from_json(bad.clone()).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn the_acknowledgement_shows_the_filter() {
+        let f = EventFilter::from_json(json!({"event_types": ["node_added"], "node_ids": ["b", "a"]})).unwrap();
+        assert_eq!(f.to_json()["event_types"], json!(["node_added"]));
+        assert_eq!(f.to_json()["node_ids"], json!(["a", "b"]));
+    }
+}

@@ -1,0 +1,62 @@
+//! The gateway process's shared state: settings, the fan-out hub, the replayer, the client registry, the
+//! counters, the connection limit and the shutdown signal. Handlers and sessions hold it behind an `Arc`.
+
+use std::sync::Arc;
+
+use codegraph_shared::{redis_handle::RedisHandle, shutdown::Shutdown};
+use tokio::sync::Semaphore;
+
+use crate::{
+    access::Access,
+    catch_up::Replayer,
+    fanout::Hub,
+    registry::Registry,
+    settings::{GatewaySettings, Settings},
+    status::Stats,
+    writer::KeepAlive,
+};
+
+pub struct Gateway {
+    pub settings: GatewaySettings,
+    pub hub: Hub,
+    pub replayer: Replayer,
+    pub registry: Registry,
+    pub stats: Arc<Stats>,
+    pub access: Access,
+    /// One permit per open WebSocket connection.
+    pub connections: Arc<Semaphore>,
+    pub shutdown: Shutdown,
+}
+
+impl Gateway {
+    /// Starts the fan-out (which connects to Redis by itself, in the background) and the status sampler.
+    pub fn start(settings: &Settings, shutdown: Shutdown) -> Result<Arc<Self>, redis::RedisError> {
+        let redis = RedisHandle::open(&settings.redis.url)?;
+        let g = &settings.gateway;
+        let stats = Arc::new(Stats::default());
+        let hub = Hub::start(redis.clone(), g.replay_page, g.redis_ping_interval(), stats.clone());
+        let gateway = Arc::new(Self {
+            settings: g.clone(),
+            replayer: Replayer { redis, hub: hub.clone(), page: g.replay_page.max(1) },
+            hub,
+            registry: Registry::default(),
+            stats: stats.clone(),
+            access: Access::new(g.token_list(), g.origin_list()),
+            connections: Arc::new(Semaphore::new(g.max_connections)),
+            shutdown,
+        });
+        let interval = g.status_interval();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                stats.sample_rates();
+            }
+        });
+        Ok(gateway)
+    }
+
+    pub fn keepalive(&self) -> KeepAlive {
+        KeepAlive { ping_every: self.settings.ping_interval(), pong_timeout: self.settings.pong_timeout() }
+    }
+}

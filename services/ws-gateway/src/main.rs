@@ -1,0 +1,21 @@
+//! The ws-gateway binary: load settings, start the fan-out, serve until SIGTERM, drain, exit.
+
+use std::time::Duration;
+
+use codegraph_shared::{http, settings, shutdown::Shutdown, telemetry};
+use ws_gateway::{drain, gateway::Gateway, routes, settings::Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings: Settings = settings::load("ws-gateway")?;
+    let _telemetry = telemetry::init("ws-gateway", &settings.telemetry);
+    let shutdown = Shutdown::on_signals();
+    let gateway = Gateway::start(&settings, shutdown.clone())?;
+    let listener = tokio::net::TcpListener::bind(&settings.http.addr).await?;
+    let server = tokio::spawn(http::serve_on(listener, routes::router(gateway.clone()), shutdown.clone()));
+    shutdown.wait().await;
+    drain::drain(&gateway).await;
+    // Upgraded connections are not the HTTP server's; plain requests still in flight get a moment.
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    Ok(())
+}

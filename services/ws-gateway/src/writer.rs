@@ -1,0 +1,143 @@
+//! The writing half of a connection: drains the client's outbox to the socket in batches (one flush per batch),
+//! pings at the protocol level, drops a client that stops answering or whose socket stops taking data, and sends
+//! the close frame when the client is being closed.
+
+use std::{
+    collections::VecDeque,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{stream::SplitSink, SinkExt};
+
+use crate::{
+    client::{now_ms, Client},
+    outbox::Frame,
+    protocol::CloseReason,
+    status::Stats,
+};
+
+/// How long the close frame may take to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Protocol-level keep-alive.
+#[derive(Clone, Copy, Debug)]
+pub struct KeepAlive {
+    pub ping_every: Duration,
+    pub pong_timeout: Duration,
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// Runs until the connection is closed; returns the reason.
+pub async fn run(client: Arc<Client>, mut sink: Sink, keepalive: KeepAlive, stats: Arc<Stats>) -> CloseReason {
+    let mut batch: VecDeque<Frame> = VecDeque::new();
+    let mut published: Vec<u64> = Vec::new();
+    // A socket that takes nothing for this long belongs to a client that is gone or stopped reading.
+    let write_timeout = keepalive.ping_every + keepalive.pong_timeout;
+    let mut next_ping = Instant::now() + keepalive.ping_every;
+    // When the last ping went out (ms since the epoch), while its answer is awaited.
+    let mut awaiting_pong: Option<u64> = None;
+    loop {
+        let closing = client.take(&mut batch);
+        if !batch.is_empty() {
+            let outcome = {
+                let write = write_batch(&mut sink, &mut batch, &mut published, &stats);
+                tokio::pin!(write);
+                let deadline = tokio::time::sleep(write_timeout);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        r = &mut write => break r.map_err(|_| CloseReason::Gone),
+                        _ = client.cut() => {
+                            // Give up on a socket that does not drain only when the client is cut for it.
+                            if client.closing() == Some(CloseReason::TooSlow) {
+                                break Err(CloseReason::TooSlow);
+                            }
+                        }
+                        _ = &mut deadline => break Err(CloseReason::Gone),
+                    }
+                }
+            };
+            match outcome {
+                Ok(()) => continue,
+                Err(CloseReason::TooSlow) => {
+                    send_close(&mut sink, CloseReason::TooSlow, CloseReason::TooSlow.default_text()).await;
+                    return CloseReason::TooSlow;
+                }
+                Err(reason) => {
+                    client.close(reason, None);
+                    return reason;
+                }
+            }
+        }
+        if let Some((reason, text)) = closing {
+            if reason != CloseReason::Gone {
+                send_close(&mut sink, reason, &text).await;
+            }
+            return reason;
+        }
+        let timer = match awaiting_pong {
+            Some(sent) => Instant::now() + keepalive.pong_timeout.saturating_sub(since_ms(sent)),
+            None => next_ping,
+        };
+        tokio::select! {
+            _ = client.woken() => {}
+            _ = tokio::time::sleep_until(timer.into()) => {
+                if let Some(sent) = awaiting_pong.take() {
+                    if client.silent_for() >= Duration::from_millis(now_ms().saturating_sub(sent)) {
+                        tracing::debug!(client = client.id(), "no pong: dropping the client");
+                        client.close(CloseReason::Gone, None);
+                        return CloseReason::Gone;
+                    }
+                    continue;
+                }
+                next_ping = Instant::now() + keepalive.ping_every;
+                let ping = tokio::time::timeout(write_timeout, sink.send(Message::Ping(Default::default())));
+                if !matches!(ping.await, Ok(Ok(()))) {
+                    client.close(CloseReason::Gone, None);
+                    return CloseReason::Gone;
+                }
+                awaiting_pong = Some(now_ms());
+            }
+        }
+    }
+}
+
+fn since_ms(t: u64) -> Duration {
+    Duration::from_millis(now_ms().saturating_sub(t))
+}
+
+async fn write_batch(
+    sink: &mut Sink,
+    batch: &mut VecDeque<Frame>,
+    published: &mut Vec<u64>,
+    stats: &Stats,
+) -> Result<(), axum::Error> {
+    published.clear();
+    let (mut events, mut bytes) = (0u64, 0u64);
+    while let Some(frame) = batch.pop_front() {
+        if let Some(t) = frame.published_ms {
+            events += 1;
+            bytes += frame.text.len() as u64;
+            published.push(t);
+        }
+        sink.feed(Message::Text(frame.text)).await?;
+    }
+    sink.flush().await?;
+    if events > 0 {
+        stats.frames_sent(events, bytes, published.iter().copied());
+    }
+    Ok(())
+}
+
+async fn send_close(sink: &mut Sink, reason: CloseReason, text: &str) {
+    // A close reason is at most 123 bytes.
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame { code: reason.code(), reason: text[..end].into() };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+}
