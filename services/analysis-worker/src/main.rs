@@ -1,1 +1,206 @@
-fn main(){}
+//! `analysis-worker`: with no subcommand, the service (job queue consumer plus `/health`, `/ready`,
+//! `/metrics`, `/status`); `analyze` analyses one folder once; `watch` keeps a folder's graph current.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use analysis_worker::{
+    http::{router, AppState},
+    job::{CancelFlag, JobEnd, JobRunner, JobSpec},
+    queue,
+    settings::{WorkerSettings, SERVICE},
+    status::WorkerStatus,
+    sync::Mode,
+    watch,
+};
+use clap::{Parser, Subcommand};
+use codegraph_shared::{functions::ensure_loaded, project::ProjectName, redis_handle::RedisHandle, shutdown::Shutdown};
+
+#[derive(Parser)]
+#[command(name = "analysis-worker", about = "Turns repositories into the code graph")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse a folder once (incrementally unless --full) and print a summary.
+    Analyze {
+        #[arg(long, default_value = "default")]
+        project: String,
+        #[arg(long)]
+        path: PathBuf,
+        /// Compare every file and remove whatever no file produces, not only what changed.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Analyse a folder, then again after every change to it, until interrupted.
+    Watch {
+        #[arg(long, default_value = "default")]
+        project: String,
+        #[arg(long)]
+        path: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings: WorkerSettings = match codegraph_shared::settings::load(SERVICE) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("analysis-worker: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(settings.analysis.threads.max(1)).build_global();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("analysis-worker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let _telemetry = codegraph_shared::telemetry::init(SERVICE, &settings.telemetry);
+        let redis = match RedisHandle::open(&settings.redis.url) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("analysis-worker: invalid redis url: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let runner = JobRunner {
+            redis: redis.clone(),
+            redis_settings: settings.redis.clone(),
+            settings: settings.analysis.clone(),
+            show_bar: cli.command.is_some(),
+        };
+        match cli.command {
+            None => serve(settings, redis, runner).await,
+            Some(Command::Analyze { project, path, full }) => analyze(runner, &project, path, full).await,
+            Some(Command::Watch { project, path }) => watch_folder(runner, &project, path).await,
+        }
+    })
+}
+
+fn project(name: &str) -> Result<ProjectName, ExitCode> {
+    ProjectName::parse(name).map_err(|e| {
+        eprintln!("analysis-worker: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn analyze(runner: JobRunner, project_name: &str, path: PathBuf, full: bool) -> ExitCode {
+    let project = match project(project_name) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if let Err(e) = ensure_loaded(&mut runner.redis.conn()).await {
+        eprintln!("analysis-worker: redis at {} is not usable: {e}", runner.redis_settings.url);
+        return ExitCode::FAILURE;
+    }
+    let job_id = format!("cli-{}", uuid::Uuid::new_v4().simple());
+    let spec = JobSpec { job_id, project, path, mode: if full { Mode::Full } else { Mode::Incremental } };
+    let cancel = CancelFlag::default();
+    let on_ctrl_c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.cancel();
+        }
+    });
+    let (_, end) = runner.run(&spec, analysis_worker::analysis::Analyzer::new(), cancel).await;
+    print_end(&spec, &end)
+}
+
+fn print_end(spec: &JobSpec, end: &JobEnd) -> ExitCode {
+    match end {
+        JobEnd::Completed(s) => {
+            let r = &s.report;
+            let langs: Vec<String> = r.languages.iter().map(|(l, n)| format!("{l} {n}")).collect();
+            println!(
+                "{}: {} files ({}), {} lines in {:.2}s; graph {} nodes, {} relationships; {} files changed, {} mutations, {} graph events; skipped {} (binary {}, huge {}), errors {}",
+                spec.job_id,
+                r.files,
+                langs.join(", "),
+                r.lines,
+                s.duration.as_secs_f64(),
+                s.nodes,
+                s.relationships,
+                s.changed_files,
+                s.mutations,
+                s.events,
+                r.skipped(),
+                r.skipped_binary,
+                r.skipped_huge,
+                r.failed.len()
+            );
+            for (lang, c) in &r.calls {
+                let total = c.resolved + c.unresolved;
+                if total > 0 {
+                    println!("  calls {lang}: {} of {} resolved ({:.1}%)", c.resolved, total, 100.0 * c.resolved as f64 / total as f64);
+                }
+            }
+            for (file, error) in r.failed.iter().take(10) {
+                println!("  failed: {file}: {error}");
+            }
+            ExitCode::SUCCESS
+        }
+        JobEnd::Cancelled => {
+            println!("{}: cancelled", spec.job_id);
+            ExitCode::from(130)
+        }
+        JobEnd::Failed(e) => {
+            eprintln!("{}: failed: {e}", spec.job_id);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn watch_folder(runner: JobRunner, project_name: &str, path: PathBuf) -> ExitCode {
+    let project = match project(project_name) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if let Err(e) = ensure_loaded(&mut runner.redis.conn()).await {
+        eprintln!("analysis-worker: redis at {} is not usable: {e}", runner.redis_settings.url);
+        return ExitCode::FAILURE;
+    }
+    let shutdown = Shutdown::on_signals();
+    let shown = path.clone();
+    let result = watch::watch(runner, project.clone(), path, shutdown, |end| {
+        let spec = JobSpec { job_id: "watch".into(), project: project.clone(), path: shown.clone(), mode: Mode::Incremental };
+        print_end(&spec, end);
+    })
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("analysis-worker: watch failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: WorkerSettings, redis: RedisHandle, runner: JobRunner) -> ExitCode {
+    let shutdown = Shutdown::on_signals();
+    let consumer = format!(
+        "{}-{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let status = Arc::new(WorkerStatus::new(consumer));
+    let app = router(AppState { redis, status: status.clone() });
+    let jobs = tokio::spawn(queue::run(runner, status, shutdown.clone()));
+    let served = codegraph_shared::http::serve(&settings.http.addr, app, shutdown.clone()).await;
+    shutdown.trigger();
+    let _ = jobs.await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("analysis-worker: cannot serve on {}: {e}", settings.http.addr);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -18,7 +18,6 @@ pub struct Fixture {
 pub struct FixtureGraph {
     pub nodes: BTreeMap<String, Node>,
     pub rels: BTreeMap<String, Relationship>,
-    pub report: Report,
 }
 
 impl Fixture {
@@ -37,6 +36,11 @@ impl Fixture {
         self
     }
 
+    /// The desired graph by owner.
+    pub fn desired(self) -> crate::desired::DesiredGraph {
+        Analyzer::new().analyze(self.files, Report::default(), "fixture", &Hooks::none()).unwrap().graph
+    }
+
     pub fn analyze(self) -> FixtureGraph {
         let a = Analyzer::new().analyze(self.files, Report::default(), "fixture", &Hooks::none()).unwrap();
         let mut nodes = BTreeMap::new();
@@ -48,7 +52,7 @@ impl Fixture {
         for r in rels.values() {
             assert!(nodes.contains_key(&r.source) && nodes.contains_key(&r.target), "dangling {}", r.id);
         }
-        FixtureGraph { nodes, rels, report: a.report }
+        FixtureGraph { nodes, rels }
     }
 }
 

@@ -1,0 +1,299 @@
+//! One analysis job from start to end: check the path, discover, parse, resolve, write the difference, and
+//! tell the world through `analysis_*` events on entity kind `job` (which also keep the job hash current).
+//! Used alike by the queue consumer, the `analyze` command and watch mode.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use codegraph_shared::{
+    event::EventType,
+    functions::GraphWriter,
+    names::RedisNames,
+    project::ProjectName,
+    redis_handle::RedisHandle,
+    settings::RedisSettings,
+};
+use serde_json::{json, Value};
+
+use crate::{
+    analysis::{root_name, Analyzer, Hooks, Report},
+    discover::{check_allowed, discover},
+    progress::{Phase, Progress, TerminalBar},
+    settings::AnalysisSettings,
+    sync::{self, Mode},
+};
+
+/// Longest list of failed files reported in `analysis_completed`.
+const MAX_REPORTED_FAILURES: usize = 20;
+
+/// What to analyse.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub job_id: String,
+    pub project: ProjectName,
+    pub path: PathBuf,
+    pub mode: Mode,
+}
+
+/// Set when a cancel request for the job arrives (Pub/Sub or the job hash); checked between files and chunks.
+#[derive(Clone, Debug, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What a completed job did.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub nodes: usize,
+    pub relationships: usize,
+    pub report: Report,
+    pub changed_files: usize,
+    pub mutations: usize,
+    pub events: usize,
+    pub duration: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub enum JobEnd {
+    Completed(Summary),
+    Cancelled,
+    Failed(String),
+}
+
+/// Everything a job needs besides its spec.
+#[derive(Clone)]
+pub struct JobRunner {
+    pub redis: RedisHandle,
+    pub redis_settings: RedisSettings,
+    pub settings: AnalysisSettings,
+    /// Draw a progress bar on a terminal (the CLI).
+    pub show_bar: bool,
+}
+
+impl JobRunner {
+    pub fn writer(&self, project: &ProjectName) -> GraphWriter {
+        GraphWriter::new(RedisNames::new(project), self.redis_settings.stream_max_len, self.redis_settings.publish)
+    }
+
+    async fn emit(&self, writer: &GraphWriter, t: EventType, job_id: &str, data: Value) {
+        let mut conn = self.redis.conn();
+        if let Err(e) = writer.emit(&mut conn, t, "job", job_id, &data, None).await {
+            tracing::warn!(error = %e, job_id, event = t.as_str(), "could not emit a job event");
+        }
+    }
+
+    /// Runs one job; `analyzer` carries parsed facts between runs (watch mode) and is handed back.
+    pub async fn run(&self, spec: &JobSpec, analyzer: Analyzer, cancel: CancelFlag) -> (Analyzer, JobEnd) {
+        let started = Instant::now();
+        let writer = self.writer(&spec.project);
+        let job_id = spec.job_id.as_str();
+        let (analyzer, end) = self.run_inner(spec, &writer, analyzer, &cancel, started).await;
+        match &end {
+            JobEnd::Completed(s) => {
+                let failed: Vec<Value> = s
+                    .report
+                    .failed
+                    .iter()
+                    .take(MAX_REPORTED_FAILURES)
+                    .map(|(p, e)| json!({"file": p, "error": e}))
+                    .collect();
+                let calls: BTreeMap<&str, Value> = s
+                    .report
+                    .calls
+                    .iter()
+                    .map(|(l, c)| (*l, json!({"resolved": c.resolved, "unresolved": c.unresolved})))
+                    .collect();
+                let data = json!({
+                    "job_id": job_id,
+                    "nodes": s.nodes,
+                    "relationships": s.relationships,
+                    "files": s.report.files,
+                    "skipped": s.report.skipped(),
+                    "errors": s.report.failed.len(),
+                    "duration_ms": s.duration.as_millis() as u64,
+                    "changed_files": s.changed_files,
+                    "mutations": s.mutations,
+                    "graph_events": s.events,
+                    "skipped_binary": s.report.skipped_binary,
+                    "skipped_huge": s.report.skipped_huge,
+                    "files_with_syntax_errors": s.report.files_with_syntax_errors,
+                    "failed_files": failed,
+                    "calls": calls,
+                });
+                self.emit(&writer, EventType::AnalysisCompleted, job_id, data).await;
+            }
+            JobEnd::Cancelled => {
+                self.emit(&writer, EventType::AnalysisCancelled, job_id, json!({"job_id": job_id})).await;
+            }
+            JobEnd::Failed(error) => {
+                let data = json!({"job_id": job_id, "error": error});
+                self.emit(&writer, EventType::AnalysisFailed, job_id, data).await;
+            }
+        }
+        (analyzer, end)
+    }
+
+    async fn run_inner(
+        &self,
+        spec: &JobSpec,
+        writer: &GraphWriter,
+        analyzer: Analyzer,
+        cancel: &CancelFlag,
+        started: Instant,
+    ) -> (Analyzer, JobEnd) {
+        let root = match check_allowed(&spec.path, &self.settings.allowed_roots()) {
+            Ok(r) => r,
+            Err(e) => return (analyzer, JobEnd::Failed(e.to_string())),
+        };
+        let max = self.settings.max_file_bytes;
+        let walk_root = root.clone();
+        let found = match tokio::task::spawn_blocking(move || discover(&walk_root, max)).await {
+            Ok(f) => f,
+            Err(e) => return (analyzer, JobEnd::Failed(format!("discovery failed: {e}"))),
+        };
+        let mut languages: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in &found.files {
+            *languages.entry(f.language.name()).or_default() += 1;
+        }
+        let data = json!({
+            "job_id": spec.job_id,
+            "total_files": found.files.len(),
+            "languages": languages,
+            "path": root.display().to_string(),
+            "mode": spec.mode.as_str(),
+        });
+        self.emit(writer, EventType::AnalysisStarted, &spec.job_id, data).await;
+
+        let progress = Arc::new(Progress::new(found.files.len()));
+        progress.set_phase(Phase::Parse);
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let ticker = tokio::spawn(self.clone().tick(spec.clone(), writer.clone(), progress.clone(), cancel.clone(), stop.clone()));
+
+        let result = self.analyze_and_write(spec, writer, analyzer, &root, found, &progress, cancel).await;
+        progress.set_phase(Phase::Done);
+        stop.notify_one();
+        let _ = ticker.await;
+        let (analyzer, end) = result;
+        let end = match end {
+            Ok(Some(mut s)) => {
+                s.duration = started.elapsed();
+                JobEnd::Completed(s)
+            }
+            Ok(None) => JobEnd::Cancelled,
+            Err(e) => JobEnd::Failed(e),
+        };
+        (analyzer, end)
+    }
+
+    /// `Ok(None)`: cancelled.
+    #[allow(clippy::too_many_arguments)]
+    async fn analyze_and_write(
+        &self,
+        spec: &JobSpec,
+        writer: &GraphWriter,
+        mut analyzer: Analyzer,
+        root: &std::path::Path,
+        found: crate::discover::Discovered,
+        progress: &Arc<Progress>,
+        cancel: &CancelFlag,
+    ) -> (Analyzer, Result<Option<Summary>, String>) {
+        let name = root_name(root);
+        let (p, c) = (progress.clone(), cancel.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let on_file = |done: usize, path: &str| p.file_done(done, path);
+            let cancelled = || c.is_cancelled();
+            let hooks = Hooks { on_file: &on_file, cancelled: &cancelled };
+            let result = analyzer.run(&found, &name, &hooks);
+            (analyzer, result)
+        })
+        .await;
+        let (analyzer, result) = match joined {
+            Ok(r) => r,
+            Err(e) => return (Analyzer::new(), Err(format!("the analysis panicked: {e}"))),
+        };
+        let Ok(analysis) = result else { return (analyzer, Ok(None)) };
+        if cancel.is_cancelled() {
+            return (analyzer, Ok(None));
+        }
+        progress.set_phase(Phase::Write);
+        let mut conn = self.redis.conn();
+        let plan = match sync::plan(&mut conn, writer, &analysis, spec.mode).await {
+            Ok(p) => p,
+            Err(e) => return (analyzer, Err(format!("reading the current graph failed: {e}"))),
+        };
+        progress.ops(0, plan.delta.len());
+        let c = cancel.clone();
+        let cancelled = move || c.is_cancelled();
+        let p = progress.clone();
+        let mut on_chunk = move |done: usize, total: usize| p.ops(done, total);
+        let applied = match sync::apply(&mut conn, writer, &plan, None, &cancelled, &mut on_chunk).await {
+            Ok(a) => a,
+            Err(e) => return (analyzer, Err(format!("writing the graph failed: {e}"))),
+        };
+        if applied.cancelled {
+            return (analyzer, Ok(None));
+        }
+        let summary = Summary {
+            nodes: analysis.graph.node_count(),
+            relationships: analysis.graph.rel_count(),
+            report: analysis.report,
+            changed_files: plan.changed_files.len(),
+            mutations: applied.written,
+            events: applied.events,
+            duration: Duration::ZERO,
+        };
+        (analyzer, Ok(Some(summary)))
+    }
+
+    /// Reports progress at most once per interval while the job runs, and watches the job hash for a cancel
+    /// request (in case the Pub/Sub message was missed).
+    async fn tick(self, spec: JobSpec, writer: GraphWriter, progress: Arc<Progress>, cancel: CancelFlag, stop: Arc<tokio::sync::Notify>) {
+        let bar = self.show_bar.then(TerminalBar::new);
+        let interval = Duration::from_millis(self.settings.progress_interval_ms.max(10));
+        let mut last = None;
+        let mut last_cancel_check = Instant::now();
+        let job_key = writer.names().job(&spec.job_id);
+        loop {
+            tokio::select! {
+                _ = stop.notified() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let r = progress.read();
+            if let Some(b) = &bar {
+                b.draw(&r);
+            }
+            if last.as_ref() != Some(&r) {
+                self.emit(&writer, EventType::AnalysisProgress, &spec.job_id, r.event_data(&spec.job_id)).await;
+                last = Some(r);
+            }
+            if last_cancel_check.elapsed() >= Duration::from_millis(250) {
+                last_cancel_check = Instant::now();
+                let mut conn = self.redis.conn();
+                let flag: Option<String> =
+                    redis::cmd("HGET").arg(&job_key).arg("cancel_requested").query_async(&mut conn).await.unwrap_or(None);
+                if flag.as_deref() == Some("1") {
+                    cancel.cancel();
+                }
+            }
+        }
+        if let Some(b) = &bar {
+            b.draw(&progress.read());
+            b.finish();
+        }
+    }
+}

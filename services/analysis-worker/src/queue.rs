@@ -1,0 +1,255 @@
+//! The job queue: reads `code_graph:jobs` in the consumer group `analysis-workers`, one job at a time. A job
+//! stays pending until it ends (acknowledged then); while it runs the worker renews its claim, so a job whose
+//! worker died goes idle and another worker takes it over (`XAUTOCLAIM`). Cancel requests arrive on
+//! [`JOBS_CANCEL_CHANNEL`] and in the job hash (see [`crate::job`]).
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+
+use codegraph_shared::{
+    functions::ensure_loaded,
+    names::{RedisNames, JOBS_CANCEL_CHANNEL, JOBS_GROUP, JOBS_STREAM},
+    project::ProjectName,
+    shutdown::Shutdown,
+};
+use futures_util::StreamExt;
+use redis::Value;
+
+use crate::{
+    analysis::Analyzer,
+    job::{CancelFlag, JobRunner, JobSpec},
+    status::WorkerStatus,
+    sync::Mode,
+};
+
+/// How long one blocking read waits for a job, so shutdown is noticed promptly.
+const READ_BLOCK_MS: u64 = 1000;
+
+/// One entry of the jobs stream.
+#[derive(Clone, Debug)]
+struct Entry {
+    id: String,
+    fields: HashMap<String, String>,
+}
+
+/// Runs jobs until `shutdown` fires (the running job is finished first).
+pub async fn run(runner: JobRunner, status: Arc<WorkerStatus>, shutdown: Shutdown) {
+    tokio::spawn(listen_for_cancels(runner.clone(), status.clone(), shutdown.clone()));
+    let claim_idle = Duration::from_millis(runner.settings.claim_idle_ms.max(100));
+    while !shutdown.is_triggered() {
+        match next_job(&runner, &status.consumer, claim_idle, &shutdown).await {
+            Ok(Some(entry)) => handle(&runner, &status, entry, claim_idle).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "job queue unavailable; retrying");
+                tokio::select! {
+                    _ = shutdown.wait() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn ensure_group(conn: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<()> {
+    let r: redis::RedisResult<String> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(JOBS_STREAM)
+        .arg(JOBS_GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match r {
+        Err(e) if e.code() != Some("BUSYGROUP") => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// A job abandoned by a dead worker first, else a new one (waiting up to a second).
+async fn next_job(
+    runner: &JobRunner,
+    consumer: &str,
+    claim_idle: Duration,
+    shutdown: &Shutdown,
+) -> redis::RedisResult<Option<Entry>> {
+    let mut conn = runner.redis.conn();
+    ensure_group(&mut conn).await?;
+    let claimed: Value = redis::cmd("XAUTOCLAIM")
+        .arg(JOBS_STREAM)
+        .arg(JOBS_GROUP)
+        .arg(consumer)
+        .arg(claim_idle.as_millis() as u64)
+        .arg("0-0")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await?;
+    if let Value::Array(parts) = &claimed {
+        if let Some(entry) = parts.get(1).and_then(|v| entries(v).into_iter().next()) {
+            tracing::info!(id = entry.id, "took over a job whose worker stopped");
+            return Ok(Some(entry));
+        }
+    }
+    // A blocking read gets its own connection, so it never delays the shared one.
+    let mut blocking = runner.redis.client().get_multiplexed_async_connection().await?;
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(JOBS_GROUP)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(1)
+        .arg("BLOCK")
+        .arg(READ_BLOCK_MS)
+        .arg("STREAMS")
+        .arg(JOBS_STREAM)
+        .arg(">");
+    let read = cmd.query_async::<Value>(&mut blocking);
+    let reply = tokio::select! {
+        r = read => r?,
+        _ = shutdown.wait() => return Ok(None),
+    };
+    // Reply: [[stream, [entries…]]] (RESP2) or {stream: [entries…]} (RESP3).
+    let streams = match reply {
+        Value::Array(s) => s.into_iter().filter_map(|s| match s {
+            Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
+            _ => None,
+        }).collect::<Vec<_>>(),
+        Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
+        _ => Vec::new(),
+    };
+    Ok(streams.iter().flat_map(entries).next())
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn entries(v: &Value) -> Vec<Entry> {
+    let Value::Array(items) = v else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|item| {
+            let Value::Array(pair) = item else { return None };
+            let id = text(pair.first()?)?;
+            let Value::Array(kv) = pair.get(1)? else { return None };
+            let fields = kv.chunks(2).filter_map(|c| Some((text(c.first()?)?, text(c.get(1)?)?))).collect();
+            Some(Entry { id, fields })
+        })
+        .collect()
+}
+
+async fn ack(runner: &JobRunner, id: &str) {
+    let mut conn = runner.redis.conn();
+    let r: redis::RedisResult<i64> =
+        redis::cmd("XACK").arg(JOBS_STREAM).arg(JOBS_GROUP).arg(id).query_async(&mut conn).await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, id, "could not acknowledge a job");
+    }
+}
+
+async fn handle(runner: &JobRunner, status: &Arc<WorkerStatus>, entry: Entry, claim_idle: Duration) {
+    let field = |k: &str| entry.fields.get(k).cloned().unwrap_or_default();
+    let job_id = field("job_id");
+    let Ok(project) = ProjectName::parse(&field("project")) else {
+        tracing::warn!(id = entry.id, "job without a valid project: dropped");
+        return ack(runner, &entry.id).await;
+    };
+    let Some(mode) = Mode::parse(&field("mode")) else {
+        tracing::warn!(id = entry.id, mode = field("mode"), "job with an unknown mode: dropped");
+        return ack(runner, &entry.id).await;
+    };
+    if job_id.is_empty() {
+        return ack(runner, &entry.id).await;
+    }
+    let spec = JobSpec { job_id: job_id.clone(), project: project.clone(), path: PathBuf::from(field("path")), mode };
+    // A job that already ended (its worker died before acknowledging) is only acknowledged.
+    let mut conn = runner.redis.conn();
+    let job_key = RedisNames::new(&project).job(&job_id);
+    let state: HashMap<String, String> =
+        redis::cmd("HGETALL").arg(&job_key).query_async(&mut conn).await.unwrap_or_default();
+    if matches!(state.get("status").map(String::as_str), Some("completed" | "failed" | "cancelled")) {
+        return ack(runner, &entry.id).await;
+    }
+    if let Err(e) = ensure_loaded(&mut conn).await {
+        tracing::warn!(error = %e, "could not load the Function library");
+    }
+    let cancel = CancelFlag::default();
+    if state.get("cancel_requested").map(String::as_str) == Some("1") {
+        cancel.cancel();
+    }
+    status.start(&spec, &cancel);
+    tracing::info!(job_id, project = %project, path = %spec.path.display(), mode = mode.as_str(), "job started");
+    let renew = tokio::spawn(renew_claim(runner.clone(), status.consumer.clone(), entry.id.clone(), claim_idle));
+    let (_, end) = runner.run(&spec, Analyzer::new(), cancel).await;
+    renew.abort();
+    tracing::info!(job_id, outcome = ?end_name(&end), "job ended");
+    status.finish(&spec, &end);
+    ack(runner, &entry.id).await;
+}
+
+fn end_name(end: &crate::job::JobEnd) -> &'static str {
+    match end {
+        crate::job::JobEnd::Completed(_) => "completed",
+        crate::job::JobEnd::Cancelled => "cancelled",
+        crate::job::JobEnd::Failed(_) => "failed",
+    }
+}
+
+/// Keeps the job's pending entry fresh (idle time reset) while this worker runs it.
+async fn renew_claim(runner: JobRunner, consumer: String, id: String, claim_idle: Duration) {
+    loop {
+        tokio::time::sleep(claim_idle / 3).await;
+        let mut conn = runner.redis.conn();
+        let r: redis::RedisResult<Value> = redis::cmd("XCLAIM")
+            .arg(JOBS_STREAM)
+            .arg(JOBS_GROUP)
+            .arg(&consumer)
+            .arg(0)
+            .arg(&id)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not renew the job claim");
+        }
+    }
+}
+
+/// Subscribes to the cancel channel and cancels the running job when its id arrives.
+async fn listen_for_cancels(runner: JobRunner, status: Arc<WorkerStatus>, shutdown: Shutdown) {
+    while !shutdown.is_triggered() {
+        match runner.redis.client().get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if let Err(e) = pubsub.subscribe(JOBS_CANCEL_CHANNEL).await {
+                    tracing::warn!(error = %e, "cancel channel subscription failed");
+                } else {
+                    let mut messages = pubsub.on_message();
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.wait() => return,
+                            m = messages.next() => match m {
+                                Some(m) => {
+                                    if let Ok(job_id) = m.get_payload::<String>() {
+                                        if status.cancel(job_id.trim()) {
+                                            tracing::info!(job_id, "cancel requested");
+                                        }
+                                    }
+                                }
+                                None => break,
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cancel channel unavailable"),
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

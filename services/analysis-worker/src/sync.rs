@@ -1,0 +1,189 @@
+//! Brings the graph in Redis in line with an analysis: decides which owners (files, directories) to compare,
+//! reads their current state, computes the [`Delta`] and writes it through the Function library in chunks,
+//! then records the content hashes. Only differences are written, so an unchanged repository writes nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use codegraph_shared::functions::{GraphWriter, MutationError, MAX_OPS_PER_CALL};
+use redis::aio::ConnectionLike;
+
+use crate::{
+    analysis::Analysis,
+    current::{self, is_structural},
+    delta::{diff, Delta},
+    desired::{dir_owner, file_owner, parent_dir, Owner},
+};
+
+/// How much of the repository is compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every owner in the analysis or in Redis (also removes what no analysis produced).
+    Full,
+    /// Files whose content hash changed, and the files and directories that depend on them.
+    Incremental,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "full" => Some(Mode::Full),
+            "incremental" | "" => Some(Mode::Incremental),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Incremental => "incremental",
+        }
+    }
+}
+
+/// What a sync will do.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub delta: Delta,
+    /// Files whose content changed, appeared or disappeared since the last sync.
+    pub changed_files: Vec<String>,
+    pub set_hashes: Vec<(String, String)>,
+    pub delete_hashes: Vec<String>,
+}
+
+/// Decides what to write for `analysis` under `mode`.
+pub async fn plan<C: ConnectionLike + Send>(
+    conn: &mut C,
+    writer: &GraphWriter,
+    analysis: &Analysis,
+    mode: Mode,
+) -> redis::RedisResult<Plan> {
+    let names = writer.names();
+    let stored: HashMap<String, String> =
+        redis::cmd("HGETALL").arg(names.file_hashes()).query_async(conn).await?;
+    let mut changed: Vec<String> =
+        analysis.hashes.iter().filter(|(p, h)| stored.get(*p) != Some(*h)).map(|(p, _)| p.clone()).collect();
+    let deleted: Vec<String> = stored.keys().filter(|p| !analysis.hashes.contains_key(*p)).cloned().collect();
+    let set_hashes = changed.iter().map(|p| (p.clone(), analysis.hashes[p].clone())).collect();
+    changed.extend(deleted.iter().cloned());
+    changed.sort();
+    let full = mode == Mode::Full || stored.is_empty();
+    let (owners, current) = if full {
+        let current = current::read_all(conn, names).await?;
+        let owners: BTreeSet<Owner> = analysis.graph.owners.keys().chain(current.keys()).cloned().collect();
+        (owners, current)
+    } else {
+        if changed.is_empty() {
+            return Ok(Plan::default());
+        }
+        incremental_scope(conn, writer, analysis, &changed, &stored).await?
+    };
+    let delta = diff(&analysis.graph, &current, &owners);
+    let set_hashes = if full {
+        analysis.hashes.iter().map(|(p, h)| (p.clone(), h.clone())).collect()
+    } else {
+        set_hashes
+    };
+    Ok(Plan { delta, changed_files: changed, set_hashes, delete_hashes: deleted })
+}
+
+/// The owners an incremental sync compares, and their current state: the changed files, the directories
+/// whose content changed, and every file with an edge into (or, now, towards) a changed file.
+async fn incremental_scope<C: ConnectionLike + Send>(
+    conn: &mut C,
+    writer: &GraphWriter,
+    analysis: &Analysis,
+    changed: &[String],
+    stored: &HashMap<String, String>,
+) -> redis::RedisResult<(BTreeSet<Owner>, BTreeMap<Owner, crate::desired::Owned>)> {
+    let names = writer.names();
+    let mut owners: BTreeSet<Owner> = changed.iter().map(|p| file_owner(p)).collect();
+    for p in changed {
+        let added_or_deleted = !stored.contains_key(p) || !analysis.hashes.contains_key(p);
+        if added_or_deleted {
+            let mut d = parent_dir(p);
+            loop {
+                owners.insert(dir_owner(d));
+                if d == "." {
+                    break;
+                }
+                d = parent_dir(d);
+            }
+        }
+    }
+    let mut current = current::read_owned(conn, names, &owners).await?;
+    let mut more = current::outside_referrers(conn, names, &current).await?;
+    // Edges the analysis now wants from other files into the changed ones.
+    let targets: BTreeSet<&str> = owners
+        .iter()
+        .flat_map(|o| {
+            let now = analysis.graph.owners.get(o).into_iter().flat_map(|w| w.nodes.keys());
+            let before = current.get(o).into_iter().flat_map(|w| w.nodes.keys());
+            now.chain(before).map(String::as_str)
+        })
+        .collect();
+    for (owner, owned) in &analysis.graph.owners {
+        if !owners.contains(owner)
+            && owned.rels.values().any(|r| !is_structural(&r.rel_type) && targets.contains(r.target.as_str()))
+        {
+            more.insert(owner.clone());
+        }
+    }
+    let extra: BTreeSet<Owner> = more.difference(&owners).cloned().collect();
+    if !extra.is_empty() {
+        current.extend(current::read_owned(conn, names, &extra).await?);
+        owners.extend(extra);
+    }
+    Ok((owners, current))
+}
+
+/// How a write ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Mutations sent (each chunk is atomic).
+    pub written: usize,
+    /// Mutations that produced an event.
+    pub events: usize,
+    pub cancelled: bool,
+}
+
+/// Writes the plan chunk by chunk, checking `cancelled` between chunks, then records the hashes (only when
+/// everything was written, so an interrupted sync is redone next time).
+pub async fn apply<C: ConnectionLike + Send>(
+    conn: &mut C,
+    writer: &GraphWriter,
+    plan: &Plan,
+    traceparent: Option<&str>,
+    cancelled: &(dyn Fn() -> bool + Sync),
+    on_chunk: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<Applied, MutationError> {
+    let ops = plan.delta.mutations();
+    let mut applied = Applied::default();
+    for chunk in ops.chunks(MAX_OPS_PER_CALL) {
+        if cancelled() {
+            applied.cancelled = true;
+            return Ok(applied);
+        }
+        let outcomes = writer.mutate(conn, chunk, traceparent).await?;
+        applied.written += chunk.len();
+        applied.events += outcomes.iter().filter(|o| o.event_id.is_some()).count() + cascaded(&outcomes);
+        on_chunk(applied.written, ops.len());
+    }
+    let key = writer.names().file_hashes();
+    for chunk in plan.set_hashes.chunks(MAX_OPS_PER_CALL) {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(&key);
+        for (p, h) in chunk {
+            cmd.arg(p).arg(h);
+        }
+        cmd.query_async::<i64>(conn).await?;
+    }
+    for chunk in plan.delete_hashes.chunks(MAX_OPS_PER_CALL) {
+        redis::cmd("HDEL").arg(&key).arg(chunk).query_async::<i64>(conn).await?;
+    }
+    Ok(applied)
+}
+
+fn cascaded(outcomes: &[codegraph_shared::functions::Outcome]) -> usize {
+    outcomes.iter().map(|o| o.cascaded as usize).sum()
+}
