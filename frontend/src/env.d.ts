@@ -4,3 +4,7 @@ declare module '*.vue' {
   const component: DefineComponent<object, object, unknown>;
   export default component;
 }
+declare module 'graphology-layout-forceatlas2/iterate' {
+  import type { ForceAtlas2Settings } from 'graphology-layout-forceatlas2';
+  export default function iterate(settings: ForceAtlas2Settings, nodes: Float32Array, edges: Float32Array): void;
+}

@@ -4,12 +4,13 @@
  *
  * Two costs are kept in check here: sigma re-indexes the whole graph for every dropped node, so large batches are
  * applied while sigma is detached (one re-index instead of thousands); and the layout only runs for a while after
- * the graph changed, instead of forever.
+ * the graph changed, instead of forever, restarted at most once a second while changes keep coming.
  */
 import Graph from 'graphology';
-import { inferSettings } from 'graphology-layout-forceatlas2';
-import FA2Layout from 'graphology-layout-forceatlas2/worker';
 import Sigma from 'sigma';
+import { NodeCircleProgram, NodePointProgram } from 'sigma/rendering';
+import { ForceLayout } from './ForceLayout';
+import type { EdgeDisplayData, NodeDisplayData } from 'sigma/types';
 import type { CodeGraph, EdgeAttributes, NodeAttributes } from './GraphModel';
 
 export interface Highlight {
@@ -27,12 +28,23 @@ export interface RendererHandlers {
 const DETACH_OVER_CHANGES = 2000;
 const DETACH_OVER_DROPS = 20;
 const DIMMED = '#e2e8f0';
+/**
+ * Past this many relationships only the selected node's are drawn: tens of thousands of lines are a grey fog
+ * that costs more to draw than it tells.
+ */
+const DRAW_ALL_EDGES_UP_TO = 20_000;
+/** Past this many nodes they are drawn as points, which is several times cheaper than discs. */
+const DISCS_UP_TO = 10_000;
+/** A running layout picks up structural changes at most this often. */
+const LAYOUT_RESTART_MS = 1000;
 
 export class GraphRenderer {
   private readonly sigma: Sigma<NodeAttributes, EdgeAttributes>;
   private readonly placeholder: CodeGraph = new Graph<NodeAttributes, EdgeAttributes>();
-  private layout: FA2Layout | null = null;
-  private layoutStop: ReturnType<typeof setTimeout> | null = null;
+  private readonly layout: ForceLayout;
+  private layoutStartedAt = 0;
+  private layoutRestart: ReturnType<typeof setTimeout> | null = null;
+  private suspended = false;
   private highlight: Highlight = { hiddenKinds: new Set(), selected: null, neighbors: new Set() };
 
   /** Throws when the browser has no WebGL; the caller shows the graph's numbers without the drawing. */
@@ -41,8 +53,9 @@ export class GraphRenderer {
     private readonly graph: CodeGraph,
     handlers: RendererHandlers,
   ) {
-    this.sigma = new Sigma(graph, container, {
+    this.sigma = new Sigma<NodeAttributes, EdgeAttributes>(graph, container, {
       allowInvalidContainer: true,
+      nodeProgramClasses: { circle: NodeCircleProgram, point: NodePointProgram },
       defaultEdgeType: 'line',
       hideEdgesOnMove: true,
       hideLabelsOnMove: true,
@@ -55,12 +68,26 @@ export class GraphRenderer {
     });
     this.sigma.on('clickNode', ({ node }) => handlers.clickNode(node));
     this.sigma.on('clickStage', () => handlers.clickStage());
+    this.layout = new ForceLayout(graph);
+  }
+
+  /** Stops drawing changes until resume(): the initial load is drawn once, when it is complete. */
+  suspend(): void {
+    if (this.suspended) return;
+    this.suspended = true;
+    this.sigma.setGraph(this.placeholder);
+  }
+
+  resume(): void {
+    if (!this.suspended) return;
+    this.suspended = false;
+    this.sigma.setGraph(this.graph);
   }
 
   /** Applies `apply` (which mutates the graph) as one change for the drawing. */
   batch(apply: () => void, size: { changes: number; drops: number }): void {
     const detach = size.changes > DETACH_OVER_CHANGES || size.drops > DETACH_OVER_DROPS;
-    if (!detach) {
+    if (!detach || this.suspended) {
       apply();
       return;
     }
@@ -72,21 +99,15 @@ export class GraphRenderer {
     }
   }
 
-  /** Runs the layout for a while (longer for larger graphs), or extends a run in progress. */
+  /** Runs the layout for a while (longer for larger graphs) after the graph changed. */
   settle(): void {
-    const order = this.graph.order;
-    if (order < 2) return;
-    const ms = Math.min(20_000, 2_000 + order / 2);
-    if (!this.layout) {
-      this.layout = new FA2Layout(this.graph, { settings: inferSettings(this.graph) });
-      this.layout.start();
-    }
-    if (this.layoutStop !== null) clearTimeout(this.layoutStop);
-    this.layoutStop = setTimeout(() => this.stopLayout(), ms);
-  }
-
-  get layoutRunning(): boolean {
-    return this.layout !== null;
+    if (this.layoutRestart !== null) return;
+    const wait = this.layout.running ? Math.max(0, this.layoutStartedAt + LAYOUT_RESTART_MS - Date.now()) : 0;
+    this.layoutRestart = setTimeout(() => {
+      this.layoutRestart = null;
+      this.layoutStartedAt = Date.now();
+      this.layout.run(Math.min(20_000, 3_000 + this.graph.order / 3));
+    }, wait);
   }
 
   setHighlight(h: Highlight): void {
@@ -105,29 +126,24 @@ export class GraphRenderer {
   }
 
   kill(): void {
-    this.stopLayout();
+    if (this.layoutRestart !== null) clearTimeout(this.layoutRestart);
+    this.layout.kill();
     this.sigma.kill();
   }
 
-  private stopLayout(): void {
-    if (this.layoutStop !== null) clearTimeout(this.layoutStop);
-    this.layoutStop = null;
-    this.layout?.kill();
-    this.layout = null;
-  }
-
-  private reduceNode(node: string, data: NodeAttributes): Partial<NodeAttributes> & { hidden?: boolean; highlighted?: boolean; zIndex?: number } {
+  private reduceNode(node: string, data: NodeAttributes): Partial<NodeDisplayData> {
     const h = this.highlight;
-    if (h.hiddenKinds.size > 0 && h.hiddenKinds.has(data.kind)) return { ...data, hidden: true };
-    if (h.selected === null) return data;
-    if (node === h.selected) return { ...data, highlighted: true, zIndex: 2 };
-    if (h.neighbors.has(node)) return { ...data, zIndex: 1 };
-    return { ...data, color: DIMMED, label: '', zIndex: 0 };
+    const type = this.graph.order > DISCS_UP_TO ? 'point' : 'circle';
+    if (h.hiddenKinds.size > 0 && h.hiddenKinds.has(data.kind)) return { ...data, type, hidden: true };
+    if (h.selected === null) return { ...data, type };
+    if (node === h.selected) return { ...data, type, highlighted: true, zIndex: 2 };
+    if (h.neighbors.has(node)) return { ...data, type, zIndex: 1 };
+    return { ...data, type, color: DIMMED, label: '', zIndex: 0 };
   }
 
-  private reduceEdge(edge: string, data: EdgeAttributes): Partial<EdgeAttributes> & { hidden?: boolean } {
+  private reduceEdge(edge: string, data: EdgeAttributes): Partial<EdgeDisplayData> {
     const selected = this.highlight.selected;
-    if (selected === null) return data;
+    if (selected === null) return this.graph.size > DRAW_ALL_EDGES_UP_TO ? { ...data, hidden: true } : data;
     return this.graph.hasExtremity(edge, selected) ? { ...data, size: 2 } : { ...data, hidden: true };
   }
 }
