@@ -10,7 +10,7 @@
 -- Events are written to the stream without their id (field `e`) and published with it (the XADD id).
 -- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
 
-local LIBRARY_VERSION = 1
+local LIBRARY_VERSION = 2
 
 -- An error reply whose first word is its code (CONFLICT, NOTFOUND, DANGLING, ERR), without a script position.
 local function fail(msg)
@@ -62,6 +62,7 @@ local function new_context(prefix, project, maxlen, publish, traceparent)
     tail = ',"ts":"' .. iso_time() .. '"' .. trace .. '}',
     maxlen = maxlen,
     publish = publish,
+    counts = {},
   }
 end
 
@@ -82,9 +83,24 @@ local function bump(ctx, field)
   return redis.call('HINCRBY', ctx.versions, field, 1)
 end
 
-local function count(key, field, delta)
-  if redis.call('HINCRBY', key, field, delta) <= 0 then
-    redis.call('HDEL', key, field)
+-- Counter changes are gathered per call and written once per (key, field) by flush_counts: a batch of a
+-- thousand functions costs one HINCRBY, not a thousand.
+local function count(ctx, key, field, delta)
+  local per_key = ctx.counts[key]
+  if not per_key then
+    per_key = {}
+    ctx.counts[key] = per_key
+  end
+  per_key[field] = (per_key[field] or 0) + delta
+end
+
+local function flush_counts(ctx)
+  for key, fields in pairs(ctx.counts) do
+    for field, delta in pairs(fields) do
+      if delta ~= 0 and redis.call('HINCRBY', key, field, delta) <= 0 then
+        redis.call('HDEL', key, field)
+      end
+    end
   end
 end
 
@@ -96,7 +112,7 @@ local function delete_relationship(ctx, id)
   redis.call('SREM', ctx.prefix .. ':out:' .. r.source, id)
   redis.call('SREM', ctx.prefix .. ':in:' .. r.target, id)
   redis.call('HDEL', rels, id)
-  count(ctx.prefix .. ':rel_types', r.type, -1)
+  count(ctx, ctx.prefix .. ':rel_types', r.type, -1)
   local v = bump(ctx, 'r:' .. id)
   return v, emit(ctx, 'relationship_deleted', 'relationship', id, v, old)
 end
@@ -181,11 +197,11 @@ local function apply_op(ctx, op, id, label, source, target, data)
       etype, status = 'node_updated', 'updated'
       local old_kind = cjson.decode(old).kind
       if old_kind ~= label then
-        count(p .. ':node_kinds', old_kind, -1)
-        count(p .. ':node_kinds', label, 1)
+        count(ctx, p .. ':node_kinds', old_kind, -1)
+        count(ctx, p .. ':node_kinds', label, 1)
       end
     else
-      count(p .. ':node_kinds', label, 1)
+      count(ctx, p .. ':node_kinds', label, 1)
     end
     redis.call('HSET', nodes, id, data)
     local v = bump(ctx, 'n:' .. id)
@@ -209,13 +225,13 @@ local function apply_op(ctx, op, id, label, source, target, data)
         redis.call('SADD', p .. ':in:' .. target, id)
       end
       if r.type ~= label then
-        count(p .. ':rel_types', r.type, -1)
-        count(p .. ':rel_types', label, 1)
+        count(ctx, p .. ':rel_types', r.type, -1)
+        count(ctx, p .. ':rel_types', label, 1)
       end
     else
       redis.call('SADD', p .. ':out:' .. source, id)
       redis.call('SADD', p .. ':in:' .. target, id)
-      count(p .. ':rel_types', label, 1)
+      count(ctx, p .. ':rel_types', label, 1)
     end
     redis.call('HSET', rels, id, data)
     local v = bump(ctx, 'r:' .. id)
@@ -234,7 +250,7 @@ local function apply_op(ctx, op, id, label, source, target, data)
       redis.call('DEL', key)
     end
     redis.call('HDEL', nodes, id)
-    count(p .. ':node_kinds', cjson.decode(old).kind, -1)
+    count(ctx, p .. ':node_kinds', cjson.decode(old).kind, -1)
     local v = bump(ctx, 'n:' .. id)
     return 'deleted', v, emit(ctx, 'node_deleted', 'node', id, v, old), cascaded
   else -- 'dr', the only other operation check_ops lets through
@@ -265,6 +281,7 @@ local function cg_mutate(keys, argv)
     out[#out + 1] = eid
     out[#out + 1] = tostring(cascaded)
   end
+  flush_counts(ctx)
   return out
 end
 

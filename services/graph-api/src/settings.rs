@@ -36,7 +36,7 @@ impl Default for ApiSettings {
             tokens: String::new(),
             max_body_bytes: 32 * 1024 * 1024,
             max_batch_operations: 50_000,
-            chunk_size: 500,
+            chunk_size: 1000,
             max_page_size: 5_000,
             search_scan_limit: 500_000,
         }
