@@ -230,13 +230,14 @@ impl JobRunner {
         if cancel.is_cancelled() {
             return (analyzer, Ok(None));
         }
-        progress.set_phase(Phase::Write);
+        progress.set_phase(Phase::Resolve);
         let mut conn = self.redis.conn();
         let plan = match sync::plan(&mut conn, writer, &analysis, spec.mode).await {
             Ok(p) => p,
             Err(e) => return (analyzer, Err(format!("reading the current graph failed: {e}"))),
         };
         progress.ops(0, plan.delta.len());
+        progress.set_phase(Phase::Write);
         let c = cancel.clone();
         let cancelled = move || c.is_cancelled();
         let p = progress.clone();

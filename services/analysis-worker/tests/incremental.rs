@@ -1,0 +1,218 @@
+//! Incremental analysis against a real redis-server: an unchanged repository writes nothing; an edit, an
+//! addition, a rename and a deletion each produce exactly the events they imply, including call edges from
+//! other files into the changed symbols.
+
+use std::collections::BTreeSet;
+
+use analysis_worker::{
+    analysis::Analyzer,
+    job::{CancelFlag, JobEnd, JobRunner, JobSpec},
+    settings::AnalysisSettings,
+    sync::Mode,
+};
+use codegraph_shared::{
+    event::CdcEvent, names::RedisNames, project::ProjectName, redis_handle::RedisHandle, settings::RedisSettings,
+    testing::RedisServer,
+};
+
+struct Harness {
+    _server: RedisServer,
+    runner: JobRunner,
+    project: ProjectName,
+    root: tempfile::TempDir,
+    seen: usize,
+    runs: u32,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let server = RedisServer::start();
+        let root = tempfile::tempdir().unwrap();
+        let settings = AnalysisSettings { allowed_roots: root.path().display().to_string(), ..Default::default() };
+        let runner = JobRunner {
+            redis: RedisHandle::open(&server.url()).unwrap(),
+            redis_settings: RedisSettings { url: server.url(), ..Default::default() },
+            settings,
+            show_bar: false,
+        };
+        Self { _server: server, runner, project: ProjectName::parse("inc").unwrap(), root, seen: 0, runs: 0 }
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let p = self.root.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn remove(&self, path: &str) {
+        std::fs::remove_file(self.root.path().join(path)).unwrap();
+    }
+
+    /// Runs an incremental analysis and returns the graph events it produced, as `type id` lines.
+    async fn run(&mut self) -> BTreeSet<String> {
+        self.runs += 1;
+        let spec = JobSpec {
+            job_id: format!("t{}", self.runs),
+            project: self.project.clone(),
+            path: self.root.path().to_owned(),
+            mode: Mode::Incremental,
+        };
+        let (_, end) = self.runner.run(&spec, Analyzer::new(), CancelFlag::default()).await;
+        assert!(matches!(end, JobEnd::Completed(_)), "{end:?}");
+        let events = self.events().await;
+        let new: BTreeSet<String> = events[self.seen..]
+            .iter()
+            .filter(|e| e.entity.kind != "job")
+            .map(|e| format!("{} {}", e.event_type.as_str(), e.entity.id))
+            .collect();
+        let count = events[self.seen..].iter().filter(|e| e.entity.kind != "job").count();
+        assert_eq!(count, new.len(), "an entity changed twice in one run");
+        self.seen = events.len();
+        new
+    }
+
+    async fn events(&self) -> Vec<CdcEvent> {
+        let mut conn = self.runner.redis.conn();
+        let stream = RedisNames::new(&self.project).cdc_stream();
+        let entries: redis::streams::StreamRangeReply =
+            redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+        entries
+            .ids
+            .iter()
+            .map(|e| {
+                let body: String = e.get("e").unwrap();
+                CdcEvent::from_stream_entry(&e.id, &body).unwrap()
+            })
+            .collect()
+    }
+
+    /// Every relationship's ends exist (the graph is consistent).
+    async fn assert_consistent(&self) {
+        let mut conn = self.runner.redis.conn();
+        let names = RedisNames::new(&self.project);
+        let nodes: Vec<String> = redis::cmd("HKEYS").arg(names.nodes()).query_async(&mut conn).await.unwrap();
+        let nodes: BTreeSet<String> = nodes.into_iter().collect();
+        let rels: Vec<String> = redis::cmd("HVALS").arg(names.relationships()).query_async(&mut conn).await.unwrap();
+        for r in rels {
+            let r: serde_json::Value = serde_json::from_str(&r).unwrap();
+            assert!(nodes.contains(r["source"].as_str().unwrap()), "{r}");
+            assert!(nodes.contains(r["target"].as_str().unwrap()), "{r}");
+        }
+    }
+}
+
+fn set(lines: &[&str]) -> BTreeSet<String> {
+    lines.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_additions_renames_and_deletions_produce_exact_deltas() {
+    let mut h = Harness::new();
+    h.write("lib/util.py", "def helper(x):\n    return x\n\ndef other():\n    pass\n");
+    h.write("app.py", "from lib.util import helper\n\ndef main():\n    helper(1)\n");
+    let first = h.run().await;
+    assert!(first.contains("node_added py:lib/util.py:helper"));
+    assert!(first.contains("relationship_added py:app.py:main|calls|py:lib/util.py:helper"));
+    h.assert_consistent().await;
+
+    // Unchanged: nothing at all.
+    assert_eq!(h.run().await, BTreeSet::new());
+
+    // Edit: rename helper → assist inside util.py. The call from app.py (another file) loses its edge and
+    // becomes an unresolved call on main; the import edge goes too (the name no longer exists).
+    h.write("lib/util.py", "def assist(x):\n    return x\n\ndef other():\n    pass\n");
+    assert_eq!(
+        h.run().await,
+        set(&[
+            "node_added py:lib/util.py:assist",
+            "node_deleted py:lib/util.py:helper",
+            "node_updated py:app.py:main",
+            "node_updated file:app.py",
+            "relationship_added file:lib/util.py|defines|py:lib/util.py:assist",
+            "relationship_deleted file:lib/util.py|defines|py:lib/util.py:helper",
+            "relationship_deleted py:app.py:main|calls|py:lib/util.py:helper",
+            "relationship_deleted file:app.py|imports|py:lib/util.py:helper",
+        ])
+    );
+    h.assert_consistent().await;
+
+    // Edit the caller to use the new name: its edges come back, pointing at the new symbol.
+    h.write("app.py", "from lib.util import assist\n\ndef main():\n    assist(1)\n");
+    assert_eq!(
+        h.run().await,
+        set(&[
+            "node_updated py:app.py:main",
+            "node_updated file:app.py",
+            "relationship_added py:app.py:main|calls|py:lib/util.py:assist",
+            "relationship_added file:app.py|imports|py:lib/util.py:assist",
+        ])
+    );
+
+    // Add a file in a new folder that calls into util.
+    h.write("tools/cli.py", "from lib.util import other\n\ndef run():\n    other()\n");
+    assert_eq!(
+        h.run().await,
+        set(&[
+            "node_added dir:tools",
+            "node_added file:tools/cli.py",
+            "node_added py:tools/cli.py:run",
+            "relationship_added dir:.|contains|dir:tools",
+            "relationship_added dir:tools|contains|file:tools/cli.py",
+            "relationship_added file:tools/cli.py|defines|py:tools/cli.py:run",
+            "relationship_added file:tools/cli.py|imports|py:lib/util.py:other",
+            "relationship_added py:tools/cli.py:run|calls|py:lib/util.py:other",
+        ])
+    );
+
+    // Rename the file (same content): everything moves to the new ids, the old folder goes.
+    std::fs::create_dir_all(h.root.path().join("bin")).unwrap();
+    std::fs::rename(h.root.path().join("tools/cli.py"), h.root.path().join("bin/cli.py")).unwrap();
+    assert_eq!(
+        h.run().await,
+        set(&[
+            "node_added dir:bin",
+            "node_added file:bin/cli.py",
+            "node_added py:bin/cli.py:run",
+            "relationship_added dir:.|contains|dir:bin",
+            "relationship_added dir:bin|contains|file:bin/cli.py",
+            "relationship_added file:bin/cli.py|defines|py:bin/cli.py:run",
+            "relationship_added file:bin/cli.py|imports|py:lib/util.py:other",
+            "relationship_added py:bin/cli.py:run|calls|py:lib/util.py:other",
+            "node_deleted dir:tools",
+            "node_deleted file:tools/cli.py",
+            "node_deleted py:tools/cli.py:run",
+            "relationship_deleted dir:.|contains|dir:tools",
+            "relationship_deleted dir:tools|contains|file:tools/cli.py",
+            "relationship_deleted file:tools/cli.py|defines|py:tools/cli.py:run",
+            "relationship_deleted file:tools/cli.py|imports|py:lib/util.py:other",
+            "relationship_deleted py:tools/cli.py:run|calls|py:lib/util.py:other",
+        ])
+    );
+
+    // Delete util.py: its nodes go, and so do the edges other files had into it (they become unresolved).
+    h.remove("lib/util.py");
+    let deleted = h.run().await;
+    assert_eq!(
+        deleted,
+        set(&[
+            "node_deleted dir:lib",
+            "node_deleted file:lib/util.py",
+            "node_deleted py:lib/util.py:assist",
+            "node_deleted py:lib/util.py:other",
+            "relationship_deleted dir:.|contains|dir:lib",
+            "relationship_deleted dir:lib|contains|file:lib/util.py",
+            "relationship_deleted file:lib/util.py|defines|py:lib/util.py:assist",
+            "relationship_deleted file:lib/util.py|defines|py:lib/util.py:other",
+            "relationship_deleted py:app.py:main|calls|py:lib/util.py:assist",
+            "relationship_deleted file:app.py|imports|py:lib/util.py:assist",
+            "relationship_deleted py:bin/cli.py:run|calls|py:lib/util.py:other",
+            "relationship_deleted file:bin/cli.py|imports|py:lib/util.py:other",
+            "node_updated py:app.py:main",
+            "node_updated py:bin/cli.py:run",
+            "node_updated file:app.py",
+            "node_updated file:bin/cli.py",
+        ])
+    );
+    h.assert_consistent().await;
+    assert_eq!(h.run().await, BTreeSet::new());
+}
