@@ -1,0 +1,71 @@
+/** GraphView: paged loading, live growth, search and details, kind filters. */
+import { expect, needs, nodeOps, test } from '../support/fixtures';
+
+test.beforeEach(({ stack }) => needs(stack, 'graph-api'));
+
+test('loads the graph page by page, never all of it in one response', async ({ dashboard, api, page }) => {
+  await api.batch(nodeOps('big', 2600));
+  const pages: URL[] = [];
+  page.on('request', (r) => {
+    const url = new URL(r.url());
+    if (url.pathname === '/api/graph/subgraph') pages.push(url);
+  });
+  await dashboard.open();
+  await expect(dashboard.testId('graph-node-count')).toHaveAttribute('data-value', '2600', { timeout: 60_000 });
+  await expect(dashboard.testId('graph-relationship-count')).toHaveAttribute('data-value', '2599');
+  await expect(dashboard.testId('graph-loading')).toBeHidden();
+  expect(pages.length).toBeGreaterThan(1);
+  for (const url of pages) expect(Number(url.searchParams.get('limit'))).toBeGreaterThan(0);
+  expect(pages[0].searchParams.get('cursor')).toBeNull();
+  expect(pages[1].searchParams.get('cursor')).toBeTruthy();
+});
+
+test('shows nodes that are added while the page is open', async ({ dashboard, api, stack }) => {
+  needs(stack, 'ws-gateway');
+  await api.batch(nodeOps('live', 3));
+  await dashboard.openConnected();
+  const count = dashboard.testId('graph-node-count');
+  await expect(count).toHaveAttribute('data-value', '3');
+  await expect(dashboard.testId('graph-empty')).toBeHidden();
+
+  await api.createNode('live:new', 'freshly_added_function');
+  await api.createRelationship('live:cnew', 'defines', 'live:0', 'live:new');
+  await expect(count).toHaveAttribute('data-value', '4');
+  await expect(dashboard.testId('graph-relationship-count')).toHaveAttribute('data-value', '3');
+
+  // The new node can be found, focused and inspected, with its neighbour.
+  await dashboard.testId('graph-search').fill('freshly_added');
+  const result = dashboard.testId('graph-search-result');
+  await expect(result).toHaveCount(1);
+  await result.click();
+  await expect(dashboard.testId('node-details')).toHaveAttribute('data-node-id', 'live:new');
+  await expect(dashboard.testId('node-details-name')).toHaveText('freshly_added_function');
+  await expect(dashboard.testId('node-neighbor')).toHaveCount(1);
+  await expect(dashboard.testId('node-neighbor')).toContainText('live_0');
+
+  // And it goes away when deleted.
+  await api.deleteNode('live:new');
+  await expect(count).toHaveAttribute('data-value', '3');
+  await expect(dashboard.testId('node-details')).toBeHidden();
+});
+
+test('kinds can be hidden and shown again', async ({ dashboard, api }) => {
+  await api.batch(nodeOps('kinds', 4));
+  await dashboard.open();
+  await expect(dashboard.testId('graph-node-count')).toHaveAttribute('data-value', '4');
+  const fn = dashboard.testId('graph-kind-filter-function');
+  await expect(fn).toHaveAttribute('aria-pressed', 'true');
+  await fn.click();
+  await expect(fn).toHaveAttribute('aria-pressed', 'false');
+  await fn.click();
+  await expect(fn).toHaveAttribute('aria-pressed', 'true');
+});
+
+test('a node is drawn on the canvas', async ({ dashboard, api }) => {
+  await api.batch(nodeOps('draw', 30));
+  await dashboard.open();
+  await expect(dashboard.testId('graph-node-count')).toHaveAttribute('data-value', '30');
+  await expect(dashboard.testId('graph-renderer-error')).toBeHidden();
+  // sigma draws into WebGL canvases inside the container.
+  await expect(dashboard.testId('graph-canvas').locator('canvas').first()).toBeVisible();
+});

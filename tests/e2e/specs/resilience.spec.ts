@@ -1,0 +1,86 @@
+/** The connection comes back by itself: after the browser was offline, and after the gateways were down. */
+import { expect, needs, nodeOps, test } from '../support/fixtures';
+import { StackUnit } from '../support/stack';
+
+test.beforeEach(({ stack }) => needs(stack, 'graph-api', 'ws-gateway'));
+
+test('the connection recovers after the browser goes offline and back online', async ({ dashboard, context }) => {
+  await dashboard.openConnected();
+  await context.setOffline(true);
+  await expect(dashboard.state).toHaveAttribute('data-state', 'waiting');
+  await expect(dashboard.state).toContainText('Offline');
+  await expect(dashboard.testId('connection-pulse')).toBeHidden();
+  await context.setOffline(false);
+  await dashboard.expectConnected();
+  await expect(dashboard.testId('connection-pulse')).toBeVisible();
+});
+
+test("after an offline/online cycle the page's counts equal the server's", async ({
+  dashboard,
+  context,
+  api,
+  page,
+}) => {
+  await api.batch(nodeOps('off', 5));
+  await dashboard.openConnected();
+  await dashboard.expectCounts({ nodes: 5, relationships: 4 });
+  await api.createNode('off:before', 'before');
+  await dashboard.expectCounts({ nodes: 6, relationships: 4 });
+
+  await context.setOffline(true);
+  await expect(dashboard.state).toHaveAttribute('data-state', 'waiting');
+  // Changes while the page cannot hear them.
+  await api.batch(nodeOps('gap', 7));
+  await api.deleteNode('off:3');
+  await api.createNode('off:late', 'late');
+  const resumes: string[] = [];
+  page.on('websocket', (ws) => resumes.push(new URL(ws.url()).searchParams.get('since') ?? ''));
+
+  await context.setOffline(false);
+  await dashboard.expectConnected();
+  const stats = await api.stats();
+  expect(stats).toMatchObject({ nodes: 6 + 7 - 1 + 1, relationships: 4 + 6 - 1 });
+  await dashboard.expectCounts(stats);
+  await expect(dashboard.testId('graph-node-count')).toHaveAttribute('data-value', String(stats.nodes));
+  // It resumed from where it was instead of starting over.
+  expect(resumes.length).toBeGreaterThan(0);
+  expect(resumes[0]).toMatch(/^\d+-\d+$/);
+  // Each event was counted once: 5+4 seeded before the page opened, 1 before going offline, then the gap.
+  const events = Number(await dashboard.testId('event-count').getAttribute('data-value'));
+  expect(events).toBe(1 + 13 + 2 + 1);
+});
+
+test.describe('with the gateways down', () => {
+  test('the page loads without errors, says it is offline, and recovers by itself', async ({
+    stack,
+    dashboard,
+    page,
+    api,
+  }) => {
+    test.skip(!stack.runDir, 'needs a stack this suite started');
+    const gateways = StackUnit.list(stack.runDir!, 'ws-gateway');
+    expect(gateways.length).toBeGreaterThan(0);
+    const consoleErrors: string[] = [];
+    page.on('console', (m) => {
+      // The browser itself logs each refused WebSocket; that is the expected part.
+      if (m.type() === 'error' && !/WebSocket connection to .* failed/.test(m.text())) consoleErrors.push(m.text());
+    });
+    await Promise.all(gateways.map((g) => g.stop()));
+    try {
+      await api.createNode('down:a', 'a');
+      await dashboard.open();
+      await expect(dashboard.state).toHaveAttribute('data-state', /waiting|connecting/);
+      await expect(dashboard.state).toContainText(/Offline|Reconnecting/);
+      await expect(dashboard.testId('connection-pulse')).toBeHidden();
+      // graph-api is up: the rest of the page works.
+      await dashboard.expectCounts({ nodes: 1, relationships: 0 });
+      await expect(dashboard.testId('graph-node-count')).toHaveAttribute('data-value', '1');
+    } finally {
+      gateways.forEach((g) => g.start());
+    }
+    await expect(dashboard.state).toHaveAttribute('data-state', 'open', { timeout: 60_000 });
+    await api.createNode('down:b', 'b');
+    await dashboard.expectCounts({ nodes: 2, relationships: 0 });
+    expect(consoleErrors).toEqual([]);
+  });
+});

@@ -1,0 +1,105 @@
+/**
+ * What every test gets: the running stack, a project of its own (so no test sees another's events), a graph-api
+ * client for that project, and a `dashboard` that opens the page on that project. Uncaught page errors fail the
+ * test that caused them.
+ */
+import { test as base, expect, type Locator, type Page } from '@playwright/test';
+import { randomUUID } from 'node:crypto';
+import { TestApi } from './api';
+import { loadStack, type StackInfo } from './stack';
+
+export class Dashboard {
+  constructor(
+    readonly page: Page,
+    readonly url: string,
+  ) {}
+
+  async open(): Promise<void> {
+    await this.page.goto(this.url);
+    await expect(this.page.getByTestId('welcome')).toBeVisible();
+  }
+
+  /** Opens the page and waits for the WebSocket to be open. */
+  async openConnected(): Promise<void> {
+    await this.open();
+    await this.expectConnected();
+  }
+
+  async expectConnected(): Promise<void> {
+    await expect(this.state).toHaveAttribute('data-state', 'open');
+  }
+
+  get state(): Locator {
+    return this.page.getByTestId('connection-state');
+  }
+
+  testId(id: string): Locator {
+    return this.page.getByTestId(id);
+  }
+
+  /** Waits until the numbers LiveStats shows equal `expected`. */
+  async expectCounts(expected: { nodes: number; relationships: number }): Promise<void> {
+    await expect(this.testId('node-count')).toHaveAttribute('data-value', String(expected.nodes));
+    await expect(this.testId('relationship-count')).toHaveAttribute('data-value', String(expected.relationships));
+  }
+}
+
+interface Fixtures {
+  stack: StackInfo;
+  project: string;
+  api: TestApi;
+  dashboard: Dashboard;
+  pageErrors: string[];
+}
+
+export const test = base.extend<Fixtures>({
+  // eslint-disable-next-line no-empty-pattern
+  stack: async ({}, use) => {
+    await use(loadStack());
+  },
+  // eslint-disable-next-line no-empty-pattern
+  project: async ({}, use) => {
+    await use(`e2e-${randomUUID().slice(0, 13)}`);
+  },
+  api: async ({ stack, project }, use) => {
+    await use(new TestApi(stack.apiUrl, project));
+  },
+  dashboard: async ({ page, stack, project }, use) => {
+    await use(new Dashboard(page, `${stack.baseUrl}?project=${project}`));
+  },
+  pageErrors: [
+    async ({ page }, use) => {
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await use(errors);
+      expect(errors, 'uncaught errors in the page').toEqual([]);
+    },
+    { auto: true },
+  ],
+});
+
+export { expect };
+
+/** Skips the calling test unless the stack has `service` (its binary was built). */
+export function needs(stack: StackInfo, ...services: string[]): void {
+  const missing = services.filter((s) => !stack.services.includes(s));
+  test.skip(missing.length > 0, `not built yet: ${missing.join(', ')}`);
+}
+
+/** Batch operations for `n` function nodes named `<prefix>_<i>`, each contained in the first. */
+export function nodeOps(prefix: string, n: number, kind = 'function'): unknown[] {
+  const ops: unknown[] = [];
+  for (let i = 0; i < n; i++) {
+    ops.push({
+      op: 'upsert_node',
+      node: { id: `${prefix}:${i}`, kind: i === 0 ? 'file' : kind, name: `${prefix}_${i}`, file: `${prefix}.py`, properties: {} },
+    });
+  }
+  for (let i = 1; i < n; i++) {
+    ops.push({
+      op: 'upsert_relationship',
+      relationship: { id: `${prefix}:c${i}`, type: 'contains', source: `${prefix}:0`, target: `${prefix}:${i}`, properties: {} },
+    });
+  }
+  return ops;
+}
