@@ -4,7 +4,7 @@
  */
 import { inject, markRaw, onBeforeUnmount, provide, ref, shallowRef, triggerRef, type InjectionKey, type Ref, type ShallowRef } from 'vue';
 import { GraphApi } from '../api/GraphApi';
-import type { Snapshot } from '../api/types';
+import type { GraphStats, Snapshot } from '../api/types';
 import { AnalysisJobs, type JobView } from '../state/analysisJobs';
 import { LiveCounts } from '../state/liveCounts';
 import { backoffDelay } from './backoff';
@@ -23,8 +23,13 @@ export interface DashboardSession {
   /** A copy of the jobs' views, replaced on every change. */
   jobViews: ShallowRef<JobView[]>;
   refreshJobs(): void;
+  /** Resolves once the event stream is followed from a known position; graph pages read after it miss nothing. */
+  started: Promise<void>;
   dispose(): void;
 }
+
+/** How long the page waits for the stats before connecting without them. */
+const STATS_WAIT_MS = 3000;
 
 const SESSION: InjectionKey<DashboardSession> = Symbol('dashboard-session');
 
@@ -58,15 +63,18 @@ export function createSession(project: string): DashboardSession {
     }),
   ];
 
+  function applyStats(stats: GraphStats): void {
+    counts.value.setBaseline(stats);
+    client.adoptResumePoint(stats.last_event_id);
+    statsError.value = null;
+    triggerRef(counts);
+  }
+
   async function loadStats(): Promise<void> {
     for (let attempt = 0; !disposed; attempt++) {
       try {
         const stats = await api.stats();
-        if (disposed) return;
-        counts.value.setBaseline(stats);
-        client.adoptResumePoint(stats.last_event_id);
-        statsError.value = null;
-        triggerRef(counts);
+        if (!disposed) applyStats(stats);
         return;
       } catch (e) {
         statsError.value = (e as Error).message;
@@ -75,8 +83,25 @@ export function createSession(project: string): DashboardSession {
     }
   }
 
-  client.start();
-  void loadStats();
+  /**
+   * The stats come first when graph-api answers in time: the stream is then followed from exactly the position
+   * the stats are consistent with (`?since=last_event_id`), so nothing falls between the two. Without them the
+   * page still connects at once, and adopts their position as soon as they come.
+   */
+  async function start(): Promise<void> {
+    const first = api.stats();
+    const timeout = new Promise<null>((r) => setTimeout(() => r(null), STATS_WAIT_MS));
+    const stats = await Promise.race([first, timeout]).catch((e: Error) => {
+      statsError.value = e.message;
+      return null;
+    });
+    if (disposed) return;
+    if (stats) applyStats(stats);
+    client.start();
+    if (!stats) void loadStats();
+  }
+
+  const started = start();
 
   return {
     project,
@@ -88,6 +113,7 @@ export function createSession(project: string): DashboardSession {
     jobs,
     jobViews,
     refreshJobs,
+    started,
     dispose() {
       disposed = true;
       offs.forEach((off) => off());
