@@ -10,7 +10,7 @@
 -- Events are written to the stream without their id (field `e`) and published with it (the XADD id).
 -- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
 
-local LIBRARY_VERSION = 2
+local LIBRARY_VERSION = 3
 
 -- An error reply whose first word is its code (CONFLICT, NOTFOUND, DANGLING, ERR), without a script position.
 local function fail(msg)
@@ -44,6 +44,67 @@ local function iso_time()
     math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, ms)
 end
 
+-- Hashes are read and written through a per-call cache: fields are fetched with one HMGET per few hundred
+-- operations and written back with one HSET/HDEL at the end of the call, instead of a call per operation.
+-- The call is atomic, so nobody can see the state between an operation and the flush.
+local FIELDS_PER_CALL = 500
+
+local function cached_hash(key)
+  return { key = key, vals = {}, dirty = {} }
+end
+
+-- Fetches the fields not cached yet. `false` in vals means "absent".
+local function prefetch(h, fields)
+  local missing, seen = {}, {}
+  for _, f in ipairs(fields) do
+    if h.vals[f] == nil and not seen[f] then
+      seen[f] = true
+      missing[#missing + 1] = f
+    end
+  end
+  for i = 1, #missing, FIELDS_PER_CALL do
+    local part = { unpack(missing, i, math.min(i + FIELDS_PER_CALL - 1, #missing)) }
+    local got = redis.call('HMGET', h.key, unpack(part))
+    for j, f in ipairs(part) do
+      h.vals[f] = got[j] or false
+    end
+  end
+end
+
+local function hget(h, f)
+  local v = h.vals[f]
+  if v == nil then
+    v = redis.call('HGET', h.key, f) or false
+    h.vals[f] = v
+  end
+  return v
+end
+
+local function hput(h, f, v)
+  h.vals[f] = v
+  h.dirty[f] = true
+end
+
+local function flush_hash(h)
+  local sets, dels = {}, {}
+  for f in pairs(h.dirty) do
+    local v = h.vals[f]
+    if v then
+      sets[#sets + 1] = f
+      sets[#sets + 1] = v
+    else
+      dels[#dels + 1] = f
+    end
+  end
+  for i = 1, #sets, 2 * FIELDS_PER_CALL do
+    redis.call('HSET', h.key, unpack(sets, i, math.min(i + 2 * FIELDS_PER_CALL - 1, #sets)))
+  end
+  for i = 1, #dels, FIELDS_PER_CALL do
+    redis.call('HDEL', h.key, unpack(dels, i, math.min(i + FIELDS_PER_CALL - 1, #dels)))
+  end
+  h.dirty = {}
+end
+
 -- The context shared by every event of one call.
 local function new_context(prefix, project, maxlen, publish, traceparent)
   if publish ~= 'PUBLISH' and publish ~= 'SPUBLISH' then
@@ -57,7 +118,9 @@ local function new_context(prefix, project, maxlen, publish, traceparent)
     prefix = prefix,
     stream = prefix .. ':cdc',
     channel = prefix .. ':events',
-    versions = prefix .. ':versions',
+    nodes = cached_hash(prefix .. ':nodes'),
+    rels = cached_hash(prefix .. ':rels'),
+    versions = cached_hash(prefix .. ':versions'),
     head = '{"project":' .. jstr(project) .. ',"type":"',
     tail = ',"ts":"' .. iso_time() .. '"' .. trace .. '}',
     maxlen = maxlen,
@@ -80,11 +143,13 @@ local function emit(ctx, etype, ekind, id, version, data)
 end
 
 local function bump(ctx, field)
-  return redis.call('HINCRBY', ctx.versions, field, 1)
+  local v = tonumber(hget(ctx.versions, field) or 0) + 1
+  hput(ctx.versions, field, v)
+  return v
 end
 
--- Counter changes are gathered per call and written once per (key, field) by flush_counts: a batch of a
--- thousand functions costs one HINCRBY, not a thousand.
+-- Counter changes are gathered per call and written once per (key, field): a batch of a thousand functions
+-- costs one HINCRBY, not a thousand.
 local function count(ctx, key, field, delta)
   local per_key = ctx.counts[key]
   if not per_key then
@@ -94,7 +159,10 @@ local function count(ctx, key, field, delta)
   per_key[field] = (per_key[field] or 0) + delta
 end
 
-local function flush_counts(ctx)
+local function flush(ctx)
+  flush_hash(ctx.nodes)
+  flush_hash(ctx.rels)
+  flush_hash(ctx.versions)
   for key, fields in pairs(ctx.counts) do
     for field, delta in pairs(fields) do
       if delta ~= 0 and redis.call('HINCRBY', key, field, delta) <= 0 then
@@ -105,19 +173,18 @@ local function flush_counts(ctx)
 end
 
 local function delete_relationship(ctx, id)
-  local rels = ctx.prefix .. ':rels'
-  local old = redis.call('HGET', rels, id)
+  local old = hget(ctx.rels, id)
   if not old then return nil end
   local r = cjson.decode(old)
   redis.call('SREM', ctx.prefix .. ':out:' .. r.source, id)
   redis.call('SREM', ctx.prefix .. ':in:' .. r.target, id)
-  redis.call('HDEL', rels, id)
+  hput(ctx.rels, id, false)
   count(ctx, ctx.prefix .. ':rel_types', r.type, -1)
   local v = bump(ctx, 'r:' .. id)
   return v, emit(ctx, 'relationship_deleted', 'relationship', id, v, old)
 end
 
--- Operations, six arguments each: op, id, kind|type, source, target, data (canonical JSON), expect.
+-- Operations, seven arguments each: op, id, kind|type, source, target, data (canonical JSON), expect.
 -- expect: '' (any), 'absent' (must not exist) or a version the entity must have now.
 local OP_ARGS = 7
 
@@ -133,27 +200,50 @@ local function check_expect(exists, current, expect, what, id)
   end
 end
 
+-- Loads every field the operations will read, a few hundred per HMGET.
+local function prefetch_ops(ctx, argv, first, n)
+  local node_ids, rel_ids, version_fields = {}, {}, {}
+  for i = 0, n - 1 do
+    local base = first + i * OP_ARGS
+    local op, id = argv[base], argv[base + 1]
+    if op == 'un' or op == 'dn' then
+      node_ids[#node_ids + 1] = id
+      version_fields[#version_fields + 1] = 'n:' .. id
+    elseif op == 'ur' or op == 'dr' then
+      rel_ids[#rel_ids + 1] = id
+      version_fields[#version_fields + 1] = 'r:' .. id
+      if op == 'ur' then
+        node_ids[#node_ids + 1] = argv[base + 3]
+        node_ids[#node_ids + 1] = argv[base + 4]
+      end
+    end
+  end
+  prefetch(ctx.nodes, node_ids)
+  prefetch(ctx.rels, rel_ids)
+  prefetch(ctx.versions, version_fields)
+end
+
 -- Checks every operation against the state as the earlier operations of the call leave it; writes nothing.
-local function check_ops(prefix, argv, first, n)
-  local nodes, rels, versions = prefix .. ':nodes', prefix .. ':rels', prefix .. ':versions'
+local function check_ops(ctx, argv, first, n)
   local node_seen, rel_seen = {}, {}
   local function node_exists(id)
     local s = node_seen[id]
-    if s == nil then s = redis.call('HEXISTS', nodes, id) == 1 end
+    if s == nil then s = hget(ctx.nodes, id) ~= false end
     return s
   end
   local function rel_exists(id)
     local s = rel_seen[id]
-    if s == nil then s = redis.call('HEXISTS', rels, id) == 1 end
+    if s == nil then s = hget(ctx.rels, id) ~= false end
     return s
+  end
+  local function version(field)
+    return hget(ctx.versions, field) or 0
   end
   for i = 0, n - 1 do
     local base = first + i * OP_ARGS
     local op, id, expect = argv[base], argv[base + 1], argv[base + 6]
     if op == 'un' then
-      if expect ~= '' then
-        check_expect(node_exists(id), redis.call('HGET', versions, 'n:' .. id), expect, 'node', id)
-      end
+      if expect ~= '' then check_expect(node_exists(id), version('n:' .. id), expect, 'node', id) end
       node_seen[id] = true
     elseif op == 'ur' then
       local source, target = argv[base + 3], argv[base + 4]
@@ -163,19 +253,13 @@ local function check_ops(prefix, argv, first, n)
       if not node_exists(target) then
         fail('DANGLING relationship ' .. id .. ': target node ' .. target .. ' does not exist')
       end
-      if expect ~= '' then
-        check_expect(rel_exists(id), redis.call('HGET', versions, 'r:' .. id), expect, 'relationship', id)
-      end
+      if expect ~= '' then check_expect(rel_exists(id), version('r:' .. id), expect, 'relationship', id) end
       rel_seen[id] = true
     elseif op == 'dn' then
-      if expect ~= '' then
-        check_expect(node_exists(id), redis.call('HGET', versions, 'n:' .. id), expect, 'node', id)
-      end
+      if expect ~= '' then check_expect(node_exists(id), version('n:' .. id), expect, 'node', id) end
       node_seen[id] = false
     elseif op == 'dr' then
-      if expect ~= '' then
-        check_expect(rel_exists(id), redis.call('HGET', versions, 'r:' .. id), expect, 'relationship', id)
-      end
+      if expect ~= '' then check_expect(rel_exists(id), version('r:' .. id), expect, 'relationship', id) end
       rel_seen[id] = false
     else
       fail('ERR unknown operation ' .. tostring(op))
@@ -187,10 +271,9 @@ end
 local function apply_op(ctx, op, id, label, source, target, data)
   local p = ctx.prefix
   if op == 'un' then
-    local nodes = p .. ':nodes'
-    local old = redis.call('HGET', nodes, id)
+    local old = hget(ctx.nodes, id)
     if old == data then
-      return 'unchanged', redis.call('HGET', ctx.versions, 'n:' .. id), '', 0
+      return 'unchanged', hget(ctx.versions, 'n:' .. id) or 0, '', 0
     end
     local etype, status = 'node_added', 'created'
     if old then
@@ -203,14 +286,13 @@ local function apply_op(ctx, op, id, label, source, target, data)
     else
       count(ctx, p .. ':node_kinds', label, 1)
     end
-    redis.call('HSET', nodes, id, data)
+    hput(ctx.nodes, id, data)
     local v = bump(ctx, 'n:' .. id)
     return status, v, emit(ctx, etype, 'node', id, v, data), 0
   elseif op == 'ur' then
-    local rels = p .. ':rels'
-    local old = redis.call('HGET', rels, id)
+    local old = hget(ctx.rels, id)
     if old == data then
-      return 'unchanged', redis.call('HGET', ctx.versions, 'r:' .. id), '', 0
+      return 'unchanged', hget(ctx.versions, 'r:' .. id) or 0, '', 0
     end
     local etype, status = 'relationship_added', 'created'
     if old then
@@ -233,14 +315,13 @@ local function apply_op(ctx, op, id, label, source, target, data)
       redis.call('SADD', p .. ':in:' .. target, id)
       count(ctx, p .. ':rel_types', label, 1)
     end
-    redis.call('HSET', rels, id, data)
+    hput(ctx.rels, id, data)
     local v = bump(ctx, 'r:' .. id)
     return status, v, emit(ctx, etype, 'relationship', id, v, data), 0
   elseif op == 'dn' then
-    local nodes = p .. ':nodes'
-    local old = redis.call('HGET', nodes, id)
+    local old = hget(ctx.nodes, id)
     if not old then
-      return 'not_found', redis.call('HGET', ctx.versions, 'n:' .. id) or 0, '', 0
+      return 'not_found', hget(ctx.versions, 'n:' .. id) or 0, '', 0
     end
     local cascaded = 0
     for _, key in ipairs({ p .. ':out:' .. id, p .. ':in:' .. id }) do
@@ -249,14 +330,14 @@ local function apply_op(ctx, op, id, label, source, target, data)
       end
       redis.call('DEL', key)
     end
-    redis.call('HDEL', nodes, id)
+    hput(ctx.nodes, id, false)
     count(ctx, p .. ':node_kinds', cjson.decode(old).kind, -1)
     local v = bump(ctx, 'n:' .. id)
     return 'deleted', v, emit(ctx, 'node_deleted', 'node', id, v, old), cascaded
   else -- 'dr', the only other operation check_ops lets through
     local v, eid = delete_relationship(ctx, id)
     if not v then
-      return 'not_found', redis.call('HGET', ctx.versions, 'r:' .. id) or 0, '', 0
+      return 'not_found', hget(ctx.versions, 'r:' .. id) or 0, '', 0
     end
     return 'deleted', v, eid, 0
   end
@@ -265,23 +346,23 @@ end
 -- cg_mutate KEYS: prefix; ARGV: project, maxlen, publish command, traceparent, op count, ops…
 -- Returns a flat array, four entries per operation: status, version, event id ('' when none), cascaded deletes.
 local function cg_mutate(keys, argv)
-  local prefix = keys[1]
   local n = tonumber(argv[5])
   if not n or #argv ~= 5 + n * OP_ARGS then
     fail('ERR cg_mutate expects 5 arguments and ' .. OP_ARGS .. ' per operation')
   end
-  check_ops(prefix, argv, 6, n)
-  local ctx = new_context(prefix, argv[1], tonumber(argv[2]), argv[3], argv[4])
+  local ctx = new_context(keys[1], argv[1], tonumber(argv[2]), argv[3], argv[4])
+  prefetch_ops(ctx, argv, 6, n)
+  check_ops(ctx, argv, 6, n)
   local out = {}
   for i = 0, n - 1 do
     local b = 6 + i * OP_ARGS
     local status, v, eid, cascaded = apply_op(ctx, argv[b], argv[b + 1], argv[b + 2], argv[b + 3], argv[b + 4], argv[b + 5])
     out[#out + 1] = status
-    out[#out + 1] = tostring(v or 0)
+    out[#out + 1] = tostring(v)
     out[#out + 1] = eid
     out[#out + 1] = tostring(cascaded)
   end
-  flush_counts(ctx)
+  flush(ctx)
   return out
 end
 
@@ -301,6 +382,7 @@ local function cg_emit(keys, argv)
   local ctx = new_context(keys[1], argv[1], tonumber(argv[2]), argv[3], argv[4])
   local etype, ekind, id, data = argv[5], argv[6], argv[7], argv[8]
   local v = bump(ctx, string.sub(ekind, 1, 1) .. ':' .. id)
+  flush_hash(ctx.versions)
   local eid = emit(ctx, etype, ekind, id, v, data)
   if ekind == 'job' then
     local job = keys[1] .. ':job:' .. id
@@ -327,6 +409,7 @@ local function cg_reset(keys, argv)
   end
   redis.call('DEL', p .. ':nodes', p .. ':rels', p .. ':node_kinds', p .. ':rel_types', p .. ':file_hashes')
   local v = bump(ctx, 'p:' .. argv[1])
+  flush_hash(ctx.versions)
   local data = '{"nodes":' .. removed .. ',"relationships":' .. removed_rels .. ',"reason":' .. jstr(argv[5]) .. '}'
   return emit(ctx, 'graph_reset', 'project', argv[1], v, data)
 end

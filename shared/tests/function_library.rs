@@ -223,3 +223,53 @@ async fn the_library_reloads_itself_after_redis_lost_it() {
     let out = w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "file"), Expect::Any)], None).await.unwrap();
     assert_eq!(out[0].status, Status::Created);
 }
+
+#[tokio::test]
+async fn one_call_that_touches_the_same_entities_again_and_again() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+    let out = w
+        .mutate(
+            &mut conn,
+            &[
+                Mutation::UpsertNode(node("a", "function"), Expect::Any),
+                Mutation::UpsertNode(node("b", "function"), Expect::Any),
+                Mutation::UpsertRelationship(rel("a-b", "calls", "a", "b"), Expect::Any),
+                Mutation::UpsertRelationship(rel("b-a", "calls", "b", "a"), Expect::Any),
+                Mutation::DeleteNode("a".into(), Expect::Any),
+                Mutation::UpsertNode(node("a", "class"), Expect::Any),
+                Mutation::UpsertNode(node("a", "class"), Expect::Any),
+                Mutation::UpsertRelationship(rel("a-b", "inherits", "a", "b"), Expect::Any),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let summary: Vec<(Status, u64, u32)> = out.iter().map(|o| (o.status, o.version, o.cascaded)).collect();
+    assert_eq!(
+        summary,
+        [
+            (Status::Created, 1, 0),
+            (Status::Created, 1, 0),
+            (Status::Created, 1, 0),
+            (Status::Created, 1, 0),
+            (Status::Deleted, 2, 2),
+            (Status::Created, 3, 0),
+            (Status::Unchanged, 3, 0),
+            (Status::Created, 3, 0),
+        ]
+    );
+    let versions: std::collections::HashMap<String, u64> = conn.hgetall(names.versions()).await.unwrap();
+    assert_eq!(versions, [("n:a".into(), 3), ("n:b".into(), 1), ("r:a-b".into(), 3), ("r:b-a".into(), 2)].into());
+    let rels: Vec<String> = conn.hkeys(names.relationships()).await.unwrap();
+    assert_eq!(rels, ["a-b"]);
+    let out_a: Vec<String> = conn.smembers(names.outgoing("a")).await.unwrap();
+    let in_a: Vec<String> = conn.smembers(names.incoming("a")).await.unwrap();
+    assert_eq!((out_a, in_a), (vec!["a-b".to_string()], vec![]));
+    let kinds: std::collections::HashMap<String, i64> = conn.hgetall(names.node_kinds()).await.unwrap();
+    assert_eq!(kinds, [("function".into(), 1), ("class".into(), 1)].into());
+    let types: std::collections::HashMap<String, i64> = conn.hgetall(names.relationship_types()).await.unwrap();
+    assert_eq!(types, [("inherits".into(), 1)].into());
+    assert_eq!(stream(&mut conn, &names).await.len(), 9, "7 changes plus 2 cascaded deletes");
+}
