@@ -40,7 +40,8 @@ export type RelationshipEvent = CdcEvent<GraphRelationship>;
 export interface AnalysisStartedData {
   job_id: string;
   total_files: number;
-  languages: string[];
+  /** A list of languages, or the number of files per language. */
+  languages: string[] | Record<string, number>;
   path: string;
   mode: string;
 }

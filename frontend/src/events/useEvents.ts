@@ -2,11 +2,12 @@
  * The per-project dashboard session (one EventsClient, the live counts and the analysis jobs), provided by the
  * Dashboard to every component, and `useEvents()`, the composable components subscribe to events with.
  */
-import { inject, markRaw, onBeforeUnmount, provide, ref, shallowRef, triggerRef, type InjectionKey, type Ref, type ShallowRef } from 'vue';
+import { inject, markRaw, onBeforeUnmount, provide, ref, shallowRef, type InjectionKey, type Ref, type ShallowRef } from 'vue';
+import { frameRef } from '../composables/frameRef';
 import { GraphApi } from '../api/GraphApi';
 import type { GraphStats, Snapshot } from '../api/types';
 import { AnalysisJobs, type JobView } from '../state/analysisJobs';
-import { LiveCounts } from '../state/liveCounts';
+import { LiveCounts, type Counts } from '../state/liveCounts';
 import { backoffDelay } from './backoff';
 import type { CdcEvent } from './envelope';
 import { EventsClient, type ConnectionStatus } from './EventsClient';
@@ -16,8 +17,8 @@ export interface DashboardSession {
   api: GraphApi;
   client: EventsClient;
   status: ShallowRef<ConnectionStatus>;
-  /** Counts (mutated in place; the ref is triggered on change). */
-  counts: ShallowRef<LiveCounts>;
+  /** The live counts, a fresh object after every change; null until the stats were read. */
+  counts: ShallowRef<Counts | null>;
   statsError: Ref<string | null>;
   jobs: AnalysisJobs;
   /** A copy of the jobs' views, replaced on every change. */
@@ -43,8 +44,16 @@ export function createSession(project: string): DashboardSession {
   const client = markRaw(
     new EventsClient({ url: gatewayUrl(), project, loadSnapshot: (): Promise<Snapshot> => api.snapshot() }),
   );
-  const status = shallowRef(client.status);
-  const counts = shallowRef(markRaw(new LiveCounts()));
+  const status = frameRef(client.status);
+  const live = new LiveCounts();
+  const counts = frameRef<Counts | null>(null);
+  const publishCounts = () =>
+    counts.set(() => {
+      const c = live.value;
+      return live.hasBaseline
+        ? { ...c, nodeKinds: { ...c.nodeKinds }, relationshipTypes: { ...c.relationshipTypes } }
+        : null;
+    });
   const statsError = ref<string | null>(null);
   const jobs = markRaw(new AnalysisJobs());
   const jobViews = shallowRef<JobView[]>([]);
@@ -52,22 +61,22 @@ export function createSession(project: string): DashboardSession {
   let disposed = false;
 
   const offs = [
-    client.onStatus((s) => (status.value = s)),
+    client.onStatus((s) => status.set(() => s)),
     client.on('*', (e: CdcEvent) => {
-      if (counts.value.apply(e)) triggerRef(counts);
+      if (live.apply(e)) publishCounts();
       if (jobs.apply(e)) refreshJobs();
     }),
     client.onResync((snapshot) => {
-      counts.value.setFromSnapshot(snapshot);
-      triggerRef(counts);
+      live.setFromSnapshot(snapshot);
+      publishCounts();
     }),
   ];
 
   function applyStats(stats: GraphStats): void {
-    counts.value.setBaseline(stats);
+    live.setBaseline(stats);
     client.adoptResumePoint(stats.last_event_id);
     statsError.value = null;
-    triggerRef(counts);
+    publishCounts();
   }
 
   async function loadStats(): Promise<void> {
@@ -107,8 +116,8 @@ export function createSession(project: string): DashboardSession {
     project,
     api,
     client,
-    status,
-    counts,
+    status: status.ref,
+    counts: counts.ref,
     statsError,
     jobs,
     jobViews,
@@ -116,6 +125,8 @@ export function createSession(project: string): DashboardSession {
     started,
     dispose() {
       disposed = true;
+      status.cancel();
+      counts.cancel();
       offs.forEach((off) => off());
       client.stop();
     },

@@ -31,6 +31,21 @@ const PPE = 3;
 const MIN_PULL_MS = 40;
 const PULL_COST_FACTOR = 3;
 
+/**
+ * Every ForceAtlas2 setting, tuned to the graph's size. iterate() reads each of them: one left out turns every
+ * position into NaN.
+ */
+export function layoutSettings(order: number): ForceAtlas2Settings {
+  return {
+    linLogMode: false,
+    outboundAttractionDistribution: false,
+    adjustSizes: false,
+    edgeWeightInfluence: 1,
+    barnesHutTheta: 0.5,
+    ...inferSettings(order),
+  };
+}
+
 /** The matrices graphology-layout-forceatlas2's iterate() works on (mass = 1 + degree, weight 1). */
 export function toMatrices(graph: CodeGraph): { nodes: Float32Array; edges: Float32Array; index: Map<string, number> } {
   const nodes = new Float32Array(graph.order * PPN);
@@ -84,7 +99,7 @@ export class ForceLayout {
       generation: this.generation,
       nodes: nodes.buffer as ArrayBuffer,
       edges: edges.buffer as ArrayBuffer,
-      settings: inferSettings(this.graph.order),
+      settings: layoutSettings(this.graph.order),
       runForMs: ms,
     };
     worker.postMessage(request, [request.nodes, request.edges]);
@@ -138,7 +153,7 @@ export class ForceLayout {
     this.graph.updateEachNodeAttributes(
       (id, a) => {
         const i = index.get(id);
-        if (i !== undefined) {
+        if (i !== undefined && Number.isFinite(xy[2 * i]) && Number.isFinite(xy[2 * i + 1])) {
           a.x = xy[2 * i];
           a.y = xy[2 * i + 1];
         }

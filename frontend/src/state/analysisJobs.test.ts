@@ -26,6 +26,22 @@ describe('AnalysisJobs', () => {
     expect(job.messages.some((m) => m.includes('Phase: parsing'))).toBe(true);
   });
 
+  it('lists languages given as files per language', () => {
+    const jobs = new AnalysisJobs(now);
+    const job = jobs.apply(
+      ev('analysis_started', { job_id: 'j1', total_files: 3, languages: { python: 2, rust: 1 }, path: '/s', mode: 'full' }),
+    )!;
+    expect(job.languages).toEqual(['python (2)', 'rust (1)']);
+    expect(job.messages.at(-1)).toContain('python (2), rust (1)');
+  });
+
+  it('remembers when the page saw the end, even if the event is older', () => {
+    const jobs = new AnalysisJobs(now);
+    const job = jobs.apply(ev('analysis_cancelled', { job_id: 'j1' }, '2026-11-27T00:00:00.000Z'))!;
+    expect(job.endedAt).toBe(Date.parse('2026-11-27T00:00:00.000Z'));
+    expect(job.endSeenAt).toBe(now());
+  });
+
   it('knows a job from its progress alone (the page opened mid-analysis)', () => {
     const jobs = new AnalysisJobs(now);
     const job = jobs.apply(

@@ -22,10 +22,16 @@ export interface JobView {
   phase: string;
   path: string;
   mode: string;
+  /** "python", or "python (151)" when the worker counts files per language. */
   languages: string[];
   /** Epoch ms when the job started (from the event time) and ended, for the elapsed time. */
   startedAt: number;
   endedAt: number | null;
+  /**
+   * When this page learned that the job ended (its own clock): a page that is behind on a burst of events still
+   * shows the end for a moment.
+   */
+  endSeenAt: number | null;
   /** Newest last, at most MAX_MESSAGES. */
   messages: string[];
   result: AnalysisCompletedData | null;
@@ -48,6 +54,14 @@ function clampPercent(p: unknown, done: number, total: number): number {
   return Math.max(0, Math.min(100, n));
 }
 
+function languageList(value: unknown): string[] {
+  if (Array.isArray(value)) return value.map(String);
+  if (value && typeof value === 'object') {
+    return Object.entries(value as Record<string, unknown>).map(([lang, files]) => `${lang} (${files})`);
+  }
+  return [];
+}
+
 function newJob(jobId: string, startedAt: number): JobView {
   return {
     jobId,
@@ -62,6 +76,7 @@ function newJob(jobId: string, startedAt: number): JobView {
     languages: [],
     startedAt,
     endedAt: null,
+    endSeenAt: null,
     messages: [],
     result: null,
     error: null,
@@ -123,7 +138,7 @@ export class AnalysisJobs {
         job.status = job.status === 'cancelling' ? 'cancelling' : 'running';
         job.startedAt = at;
         job.totalFiles = d.total_files ?? 0;
-        job.languages = Array.isArray(d.languages) ? d.languages : [];
+        job.languages = languageList(d.languages);
         job.path = d.path ?? job.path;
         job.mode = d.mode ?? job.mode;
         const langs = job.languages.length ? ` (${job.languages.join(', ')})` : '';
@@ -145,6 +160,7 @@ export class AnalysisJobs {
       case 'analysis_completed': {
         const d = event.data as unknown as AnalysisCompletedData;
         job.status = 'completed';
+        job.endSeenAt = this.now();
         job.percent = 100;
         job.endedAt = at;
         job.result = d;
@@ -159,6 +175,7 @@ export class AnalysisJobs {
       case 'analysis_failed': {
         const d = event.data as unknown as AnalysisFailedData;
         job.status = 'failed';
+        job.endSeenAt = this.now();
         job.endedAt = at;
         job.error = d.error ?? 'unknown error';
         say(job, `Failed: ${job.error}`);
@@ -166,6 +183,7 @@ export class AnalysisJobs {
       }
       case 'analysis_cancelled':
         job.status = 'cancelled';
+        job.endSeenAt = this.now();
         job.endedAt = at;
         say(job, 'Cancelled');
         break;

@@ -1,4 +1,5 @@
 /** GraphView: paged loading, live growth, search and details, kind filters. */
+import { PNG } from 'pngjs';
 import { expect, needs, nodeOps, test } from '../support/fixtures';
 
 test.beforeEach(({ stack }) => needs(stack, 'graph-api'));
@@ -61,11 +62,23 @@ test('kinds can be hidden and shown again', async ({ dashboard, api }) => {
   await expect(fn).toHaveAttribute('aria-pressed', 'true');
 });
 
-test('a node is drawn on the canvas', async ({ dashboard, api }) => {
+/** Pixels of a screenshot that differ clearly from its top-left pixel (the background). */
+function drawnPixels(png: Buffer): number {
+  const { data } = PNG.sync.read(png);
+  let drawn = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const d = Math.abs(data[i] - data[0]) + Math.abs(data[i + 1] - data[1]) + Math.abs(data[i + 2] - data[2]);
+    if (d > 60) drawn++;
+  }
+  return drawn;
+}
+
+test('the nodes are drawn on the canvas', async ({ dashboard, api }) => {
   await api.batch(nodeOps('draw', 30));
   await dashboard.open();
+  const canvas = dashboard.testId('graph-canvas');
   await expect(dashboard.testId('graph-node-count')).toHaveAttribute('data-value', '30');
   await expect(dashboard.testId('graph-renderer-error')).toBeHidden();
-  // sigma draws into WebGL canvases inside the container.
-  await expect(dashboard.testId('graph-canvas').locator('canvas').first()).toBeVisible();
+  // sigma draws into WebGL canvases inside the container: 30 nodes colour hundreds of pixels.
+  await expect.poll(async () => drawnPixels(await canvas.screenshot())).toBeGreaterThan(500);
 });
