@@ -66,7 +66,11 @@ mod tests {
         let a = Access::new(vec!["s3cret".into()], vec![]);
         assert!(a.check(&HeaderMap::new(), Some("s3cret")).is_ok());
         assert!(a.check(&headers(&[(header::AUTHORIZATION, "Bearer s3cret")]), None).is_ok());
-        for (h, q) in [(HeaderMap::new(), None), (HeaderMap::new(), Some("s3cre")), (headers(&[(header::AUTHORIZATION, "Bearer x")]), None)] {
+        for (h, q) in [
+            (HeaderMap::new(), None),
+            (HeaderMap::new(), Some("s3cre")),
+            (headers(&[(header::AUTHORIZATION, "Bearer x")]), None),
+        ] {
             assert_eq!(a.check(&h, q).unwrap_err().0, CloseReason::Unauthorized);
         }
     }

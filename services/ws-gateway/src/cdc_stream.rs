@@ -29,9 +29,13 @@ pub struct StreamInfo {
 pub enum Retention {
     Complete,
     /// Entries after the id may have been trimmed; `oldest` is the oldest one left.
-    Trimmed { oldest: Option<StreamId> },
+    Trimmed {
+        oldest: Option<StreamId>,
+    },
     /// The id is newer than anything this stream generated.
-    Unknown { last: StreamId },
+    Unknown {
+        last: StreamId,
+    },
 }
 
 impl Retention {
@@ -108,7 +112,10 @@ pub async fn read_after<C: ConnectionLike + Send>(
 }
 
 /// The stream's last generated id now (ZERO when it does not exist): where a gateway starts following a project.
-pub async fn last_generated<C: ConnectionLike + Send>(conn: &mut C, names: &RedisNames) -> Result<StreamId, RedisError> {
+pub async fn last_generated<C: ConnectionLike + Send>(
+    conn: &mut C,
+    names: &RedisNames,
+) -> Result<StreamId, RedisError> {
     let info: Result<Value, RedisError> =
         redis::cmd("XINFO").arg("STREAM").arg(names.cdc_stream()).query_async(conn).await;
     match info {
@@ -147,9 +154,7 @@ fn parse_info(v: &Value) -> StreamInfo {
         match text(k).as_deref() {
             Some("length") => info.length = number(v).unwrap_or(0),
             Some("entries-added") => info.entries_added = number(v).unwrap_or(0),
-            Some("last-generated-id") => {
-                info.last_generated = text(v).and_then(|s| s.parse().ok()).unwrap_or_default()
-            }
+            Some("last-generated-id") => info.last_generated = text(v).and_then(|s| s.parse().ok()).unwrap_or_default(),
             Some("recorded-first-entry-id") => recorded_first = text(v).and_then(|s| s.parse().ok()),
             Some("first-entry") => {
                 if let Value::Array(entry) = v {
@@ -180,8 +185,12 @@ fn parse_range(v: Value) -> Vec<(StreamId, Result<GatewayEvent, String>)> {
             let id_text = text(&parts[0])?;
             let id: StreamId = id_text.parse().ok()?;
             let body = match fields {
-                Value::Array(kv) => kv.chunks_exact(2).find(|c| text(&c[0]).as_deref() == Some(STREAM_FIELD)).and_then(|c| text(&c[1])),
-                Value::Map(kv) => kv.iter().find(|(k, _)| text(k).as_deref() == Some(STREAM_FIELD)).and_then(|(_, v)| text(v)),
+                Value::Array(kv) => {
+                    kv.chunks_exact(2).find(|c| text(&c[0]).as_deref() == Some(STREAM_FIELD)).and_then(|c| text(&c[1]))
+                }
+                Value::Map(kv) => {
+                    kv.iter().find(|(k, _)| text(k).as_deref() == Some(STREAM_FIELD)).and_then(|(_, v)| text(v))
+                }
                 _ => None,
             };
             let event = match body {

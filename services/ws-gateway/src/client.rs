@@ -19,7 +19,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use codegraph_shared::{event::StreamId, project::ProjectName};
@@ -52,8 +52,8 @@ pub struct Client {
     cut: Notify,
     /// The outbox has drained: a waiting replay may continue.
     room: Notify,
-    /// When the client last sent anything (ms since the epoch).
-    last_heard_ms: AtomicU64,
+    /// How many messages (of any kind, pongs included) the client has sent.
+    heard: AtomicU64,
     stats: Arc<Stats>,
 }
 
@@ -118,7 +118,7 @@ impl Client {
             wake: Notify::new(),
             cut: Notify::new(),
             room: Notify::new(),
-            last_heard_ms: AtomicU64::new(now_ms()),
+            heard: AtomicU64::new(0),
             stats,
         }
     }
@@ -188,7 +188,8 @@ impl Client {
             Some(_) => {
                 let generation = st.next_generation;
                 st.next_generation += 1;
-                let feed = Feed::CatchingUp { generation, pending: VecDeque::new(), pending_bytes: 0, overflowed: false };
+                let feed =
+                    Feed::CatchingUp { generation, pending: VecDeque::new(), pending_bytes: 0, overflowed: false };
                 (feed, Some(generation))
             }
         };
@@ -356,12 +357,14 @@ impl Client {
         self.cut.notified().await
     }
 
+    /// The client sent something (a pong, a message): it is alive.
     pub fn heard(&self) {
-        self.last_heard_ms.store(now_ms(), Ordering::Relaxed);
+        self.heard.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn silent_for(&self) -> Duration {
-        Duration::from_millis(now_ms().saturating_sub(self.last_heard_ms.load(Ordering::Relaxed)))
+    /// Grows with every message from the client; unchanged since a ping means no pong.
+    pub fn heard_count(&self) -> u64 {
+        self.heard.load(Ordering::Relaxed)
     }
 
     pub fn report(&self) -> QueueReport {
@@ -389,7 +392,8 @@ mod tests {
     use super::*;
 
     fn ev(ms: u64) -> GatewayEvent {
-        let body = r#"{"project":"p","type":"node_added","entity":{"kind":"node","id":"n"},"version":1,"data":{},"ts":"t"}"#;
+        let body =
+            r#"{"project":"p","type":"node_added","entity":{"kind":"node","id":"n"},"version":1,"data":{},"ts":"t"}"#;
         GatewayEvent::from_stream_entry(&format!("{ms}-0"), body).unwrap()
     }
 

@@ -350,7 +350,9 @@ impl Fanout {
                         self.stats.event_received(true);
                         room.dispatch(&ev);
                     }
-                    Err(e) => tracing::warn!(project = %room.names.project(), %id, error = %e, "skipped a malformed stream entry"),
+                    Err(e) => {
+                        tracing::warn!(project = %room.names.project(), %id, error = %e, "skipped a malformed stream entry")
+                    }
                 }
             }
             if n < self.page {

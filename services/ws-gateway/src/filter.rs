@@ -133,18 +133,21 @@ impl EventFilter {
 
     /// The filter as JSON, as the `subscribed` acknowledgement shows it.
     pub fn to_json(&self) -> serde_json::Value {
-        let types = self.event_types.map(|mask| {
-            EventType::ALL.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, t)| t.as_str()).collect()
-        });
-        let mut ids: Option<Vec<&str>> = self.node_ids.as_ref().map(|s| s.iter().map(|b| &**b).collect());
-        if let Some(ids) = ids.as_mut() {
-            ids.sort_unstable();
-        }
+        let types: Vec<&str> = self
+            .event_types
+            .map(|mask| {
+                let on = |(i, _): &(usize, &EventType)| mask & (1 << i) != 0;
+                EventType::ALL.iter().enumerate().filter(on).map(|(_, t)| t.as_str()).collect()
+            })
+            .unwrap_or_default();
+        let kinds: Vec<&str> = self.entity_kinds.iter().flatten().map(|b| &**b).collect();
+        let mut ids: Vec<&str> = self.node_ids.iter().flatten().map(|b| &**b).collect();
+        ids.sort_unstable();
         serde_json::json!({
             "projects": self.projects,
-            "event_types": types.unwrap_or_else(Vec::new),
-            "entity_kinds": self.entity_kinds.as_ref().map(|k| k.iter().map(|b| &**b).collect()).unwrap_or_else(Vec::new),
-            "node_ids": ids.unwrap_or_default(),
+            "event_types": types,
+            "entity_kinds": kinds,
+            "node_ids": ids,
         })
     }
 }
@@ -177,7 +180,9 @@ mod tests {
     use serde_json::json;
 
     fn event(t: &str, kind: &str, id: &str, data: &str) -> GatewayEvent {
-        let body = format!(r#"{{"project":"p","type":"{t}","entity":{{"kind":"{kind}","id":"{id}"}},"version":1,"data":{data},"ts":"t"}}"#);
+        let body = format!(
+            r#"{{"project":"p","type":"{t}","entity":{{"kind":"{kind}","id":"{id}"}},"version":1,"data":{data},"ts":"t"}}"#
+        );
         GatewayEvent::from_stream_entry("1-0", &body).unwrap()
     }
 

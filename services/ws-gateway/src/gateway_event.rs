@@ -148,7 +148,8 @@ mod tests {
 
     #[test]
     fn unknown_types_and_missing_data_are_fine() {
-        let json = r#"{"id":"1-0","project":"p","type":"brand_new","entity":{"kind":"job","id":"j"},"version":1,"ts":"t"}"#;
+        let json =
+            r#"{"id":"1-0","project":"p","type":"brand_new","entity":{"kind":"job","id":"j"},"version":1,"ts":"t"}"#;
         let ev = GatewayEvent::from_published(json.as_bytes().to_vec()).unwrap();
         assert_eq!(ev.event_type(), EventType::Other);
         assert_eq!(ev.ends(), None);

@@ -66,9 +66,14 @@ impl CloseReason {
 pub enum ClientMessage {
     Ping,
     /// `{"type":"subscribe","filter":{…},"since":{project: id}?}`
-    Subscribe { filter: Value, since: BTreeMap<String, String> },
+    Subscribe {
+        filter: Value,
+        since: BTreeMap<String, String>,
+    },
     /// `{"type":"resume","since":{project: id}}`
-    Resume { since: BTreeMap<String, String> },
+    Resume {
+        since: BTreeMap<String, String>,
+    },
 }
 
 /// Why a client message was refused; sent back as an `error` message.
@@ -86,8 +91,8 @@ impl ProtocolError {
 
 impl ClientMessage {
     pub fn parse(text: &str) -> Result<Self, ProtocolError> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| ProtocolError::new("invalid_json", format!("not JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ProtocolError::new("invalid_json", format!("not JSON: {e}")))?;
         let Value::Object(mut obj) = value else {
             return Err(ProtocolError::new("invalid_message", "a message is a JSON object with a \"type\""));
         };

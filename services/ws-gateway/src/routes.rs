@@ -35,20 +35,43 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 type Params = Query<HashMap<String, String>>;
 
 /// `/ws/events?project=a,b&since=<id>&token=…`
-async fn events(State(gw): State<Arc<Gateway>>, Query(q): Params, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+async fn events(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Params,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     let opening = admit(&gw, &headers, &q).and_then(|()| events_opening(&q));
     upgrade(gw, ws, opening)
 }
 
 /// `/ws/events/filtered?token=…`, then `{"type":"subscribe","filter":{…}}`.
-async fn filtered(State(gw): State<Arc<Gateway>>, Query(q): Params, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    let opening = admit(&gw, &headers, &q).map(|()| Opening::Serve { endpoint: Endpoint::Filtered, projects: Vec::new(), since: None });
+async fn filtered(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Params,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let opening = admit(&gw, &headers, &q).map(|()| Opening::Serve {
+        endpoint: Endpoint::Filtered,
+        projects: Vec::new(),
+        since: None,
+    });
     upgrade(gw, ws, Ok(opening.unwrap_or_else(|o| o)))
 }
 
 /// `/ws/status?token=…`: the status, pushed every few seconds.
-async fn status_ws(State(gw): State<Arc<Gateway>>, Query(q): Params, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    let opening = admit(&gw, &headers, &q).map(|()| Opening::Serve { endpoint: Endpoint::Status, projects: Vec::new(), since: None });
+async fn status_ws(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Params,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let opening = admit(&gw, &headers, &q).map(|()| Opening::Serve {
+        endpoint: Endpoint::Status,
+        projects: Vec::new(),
+        since: None,
+    });
     upgrade(gw, ws, Ok(opening.unwrap_or_else(|o| o)))
 }
 
@@ -73,8 +96,8 @@ fn admit(gw: &Gateway, headers: &HeaderMap, q: &HashMap<String, String>) -> Resu
 
 fn events_opening(q: &HashMap<String, String>) -> Result<Opening, Opening> {
     let bad = |text: String| Opening::Refuse(CloseReason::BadRequest, text);
-    let projects = parse_projects(q.get("project").map(String::as_str).unwrap_or("default").split(','))
-        .map_err(|e| bad(e.0))?;
+    let projects =
+        parse_projects(q.get("project").map(String::as_str).unwrap_or("default").split(',')).map_err(|e| bad(e.0))?;
     let since = match q.get("since") {
         None => None,
         Some(s) => Some(s.parse::<StreamId>().map_err(|e| bad(e.to_string()))?),
@@ -88,7 +111,8 @@ fn upgrade(gw: Arc<Gateway>, ws: WebSocketUpgrade, opening: Result<Opening, Open
         return ApiError::unavailable("draining: connect to another replica").into_response();
     }
     let Ok(permit) = gw.connections.clone().try_acquire_owned() else {
-        return ApiError::unavailable(format!("connection limit ({}) reached", gw.settings.max_connections)).into_response();
+        return ApiError::unavailable(format!("connection limit ({}) reached", gw.settings.max_connections))
+            .into_response();
     };
     let opening = opening.unwrap_or_else(|refusal| refusal);
     let limit = gw.settings.max_message_bytes;

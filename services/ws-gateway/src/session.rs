@@ -46,13 +46,8 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, opening: Opening, _permit:
         Opening::Serve { projects, .. } => EventFilter::projects_only(projects.clone()),
         Opening::Refuse(..) => EventFilter::projects_only(Vec::new()),
     };
-    let client = Arc::new(Client::new(
-        gw.registry.next_id(),
-        endpoint,
-        gw.settings.outbox_max_bytes,
-        filter,
-        gw.stats.clone(),
-    ));
+    let client =
+        Arc::new(Client::new(gw.registry.next_id(), endpoint, gw.settings.outbox_max_bytes, filter, gw.stats.clone()));
     gw.registry.insert(client.clone());
     gw.stats.connection_opened();
     let (sink, mut stream) = socket.split();
@@ -190,7 +185,11 @@ impl Session {
         }
     }
 
-    fn on_subscribe(&mut self, filter: serde_json::Value, since: BTreeMap<String, String>) -> Result<(), ProtocolError> {
+    fn on_subscribe(
+        &mut self,
+        filter: serde_json::Value,
+        since: BTreeMap<String, String>,
+    ) -> Result<(), ProtocolError> {
         if self.client.endpoint() != Endpoint::Filtered {
             return Err(ProtocolError::new("unsupported", "subscribe is for /ws/events/filtered"));
         }
@@ -237,7 +236,10 @@ fn parse_since(
         .map(|(p, id)| {
             let project = ProjectName::parse(p).map_err(|e| ProtocolError::new("invalid_since", e.to_string()))?;
             if !followed.contains(&project) {
-                return Err(ProtocolError::new("not_subscribed", format!("project {project} is not part of the subscription")));
+                return Err(ProtocolError::new(
+                    "not_subscribed",
+                    format!("project {project} is not part of the subscription"),
+                ));
             }
             let id: StreamId = id.parse().map_err(|e: codegraph_shared::event::InvalidStreamId| {
                 ProtocolError::new("invalid_since", e.to_string())

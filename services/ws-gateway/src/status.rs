@@ -58,10 +58,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let _ = prometheus::register(Box::new(latency.clone()));
     Metrics {
         received: counter("codegraph_ws_events_received_total", "Events received from Redis (live and recovered)"),
-        recovered: counter("codegraph_ws_events_recovered_total", "Events the gateway read back from the stream after a Pub/Sub outage"),
+        recovered: counter(
+            "codegraph_ws_events_recovered_total",
+            "Events the gateway read back from the stream after a Pub/Sub outage",
+        ),
         sent: counter("codegraph_ws_frames_sent_total", "Event frames written to clients"),
         bytes: counter("codegraph_ws_bytes_sent_total", "Bytes of event frames written to clients"),
-        cut: counter("codegraph_ws_slow_clients_closed_total", "Clients closed with 4008 because their outbox was full"),
+        cut: counter(
+            "codegraph_ws_slow_clients_closed_total",
+            "Clients closed with 4008 because their outbox was full",
+        ),
         connections: gauge("codegraph_ws_connections", "Open WebSocket connections"),
         redis_up: gauge("codegraph_ws_redis_pubsub_connected", "1 while the Pub/Sub connection to Redis is up"),
         redis_reconnects: counter("codegraph_ws_redis_reconnects_total", "Pub/Sub connections made after the first"),

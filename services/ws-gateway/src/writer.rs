@@ -11,12 +11,7 @@ use std::{
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{stream::SplitSink, SinkExt};
 
-use crate::{
-    client::{now_ms, Client},
-    outbox::Frame,
-    protocol::CloseReason,
-    status::Stats,
-};
+use crate::{client::Client, outbox::Frame, protocol::CloseReason, status::Stats};
 
 /// How long the close frame may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,8 +32,8 @@ pub async fn run(client: Arc<Client>, mut sink: Sink, keepalive: KeepAlive, stat
     // A socket that takes nothing for this long belongs to a client that is gone or stopped reading.
     let write_timeout = keepalive.ping_every + keepalive.pong_timeout;
     let mut next_ping = Instant::now() + keepalive.ping_every;
-    // When the last ping went out (ms since the epoch), while its answer is awaited.
-    let mut awaiting_pong: Option<u64> = None;
+    // While a ping's answer is awaited: when it went out, and how much the client had said by then.
+    let mut awaiting_pong: Option<(Instant, u64)> = None;
     loop {
         let closing = client.take(&mut batch);
         if !batch.is_empty() {
@@ -63,7 +58,10 @@ pub async fn run(client: Arc<Client>, mut sink: Sink, keepalive: KeepAlive, stat
             match outcome {
                 Ok(()) => continue,
                 Err(CloseReason::TooSlow) => {
-                    send_close(&mut sink, CloseReason::TooSlow, CloseReason::TooSlow.default_text()).await;
+                    // The close frame queues behind what the socket still holds; a client that is slow but
+                    // alive reads its way to it within the pong timeout.
+                    let text = CloseReason::TooSlow.default_text();
+                    send_close(&mut sink, CloseReason::TooSlow, text, keepalive.pong_timeout).await;
                     return CloseReason::TooSlow;
                 }
                 Err(reason) => {
@@ -74,19 +72,19 @@ pub async fn run(client: Arc<Client>, mut sink: Sink, keepalive: KeepAlive, stat
         }
         if let Some((reason, text)) = closing {
             if reason != CloseReason::Gone {
-                send_close(&mut sink, reason, &text).await;
+                send_close(&mut sink, reason, &text, CLOSE_TIMEOUT).await;
             }
             return reason;
         }
         let timer = match awaiting_pong {
-            Some(sent) => Instant::now() + keepalive.pong_timeout.saturating_sub(since_ms(sent)),
+            Some((sent, _)) => sent + keepalive.pong_timeout,
             None => next_ping,
         };
         tokio::select! {
             _ = client.woken() => {}
             _ = tokio::time::sleep_until(timer.into()) => {
-                if let Some(sent) = awaiting_pong.take() {
-                    if client.silent_for() >= Duration::from_millis(now_ms().saturating_sub(sent)) {
+                if let Some((_, heard)) = awaiting_pong.take() {
+                    if client.heard_count() == heard {
                         tracing::debug!(client = client.id(), "no pong: dropping the client");
                         client.close(CloseReason::Gone, None);
                         return CloseReason::Gone;
@@ -99,14 +97,10 @@ pub async fn run(client: Arc<Client>, mut sink: Sink, keepalive: KeepAlive, stat
                     client.close(CloseReason::Gone, None);
                     return CloseReason::Gone;
                 }
-                awaiting_pong = Some(now_ms());
+                awaiting_pong = Some((Instant::now(), client.heard_count()));
             }
         }
     }
-}
-
-fn since_ms(t: u64) -> Duration {
-    Duration::from_millis(now_ms().saturating_sub(t))
 }
 
 async fn write_batch(
@@ -132,12 +126,12 @@ async fn write_batch(
     Ok(())
 }
 
-async fn send_close(sink: &mut Sink, reason: CloseReason, text: &str) {
+async fn send_close(sink: &mut Sink, reason: CloseReason, text: &str, timeout: Duration) {
     // A close reason is at most 123 bytes.
     let mut end = text.len().min(123);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
     let frame = CloseFrame { code: reason.code(), reason: text[..end].into() };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(frame)))).await;
 }
