@@ -155,7 +155,10 @@ impl Analyzer {
                     Some(c) => Ok((l.path.clone(), c.clone())),
                     None => analyze_source(l.language, &l.path, &l.text)
                         .map(|facts| {
-                            (l.path.clone(), Cached { hash: l.hash.clone(), language: l.language, facts: Arc::new(facts) })
+                            (
+                                l.path.clone(),
+                                Cached { hash: l.hash.clone(), language: l.language, facts: Arc::new(facts) },
+                            )
                         })
                         .map_err(|e| (l.path.clone(), e.to_string())),
                 };

@@ -126,12 +126,7 @@ pub fn build(resolved: &Resolved, root_name: &str) -> DesiredGraph {
     graph
 }
 
-fn file_entities<'a>(
-    resolved: &'a Resolved,
-    fi: usize,
-    ids: &[String],
-    id_of: &impl Fn(DefRef) -> &'a str,
-) -> Owned {
+fn file_entities<'a>(resolved: &'a Resolved, fi: usize, ids: &[String], id_of: &impl Fn(DefRef) -> &'a str) -> Owned {
     let f = &resolved.files[fi];
     let links = &resolved.links[fi];
     let path = f.path.as_str();

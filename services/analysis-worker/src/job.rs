@@ -13,11 +13,7 @@ use std::{
 };
 
 use codegraph_shared::{
-    event::EventType,
-    functions::GraphWriter,
-    names::RedisNames,
-    project::ProjectName,
-    redis_handle::RedisHandle,
+    event::EventType, functions::GraphWriter, names::RedisNames, project::ProjectName, redis_handle::RedisHandle,
     settings::RedisSettings,
 };
 use serde_json::{json, Value};
@@ -182,7 +178,13 @@ impl JobRunner {
         let progress = Arc::new(Progress::new(found.files.len()));
         progress.set_phase(Phase::Parse);
         let stop = Arc::new(tokio::sync::Notify::new());
-        let ticker = tokio::spawn(self.clone().tick(spec.clone(), writer.clone(), progress.clone(), cancel.clone(), stop.clone()));
+        let ticker = tokio::spawn(self.clone().tick(
+            spec.clone(),
+            writer.clone(),
+            progress.clone(),
+            cancel.clone(),
+            stop.clone(),
+        ));
 
         let result = self.analyze_and_write(spec, writer, analyzer, &root, found, &progress, cancel).await;
         progress.set_phase(Phase::Done);
@@ -263,7 +265,14 @@ impl JobRunner {
 
     /// Reports progress at most once per interval while the job runs, and watches the job hash for a cancel
     /// request (in case the Pub/Sub message was missed).
-    async fn tick(self, spec: JobSpec, writer: GraphWriter, progress: Arc<Progress>, cancel: CancelFlag, stop: Arc<tokio::sync::Notify>) {
+    async fn tick(
+        self,
+        spec: JobSpec,
+        writer: GraphWriter,
+        progress: Arc<Progress>,
+        cancel: CancelFlag,
+        stop: Arc<tokio::sync::Notify>,
+    ) {
         let bar = self.show_bar.then(TerminalBar::new);
         let interval = Duration::from_millis(self.settings.progress_interval_ms.max(10));
         let mut last = None;
@@ -285,8 +294,12 @@ impl JobRunner {
             if last_cancel_check.elapsed() >= Duration::from_millis(250) {
                 last_cancel_check = Instant::now();
                 let mut conn = self.redis.conn();
-                let flag: Option<String> =
-                    redis::cmd("HGET").arg(&job_key).arg("cancel_requested").query_async(&mut conn).await.unwrap_or(None);
+                let flag: Option<String> = redis::cmd("HGET")
+                    .arg(&job_key)
+                    .arg("cancel_requested")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(None);
                 if flag.as_deref() == Some("1") {
                     cancel.cancel();
                 }

@@ -5,19 +5,19 @@
 //! [`analysis`] runs those steps in memory. Everything after that talks to Redis.
 
 pub mod analysis;
+pub mod current;
+pub mod delta;
 pub mod desired;
 pub mod discover;
 pub mod facts;
-pub mod lang;
-pub mod resolve;
-pub mod symbols;
-pub mod current;
-pub mod delta;
-pub mod sync;
-pub mod job;
-pub mod progress;
-pub mod settings;
-pub mod queue;
-pub mod status;
 pub mod http;
+pub mod job;
+pub mod lang;
+pub mod progress;
+pub mod queue;
+pub mod resolve;
+pub mod settings;
+pub mod status;
+pub mod symbols;
+pub mod sync;
 pub mod watch;

@@ -138,7 +138,12 @@ fn print_end(spec: &JobSpec, end: &JobEnd) -> ExitCode {
             for (lang, c) in &r.calls {
                 let total = c.resolved + c.unresolved;
                 if total > 0 {
-                    println!("  calls {lang}: {} of {} resolved ({:.1}%)", c.resolved, total, 100.0 * c.resolved as f64 / total as f64);
+                    println!(
+                        "  calls {lang}: {} of {} resolved ({:.1}%)",
+                        c.resolved,
+                        total,
+                        100.0 * c.resolved as f64 / total as f64
+                    );
                 }
             }
             for (file, error) in r.failed.iter().take(10) {
@@ -169,7 +174,8 @@ async fn watch_folder(runner: JobRunner, project_name: &str, path: PathBuf) -> E
     let shutdown = Shutdown::on_signals();
     let shown = path.clone();
     let result = watch::watch(runner, project.clone(), path, shutdown, |end| {
-        let spec = JobSpec { job_id: "watch".into(), project: project.clone(), path: shown.clone(), mode: Mode::Incremental };
+        let spec =
+            JobSpec { job_id: "watch".into(), project: project.clone(), path: shown.clone(), mode: Mode::Incremental };
         print_end(&spec, end);
     })
     .await;

@@ -110,10 +110,13 @@ async fn next_job(
     };
     // Reply: [[stream, [entries…]]] (RESP2) or {stream: [entries…]} (RESP3).
     let streams = match reply {
-        Value::Array(s) => s.into_iter().filter_map(|s| match s {
-            Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
-            _ => None,
-        }).collect::<Vec<_>>(),
+        Value::Array(s) => s
+            .into_iter()
+            .filter_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
         Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
         _ => Vec::new(),
     };

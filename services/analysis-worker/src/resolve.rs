@@ -79,11 +79,15 @@ pub struct Resolved {
     pub owners: HashMap<DefRef, DefRef>,
 }
 
+/// A file's base-type links (`(type, base, relation, confidence)`) and the bases it could not resolve.
+type BaseLinks = (Vec<(u32, DefRef, BaseRelation, f64)>, HashMap<u32, BTreeSet<String>>);
+
 /// Runs pass 2 over every file (in parallel where files are independent).
 pub fn resolve(files: Vec<SourceFile>) -> Resolved {
     let mut table = SymbolTable::build(&files);
     let bindings: Vec<FileBindings> = {
-        let r = Resolver { files: &files, table: &table, bindings: &[], bases: &HashMap::new(), owners: &HashMap::new() };
+        let r =
+            Resolver { files: &files, table: &table, bindings: &[], bases: &HashMap::new(), owners: &HashMap::new() };
         (0..files.len() as u32).into_par_iter().map(|f| r.bindings_of(f)).collect()
     };
     let mut owners = HashMap::new();
@@ -104,7 +108,7 @@ pub fn resolve(files: Vec<SourceFile>) -> Resolved {
             owners.insert(member, owner);
         }
     }
-    let base_links: Vec<(Vec<(u32, DefRef, BaseRelation, f64)>, HashMap<u32, BTreeSet<String>>)> = {
+    let base_links: Vec<BaseLinks> = {
         let r = Resolver { files: &files, table: &table, bindings: &bindings, bases: &HashMap::new(), owners: &owners };
         (0..files.len() as u32).into_par_iter().map(|f| r.bases_of(f)).collect()
     };
@@ -370,7 +374,7 @@ impl Resolver<'_> {
         Some(d)
     }
 
-    fn bases_of(&self, file: u32) -> (Vec<(u32, DefRef, BaseRelation, f64)>, HashMap<u32, BTreeSet<String>>) {
+    fn bases_of(&self, file: u32) -> BaseLinks {
         let mut found = Vec::new();
         let mut unresolved: HashMap<u32, BTreeSet<String>> = HashMap::new();
         for (di, d) in self.files[file as usize].facts.definitions.iter().enumerate() {
@@ -405,9 +409,7 @@ impl Resolver<'_> {
             let scope = call.caller.map(|c| c as u32);
             let found = match &call.callee {
                 Callee::Name(n) => self.lookup_name(file, scope, n),
-                Callee::SelfMember(n) => {
-                    self.enclosing_type(file, scope).and_then(|t| self.member(t, n, 0))
-                }
+                Callee::SelfMember(n) => self.enclosing_type(file, scope).and_then(|t| self.member(t, n, 0)),
                 Callee::Qualified { receiver, name } => {
                     let mut p = receiver.clone();
                     p.push(name.clone());

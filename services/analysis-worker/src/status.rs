@@ -3,7 +3,9 @@
 
 use std::sync::{LazyLock, Mutex};
 
-use prometheus::{register_histogram, register_int_counter, register_int_counter_vec, Histogram, IntCounter, IntCounterVec};
+use prometheus::{
+    register_histogram, register_int_counter, register_int_counter_vec, Histogram, IntCounter, IntCounterVec,
+};
 use serde_json::{json, Value};
 
 use crate::job::{CancelFlag, JobEnd, JobSpec};
@@ -91,7 +93,8 @@ impl WorkerStatus {
             }
         };
         JOBS.with_label_values(&[outcome]).inc();
-        inner.last = Some(json!({"job_id": spec.job_id, "project": spec.project, "outcome": outcome, "detail": detail}));
+        inner.last =
+            Some(json!({"job_id": spec.job_id, "project": spec.project, "outcome": outcome, "detail": detail}));
     }
 
     pub fn snapshot(&self) -> Value {

@@ -59,8 +59,7 @@ pub async fn plan<C: ConnectionLike + Send>(
     mode: Mode,
 ) -> redis::RedisResult<Plan> {
     let names = writer.names();
-    let stored: HashMap<String, String> =
-        redis::cmd("HGETALL").arg(names.file_hashes()).query_async(conn).await?;
+    let stored: HashMap<String, String> = redis::cmd("HGETALL").arg(names.file_hashes()).query_async(conn).await?;
     let mut changed: Vec<String> =
         analysis.hashes.iter().filter(|(p, h)| stored.get(*p) != Some(*h)).map(|(p, _)| p.clone()).collect();
     let deleted: Vec<String> = stored.keys().filter(|p| !analysis.hashes.contains_key(*p)).cloned().collect();
@@ -79,11 +78,8 @@ pub async fn plan<C: ConnectionLike + Send>(
         incremental_scope(conn, writer, analysis, &changed, &stored).await?
     };
     let delta = diff(&analysis.graph, &current, &owners);
-    let set_hashes = if full {
-        analysis.hashes.iter().map(|(p, h)| (p.clone(), h.clone())).collect()
-    } else {
-        set_hashes
-    };
+    let set_hashes =
+        if full { analysis.hashes.iter().map(|(p, h)| (p.clone(), h.clone())).collect() } else { set_hashes };
     Ok(Plan { delta, changed_files: changed, set_hashes, delete_hashes: deleted })
 }
 

@@ -91,12 +91,9 @@ fn enqueue(conn: &mut redis::Connection, job_id: &str, project: &str, path: &std
 
 fn events(conn: &mut redis::Connection, project: &str) -> Vec<CdcEvent> {
     let stream = RedisNames::new(&ProjectName::parse(project).unwrap()).cdc_stream();
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(conn).unwrap();
-    reply
-        .ids
-        .iter()
-        .map(|e| CdcEvent::from_stream_entry(&e.id, &e.get::<String>("e").unwrap()).unwrap())
-        .collect()
+    let reply: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(conn).unwrap();
+    reply.ids.iter().map(|e| CdcEvent::from_stream_entry(&e.id, &e.get::<String>("e").unwrap()).unwrap()).collect()
 }
 
 fn job_events(conn: &mut redis::Connection, project: &str, job_id: &str) -> Vec<CdcEvent> {
@@ -104,21 +101,33 @@ fn job_events(conn: &mut redis::Connection, project: &str, job_id: &str) -> Vec<
 }
 
 /// Waits until the job has an event of type `t`.
-fn wait_for(conn: &mut redis::Connection, project: &str, job_id: &str, t: EventType, deadline: Duration) -> Vec<CdcEvent> {
+fn wait_for(
+    conn: &mut redis::Connection,
+    project: &str,
+    job_id: &str,
+    t: EventType,
+    deadline: Duration,
+) -> Vec<CdcEvent> {
     let start = Instant::now();
     loop {
         let evs = job_events(conn, project, job_id);
         if evs.iter().any(|e| e.event_type == t) {
             return evs;
         }
-        assert!(start.elapsed() < deadline, "no {} for {job_id} after {deadline:?}: {:?}", t.as_str(), evs.iter().map(|e| e.event_type).collect::<Vec<_>>());
+        assert!(
+            start.elapsed() < deadline,
+            "no {} for {job_id} after {deadline:?}: {:?}",
+            t.as_str(),
+            evs.iter().map(|e| e.event_type).collect::<Vec<_>>()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn assert_consistent(conn: &mut redis::Connection, project: &str) {
     let names = RedisNames::new(&ProjectName::parse(project).unwrap());
-    let nodes: BTreeSet<String> = redis::cmd("HKEYS").arg(names.nodes()).query::<Vec<String>>(conn).unwrap().into_iter().collect();
+    let nodes: BTreeSet<String> =
+        redis::cmd("HKEYS").arg(names.nodes()).query::<Vec<String>>(conn).unwrap().into_iter().collect();
     for r in redis::cmd("HVALS").arg(names.relationships()).query::<Vec<String>>(conn).unwrap() {
         let r: serde_json::Value = serde_json::from_str(&r).unwrap();
         assert!(nodes.contains(r["source"].as_str().unwrap()) && nodes.contains(r["target"].as_str().unwrap()), "{r}");
@@ -201,7 +210,8 @@ fn a_killed_workers_job_is_taken_over_by_another() {
     assert_eq!(starts, 2, "started by the first worker, then again by the second");
     assert_eq!(evs.last().unwrap().data["files"], 3000);
     assert_consistent(&mut conn, "kill");
-    let pending: redis::Value = redis::cmd("XPENDING").arg(JOBS_STREAM).arg("analysis-workers").query(&mut conn).unwrap();
+    let pending: redis::Value =
+        redis::cmd("XPENDING").arg(JOBS_STREAM).arg("analysis-workers").query(&mut conn).unwrap();
     assert!(matches!(&pending, redis::Value::Array(a) if a.first() == Some(&redis::Value::Int(0))), "{pending:?}");
 }
 

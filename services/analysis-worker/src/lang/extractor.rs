@@ -42,7 +42,11 @@ impl<'s> Extractor<'s> {
 
     /// The innermost enclosing function or method: the caller of a call found here.
     pub fn caller(&self) -> Option<usize> {
-        self.scopes.iter().rev().copied().find(|&i| matches!(self.facts.definitions[i].kind, DefKind::Function | DefKind::Method))
+        self.scopes
+            .iter()
+            .rev()
+            .copied()
+            .find(|&i| matches!(self.facts.definitions[i].kind, DefKind::Function | DefKind::Method))
     }
 
     /// The innermost enclosing class.

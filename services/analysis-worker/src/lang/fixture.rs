@@ -27,12 +27,7 @@ impl Fixture {
 
     pub fn file(mut self, path: &str, text: &str) -> Self {
         let language = Language::of_path(path).expect("a fixture file of a known language");
-        self.files.push(Loaded {
-            path: path.into(),
-            language,
-            text: text.into(),
-            hash: content_hash(text.as_bytes()),
-        });
+        self.files.push(Loaded { path: path.into(), language, text: text.into(), hash: content_hash(text.as_bytes()) });
         self
     }
 

@@ -119,8 +119,7 @@ impl Walk {
         let domain = segments[0].contains('.');
         let min = if domain { 1 } else { 2 };
         let start = if domain { 1 } else { 0 };
-        let candidates =
-            (start..segments.len()).map(|s| segments[s..].to_vec()).filter(|c| c.len() >= min).collect();
+        let candidates = (start..segments.len()).map(|s| segments[s..].to_vec()).filter(|c| c.len() >= min).collect();
         let line = Extractor::line(node);
         x.import(Import { candidates, name: None, local, line, text: path.to_owned() });
     }

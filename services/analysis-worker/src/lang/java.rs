@@ -64,7 +64,8 @@ fn visit(x: &mut Extractor, node: Node) {
         "object_creation_expression" => {
             if let Some(mut path) = node.child_by_field_name("type").and_then(|t| type_path(x, t)) {
                 let name = path.pop().unwrap_or_default();
-                let callee = if path.is_empty() { Callee::Name(name) } else { Callee::Qualified { receiver: path, name } };
+                let callee =
+                    if path.is_empty() { Callee::Name(name) } else { Callee::Qualified { receiver: path, name } };
                 x.call(callee, node);
             }
             children(x, node);
@@ -186,13 +187,41 @@ mod tests {
         g.subkind("java:src/main/java/com/acme/shapes/Shape.java:Shape", "interface");
         g.subkind("java:src/main/java/com/acme/App.java:App.Mode", "enum");
         g.has_node("java:src/main/java/com/acme/shapes/Circle.java:Circle.Circle", "method");
-        g.has_edge("java:src/main/java/com/acme/shapes/Base.java:Base", "implements", "java:src/main/java/com/acme/shapes/Shape.java:Shape");
-        g.has_edge("java:src/main/java/com/acme/shapes/Circle.java:Circle", "inherits", "java:src/main/java/com/acme/shapes/Base.java:Base");
-        g.has_edge("file:src/main/java/com/acme/App.java", "imports", "java:src/main/java/com/acme/shapes/Circle.java:Circle");
-        g.has_edge("java:src/main/java/com/acme/App.java:App.main", "calls", "java:src/main/java/com/acme/shapes/Circle.java:Circle");
-        g.has_edge("java:src/main/java/com/acme/App.java:App.main", "calls", "java:src/main/java/com/acme/App.java:App.helper");
-        g.has_edge("java:src/main/java/com/acme/shapes/Circle.java:Circle.area", "calls", "java:src/main/java/com/acme/shapes/Base.java:Base.scale");
-        g.has_edge("java:src/main/java/com/acme/shapes/Base.java:Base.describe", "calls", "java:src/main/java/com/acme/shapes/Base.java:Base.scale");
+        g.has_edge(
+            "java:src/main/java/com/acme/shapes/Base.java:Base",
+            "implements",
+            "java:src/main/java/com/acme/shapes/Shape.java:Shape",
+        );
+        g.has_edge(
+            "java:src/main/java/com/acme/shapes/Circle.java:Circle",
+            "inherits",
+            "java:src/main/java/com/acme/shapes/Base.java:Base",
+        );
+        g.has_edge(
+            "file:src/main/java/com/acme/App.java",
+            "imports",
+            "java:src/main/java/com/acme/shapes/Circle.java:Circle",
+        );
+        g.has_edge(
+            "java:src/main/java/com/acme/App.java:App.main",
+            "calls",
+            "java:src/main/java/com/acme/shapes/Circle.java:Circle",
+        );
+        g.has_edge(
+            "java:src/main/java/com/acme/App.java:App.main",
+            "calls",
+            "java:src/main/java/com/acme/App.java:App.helper",
+        );
+        g.has_edge(
+            "java:src/main/java/com/acme/shapes/Circle.java:Circle.area",
+            "calls",
+            "java:src/main/java/com/acme/shapes/Base.java:Base.scale",
+        );
+        g.has_edge(
+            "java:src/main/java/com/acme/shapes/Base.java:Base.describe",
+            "calls",
+            "java:src/main/java/com/acme/shapes/Base.java:Base.scale",
+        );
         g.unresolved("java:src/main/java/com/acme/App.java:App.main", &["System.out.println", "c.describe"]);
     }
 }

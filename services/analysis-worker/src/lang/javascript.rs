@@ -25,7 +25,8 @@ impl LanguageAnalyzer for JavaScript {
 /// Pass 1 for any ECMAScript dialect (JavaScript, TypeScript, TSX).
 pub fn extract_ecma(path: &str, tree: &Tree, source: &str) -> FileFacts {
     let mut x = Extractor::new(source, path_segments(path));
-    let dir: Vec<String> = path.split('/').map(str::to_owned).collect::<Vec<_>>()[..path.split('/').count() - 1].to_vec();
+    let dir: Vec<String> =
+        path.split('/').map(str::to_owned).collect::<Vec<_>>()[..path.split('/').count() - 1].to_vec();
     let mut w = Walk { dir };
     w.visit(&mut x, tree.root_node());
     x.facts
@@ -86,7 +87,8 @@ impl Walk {
 
     fn function(&mut self, x: &mut Extractor, node: Node, field: &str, kind: DefKind) {
         let Some(name) = x.field_text(node, field) else { return self.children(x, node) };
-        let kind = if kind == DefKind::Function && x.scope_kind() == Some(DefKind::Class) { DefKind::Method } else { kind };
+        let kind =
+            if kind == DefKind::Function && x.scope_kind() == Some(DefKind::Class) { DefKind::Method } else { kind };
         let def = x.define(kind, None, name, node);
         x.within(def, |x| self.children(x, node));
     }
@@ -225,22 +227,28 @@ impl Walk {
                     "identifier" => {
                         bound = true;
                         let local = Some(x.text(part).to_owned());
-                        x.import(Import { candidates: candidates.clone(), name: Some("default".into()), local, line, text: text.clone() });
+                        x.import(Import {
+                            candidates: candidates.clone(),
+                            name: Some("default".into()),
+                            local,
+                            line,
+                            text: text.clone(),
+                        });
                     }
                     "namespace_import" => {
                         bound = true;
                         let mut n = part.walk();
                         let local = part.named_children(&mut n).next().map(|i| x.text(i).to_owned());
-                        x.import(Import { candidates: candidates.clone(), name: None, local, line, text: text.clone() });
+                        x.import(Import {
+                            candidates: candidates.clone(),
+                            name: None,
+                            local,
+                            line,
+                            text: text.clone(),
+                        });
                     }
                     "named_imports" => {
-                        let mut n = part.walk();
-                        for spec in part.named_children(&mut n).filter(|s| s.kind() == "import_specifier") {
-                            let Some(name) = x.field_text(spec, "name").map(unquote) else { continue };
-                            let local = x.field_text(spec, "alias").map(str::to_owned).unwrap_or_else(|| name.clone());
-                            bound = true;
-                            x.import(Import { candidates: candidates.clone(), name: Some(name), local: Some(local), line, text: text.clone() });
-                        }
+                        bound |= specifiers(x, part, "import_specifier", &candidates, line, &text);
                     }
                     _ => {}
                 }
@@ -259,15 +267,10 @@ impl Walk {
         let line = Extractor::line(node);
         let text = x.text(node).to_owned();
         let mut cursor = node.walk();
+        let clauses: Vec<Node> = node.children(&mut cursor).filter(|c| c.kind() == "export_clause").collect();
         let mut named = false;
-        for clause in node.children(&mut cursor).filter(|c| c.kind() == "export_clause") {
-            let mut c = clause.walk();
-            for s in clause.named_children(&mut c).filter(|s| s.kind() == "export_specifier") {
-                let Some(name) = x.field_text(s, "name").map(unquote) else { continue };
-                let local = x.field_text(s, "alias").map(unquote).unwrap_or_else(|| name.clone());
-                named = true;
-                x.import(Import { candidates: candidates.clone(), name: Some(name), local: Some(local), line, text: text.clone() });
-            }
+        for clause in clauses {
+            named |= specifiers(x, clause, "export_specifier", &candidates, line, &text);
         }
         if !named {
             x.import(Import { candidates, name: None, local: None, line, text });
@@ -294,12 +297,33 @@ impl Walk {
                         },
                         _ => continue,
                     };
-                    x.import(Import { candidates: candidates.clone(), name: Some(name), local: Some(local), line, text: text.clone() });
+                    x.import(Import {
+                        candidates: candidates.clone(),
+                        name: Some(name),
+                        local: Some(local),
+                        line,
+                        text: text.clone(),
+                    });
                 }
             }
             _ => {}
         }
     }
+}
+
+/// `{ a, b as c }` of an import or export: one import per specifier of `kind`; true when there was one.
+fn specifiers(x: &mut Extractor, list: Node, kind: &str, candidates: &[Vec<String>], line: u32, text: &str) -> bool {
+    let mut c = list.walk();
+    let specs: Vec<Node> = list.named_children(&mut c).filter(|s| s.kind() == kind).collect();
+    let mut any = false;
+    for spec in specs {
+        let Some(name) = x.field_text(spec, "name").map(unquote) else { continue };
+        let local = x.field_text(spec, "alias").map(unquote).unwrap_or_else(|| name.clone());
+        any = true;
+        let candidates = candidates.to_vec();
+        x.import(Import { candidates, name: Some(name), local: Some(local), line, text: text.to_owned() });
+    }
+    any
 }
 
 fn unquote(s: &str) -> String {

@@ -40,15 +40,8 @@ pub enum Family {
 }
 
 impl Language {
-    pub const ALL: [Language; 7] = [
-        Self::Python,
-        Self::JavaScript,
-        Self::TypeScript,
-        Self::Tsx,
-        Self::Rust,
-        Self::Go,
-        Self::Java,
-    ];
+    pub const ALL: [Language; 7] =
+        [Self::Python, Self::JavaScript, Self::TypeScript, Self::Tsx, Self::Rust, Self::Go, Self::Java];
 
     /// The language of a file, by its extension.
     pub fn of_path(path: &str) -> Option<Language> {

@@ -256,7 +256,10 @@ mod tests {
     #[test]
     fn repeated_names_get_stable_suffixes() {
         let g = Fixture::new()
-            .file("a.py", "class C:\n    @property\n    def x(self): return 1\n    @x.setter\n    def x(self, v): pass\n")
+            .file(
+                "a.py",
+                "class C:\n    @property\n    def x(self): return 1\n    @x.setter\n    def x(self, v): pass\n",
+            )
             .analyze();
         g.has_node("py:a.py:C.x", "method");
         g.has_node("py:a.py:C.x#2", "method");

@@ -27,7 +27,8 @@ impl LanguageAnalyzer for Rust {
         w.visit(&mut x, tree.root_node());
         // `impl Trait for Type` in the file that defines `Type`: Type implements Trait.
         for (ty, tr) in std::mem::take(&mut w.impls) {
-            let found = x.facts.definitions.iter().position(|d| d.parent.is_none() && d.kind == DefKind::Class && d.name == ty);
+            let found =
+                x.facts.definitions.iter().position(|d| d.parent.is_none() && d.kind == DefKind::Class && d.name == ty);
             if let Some(def) = found {
                 x.add_base(def, Base { path: tr, relation: BaseRelation::Implements });
             }
@@ -233,7 +234,15 @@ impl Walk {
         }
     }
 
-    fn bind(&mut self, x: &mut Extractor, prefix: Vec<String>, path: Vec<String>, alias: Option<String>, line: u32, text: &str) {
+    fn bind(
+        &mut self,
+        x: &mut Extractor,
+        prefix: Vec<String>,
+        path: Vec<String>,
+        alias: Option<String>,
+        line: u32,
+        text: &str,
+    ) {
         let mut full = prefix;
         full.extend(path);
         // `use a::b::{self}` names the module `a::b`.
