@@ -99,8 +99,22 @@ pub fn check_label(field: &'static str, label: &str) -> Result<(), InvalidEntity
 }
 
 fn check_properties(props: &BTreeMap<String, serde_json::Value>) -> Result<(), InvalidEntity> {
-    // Serialized length is what lands in Redis and in every event.
-    let len = serde_json::to_vec(props).map(|v| v.len()).unwrap_or(usize::MAX);
+    // Serialized length is what lands in Redis and in every event; counted without building the string.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    if props.is_empty() {
+        return Ok(());
+    }
+    let mut counter = Counter(0);
+    let len = serde_json::to_writer(&mut counter, props).map(|()| counter.0).unwrap_or(usize::MAX);
     if len > MAX_PROPERTIES_BYTES {
         return Err(invalid("properties", format!("larger than {MAX_PROPERTIES_BYTES} bytes")));
     }
@@ -127,8 +141,28 @@ impl Node {
 
     /// The canonical JSON that is stored and compared (never with a version).
     pub fn canonical_json(&self) -> String {
-        let mut stored = self.clone();
-        stored.version = None;
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            id: &'a str,
+            kind: &'a str,
+            name: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            file: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            line_start: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            line_end: Option<u32>,
+            properties: &'a BTreeMap<String, serde_json::Value>,
+        }
+        let stored = Stored {
+            id: &self.id,
+            kind: &self.kind,
+            name: &self.name,
+            file: &self.file,
+            line_start: self.line_start,
+            line_end: self.line_end,
+            properties: &self.properties,
+        };
         serde_json::to_string(&stored).expect("a node always serializes")
     }
 }
@@ -148,8 +182,22 @@ impl Relationship {
     }
 
     pub fn canonical_json(&self) -> String {
-        let mut stored = self.clone();
-        stored.version = None;
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            id: &'a str,
+            #[serde(rename = "type")]
+            rel_type: &'a str,
+            source: &'a str,
+            target: &'a str,
+            properties: &'a BTreeMap<String, serde_json::Value>,
+        }
+        let stored = Stored {
+            id: &self.id,
+            rel_type: &self.rel_type,
+            source: &self.source,
+            target: &self.target,
+            properties: &self.properties,
+        };
         serde_json::to_string(&stored).expect("a relationship always serializes")
     }
 }

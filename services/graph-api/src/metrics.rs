@@ -47,13 +47,21 @@ impl Metrics {
             .clone()
     }
 
+    /// Counts a call's outcomes: one counter update per status, not per operation (batches are large).
     pub fn record_outcomes(&self, outcomes: &[codegraph_shared::functions::Outcome]) {
+        use codegraph_shared::functions::Status;
+        let mut by_status = [0u64; 5];
+        let mut events = 0u64;
         for o in outcomes {
-            self.operations.with_label_values(&[o.status.as_str()]).inc();
-            if o.event_id.is_some() {
-                self.events_published.inc();
-            }
-            self.events_published.inc_by(u64::from(o.cascaded));
+            by_status[o.status as usize] += 1;
+            events += u64::from(o.event_id.is_some()) + u64::from(o.cascaded);
         }
+        for status in [Status::Created, Status::Updated, Status::Unchanged, Status::Deleted, Status::NotFound] {
+            let n = by_status[status as usize];
+            if n > 0 {
+                self.operations.with_label_values(&[status.as_str()]).inc_by(n);
+            }
+        }
+        self.events_published.inc_by(events);
     }
 }
