@@ -28,7 +28,8 @@ impl ActiveSinks {
             sinks.falkordb = Some(Arc::new(FalkorDbSink::new(&settings.sinks.falkordb)?));
         }
         if settings.sinks.memgraph.enabled() {
-            anyhow::bail!("the memgraph sink is not built yet");
+            // Its Cypher exists (sinks::memgraph::query) but not its Bolt transport yet.
+            tracing::error!(url = %settings.sinks.memgraph.url, "the memgraph sink has no Bolt transport yet; not feeding it");
         }
         Ok(sinks)
     }

@@ -12,7 +12,7 @@ use codegraph_shared::{
     names::RedisNames,
 };
 
-use crate::stream::text;
+use crate::stream::{newest_entry_cmd, newest_entry_id};
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -74,22 +74,11 @@ pub async fn from_redis<C: ConnectionLike + Send>(conn: &mut C, names: &RedisNam
         .hgetall(names.nodes())
         .hgetall(names.relationships())
         .hgetall(names.versions())
-        .cmd("XREVRANGE")
-        .arg(names.cdc_stream())
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
+        .add_command(newest_entry_cmd(&names.cdc_stream()))
         .query_async(conn)
         .await?;
     let versions: std::collections::HashMap<String, u64> = versions.into_iter().collect();
-    let since = match last {
-        redis::Value::Array(entries) => match entries.first() {
-            Some(redis::Value::Array(entry)) => entry.first().map(text).unwrap_or_default().parse().unwrap_or_default(),
-            _ => StreamId::ZERO,
-        },
-        _ => StreamId::ZERO,
-    };
+    let since = newest_entry_id(last);
     let mut snapshot = Snapshot { since, ..Default::default() };
     for (id, json) in nodes {
         let mut node: Node = serde_json::from_str(&json).with_context(|| format!("node {id}"))?;

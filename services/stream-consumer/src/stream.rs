@@ -163,6 +163,19 @@ impl GroupStream {
     }
 }
 
+/// `XREVRANGE <key> + - COUNT 1`: the newest entry (a command, so it can join an atomic pipeline).
+pub fn newest_entry_cmd(key: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("XREVRANGE");
+    cmd.arg(key).arg("+").arg("-").arg("COUNT").arg(1);
+    cmd
+}
+
+/// The ID in a [`newest_entry_cmd`] reply; `0-0` for an empty stream.
+pub fn newest_entry_id(reply: Value) -> StreamId {
+    let Value::Array(entries) = reply else { return StreamId::ZERO };
+    entries.into_iter().next().and_then(parse_entry).map(|e| e.id).unwrap_or(StreamId::ZERO)
+}
+
 fn read_reply(reply: Value) -> Vec<Entry> {
     let Value::Array(streams) = reply else { return Vec::new() };
     let mut out = Vec::new();

@@ -73,6 +73,30 @@ impl GraphDump {
         counts
     }
 
+    /// A short description of how `self` differs from `want` (first few differences), for failure messages.
+    pub fn diff(&self, want: &GraphDump) -> String {
+        let mut out = Vec::new();
+        for (id, w) in &want.nodes {
+            match self.nodes.get(id) {
+                None => out.push(format!("node {id} missing")),
+                Some(g) if g != w => out.push(format!("node {id}: got {g:?}, want {w:?}")),
+                _ => {}
+            }
+        }
+        out.extend(self.nodes.keys().filter(|k| !want.nodes.contains_key(*k)).map(|k| format!("node {k} extra")));
+        for (id, w) in &want.edges {
+            match self.edges.get(id) {
+                None => out.push(format!("edge {id} missing")),
+                Some(g) if g != w => out.push(format!("edge {id}: got {g:?}, want {w:?}")),
+                _ => {}
+            }
+        }
+        out.extend(self.edges.keys().filter(|k| !want.edges.contains_key(*k)).map(|k| format!("edge {k} extra")));
+        let total = out.len();
+        out.truncate(5);
+        format!("{total} differences: {}", out.join("; "))
+    }
+
     pub fn type_counts(&self) -> BTreeMap<String, u64> {
         let mut counts = BTreeMap::new();
         for (t, ..) in self.edges.values() {

@@ -130,6 +130,10 @@ impl<S: Sink> Worker<S> {
                         break;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
+                    // The dedicated connection does not reconnect by itself.
+                    if let Ok(conn) = self.reader().await {
+                        reader = conn;
+                    }
                     continue;
                 }
             };
@@ -197,8 +201,15 @@ impl<S: Sink> Worker<S> {
             info!(entries = others, "waiting for entries pending at other consumers to become claimable");
             return Ok(None);
         }
-        let reader = self.ctx.redis.client().get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
-        Ok(Some(reader))
+        Ok(Some(self.reader().await.map_err(|e| format!("connect: {e}"))?))
+    }
+
+    /// A connection of its own for the blocking reads, with a response timeout longer than the block.
+    async fn reader(&self) -> Result<MultiplexedConnection, redis::RedisError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(self.ctx.settings.block() + Duration::from_secs(5)));
+        self.ctx.redis.client().get_multiplexed_async_connection_with_config(&config).await
     }
 
     /// The janitor: claims entries other consumers left pending longer than `claim_idle_ms`.

@@ -39,7 +39,6 @@ impl Env {
             .env("CODEGRAPH__CONSUMER__LEASE_MS", "1500")
             .env("CODEGRAPH__CONSUMER__TICK_MS", "200")
             .env("CODEGRAPH__CONSUMER__CLAIM_IDLE_MS", "1000")
-            .env("CODEGRAPH__CONSUMER__BLOCK_MS", "200")
             .env("RUST_LOG", "warn");
         for (k, v) in extra {
             cmd.env(k, v);

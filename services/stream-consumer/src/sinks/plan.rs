@@ -5,7 +5,8 @@
 //! change (or, for a delete, before it) and its version. The groups are applied in an order that keeps the graph
 //! valid at the end of the batch: node upserts, relationship deletes, node deletes, relationship upserts.
 //! An entity whose first event in the batch is not an `*_added` may already exist in the sink in another shape
-//! (other kind, other endpoints), so it is flagged `replaces` and the query builders clean that up.
+//! (other kind, other endpoints), so it is flagged `replaces` and the query builders clean that up; a relationship
+//! whose id is the derived `source|type|target` cannot change shape and is never flagged.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -187,6 +188,12 @@ fn same_id(event: &CdcEvent, id: &str) -> Result<(), String> {
     }
 }
 
+/// A relationship whose id is derived from its endpoints and type cannot have been elsewhere under the same id, so
+/// it needs no search of the whole graph (which costs a scan of every edge).
+fn is_derived(rel: &Relationship) -> bool {
+    rel.id == Relationship::derived_id(&rel.source, &rel.rel_type, &rel.target)
+}
+
 fn flush(steps: &mut Vec<Step>, pending: &mut Vec<(String, Entry)>, slot: &mut HashMap<String, usize>) {
     if pending.is_empty() {
         return;
@@ -207,12 +214,12 @@ fn flush(steps: &mut Vec<Step>, pending: &mut Vec<(String, Entry)>, slot: &mut H
                     target: rel.target.clone(),
                     version,
                     props: edge_props(&rel, version),
-                    replaces: !fresh,
+                    replaces: !fresh && !is_derived(&rel),
                 };
                 set.edge_upserts.entry(rel.rel_type).or_default().push(row);
             }
             Last::EdgeGone(rel, version) => {
-                let anchor = (!entry.moved).then_some(rel.source);
+                let anchor = (!entry.moved || is_derived(&rel)).then_some(rel.source);
                 set.edge_removals.push(Removal { id: rel.id, version, anchor });
             }
         }

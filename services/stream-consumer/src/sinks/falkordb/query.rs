@@ -12,7 +12,7 @@ use codegraph_shared::event::StreamId;
 
 use crate::sinks::{
     mapping::{PropValue, Props},
-    plan::{ChangeSet, EdgeRow, NodeRow, Plan, Removal, Step},
+    plan::{ChangeSet, EdgeRow, Plan, Removal, Step},
 };
 
 /// Label every node carries; indexed on `id`.
@@ -90,28 +90,28 @@ impl Chain {
 fn changes(set: &ChangeSet, known_labels: &BTreeSet<String>) -> Chain {
     let mut c = Chain::default();
     for (kind, rows) in &set.node_upserts {
-        let (replacing, fresh): (Vec<&NodeRow>, Vec<&NodeRow>) = rows.iter().partition(|r| r.replaces);
-        for (rows, replaces) in [(fresh, false), (replacing, true)] {
-            if rows.is_empty() {
-                continue;
+        let p = c.param(rows.iter().map(|r| format!("{{id:{},v:{},p:{}}}", string(&r.id), r.version, map(&r.props))));
+        let kind_label = ident(kind);
+        // New nodes are created with their labels: setting a label on an existing node costs FalkorDB far more
+        // (it grows with the graph), so it is done only when a node's kind changed.
+        c.part(format!(
+            "UNWIND ${p} AS r OPTIONAL MATCH (x:Node {{id: r.id}}) WITH r, x WHERE x IS NULL \
+             CREATE (n:Node:{kind_label}) SET n = r.p"
+        ));
+        // A kind change moves the node to its new label (read before the properties, which hold the old kind).
+        let mut relabel =
+            format!("UNWIND ${p} AS r MATCH (n:Node {{id: r.id}}) WHERE n.version < r.v AND n.kind <> r.p.kind");
+        let stale: Vec<&String> =
+            known_labels.iter().filter(|l| *l != kind && *l != NODE_LABEL && *l != META_LABEL).collect();
+        if !stale.is_empty() {
+            relabel.push_str(" REMOVE n");
+            for label in stale {
+                let _ = write!(relabel, ":{}", ident(label));
             }
-            let p =
-                c.param(rows.iter().map(|r| format!("{{id:{},v:{},p:{}}}", string(&r.id), r.version, map(&r.props))));
-            let mut clause = format!(
-                "UNWIND ${p} AS r MERGE (n:Node {{id: r.id}}) WITH n, r WHERE n.version IS NULL OR n.version < r.v \
-                 SET n = r.p"
-            );
-            let stale: Vec<&String> =
-                known_labels.iter().filter(|l| *l != kind && *l != NODE_LABEL && *l != META_LABEL).collect();
-            if replaces && !stale.is_empty() {
-                clause.push_str(" REMOVE n");
-                for label in stale {
-                    let _ = write!(clause, ":{}", ident(label));
-                }
-            }
-            let _ = write!(clause, " SET n:{}", ident(kind));
-            c.part(clause);
         }
+        let _ = write!(relabel, " SET n:{kind_label}");
+        c.part(relabel);
+        c.part(format!("UNWIND ${p} AS r MATCH (n:Node {{id: r.id}}) WHERE n.version < r.v SET n = r.p"));
     }
     removals(&mut c, &set.edge_removals, |anchored| {
         if anchored {
@@ -233,7 +233,7 @@ pub fn map(props: &Props) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::plan::{ChangeSet, Removal};
+    use crate::sinks::plan::{ChangeSet, NodeRow, Removal};
 
     #[test]
     fn literals_escape_what_cypher_needs() {
@@ -272,7 +272,8 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert_eq!(q[0], "MATCH (n:Node) DETACH DELETE n");
         assert!(q[1].starts_with("CYPHER p0=[{id:'a',v:2,p:{id:'a'}}] p1=[{id:'b',v:3}] UNWIND $p0"), "{}", q[1]);
-        assert!(q[1].contains("REMOVE n:file SET n:class"), "{}", q[1]);
+        assert!(q[1].contains("CREATE (n:Node:class) SET n = r.p"), "{}", q[1]);
+        assert!(q[1].contains("n.kind <> r.p.kind REMOVE n:file SET n:class"), "{}", q[1]);
         assert!(q[1].ends_with("SET m.last_id = '9-0'"), "{}", q[1]);
     }
 }

@@ -142,5 +142,5 @@ async fn the_sink_equals_redis_after_mixed_mutations() {
     let kinds: std::collections::BTreeMap<String, u64> =
         redis::cmd("HGETALL").arg(names.node_kinds()).query(&mut redis.connection()).unwrap();
     assert_eq!(got.label_counts(), kinds, "counts by label");
-    assert_eq!(got, want);
+    assert!(got == want, "{}", got.diff(&want));
 }

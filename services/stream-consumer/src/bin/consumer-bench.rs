@@ -1,0 +1,227 @@
+//! Benchmark of the FalkorDB sink through the real consumer loop, against a private Redis and FalkorDB.
+//!
+//! 1. Throughput: a backlog of `--backlog` events (node and relationship adds and updates, written through the
+//!    Function library) is applied from a cold start; events per second until the sink recorded the last ID.
+//! 2. Lag: a producer writes `--rate` events per second for `--seconds`; for each event, the time from its XADD
+//!    (the stream ID's milliseconds) to the sink commit that recorded it. Prints p50, p99, max.
+//!
+//! Usage: consumer-bench [--backlog 100000] [--rate 5000] [--seconds 20] [--batch 1000]
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use codegraph_shared::{
+    event::StreamId,
+    functions::{Expect, GraphWriter, Mutation, PublishMode},
+    graph::{Node, Relationship},
+    names::RedisNames,
+    project::ProjectName,
+    redis_handle::RedisHandle,
+    shutdown::Shutdown,
+    testing::RedisServer,
+};
+use stream_consumer::{
+    ownership::run_sink,
+    settings::ConsumerSettings,
+    sinks::{
+        falkordb::{FalkorDbSettings, FalkorDbSink},
+        Plan, Sink, SinkError,
+    },
+    status::StatusBoard,
+    stream::{newest_entry_cmd, newest_entry_id},
+    test_support::start_falkordb,
+    worker::{now_ms, SinkContext},
+};
+
+/// The FalkorDB sink, remembering when each plan's last ID was committed.
+struct Timed {
+    inner: FalkorDbSink,
+    commits: Mutex<Vec<(StreamId, u64)>>,
+}
+
+impl Sink for Timed {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn open(&self, p: &ProjectName) -> Result<Option<StreamId>, SinkError> {
+        self.inner.open(p).await
+    }
+    async fn apply(&self, p: &ProjectName, plan: &Plan) -> Result<(), SinkError> {
+        self.inner.apply(p, plan).await?;
+        self.commits.lock().unwrap().push((plan.last_id, now_ms()));
+        Ok(())
+    }
+    async fn clear(&self, p: &ProjectName) -> Result<(), SinkError> {
+        self.inner.clear(p).await
+    }
+    async fn ping(&self) -> bool {
+        self.inner.ping().await
+    }
+}
+
+struct Args {
+    backlog: usize,
+    rate: usize,
+    seconds: u64,
+    batch: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args { backlog: 100_000, rate: 5_000, seconds: 20, batch: 1000 };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    for pair in argv.chunks(2) {
+        let value = pair.get(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{}: a number", pair[0]));
+        match pair[0].as_str() {
+            "--backlog" => a.backlog = value,
+            "--rate" => a.rate = value,
+            "--seconds" => a.seconds = value as u64,
+            "--batch" => a.batch = value,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+/// The nearest index at or below `i` whose operation created a node.
+fn created(i: usize) -> usize {
+    i - (i % 10).saturating_sub(5)
+}
+
+/// `n` operations: mostly new nodes, relationships between recent nodes, and updates of earlier nodes.
+fn ops(start: usize, n: usize) -> Vec<Mutation> {
+    const KINDS: [&str; 4] = ["file", "module", "class", "function"];
+    (start..start + n)
+        .map(|i| {
+            let node = |id: usize, rev: usize| -> Node {
+                serde_json::from_value(serde_json::json!({
+                    "id": format!("py:src/m{}.py:f{id}", id % 500), "kind": KINDS[id % 4], "name": format!("f{id}"),
+                    "file": format!("src/m{}.py", id % 500), "line_start": id % 900 + 1, "line_end": id % 900 + 5,
+                    "properties": {"rev": rev, "async": id % 3 == 0}
+                }))
+                .unwrap()
+            };
+            match i % 10 {
+                0..=5 => Mutation::UpsertNode(node(i, 0), Expect::Any),
+                6..=8 if i > 20 => {
+                    let (s, t) = (node(created(i - 1 - (i % 7)), 0).id, node(created(i - 11 - (i % 3)), 0).id);
+                    let rel: Relationship = serde_json::from_value(serde_json::json!({
+                        "id": Relationship::derived_id(&s, "calls", &t), "type": "calls", "source": s, "target": t,
+                        "properties": {"line": i % 300}
+                    }))
+                    .unwrap();
+                    Mutation::UpsertRelationship(rel, Expect::Any)
+                }
+                _ => Mutation::UpsertNode(node(i.saturating_sub(30), i), Expect::Any),
+            }
+        })
+        .collect()
+}
+
+async fn last_id(conn: &mut redis::aio::MultiplexedConnection, names: &RedisNames) -> StreamId {
+    newest_entry_id(newest_entry_cmd(&names.cdc_stream()).query_async(conn).await.unwrap())
+}
+
+fn start_consumer(redis: &RedisServer, falkor: &RedisServer, batch: usize) -> (Arc<Timed>, Shutdown) {
+    let sink = Arc::new(Timed {
+        inner: FalkorDbSink::new(&FalkorDbSettings { url: falkor.url(), graph_prefix: "bench_".into() }).unwrap(),
+        commits: Mutex::new(Vec::new()),
+    });
+    let settings =
+        ConsumerSettings { name: "bench".into(), batch_size: batch, tick_ms: 100, block_ms: 100, ..Default::default() };
+    let ctx = Arc::new(SinkContext {
+        sink: sink.clone(),
+        redis: RedisHandle::open(&redis.url()).unwrap(),
+        settings,
+        consumer: "bench".into(),
+        board: StatusBoard::default(),
+    });
+    let shutdown = Shutdown::new();
+    tokio::spawn(run_sink(ctx, shutdown.clone()));
+    (sink, shutdown)
+}
+
+async fn wait_committed(sink: &Timed, id: StreamId, deadline: Duration) -> Instant {
+    let start = Instant::now();
+    loop {
+        if sink.commits.lock().unwrap().last().is_some_and(|(last, _)| *last >= id) {
+            return Instant::now();
+        }
+        assert!(start.elapsed() < deadline, "the sink did not reach {id} in {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let redis = RedisServer::start();
+    let falkor = start_falkordb(&[]);
+    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+
+    // 1. Throughput from a backlog.
+    let names = RedisNames::new(&ProjectName::parse("backlog").unwrap());
+    let writer = GraphWriter::new(names.clone(), 0, PublishMode::Classic);
+    let mut written = 0;
+    while written < a.backlog {
+        let n = 500.min(a.backlog - written);
+        writer.mutate(&mut conn, &ops(written, n), None).await.unwrap();
+        written += n;
+    }
+    let events: u64 = redis::cmd("XLEN").arg(names.cdc_stream()).query_async(&mut conn).await.unwrap();
+    let target = last_id(&mut conn, &names).await;
+    let started = Instant::now();
+    let (sink, shutdown) = start_consumer(&redis, &falkor, a.batch);
+    let done = wait_committed(&sink, target, Duration::from_secs(600)).await;
+    let secs = (done - started).as_secs_f64();
+    let batches = sink.commits.lock().unwrap().len();
+    println!(
+        "throughput: {events} events in {secs:.2}s = {:.0} events/s ({batches} commits, batch size {})",
+        events as f64 / secs,
+        a.batch
+    );
+
+    // 2. Lag under a sustained rate, on another project (the consumer discovers it).
+    let names = RedisNames::new(&ProjectName::parse("sustained").unwrap());
+    let writer = GraphWriter::new(names.clone(), 0, PublishMode::Classic);
+    let per_call = 50;
+    let period = Duration::from_secs_f64(per_call as f64 / a.rate as f64);
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut ids: Vec<StreamId> = Vec::new();
+    let begin = Instant::now();
+    let mut i = 0;
+    while begin.elapsed() < Duration::from_secs(a.seconds) {
+        ticker.tick().await;
+        let outcomes = writer.mutate(&mut conn, &ops(i, per_call), None).await.unwrap();
+        i += per_call;
+        ids.extend(outcomes.iter().filter_map(|o| o.event_id.as_deref()?.parse::<StreamId>().ok()));
+    }
+    let produced = ids.len() as f64 / begin.elapsed().as_secs_f64();
+    wait_committed(&sink, *ids.last().unwrap(), Duration::from_secs(60)).await;
+    shutdown.trigger();
+    // This project's commits, in stream order: the first one at or past an event's ID committed it.
+    let commits: Vec<(StreamId, u64)> =
+        sink.commits.lock().unwrap().iter().filter(|(l, _)| *l >= ids[0]).copied().collect();
+    let mut lags: Vec<u64> = ids
+        .iter()
+        .map(|id| {
+            let at = commits[commits.partition_point(|(last, _)| last < id)].1;
+            at.saturating_sub(id.ms)
+        })
+        .collect();
+    lags.sort_unstable();
+    println!(
+        "lag at {produced:.0} events/s for {}s ({} events): p50 {} ms, p99 {} ms, max {} ms",
+        a.seconds,
+        lags.len(),
+        percentile(&lags, 0.50),
+        percentile(&lags, 0.99),
+        lags[lags.len() - 1]
+    );
+}

@@ -1,0 +1,215 @@
+//! The Cypher that Memgraph runs for a plan: statements with `$parameters` (Bolt binds them, nothing is written
+//! into the text but labels and types, which the plan has checked are identifiers), meant to run in one explicit
+//! transaction together with the statement that records the last applied ID.
+//!
+//! Memgraph (community) has one database, so every project shares it: nodes carry a `project` property and are
+//! merged on (`project`, `id`); `_Meta` nodes are one per project. Labels, types and properties are those of the
+//! FalkorDB sink ([`crate::sinks::mapping`]).
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use crate::sinks::{
+    mapping::{props_json, Props},
+    plan::{ChangeSet, Plan, Removal, Step},
+};
+
+/// Indexes created on start (Memgraph answers an existing index with success).
+pub const INDEXES: [&str; 3] =
+    ["CREATE INDEX ON :Node(id)", "CREATE INDEX ON :Node(project)", "CREATE INDEX ON :_Meta(project)"];
+
+pub const READ_META: &str = "MATCH (m:_Meta {project: $project}) RETURN m.last_id";
+pub const CLEAR: &str = "MATCH (n) WHERE (n:Node OR n:_Meta) AND n.project = $project DETACH DELETE n";
+
+/// One statement and its parameters (a JSON object; `project` is always among them).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Statement {
+    pub text: String,
+    pub params: Value,
+}
+
+impl Statement {
+    fn new(text: impl Into<String>, project: &str, rows: Option<Vec<Value>>) -> Self {
+        let mut params = json!({"project": project});
+        if let Some(rows) = rows {
+            params["rows"] = Value::Array(rows);
+        }
+        Self { text: text.into(), params }
+    }
+}
+
+/// The statements of `plan`, ending with the one that records `plan.last_id`.
+pub fn plan_statements(project: &str, plan: &Plan, known_labels: &BTreeSet<String>) -> Vec<Statement> {
+    let mut out = Vec::new();
+    for step in &plan.steps {
+        match step {
+            Step::Reset => {
+                out.push(Statement::new("MATCH (n:Node {project: $project}) DETACH DELETE n", project, None))
+            }
+            Step::Changes(set) => changes(&mut out, project, set, known_labels),
+        }
+    }
+    let mut record = Statement::new("MERGE (m:_Meta {project: $project}) SET m.last_id = $last_id", project, None);
+    record.params["last_id"] = Value::String(plan.last_id.to_string());
+    out.push(record);
+    out
+}
+
+fn props(p: &Props, project: &str) -> Value {
+    let mut map = props_json(p);
+    map.insert("project".into(), Value::String(project.to_owned()));
+    Value::Object(map)
+}
+
+fn changes(out: &mut Vec<Statement>, project: &str, set: &ChangeSet, known_labels: &BTreeSet<String>) {
+    for (kind, rows) in &set.node_upserts {
+        for replaces in [false, true] {
+            let rows: Vec<Value> = rows
+                .iter()
+                .filter(|r| r.replaces == replaces)
+                .map(|r| json!({"id": r.id, "v": r.version, "p": props(&r.props, project)}))
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let mut text = "UNWIND $rows AS r MERGE (n:Node {project: $project, id: r.id}) \
+                            WITH n, r WHERE n.version IS NULL OR n.version < r.v SET n = r.p"
+                .to_owned();
+            let stale: Vec<&String> =
+                known_labels.iter().filter(|l| *l != kind && *l != "Node" && *l != "_Meta").collect();
+            if replaces && !stale.is_empty() {
+                text.push_str(" REMOVE n");
+                for l in stale {
+                    text.push(':');
+                    text.push_str(l);
+                }
+            }
+            text.push_str(&format!(" SET n:{kind}"));
+            out.push(Statement::new(text, project, Some(rows)));
+        }
+    }
+    removals(out, project, &set.edge_removals, |anchored| {
+        if anchored {
+            "UNWIND $rows AS r MATCH (:Node {project: $project, id: r.a})-[e]->() WHERE e.id = r.id AND e.version < r.v DELETE e"
+        } else {
+            "UNWIND $rows AS r MATCH (:Node {project: $project})-[e]->() WHERE e.id = r.id AND e.version < r.v DELETE e"
+        }
+    });
+    removals(out, project, &set.node_removals, |_| {
+        "UNWIND $rows AS r MATCH (n:Node {project: $project, id: r.id}) WHERE n.version < r.v DETACH DELETE n"
+    });
+    for (rel_type, rows) in &set.edge_upserts {
+        let moved: Vec<Value> = rows
+            .iter()
+            .filter(|r| r.replaces)
+            .map(|r| json!({"id": r.id, "s": r.source, "t": r.target, "v": r.version}))
+            .collect();
+        if !moved.is_empty() {
+            let mut s = Statement::new(
+                "UNWIND $rows AS r MATCH (a:Node {project: $project})-[e]->(b:Node) WHERE e.id = r.id AND e.version < r.v \
+                 AND (type(e) <> $type OR a.id <> r.s OR b.id <> r.t) DELETE e",
+                project,
+                Some(moved),
+            );
+            s.params["type"] = Value::String(rel_type.clone());
+            out.push(s);
+        }
+        let rows: Vec<Value> = rows
+            .iter()
+            .map(|r| json!({"id": r.id, "s": r.source, "t": r.target, "v": r.version, "p": props_json(&r.props)}))
+            .collect();
+        out.push(Statement::new(
+            format!(
+                "UNWIND $rows AS r MATCH (a:Node {{project: $project, id: r.s}}), (b:Node {{project: $project, id: r.t}}) \
+                 MERGE (a)-[e:{rel_type} {{id: r.id}}]->(b) WITH e, r WHERE e.version IS NULL OR e.version < r.v SET e = r.p"
+            ),
+            project,
+            Some(rows),
+        ));
+    }
+}
+
+fn removals(out: &mut Vec<Statement>, project: &str, rows: &[Removal], text: impl Fn(bool) -> &'static str) {
+    for anchored in [true, false] {
+        let rows: Vec<Value> = rows
+            .iter()
+            .filter(|r| r.anchor.is_some() == anchored)
+            .map(|r| match &r.anchor {
+                Some(a) => json!({"id": r.id, "v": r.version, "a": a}),
+                None => json!({"id": r.id, "v": r.version}),
+            })
+            .collect();
+        if !rows.is_empty() {
+            out.push(Statement::new(text(anchored), project, Some(rows)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codegraph_shared::event::{CdcEvent, EntityRef, EventType, StreamId};
+
+    fn ev(seq: u64, t: EventType, id: &str, version: u64, data: Value) -> CdcEvent {
+        CdcEvent {
+            id: StreamId::new(7, seq),
+            project: "p".into(),
+            event_type: t,
+            entity: EntityRef { kind: "node".into(), id: id.into() },
+            version,
+            data,
+            ts: String::new(),
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_becomes_parameterised_statements_and_a_record() {
+        let events = [
+            ev(
+                1,
+                EventType::NodeAdded,
+                "a",
+                1,
+                json!({"id": "a", "kind": "file", "name": "a", "properties": {"x": 1}}),
+            ),
+            ev(2, EventType::NodeUpdated, "b", 4, json!({"id": "b", "kind": "class", "name": "b"})),
+            ev(
+                3,
+                EventType::RelationshipAdded,
+                "a|calls|b",
+                1,
+                json!({"id": "a|calls|b", "type": "calls", "source": "a", "target": "b"}),
+            ),
+            ev(4, EventType::NodeDeleted, "c", 2, json!({"id": "c", "kind": "file", "name": "c"})),
+        ];
+        let plan = Plan::build(&events, StreamId::new(7, 4)).unwrap();
+        let labels: BTreeSet<String> = ["Node", "_Meta", "file", "class", "module"].map(String::from).into();
+        let s = plan_statements("proj", &plan, &labels);
+        let texts: Vec<&str> = s.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(texts.len(), 5, "{texts:#?}");
+        assert!(texts[0].ends_with("SET n = r.p REMOVE n:file:module SET n:class"), "{}", texts[0]);
+        assert!(texts[1].ends_with("SET n:file"), "{}", texts[1]);
+        assert!(texts[2].contains("DETACH DELETE n"));
+        assert!(texts[3].contains("MERGE (a)-[e:calls {id: r.id}]->(b)"));
+        assert!(texts[4].starts_with("MERGE (m:_Meta {project: $project})"));
+        assert_eq!(
+            s[1].params["rows"][0]["p"],
+            json!({"id": "a", "kind": "file", "name": "a", "version": 1, "x": 1, "project": "proj"})
+        );
+        assert_eq!(s[4].params, json!({"project": "proj", "last_id": "7-4"}));
+        for st in &s {
+            assert!(!st.text.contains("'"), "values are parameters, never literals: {}", st.text);
+        }
+    }
+
+    #[test]
+    fn an_updated_node_loses_its_other_labels() {
+        let events = [ev(1, EventType::NodeUpdated, "b", 4, json!({"id": "b", "kind": "class", "name": "b"}))];
+        let plan = Plan::build(&events, StreamId::new(7, 1)).unwrap();
+        let labels: BTreeSet<String> = ["Node", "file", "class"].map(String::from).into();
+        let s = plan_statements("proj", &plan, &labels);
+        assert!(s[0].text.ends_with("SET n = r.p REMOVE n:file SET n:class"), "{}", s[0].text);
+    }
+}
