@@ -50,6 +50,42 @@ test("after an offline/online cycle the page's counts equal the server's", async
   expect(events).toBe(1 + 13 + 2 + 1);
 });
 
+test('a gateway that drains (1012) hands the page to another replica without losing or repeating events', async ({
+  stack,
+  dashboard,
+  api,
+  page,
+}) => {
+  test.skip(!stack.runDir, 'needs a stack this suite started');
+  const gateways = StackUnit.list(stack.runDir!, 'ws-gateway');
+  test.skip(gateways.length < 2, 'needs two gateway replicas');
+  const sockets: string[] = [];
+  page.on('websocket', (ws) => sockets.push(ws.url()));
+  await dashboard.openConnected();
+  let expectedEvents = 0;
+  // One replica at a time, so the page is moved at least once, whichever replica it was on.
+  for (const [i, gateway] of gateways.entries()) {
+    await api.createNode(`drain:${i}:before`, `before_${i}`);
+    expectedEvents += 1;
+    await expect(dashboard.testId('event-count')).toHaveAttribute('data-value', String(expectedEvents));
+    await gateway.stop();
+    try {
+      await api.createNode(`drain:${i}:during`, `during_${i}`);
+      expectedEvents += 1;
+      await dashboard.expectConnected();
+      await expect(dashboard.testId('event-count')).toHaveAttribute('data-value', String(expectedEvents));
+    } finally {
+      gateway.start();
+    }
+  }
+  expect(sockets.length).toBeGreaterThan(1);
+  await expect(dashboard.testId('connection-last-close')).toHaveAttribute('data-code', '1012');
+  for (const url of sockets.slice(1)) expect(new URL(url).searchParams.get('since')).toMatch(/^\d+-\d+$/);
+  await dashboard.expectCounts(await api.stats());
+  // Wait for the restarted replicas, so the next test starts with both.
+  for (const g of gateways) await g.waitReady();
+});
+
 test.describe('with the gateways down', () => {
   test('the page loads without errors, says it is offline, and recovers by itself', async ({
     stack,

@@ -174,6 +174,20 @@ export class StackUnit {
     }
   }
 
+  /** Resolves once the unit answers its readiness check (the URL stack.sh recorded for it). */
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    const check = fs.readFileSync(path.join(this.runDir, 'checks', this.name), 'utf8').trim();
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const ok = await fetch(check, { signal: AbortSignal.timeout(2000) })
+        .then((r) => r.ok)
+        .catch(() => false);
+      if (ok) return;
+      if (Date.now() > deadline) throw new Error(`${this.name} not ready at ${check} after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   /** Starts it again, as stack.sh did: its own session, output appended to its log. */
   start(): void {
     if (this.argv.length === 0) throw new Error(`${this.name} was not stopped by this test`);
