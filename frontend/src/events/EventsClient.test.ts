@@ -310,6 +310,8 @@ describe('EventsClient close codes', () => {
     await vi.waitFor(() => expect(h.loadSnapshot).toHaveBeenCalledTimes(1));
     await vi.waitFor(() => expect(h.sockets).toHaveLength(2));
     expect(h.last().query.get('since')).toBe('5000-0');
+    expect(h.client.status.resyncs).toBe(1);
+    expect(h.client.status.lastClose).toEqual({ code: 1000, reason: 'resync' });
   });
 
   it('retries the snapshot with backoff when it cannot be loaded', async () => {

@@ -63,6 +63,8 @@ export interface ConnectionStatus {
   lastEventAt: number | null;
   /** Round trip of the last answered ping, in ms. */
   lastRttMs: number | null;
+  /** Snapshots loaded because the stream could not fill a gap. */
+  resyncs: number;
 }
 
 export interface EventsClientOptions {
@@ -169,6 +171,7 @@ export class EventsClient {
       duplicates: 0,
       lastEventAt: null,
       lastRttMs: null,
+      resyncs: 0,
     };
   }
 
@@ -383,7 +386,7 @@ export class EventsClient {
     }
     this.needsResync = false;
     this.cursor.reset(snapshot.since);
-    this.update({ lastEventId: this.cursor.last });
+    this.update({ lastEventId: this.cursor.last, resyncs: this.statusValue.resyncs + 1 });
     for (const handler of [...this.resyncHandlers]) {
       try {
         handler(snapshot);
@@ -444,7 +447,6 @@ export class EventsClient {
   private replaceDeadSocket(reason: string): void {
     if (!this.socket) return;
     this.dropSocket(CloseCode.clientGiveUp, reason);
-    this.update({ lastClose: { code: CloseCode.clientGiveUp, reason } });
     this.scheduleReconnect(false);
   }
 
@@ -454,6 +456,7 @@ export class EventsClient {
     this.socket = null;
     this.stopKeepAlive(new Error(reason));
     if (!socket) return;
+    this.update({ lastClose: { code, reason } });
     try {
       socket.close(code, reason);
     } catch {

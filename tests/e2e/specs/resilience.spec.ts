@@ -1,6 +1,6 @@
 /** The connection comes back by itself: after the browser was offline, and after the gateways were down. */
 import { expect, needs, nodeOps, test } from '../support/fixtures';
-import { StackUnit } from '../support/stack';
+import { redis, StackUnit } from '../support/stack';
 
 test.beforeEach(({ stack }) => needs(stack, 'graph-api', 'ws-gateway'));
 
@@ -48,6 +48,39 @@ test("after an offline/online cycle the page's counts equal the server's", async
   // Each event was counted once: 5+4 seeded before the page opened, 1 before going offline, then the gap.
   const events = Number(await dashboard.testId('event-count').getAttribute('data-value'));
   expect(events).toBe(1 + 13 + 2 + 1);
+});
+
+test('a page whose position was trimmed from the stream resyncs from a snapshot', async ({
+  stack,
+  dashboard,
+  context,
+  api,
+  project,
+}) => {
+  test.skip(!stack.redisUrl, 'needs the Redis of the stack');
+  await api.batch(nodeOps('trim', 4));
+  await dashboard.openConnected();
+  await api.createNode('trim:seen', 'seen');
+  await dashboard.expectCounts({ nodes: 5, relationships: 3 });
+
+  await context.setOffline(true);
+  await expect(dashboard.state).toHaveAttribute('data-state', 'waiting');
+  await api.batch(nodeOps('lost', 6));
+  await api.deleteNode('trim:2');
+  // The stream keeps only its newest entry: the page's position is gone from it.
+  await redis(stack, 'XTRIM', `code_graph:{${project}}:cdc`, 'MAXLEN', '1');
+
+  await context.setOffline(false);
+  await expect(dashboard.testId('connection-resyncs')).toHaveAttribute('data-value', '1');
+  await dashboard.expectConnected();
+  const stats = await api.stats();
+  expect(stats).toMatchObject({ nodes: 5 + 6 - 1, relationships: 3 + 5 - 1 });
+  await dashboard.expectCounts(stats);
+  await expect(dashboard.testId('graph-node-count')).toHaveAttribute('data-value', String(stats.nodes));
+  await expect(dashboard.testId('graph-relationship-count')).toHaveAttribute('data-value', String(stats.relationships));
+  // Live again after the resync.
+  await api.createNode('trim:after', 'after');
+  await dashboard.expectCounts({ nodes: stats.nodes + 1, relationships: stats.relationships });
 });
 
 test('a gateway that drains (1012) hands the page to another replica without losing or repeating events', async ({

@@ -24,6 +24,8 @@ export interface StackInfo {
   baseUrl: string;
   /** graph-api directly (the tests' own writes), e.g. http://127.0.0.1:41235 */
   apiUrl: string;
+  /** The stack's Redis (redis://host:port), or null when unknown. */
+  redisUrl: string | null;
   /** The run dir of stack.sh, or null for a stack the suite did not start. */
   runDir: string | null;
   /** Where the fixture repositories to analyse are written (an allowed root of the analysis-worker). */
@@ -61,6 +63,7 @@ export async function startStack(): Promise<StackInfo> {
     return {
       baseUrl: process.env.E2E_BASE_URL,
       apiUrl: process.env.E2E_API_URL,
+      redisUrl: process.env.E2E_REDIS_URL ?? null,
       runDir: null,
       fixturesDir,
       services: SERVICES,
@@ -100,6 +103,7 @@ export async function startStack(): Promise<StackInfo> {
   return {
     baseUrl: stackEnv.STACK_DASHBOARD_URL,
     apiUrl: stackEnv.STACK_GRAPH_API_URL,
+    redisUrl: stackEnv.STACK_REDIS_URL,
     runDir,
     fixturesDir,
     services: SERVICES.filter((s) => fs.existsSync(path.join(binDir, s))),
@@ -113,6 +117,13 @@ export async function stopStack(stack: Pick<StackInfo, 'runDir'>): Promise<void>
     timeout: 2 * 60_000,
   });
   process.stdout.write(stdout);
+}
+
+/** Runs one redis-cli command against the stack's Redis. */
+export async function redis(stack: StackInfo, ...args: string[]): Promise<string> {
+  if (!stack.redisUrl) throw new Error('the stack has no known Redis URL');
+  const { stdout } = await run('redis-cli', ['-u', stack.redisUrl, ...args]);
+  return stdout.trim();
 }
 
 export function saveStack(stack: StackInfo): void {
