@@ -2,6 +2,7 @@
  * graph-api over HTTP (`/api/graph/...`, behind the same origin as the page). Every call names its project;
  * failures become an ApiError carrying the server's `{"error": {"code", "message"}}` when there is one.
  */
+import { accessToken } from './accessToken';
 import type {
   AnalysisMode,
   ApiErrorBody,
@@ -32,11 +33,16 @@ async function request<T>(path: string, query: Query, init: RequestInit = {}): P
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(query)) if (v !== null && v !== undefined && v !== '') params.set(k, String(v));
   const qs = params.toString();
+  const token = accessToken();
   let response: Response;
   try {
     response = await fetch(`/api/graph${path}${qs ? `?${qs}` : ''}`, {
       ...init,
-      headers: { Accept: 'application/json', ...(init.body ? { 'Content-Type': 'application/json' } : {}) },
+      headers: {
+        Accept: 'application/json',
+        ...(init.body ? { 'Content-Type': 'application/json' } : {}),
+        ...(token ? { Authorization: `Bearer ${token}` } : {}),
+      },
       signal: init.signal ?? AbortSignal.timeout(TIMEOUT_MS),
     });
   } catch (e) {

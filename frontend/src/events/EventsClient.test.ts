@@ -73,7 +73,9 @@ interface Harness {
   last(): FakeSocket;
 }
 
-function harness(overrides: { snapshot?: () => Promise<Snapshot>; random?: () => number } = {}): Harness {
+function harness(
+  overrides: { snapshot?: () => Promise<Snapshot>; random?: () => number; token?: () => string | null } = {},
+): Harness {
   const sockets: FakeSocket[] = [];
   const network = new FakeNetwork();
   const loadSnapshot = vi.fn(
@@ -90,6 +92,7 @@ function harness(overrides: { snapshot?: () => Promise<Snapshot>; random?: () =>
       return s;
     },
     random: overrides.random ?? (() => 0.5),
+    token: overrides.token,
     backoff: { baseMs: 1000, maxMs: 16_000, factor: 2 },
   });
   const received: string[] = [];
@@ -130,6 +133,12 @@ describe('EventsClient connection', () => {
     expect(h.received).toEqual(['1-0', '2-0']);
     expect(h.client.status.eventCount).toBe(2);
     expect(h.client.status.lastEventId).toBe('2-0');
+  });
+
+  it('sends the access token when it has one', () => {
+    const h = harness({ token: () => 's3cret' });
+    h.client.start();
+    expect(h.last().query.get('token')).toBe('s3cret');
   });
 
   it('ignores events of other projects, malformed messages and unknown control types', () => {

@@ -73,6 +73,8 @@ export interface EventsClientOptions {
   project: string;
   /** Resume point to start from; null starts with live events. */
   since?: StreamId | null;
+  /** Access token for a gateway that requires one (sent as `?token=`). */
+  token?: () => string | null;
   /** Loads a whole snapshot for a resync. */
   loadSnapshot: () => Promise<Snapshot>;
   createSocket?: (url: string) => SocketLike;
@@ -146,6 +148,8 @@ export class EventsClient {
 
   constructor(options: EventsClientOptions) {
     this.project = options.project;
+    // An option given as `undefined` keeps its default.
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     this.opts = {
       createSocket: (url) => new WebSocket(url) as unknown as SocketLike,
       network: browserNetwork,
@@ -155,7 +159,8 @@ export class EventsClient {
       pingIntervalMs: 30_000,
       pongTimeoutMs: 10_000,
       stableAfterMs: 5_000,
-      ...options,
+      token: () => null,
+      ...(given as unknown as EventsClientOptions),
     };
     this.cursor = new StreamCursor(options.since ?? null);
     this.statusValue = {
@@ -260,6 +265,8 @@ export class EventsClient {
     }
     const params = new URLSearchParams({ project: this.project });
     if (this.cursor.last !== null) params.set('since', this.cursor.last);
+    const token = this.opts.token();
+    if (token) params.set('token', token);
     const socket = this.opts.createSocket(`${this.opts.url}?${params}`);
     this.socket = socket;
     this.openedAt = null;

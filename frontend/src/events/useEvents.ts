@@ -4,6 +4,7 @@
  */
 import { inject, markRaw, onBeforeUnmount, provide, ref, shallowRef, type InjectionKey, type Ref, type ShallowRef } from 'vue';
 import { frameRef } from '../composables/frameRef';
+import { accessToken } from '../api/accessToken';
 import { GraphApi } from '../api/GraphApi';
 import type { GraphStats, Snapshot } from '../api/types';
 import { AnalysisJobs, type JobView } from '../state/analysisJobs';
@@ -42,7 +43,12 @@ function gatewayUrl(): string {
 export function createSession(project: string): DashboardSession {
   const api = new GraphApi(project);
   const client = markRaw(
-    new EventsClient({ url: gatewayUrl(), project, loadSnapshot: (): Promise<Snapshot> => api.snapshot() }),
+    new EventsClient({
+      url: gatewayUrl(),
+      project,
+      token: accessToken,
+      loadSnapshot: (): Promise<Snapshot> => api.snapshot(),
+    }),
   );
   const status = frameRef(client.status);
   const live = new LiveCounts();
