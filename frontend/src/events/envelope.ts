@@ -5,7 +5,8 @@
 import type { GraphNode, GraphRelationship } from '../api/types';
 import { isStreamId, type StreamId } from './streamId';
 
-export const EVENT_TYPES = [
+/** The events that change the graph itself. */
+export const GRAPH_EVENT_TYPES = [
   'node_added',
   'node_updated',
   'node_deleted',
@@ -13,6 +14,10 @@ export const EVENT_TYPES = [
   'relationship_updated',
   'relationship_deleted',
   'graph_reset',
+] as const;
+
+export const EVENT_TYPES = [
+  ...GRAPH_EVENT_TYPES,
   'analysis_started',
   'analysis_progress',
   'analysis_completed',

@@ -85,21 +85,19 @@ export class LiveCounts {
     const c = this.counts;
     switch (event.type) {
       case 'node_added':
-        c.nodes += 1;
-        bump(c.nodeKinds, data.kind, 1);
+      case 'node_deleted': {
+        const by = event.type === 'node_added' ? 1 : -1;
+        c.nodes = Math.max(0, c.nodes + by);
+        bump(c.nodeKinds, data.kind, by);
         return true;
-      case 'node_deleted':
-        c.nodes = Math.max(0, c.nodes - 1);
-        bump(c.nodeKinds, data.kind, -1);
-        return true;
+      }
       case 'relationship_added':
-        c.relationships += 1;
-        bump(c.relationshipTypes, data.type, 1);
+      case 'relationship_deleted': {
+        const by = event.type === 'relationship_added' ? 1 : -1;
+        c.relationships = Math.max(0, c.relationships + by);
+        bump(c.relationshipTypes, data.type, by);
         return true;
-      case 'relationship_deleted':
-        c.relationships = Math.max(0, c.relationships - 1);
-        bump(c.relationshipTypes, data.type, -1);
-        return true;
+      }
       case 'graph_reset':
         this.counts = emptyCounts();
         return true;
