@@ -81,6 +81,7 @@ export class GraphRenderer {
   resume(): void {
     if (!this.suspended) return;
     this.suspended = false;
+    this.fitNodeProgram();
     this.sigma.setGraph(this.graph);
   }
 
@@ -89,12 +90,14 @@ export class GraphRenderer {
     const detach = size.changes > DETACH_OVER_CHANGES || size.drops > DETACH_OVER_DROPS;
     if (!detach || this.suspended) {
       apply();
+      if (!this.suspended) this.fitNodeProgram();
       return;
     }
     this.sigma.setGraph(this.placeholder);
     try {
       apply();
     } finally {
+      this.fitNodeProgram();
       this.sigma.setGraph(this.graph);
     }
   }
@@ -131,19 +134,42 @@ export class GraphRenderer {
     this.sigma.kill();
   }
 
-  private reduceNode(node: string, data: NodeAttributes): Partial<NodeDisplayData> {
+  /**
+   * Called for every node on every redraw of a changed graph. sigma hands the reducers a copy of the attributes,
+   * so they change it in place rather than allocate another object per node.
+   */
+  private reduceNode(node: string, data: NodeAttributes & Partial<NodeDisplayData>): Partial<NodeDisplayData> {
     const h = this.highlight;
-    const type = this.graph.order > DISCS_UP_TO ? 'point' : 'circle';
-    if (h.hiddenKinds.size > 0 && h.hiddenKinds.has(data.kind)) return { ...data, type, hidden: true };
-    if (h.selected === null) return { ...data, type };
-    if (node === h.selected) return { ...data, type, highlighted: true, zIndex: 2 };
-    if (h.neighbors.has(node)) return { ...data, type, zIndex: 1 };
-    return { ...data, type, color: DIMMED, label: '', zIndex: 0 };
+    if (h.hiddenKinds.size > 0 && h.hiddenKinds.has(data.kind)) {
+      data.hidden = true;
+    } else if (h.selected === node) {
+      data.highlighted = true;
+      data.zIndex = 2;
+    } else if (h.selected !== null && h.neighbors.has(node)) {
+      data.zIndex = 1;
+    } else if (h.selected !== null) {
+      data.color = DIMMED;
+      data.label = '';
+      data.zIndex = 0;
+    }
+    return data;
   }
 
-  private reduceEdge(edge: string, data: EdgeAttributes): Partial<EdgeDisplayData> {
+  /** Discs for a graph of a readable size, points past DISCS_UP_TO (the node program is a sigma setting). */
+  private fitNodeProgram(): void {
+    const type = this.graph.order > DISCS_UP_TO ? 'point' : 'circle';
+    if (this.sigma.getSetting('defaultNodeType') !== type) this.sigma.setSetting('defaultNodeType', type);
+  }
+
+  private reduceEdge(edge: string, data: EdgeAttributes & Partial<EdgeDisplayData>): Partial<EdgeDisplayData> {
     const selected = this.highlight.selected;
-    if (selected === null) return this.graph.size > DRAW_ALL_EDGES_UP_TO ? { ...data, hidden: true } : data;
-    return this.graph.hasExtremity(edge, selected) ? { ...data, size: 2 } : { ...data, hidden: true };
+    if (selected === null) {
+      if (this.graph.size > DRAW_ALL_EDGES_UP_TO) data.hidden = true;
+    } else if (this.graph.hasExtremity(edge, selected)) {
+      data.size = 2;
+    } else {
+      data.hidden = true;
+    }
+    return data;
   }
 }
