@@ -82,7 +82,11 @@ export class ForceLayout {
   private runningValue = false;
   private pullTimer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(private readonly graph: CodeGraph) {}
+  /** `onMoved` is called after positions were written, to redraw. */
+  constructor(
+    private readonly graph: CodeGraph,
+    private readonly onMoved: () => void,
+  ) {}
 
   get running(): boolean {
     return this.runningValue;
@@ -150,17 +154,16 @@ export class ForceLayout {
     }
     const xy = new Float32Array(msg.xy);
     const index = this.index;
-    this.graph.updateEachNodeAttributes(
-      (id, a) => {
-        const i = index.get(id);
-        if (i !== undefined && Number.isFinite(xy[2 * i]) && Number.isFinite(xy[2 * i + 1])) {
-          a.x = xy[2 * i];
-          a.y = xy[2 * i + 1];
-        }
-        return a;
-      },
-      { attributes: ['x', 'y'] },
-    );
+    // Written into the attribute objects without one graph event per update: the drawing is told once, below
+    // (sigma answers a graph-wide update event by re-reading every node twice).
+    this.graph.forEachNode((id, a) => {
+      const i = index.get(id);
+      if (i !== undefined && Number.isFinite(xy[2 * i]) && Number.isFinite(xy[2 * i + 1])) {
+        a.x = xy[2 * i];
+        a.y = xy[2 * i + 1];
+      }
+    });
+    this.onMoved();
     if (msg.done) return;
     // The redraw happens in the next frame: measure up to then.
     const generation = this.generation;

@@ -68,7 +68,9 @@ export class GraphRenderer {
     });
     this.sigma.on('clickNode', ({ node }) => handlers.clickNode(node));
     this.sigma.on('clickStage', () => handlers.clickStage());
-    this.layout = new ForceLayout(graph);
+    this.layout = new ForceLayout(graph, () =>
+      this.sigma.refresh({ partialGraph: { nodes: graph.nodes() }, skipIndexation: false, schedule: true }),
+    );
   }
 
   /** Stops drawing changes until resume(): the initial load is drawn once, when it is complete. */

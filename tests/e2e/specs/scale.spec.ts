@@ -30,15 +30,15 @@ test('50,000 nodes load and the page stays responsive', async ({ stack, api, das
   await expect(dashboard.testId('graph-loading')).toBeHidden();
   const loadMs = Date.now() - started;
 
-  // While the layout runs: how late does a timer fire? A frozen page fires it late by the length of the freeze.
+  // While the layout runs: how late do back-to-back 50 ms timers fire? A frozen page fires one late by the
+  // length of the freeze.
   const lateness = await page.evaluate(async () => {
     const out: number[] = [];
     const end = performance.now() + 10_000;
     while (performance.now() < end) {
       const t = performance.now();
-      await new Promise((r) => setTimeout(r, 0));
-      out.push(performance.now() - t);
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 50));
+      out.push(performance.now() - t - 50);
     }
     return out.sort((a, b) => a - b);
   });
@@ -56,7 +56,7 @@ test('50,000 nodes load and the page stays responsive', async ({ stack, api, das
   });
   console.log(`scale: load ${loadMs} ms, timer lateness median ${median} ms, worst ${worst} ms, search ${searchMs} ms`);
   expect(loadMs).toBeLessThan(60_000);
-  expect(median).toBeLessThan(500);
+  expect(median).toBeLessThan(100);
   expect(worst).toBeLessThan(5_000);
   expect(searchMs).toBeLessThan(10_000);
 });
