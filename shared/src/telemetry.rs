@@ -37,15 +37,22 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The log filter applies to logs only: quieter logs must not switch traces off.
     let fmt = match settings.log_format {
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => {
+            tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter).boxed()
+        }
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter).boxed(),
     };
 
     let provider = (!settings.otlp_endpoint.is_empty()).then(|| tracer_provider(service, settings)).flatten();
-    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service.to_owned())));
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service.to_owned()))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
     // `try_init` so tests that start several services in one process keep the first subscriber.
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+    let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
     if provider.is_some() {
         tracing::info!(endpoint = %settings.otlp_endpoint, "exporting traces over OTLP/HTTP");
     }

@@ -106,3 +106,84 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// One span as an OTLP receiver saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedSpan {
+    pub service: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub name: String,
+}
+
+/// An OTLP/HTTP (JSON) trace receiver on a free loopback port, for tests that check what services export.
+/// Point a service at it with `CODEGRAPH__TELEMETRY__OTLP_ENDPOINT=<endpoint>`.
+pub struct OtlpReceiver {
+    pub endpoint: String,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<ReceivedSpan>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl OtlpReceiver {
+    pub async fn start() -> Self {
+        use axum::{routing::post, Json, Router};
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = spans.clone();
+        let router = Router::new().route(
+            "/v1/traces",
+            post(move |Json(body): Json<serde_json::Value>| {
+                let store = store.clone();
+                async move {
+                    store.lock().unwrap().extend(parse_otlp_json(&body));
+                    Json(serde_json::json!({}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the OTLP receiver");
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { endpoint, spans, _task: task }
+    }
+
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.spans.lock().unwrap().clone()
+    }
+
+    /// Waits until `condition` holds for the spans received so far, or panics after `deadline`.
+    pub async fn wait_for(&self, deadline: Duration, what: &str, condition: impl Fn(&[ReceivedSpan]) -> bool) {
+        let start = Instant::now();
+        while !condition(&self.spans()) {
+            assert!(start.elapsed() < deadline, "no {what} after {deadline:?}; received: {:#?}", self.spans());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn parse_otlp_json(body: &serde_json::Value) -> Vec<ReceivedSpan> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let mut out = Vec::new();
+    for rs in body["resourceSpans"].as_array().into_iter().flatten() {
+        let service = rs["resource"]["attributes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["key"] == "service.name")
+            .map(|a| text(&a["value"]["stringValue"]))
+            .unwrap_or_default();
+        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+            for span in ss["spans"].as_array().into_iter().flatten() {
+                out.push(ReceivedSpan {
+                    service: service.clone(),
+                    trace_id: text(&span["traceId"]).to_lowercase(),
+                    span_id: text(&span["spanId"]).to_lowercase(),
+                    parent_span_id: text(&span["parentSpanId"]).to_lowercase(),
+                    name: text(&span["name"]),
+                });
+            }
+        }
+    }
+    out
+}
