@@ -204,12 +204,14 @@ impl Writer {
         self.mutate(Mutation::UpsertNode(node, Default::default())).await
     }
 
-    /// Retries until Redis takes the write (for outage tests).
-    pub async fn upsert_retrying(&mut self, id: &str, n: u64) -> StreamId {
+    /// Retries until Redis takes the write (for outage tests). `None` when a retry found the write already
+    /// applied (the reply of the first attempt was lost with the connection): its event is in the stream.
+    pub async fn upsert_retrying(&mut self, id: &str, n: u64) -> Option<StreamId> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match self.upsert(id, n).await {
-                Ok(id) => return id,
+                Ok(id) => return Some(id),
+                Err(e) if e == "no event" => return None,
                 Err(e) => {
                     assert!(Instant::now() < deadline, "writes failing for 30 s: {e}");
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -260,20 +262,25 @@ pub enum Incoming {
 
 /// The next text frame as JSON, or the close; panics after `timeout`.
 pub async fn next(ws: &mut Ws, timeout: Duration) -> Incoming {
+    try_next(ws, timeout).await.expect("nothing received in time")
+}
+
+/// The next text frame as JSON, or the close; `None` when nothing came within `timeout`.
+pub async fn try_next(ws: &mut Ws, timeout: Duration) -> Option<Incoming> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, ws.next()).await.expect("nothing received in time");
-        match msg {
-            Some(Ok(Message::Text(t))) => return Incoming::Json(serde_json::from_str(t.as_str()).expect("JSON text")),
+        let msg = tokio::time::timeout(left, ws.next()).await.ok()?;
+        return Some(match msg {
+            Some(Ok(Message::Text(t))) => Incoming::Json(serde_json::from_str(t.as_str()).expect("JSON text")),
             Some(Ok(Message::Close(frame))) => {
                 let (code, reason) = close_parts(frame);
-                return Incoming::Closed(code, reason);
+                Incoming::Closed(code, reason)
             }
             Some(Ok(_)) => continue,
-            Some(Err(e)) => return Incoming::Closed(None, e.to_string()),
-            None => return Incoming::Closed(None, "ended".into()),
-        }
+            Some(Err(e)) => Incoming::Closed(None, e.to_string()),
+            None => Incoming::Closed(None, "ended".into()),
+        });
     }
 }
 

@@ -1,0 +1,380 @@
+//! ws-load: the gateway's load generator, on loopback, with its own redis-server and gateway process.
+//!
+//! It measures the lines of docs/BENCHMARKS.md (## ws-gateway):
+//!   idle        memory per idle connection: gateway RSS growth over N subscribed, idle WebSockets
+//!   throughput  deliveries per second to C clients at each offered rate, with latency percentiles, and the
+//!               same schedule delivered by Redis itself to C plain Pub/Sub subscribers (the baseline)
+//!   latency     publish-to-receive p50/p99/p99.9 at one rate, gateway clients and plain subscribers receiving
+//!               the same publications at the same time
+//!
+//! Usage (release build; the gateway binary is taken from beside this one):
+//!   ws-load idle [--connections 10000]
+//!   ws-load throughput [--clients 1000] [--rates 100,250,400] [--seconds 10]
+//!   ws-load latency [--clients 1000] [--rate 20] [--seconds 20]
+//!   ws-load all
+//! Events are written with the Function library (`cg_emit`, one XADD + PUBLISH each), carrying the publish time
+//! as `"data":{"t":<µs>}`; receivers count those markers in the raw bytes they read.
+
+mod receivers;
+mod scanner;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use codegraph_shared::{
+    event::EventType,
+    functions::{GraphWriter, PublishMode},
+    names::RedisNames,
+    project::ProjectName,
+    testing::{free_port, wait_for_port, RedisServer},
+};
+use receivers::{now_us, Receipts};
+use tokio::{net::TcpStream, sync::watch};
+
+const PROJECT: &str = "bench";
+
+/// An open receiver connection and the bytes it already read past its subscription confirmation.
+type Receiver = (TcpStream, Vec<u8>);
+/// Connections opened at once.
+const CONNECT_CONCURRENCY: usize = 64;
+
+struct Args {
+    command: String,
+    connections: usize,
+    clients: usize,
+    rates: Vec<u64>,
+    rate: u64,
+    seconds: Option<u64>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        command: String::new(),
+        connections: 10_000,
+        clients: 1_000,
+        rates: vec![100, 250, 400],
+        rate: 20,
+        seconds: None,
+    };
+    let mut it = std::env::args().skip(1);
+    a.command = it.next().unwrap_or_else(|| usage());
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| usage());
+        let num = || value.parse::<u64>().unwrap_or_else(|_| usage());
+        match flag.as_str() {
+            "--connections" => a.connections = num() as usize,
+            "--clients" => a.clients = num() as usize,
+            "--rates" => a.rates = value.split(',').map(|r| r.parse().unwrap_or_else(|_| usage())).collect(),
+            "--rate" => a.rate = num(),
+            "--seconds" => a.seconds = Some(num()),
+            _ => usage(),
+        }
+    }
+    a
+}
+
+fn usage() -> ! {
+    eprintln!("usage: ws-load idle|throughput|latency|all [--connections N] [--clients N] [--rates a,b] [--rate R] [--seconds S]");
+    std::process::exit(2)
+}
+
+/// The system under test: a private redis-server and one gateway process.
+struct Bench {
+    redis: RedisServer,
+    gateway: Child,
+    addr: SocketAddr,
+}
+
+impl Bench {
+    async fn start() -> Self {
+        let redis = RedisServer::start();
+        let port = free_port();
+        let binary = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("ws-gateway")));
+        let binary: PathBuf = binary.filter(|p| p.exists()).expect("build ws-gateway next to ws-load");
+        let gateway = Command::new(binary)
+            .env("CODEGRAPH_CONFIG_DIR", "/nonexistent")
+            .env("CODEGRAPH__REDIS__URL", redis.url())
+            .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{port}"))
+            // The raw receivers answer no protocol ping; keep pings out of the measurement window.
+            .env("CODEGRAPH__GATEWAY__PING_INTERVAL_MS", "600000")
+            .env("CODEGRAPH__GATEWAY__MAX_CONNECTIONS", "50000")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start ws-gateway");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_for_port(addr, Duration::from_secs(20));
+        let bench = Self { redis, gateway, addr };
+        bench.wait_ready().await;
+        bench
+    }
+
+    async fn wait_ready(&self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(self.addr).await {
+                let _ = s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out).await;
+                if out.starts_with(b"HTTP/1.1 200") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "gateway not ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The gateway's resident memory, in KiB.
+    fn gateway_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.gateway.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Opens `n` WebSockets on `/ws/events?project=bench`, each acknowledged.
+    async fn gateway_clients(&self, n: usize) -> Vec<Receiver> {
+        let addr = self.addr;
+        connect_many(n, move || async move {
+            receivers::gateway_client(addr, &format!("/ws/events?project={PROJECT}")).await
+        })
+        .await
+    }
+
+    /// Opens `n` plain Redis connections subscribed to the project's channel.
+    async fn redis_subscribers(&self, n: usize) -> Vec<Receiver> {
+        let addr = self.redis.addr();
+        let channel = RedisNames::new(&ProjectName::parse(PROJECT).unwrap()).events_channel();
+        connect_many(n, move || {
+            let channel = channel.clone();
+            async move { receivers::redis_subscriber(addr, &channel).await }
+        })
+        .await
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = self.gateway.kill();
+        let _ = self.gateway.wait();
+    }
+}
+
+async fn connect_many<F, Fut>(n: usize, open: F) -> Vec<Receiver>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<Receiver>> + Send + 'static,
+{
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let batch = CONNECT_CONCURRENCY.min(n - out.len());
+        let tasks: Vec<_> = (0..batch).map(|_| tokio::spawn((open.clone())())).collect();
+        for t in tasks {
+            out.push(t.await.expect("connect task").expect("connect"));
+        }
+    }
+    out
+}
+
+/// Publishes `rate` events a second for `seconds` through the Function library; returns how many and when the
+/// first and last went out (µs).
+async fn publish(redis_url: &str, rate: u64, seconds: u64) -> (u64, u64, u64) {
+    let mut conn = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let writer = GraphWriter::new(RedisNames::new(&ProjectName::parse(PROJECT).unwrap()), 0, PublishMode::Classic);
+    let total = rate * seconds;
+    let start = Instant::now();
+    let first = now_us();
+    for i in 0..total {
+        let at = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(at.into()).await;
+        let data = serde_json::json!({"t": now_us()});
+        writer.emit(&mut conn, EventType::AnalysisProgress, "bench", "load", &data, None).await.expect("publish");
+    }
+    (total, first, now_us())
+}
+
+/// Runs one measurement: the receivers read while `rate` events a second are published for `seconds`.
+async fn measure(bench: &Bench, sets: Vec<(&'static str, Vec<Receiver>)>, rate: u64, seconds: u64) -> Vec<Measurement> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut running = Vec::new();
+    for (name, conns) in sets {
+        let n = conns.len();
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .map(|(s, first)| tokio::spawn(receivers::read_deliveries(s, first, stop_rx.clone())))
+            .collect();
+        running.push((name, n, tasks));
+    }
+    let (published, first, last) = publish(&bench.redis.url(), rate, seconds).await;
+    // Let the tail arrive (bounded).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_tx.send_replace(true);
+    let mut out = Vec::new();
+    for (name, clients, tasks) in running {
+        let mut all = Receipts::default();
+        for t in tasks {
+            let r = t.await.expect("reader");
+            all.published.extend(r.published);
+            all.received.extend(r.received);
+        }
+        out.push(Measurement::new(name, clients, published, first, last, all));
+    }
+    out
+}
+
+struct Measurement {
+    name: &'static str,
+    clients: usize,
+    expected: u64,
+    delivered: u64,
+    /// Deliveries that arrived while publishing was going on, per second of publishing.
+    rate: f64,
+    /// Publish-to-receive latency percentiles, µs.
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+impl Measurement {
+    fn new(name: &'static str, clients: usize, published: u64, first: u64, last: u64, r: Receipts) -> Self {
+        let window = (last - first).max(1);
+        let in_window = r.received.iter().filter(|t| **t <= last).count() as f64;
+        let mut lat: Vec<u64> = r.published.iter().zip(&r.received).map(|(p, q)| q.saturating_sub(*p)).collect();
+        lat.sort_unstable();
+        let pct =
+            |q: f64| lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
+        Self {
+            name,
+            clients,
+            expected: published * clients as u64,
+            delivered: lat.len() as u64,
+            rate: in_window / (window as f64 / 1e6),
+            p50: pct(0.50),
+            p99: pct(0.99),
+            p999: pct(0.999),
+            max: lat.last().copied().unwrap_or(0),
+        }
+    }
+
+    fn print(&self) {
+        println!(
+            "| {} | {} | {}/{} | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} |",
+            self.name,
+            self.clients,
+            self.delivered,
+            self.expected,
+            self.rate,
+            self.p50 as f64 / 1000.0,
+            self.p99 as f64 / 1000.0,
+            self.p999 as f64 / 1000.0,
+            self.max as f64 / 1000.0
+        );
+    }
+}
+
+fn table_header() {
+    println!("| receivers | count | delivered/expected | deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+}
+
+fn ratio(ours: &Measurement, base: &Measurement) {
+    println!(
+        "ratio gateway/redis: deliveries/s {:.2}, p50 {:.2}, p99 {:.2}, p99.9 {:.2}",
+        ours.rate / base.rate.max(1.0),
+        ours.p50 as f64 / base.p50.max(1) as f64,
+        ours.p99 as f64 / base.p99.max(1) as f64,
+        ours.p999 as f64 / base.p999.max(1) as f64
+    );
+}
+
+async fn idle(connections: usize) {
+    let bench = Bench::start().await;
+    // Let start-up allocations settle, then measure the empty gateway.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = bench.gateway_rss_kib();
+    let started = Instant::now();
+    let conns = bench.gateway_clients(connections).await;
+    let opened = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = bench.gateway_rss_kib();
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
+    println!("## idle connections");
+    println!(
+        "{connections} subscribed idle WebSockets (opened in {:.1} s): gateway RSS {before} KiB → {after} KiB, \
+         {:.2} KiB per connection",
+        opened.as_secs_f64(),
+        per / 1024.0
+    );
+    drop(conns);
+}
+
+async fn throughput(clients: usize, rates: &[u64], seconds: u64) {
+    let bench = Bench::start().await;
+    println!("## throughput: {clients} receivers, {seconds} s per rate");
+    for &rate in rates {
+        println!("\noffered: {rate} events/s × {clients} = {} deliveries/s", rate * clients as u64);
+        table_header();
+        let ours = measure(&bench, vec![("gateway", bench.gateway_clients(clients).await)], rate, seconds).await;
+        ours[0].print();
+        // Let the gateway notice the closed sockets before the baseline runs.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let base = measure(&bench, vec![("redis", bench.redis_subscribers(clients).await)], rate, seconds).await;
+        base[0].print();
+        ratio(&ours[0], &base[0]);
+    }
+}
+
+async fn latency(clients: usize, rate: u64, seconds: u64) {
+    let bench = Bench::start().await;
+    println!(
+        "## latency: {rate} events/s × {clients} = {} deliveries/s to each set, both sets on the same publications, {seconds} s",
+        rate * clients as u64
+    );
+    let gw = bench.gateway_clients(clients).await;
+    let rs = bench.redis_subscribers(clients).await;
+    table_header();
+    let m = measure(&bench, vec![("gateway", gw), ("redis", rs)], rate, seconds).await;
+    m[0].print();
+    m[1].print();
+    ratio(&m[0], &m[1]);
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    // The gateway inherits the raised limit too.
+    raise_fd_limit();
+    now_us();
+    match args.command.as_str() {
+        "idle" => idle(args.connections).await,
+        "throughput" => throughput(args.clients, &args.rates, args.seconds.unwrap_or(10)).await,
+        "latency" => latency(args.clients, args.rate, args.seconds.unwrap_or(20)).await,
+        "all" => {
+            idle(args.connections).await;
+            println!();
+            throughput(args.clients, &args.rates, args.seconds.unwrap_or(10)).await;
+            println!();
+            latency(args.clients, args.rate, args.seconds.unwrap_or(20)).await;
+        }
+        _ => usage(),
+    }
+}

@@ -1,0 +1,75 @@
+//! Finds the publish timestamps (`"t":<micros>`) in a byte stream that arrives in chunks of any size.
+//!
+//! Both kinds of receiver (WebSocket clients of the gateway and plain Redis Pub/Sub subscribers) read raw bytes
+//! and count these markers, so neither pays for a parser the other skips: each publication carries exactly one
+//! marker, so one marker is one delivery.
+
+const MARKER: &[u8] = b"\"t\":";
+/// A marker and its digits never span more than this (4 + 20 digits).
+const LONGEST: usize = MARKER.len() + 20;
+
+#[derive(Default)]
+pub struct MarkerScanner {
+    carry: Vec<u8>,
+}
+
+impl MarkerScanner {
+    /// Calls `found` with each complete timestamp in `chunk` (and in what earlier chunks left unfinished).
+    pub fn feed(&mut self, chunk: &[u8], mut found: impl FnMut(u64)) {
+        if self.carry.is_empty() {
+            let rest = scan(chunk, &mut found);
+            self.carry.extend_from_slice(&chunk[rest..]);
+        } else {
+            self.carry.extend_from_slice(chunk);
+            let buf = std::mem::take(&mut self.carry);
+            let rest = scan(&buf, &mut found);
+            self.carry.extend_from_slice(&buf[rest..]);
+        }
+    }
+}
+
+/// Scans `buf`; returns where the unfinished tail starts.
+fn scan(buf: &[u8], found: &mut impl FnMut(u64)) -> usize {
+    let mut done = 0;
+    let mut i = 0;
+    while i + MARKER.len() <= buf.len() {
+        if &buf[i..i + MARKER.len()] != MARKER {
+            i += 1;
+            continue;
+        }
+        let digits = &buf[i + MARKER.len()..];
+        let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        if n == digits.len() {
+            // The number may go on in the next chunk.
+            return i;
+        }
+        if n > 0 {
+            let value = digits[..n].iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+            found(value);
+        }
+        i += MARKER.len() + n;
+        done = i;
+    }
+    // Keep the last bytes: they may hold the start of a marker.
+    done.max(buf.len().saturating_sub(LONGEST))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_markers_across_any_split() {
+        let stream = br#"{"id":"1-0","type":"x","data":{"t":12345},"ts":"z"}junk{"data":{"t":7}}{"t":99,"x":1}"#;
+        for split in 0..stream.len() {
+            for split2 in split..stream.len() {
+                let mut s = MarkerScanner::default();
+                let mut got = Vec::new();
+                s.feed(&stream[..split], |t| got.push(t));
+                s.feed(&stream[split..split2], |t| got.push(t));
+                s.feed(&stream[split2..], |t| got.push(t));
+                assert_eq!(got, [12345, 7, 99], "split at {split}/{split2}");
+            }
+        }
+    }
+}
