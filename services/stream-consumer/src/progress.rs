@@ -56,7 +56,7 @@ impl ProgressBar {
     }
 
     pub fn line(&self) -> String {
-        let filled = if self.total == 0 { WIDTH } else { self.done * WIDTH / self.total };
+        let filled = (self.done * WIDTH).checked_div(self.total).unwrap_or(WIDTH);
         let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
         format!(
             "{} [{}{}] {}/{} ({:.0}/s)",

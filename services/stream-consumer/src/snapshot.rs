@@ -63,13 +63,11 @@ pub async fn from_graph_api(api: &str, project: &str, mut on_page: impl FnMut(us
     bail!("graph-api snapshot did not end after {MAX_PAGES} pages")
 }
 
+/// Nodes, relationships, versions (field → version) and the newest stream entry, read in one `MULTI`.
+type GraphHashes = (Vec<(String, String)>, Vec<(String, String)>, Vec<(String, u64)>, redis::Value);
+
 pub async fn from_redis<C: ConnectionLike + Send>(conn: &mut C, names: &RedisNames) -> anyhow::Result<Snapshot> {
-    let (nodes, rels, versions, last): (
-        Vec<(String, String)>,
-        Vec<(String, String)>,
-        Vec<(String, u64)>,
-        redis::Value,
-    ) = redis::pipe()
+    let (nodes, rels, versions, last): GraphHashes = redis::pipe()
         .atomic()
         .hgetall(names.nodes())
         .hgetall(names.relationships())

@@ -304,10 +304,10 @@ impl<S: Sink> Worker<S> {
                 Err(SinkError::Rejected(e)) if count > 1 => {
                     // The backend refused the batch: find the culprit by applying the events one at a time.
                     warn!(error = %e, events = count, "sink refused a batch; applying its events one by one");
-                    for i in 0..count {
-                        let one = std::slice::from_ref(&events[i]);
-                        match self.commit(&Plan::build(one, events[i].id).expect("built before"), one).await {
-                            Ok(()) => skipped.push(events[i].id),
+                    for (i, event) in events.iter().enumerate().take(count) {
+                        let one = std::slice::from_ref(event);
+                        match self.commit(&Plan::build(one, event.id).expect("built before"), one).await {
+                            Ok(()) => skipped.push(event.id),
                             Err(SinkError::Unavailable(e)) => return self.unavailable(e).await,
                             Err(SinkError::Rejected(e)) => {
                                 let _ = self.stream.ack(conn, skipped).await;

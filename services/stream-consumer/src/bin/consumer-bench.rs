@@ -98,7 +98,7 @@ fn ops(start: usize, n: usize) -> Vec<Mutation> {
                 serde_json::from_value(serde_json::json!({
                     "id": format!("py:src/m{}.py:f{id}", id % 500), "kind": KINDS[id % 4], "name": format!("f{id}"),
                     "file": format!("src/m{}.py", id % 500), "line_start": id % 900 + 1, "line_end": id % 900 + 5,
-                    "properties": {"rev": rev, "async": id % 3 == 0}
+                    "properties": {"rev": rev, "async": id.is_multiple_of(3)}
                 }))
                 .unwrap()
             };
