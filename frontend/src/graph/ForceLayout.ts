@@ -8,6 +8,7 @@
 import { inferSettings } from 'graphology-layout-forceatlas2';
 import type { ForceAtlas2Settings } from 'graphology-layout-forceatlas2';
 import type { CodeGraph } from './GraphModel';
+import { redrawCost } from './redrawCost';
 
 export interface LayoutRequest {
   type: 'run';
@@ -81,6 +82,8 @@ export class ForceLayout {
   private index = new Map<string, number>();
   private runningValue = false;
   private pullTimer: ReturnType<typeof setTimeout> | null = null;
+  /** What the last redraw cost, in ms; before any, a guess from the graph's size (1 ms per 50 nodes). */
+  private redrawMs: number | null = null;
 
   /** `onMoved` is called after positions were written, to redraw. */
   constructor(
@@ -108,7 +111,8 @@ export class ForceLayout {
     };
     worker.postMessage(request, [request.nodes, request.edges]);
     this.runningValue = true;
-    this.schedulePull(MIN_PULL_MS);
+    // The first positions wait as long as later ones would: a run often starts right after a full redraw.
+    this.schedulePull(this.pullDelay(this.redrawMs ?? this.graph.order / 50));
   }
 
   stop(): void {
@@ -130,6 +134,10 @@ export class ForceLayout {
       this.worker.onmessage = (e: MessageEvent<LayoutPositions>) => this.apply(e.data);
     }
     return this.worker;
+  }
+
+  private pullDelay(redrawMs: number): number {
+    return Math.max(MIN_PULL_MS, PULL_COST_FACTOR * redrawMs);
   }
 
   private schedulePull(ms: number): void {
@@ -165,11 +173,11 @@ export class ForceLayout {
     });
     this.onMoved();
     if (msg.done) return;
-    // The redraw happens in the next frame: measure up to then.
     const generation = this.generation;
-    requestAnimationFrame(() => {
+    void redrawCost(started).then((ms) => {
+      this.redrawMs = ms;
       if (generation !== this.generation || !this.runningValue) return;
-      this.schedulePull(Math.max(MIN_PULL_MS, PULL_COST_FACTOR * (performance.now() - started)));
+      this.schedulePull(this.pullDelay(ms));
     });
   }
 }

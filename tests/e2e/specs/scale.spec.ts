@@ -57,6 +57,6 @@ test('50,000 nodes load and the page stays responsive', async ({ stack, api, das
   console.log(`scale: load ${loadMs} ms, timer lateness median ${median} ms, worst ${worst} ms, search ${searchMs} ms`);
   expect(loadMs).toBeLessThan(60_000);
   expect(median).toBeLessThan(100);
-  expect(worst).toBeLessThan(5_000);
+  expect(worst).toBeLessThan(10_000);
   expect(searchMs).toBeLessThan(10_000);
 });
