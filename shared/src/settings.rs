@@ -27,7 +27,9 @@ pub fn load<S: Serialize + DeserializeOwned + Default>(service: &str) -> Result<
 #[serde(default)]
 pub struct RedisSettings {
     pub url: String,
-    /// Approximate `MAXLEN ~` of each CDC stream; 0 leaves trimming to the consumers.
+    /// Safety cap on each CDC stream (`MAXLEN ~` on every append); 0: none. The regular trimming is the
+    /// stream-consumer's, which never drops what a consumer group still needs; this cap only bounds memory when
+    /// no consumer runs (or one is far behind, which it then detects and resyncs from a snapshot).
     pub stream_max_len: u64,
     /// `classic` (PUBLISH) on a single Redis, `sharded` (SPUBLISH) on a cluster.
     pub publish: PublishMode,
@@ -35,7 +37,7 @@ pub struct RedisSettings {
 
 impl Default for RedisSettings {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:6379".into(), stream_max_len: 1_000_000, publish: PublishMode::Classic }
+        Self { url: "redis://127.0.0.1:6379".into(), stream_max_len: 5_000_000, publish: PublishMode::Classic }
     }
 }
 

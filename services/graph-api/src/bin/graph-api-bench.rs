@@ -124,7 +124,9 @@ async fn raw_run(url: &str, project: &str, run: usize, a: &Args) -> f64 {
     for _ in 0..a.concurrency {
         let (queue, client, stream, channel) = (queue.clone(), client.clone(), stream.clone(), channel.clone());
         tasks.push(tokio::spawn(async move {
-            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            // No response timeout: a pipeline of thousands of commands may take long on a loaded machine.
+            let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+            let mut conn = client.get_multiplexed_async_connection_with_config(&config).await.unwrap();
             loop {
                 let Some(batch) = queue.lock().unwrap().pop() else { break };
                 let mut pipe = redis::pipe();
