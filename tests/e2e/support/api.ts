@@ -1,13 +1,7 @@
 /** The tests' own client of graph-api: writes that make events, and reads to compare the page with. */
 import { expect } from '@playwright/test';
-
-export interface Stats {
-  nodes: number;
-  relationships: number;
-  node_kinds: Record<string, number>;
-  relationship_types: Record<string, number>;
-  last_event_id: string | null;
-}
+// The same contract the dashboard reads.
+import type { GraphStats as Stats } from '../../../frontend/src/api/types';
 
 export class TestApi {
   constructor(
