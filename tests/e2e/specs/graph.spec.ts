@@ -50,6 +50,30 @@ test('shows nodes that are added while the page is open', async ({ dashboard, ap
   await expect(dashboard.testId('node-details')).toBeHidden();
 });
 
+test('clicking a node on the canvas shows its details and neighbours', async ({ dashboard, api }) => {
+  await api.batch(nodeOps('click', 12));
+  await dashboard.open();
+  await expect(dashboard.testId('graph-node-count')).toHaveAttribute('data-value', '12');
+  // Searching focuses the camera on the node, which puts it in the middle of the canvas.
+  await dashboard.testId('graph-search').fill('click_0');
+  await dashboard.testId('graph-search-result').first().click();
+  const details = dashboard.testId('node-details');
+  await expect(details).toHaveAttribute('data-node-id', 'click:0');
+  await dashboard.testId('node-details-close').click();
+  await expect(details).toBeHidden();
+
+  const canvas = dashboard.testId('graph-canvas');
+  const box = (await canvas.boundingBox())!;
+  // The camera glides there: click the middle until the node is under it.
+  await expect(async () => {
+    await canvas.click({ position: { x: box.width / 2, y: box.height / 2 } });
+    await expect(details).toBeVisible({ timeout: 1000 });
+  }).toPass({ timeout: 20_000 });
+  await expect(details).toHaveAttribute('data-node-id', 'click:0');
+  await expect(dashboard.testId('node-details-name')).toHaveText('click_0');
+  await expect(dashboard.testId('node-neighbor')).toHaveCount(11);
+});
+
 test('kinds can be hidden and shown again', async ({ dashboard, api }) => {
   await api.batch(nodeOps('kinds', 4));
   await dashboard.open();
