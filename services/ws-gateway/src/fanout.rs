@@ -205,7 +205,7 @@ impl Fanout {
                     None => return None,
                 },
                 _ = ping.tick() => {
-                    match tokio::time::timeout(self.ping_every, sink.ping::<String>()).await {
+                    match tokio::time::timeout(self.ping_every, sink.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return Some(format!("ping failed: {e}")),
                         Err(_) => return Some("ping timed out".into()),
