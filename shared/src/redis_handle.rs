@@ -43,6 +43,16 @@ impl RedisHandle {
         &self.client
     }
 
+    /// A dedicated connection for blocking reads (`XREAD`/`XREADGROUP … BLOCK`), so they never delay the shared
+    /// one. Its response timeout is the block time plus a margin: the default one is shorter than a block and
+    /// would end every idle read with a time-out.
+    pub async fn blocking_connection(&self, block: Duration) -> Result<redis::aio::MultiplexedConnection, RedisError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(block + Duration::from_secs(5)));
+        self.client.get_multiplexed_async_connection_with_config(&config).await
+    }
+
     /// `PING`: true when Redis answers.
     pub async fn ping(&self) -> bool {
         let mut conn = self.conn();
