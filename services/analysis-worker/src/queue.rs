@@ -91,7 +91,7 @@ async fn next_job(
         }
     }
     // A blocking read gets its own connection, so it never delays the shared one.
-    let mut blocking = runner.redis.client().get_multiplexed_async_connection().await?;
+    let mut blocking = runner.redis.blocking_connection(Duration::from_millis(READ_BLOCK_MS)).await?;
     let mut cmd = redis::cmd("XREADGROUP");
     cmd.arg("GROUP")
         .arg(JOBS_GROUP)
