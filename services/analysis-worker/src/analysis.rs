@@ -8,6 +8,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
+    time::{Duration, Instant},
 };
 
 use rayon::prelude::*;
@@ -56,6 +57,15 @@ impl Report {
     }
 }
 
+/// Wall time of each step of an in-memory analysis (for benchmarks and logs).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    pub load: Duration,
+    pub parse: Duration,
+    pub resolve: Duration,
+    pub build: Duration,
+}
+
 /// The result of an in-memory analysis.
 pub struct Analysis {
     pub resolved: Resolved,
@@ -63,6 +73,7 @@ pub struct Analysis {
     /// Path → content hash of every analysed file.
     pub hashes: BTreeMap<String, String>,
     pub report: Report,
+    pub timings: Timings,
 }
 
 /// Raised when a cancel request arrives during the analysis.
@@ -129,9 +140,13 @@ impl Analyzer {
 
     /// Discovered files → desired graph. `root_name` names the root directory node.
     pub fn run(&mut self, found: &Discovered, root_name: &str, hooks: &Hooks) -> Result<Analysis, Cancelled> {
+        let started = Instant::now();
         let mut report = Report::default();
         let loaded = load(found, &mut report);
-        self.analyze(loaded, report, root_name, hooks)
+        let load_time = started.elapsed();
+        let mut a = self.analyze(loaded, report, root_name, hooks)?;
+        a.timings.load = load_time;
+        Ok(a)
     }
 
     /// Parses (what changed), resolves and builds. Files are analysed in path order.
@@ -142,6 +157,8 @@ impl Analyzer {
         root_name: &str,
         hooks: &Hooks,
     ) -> Result<Analysis, Cancelled> {
+        let mut timings = Timings::default();
+        let started = Instant::now();
         loaded.sort_by(|a, b| a.path.cmp(&b.path));
         let done = AtomicUsize::new(0);
         let parsed: Vec<Result<(String, Cached), (String, String)>> = loaded
@@ -189,14 +206,19 @@ impl Analyzer {
             }
         }
         self.cache = cache;
+        timings.parse = started.elapsed();
+        let started = Instant::now();
         let resolved = resolve::resolve(files);
         for (f, l) in resolved.files.iter().zip(&resolved.links) {
             let c = report.calls.entry(f.language.name()).or_default();
             c.resolved += l.counts.resolved;
             c.unresolved += l.counts.unresolved;
         }
+        timings.resolve = started.elapsed();
+        let started = Instant::now();
         let graph = desired::build(&resolved, root_name);
-        Ok(Analysis { resolved, graph, hashes, report })
+        timings.build = started.elapsed();
+        Ok(Analysis { resolved, graph, hashes, report, timings })
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`symbols`] and [`resolve`] link them (pass 2), [`desired`] turns that into nodes and relationships by owner,
 //! [`analysis`] runs those steps in memory. Everything after that talks to Redis.
 
+pub mod alloc;
 pub mod analysis;
 pub mod current;
 pub mod delta;

@@ -15,6 +15,9 @@ use analysis_worker::{
 use clap::{Parser, Subcommand};
 use codegraph_shared::{functions::ensure_loaded, project::ProjectName, redis_handle::RedisHandle, shutdown::Shutdown};
 
+#[global_allocator]
+static ALLOCATOR: analysis_worker::alloc::Allocator = analysis_worker::alloc::Allocator;
+
 #[derive(Parser)]
 #[command(name = "analysis-worker", about = "Turns repositories into the code graph")]
 struct Cli {

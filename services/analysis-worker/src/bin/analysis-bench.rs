@@ -1,7 +1,8 @@
 //! Benchmarks of the analysis-worker, on real corpora and a private redis-server:
 //!
-//! - `memory <dir>…`: discovery, reading, parsing and resolution in memory (no Redis), median of 5 runs;
-//!   prints files/s, lines/s and the call-resolution rate per language.
+//! - `memory <dir>…`: discovery, reading, parsing and resolution in memory (no Redis), median of 7 runs;
+//!   prints files/s, lines/s, CPU time per file, the wall time of each step and the call-resolution rate per
+//!   language.
 //! - `redis <dir>`: end to end into a fresh project on a private redis-server (every CDC event written),
 //!   median of 3 runs.
 //! - `incremental [files]`: a generated project (default 2,000 files) under watch mode; one file edited at a
@@ -24,35 +25,66 @@ use codegraph_shared::{
     testing::RedisServer,
 };
 
+#[global_allocator]
+static ALLOCATOR: analysis_worker::alloc::Allocator = analysis_worker::alloc::Allocator;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
+/// CPU time (user + system) of this process so far, in seconds: on a shared machine wall time says little.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn memory(dirs: &[PathBuf]) {
     for dir in dirs {
-        let mut times = Vec::new();
+        let (mut times, mut cpus) = (Vec::new(), Vec::new());
+        let mut phases: [Vec<f64>; 5] = Default::default();
         let mut last = None;
-        for _ in 0..5 {
-            let start = Instant::now();
+        for _ in 0..7 {
+            let (start, cpu) = (Instant::now(), cpu_seconds());
             let found = discover(dir, 1024 * 1024);
+            let discovered = start.elapsed();
             let a = Analyzer::new().run(&found, "bench", &Hooks::none()).expect("not cancelled");
             times.push(start.elapsed().as_secs_f64());
+            cpus.push(cpu_seconds() - cpu);
+            let t = &a.timings;
+            for (v, d) in phases.iter_mut().zip([discovered, t.load, t.parse, t.resolve, t.build]) {
+                v.push(d.as_secs_f64() * 1000.0);
+            }
             last = Some(a);
         }
         let a = last.unwrap();
-        let t = median(times);
+        let (t, cpu) = (median(times), median(cpus));
         let r = &a.report;
         println!(
-            "memory {}: {} files, {} lines, median {:.3}s → {:.0} files/s, {:.0} lines/s; {} nodes, {} relationships",
+            "memory {}: {} files, {} lines, median {:.3}s → {:.0} files/s, {:.0} lines/s; CPU {:.3}s = {:.2} ms/file \
+             ({:.0} files/s per CPU-second); {} nodes, {} relationships",
             dir.display(),
             r.files,
             r.lines,
             t,
             r.files as f64 / t,
             r.lines as f64 / t,
+            cpu,
+            cpu * 1000.0 / r.files as f64,
+            r.files as f64 / cpu,
             a.graph.node_count(),
             a.graph.rel_count()
+        );
+        let [discover_ms, load_ms, parse_ms, resolve_ms, build_ms] = phases.map(median);
+        println!(
+            "  wall medians: discover {discover_ms:.0} ms, read {load_ms:.0} ms, parse+extract {parse_ms:.0} ms, \
+             resolve {resolve_ms:.0} ms, build {build_ms:.0} ms"
         );
         for (lang, c) in &r.calls {
             let total = c.resolved + c.unresolved;

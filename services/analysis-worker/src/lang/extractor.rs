@@ -98,6 +98,24 @@ impl<'s> Extractor<'s> {
     }
 }
 
+/// Calls `f` on each child of `node`, in order. Leaves (most of a tree's nodes) return at once, without the
+/// cursor a child walk allocates.
+pub fn each_child<'t>(node: Node<'t>, mut f: impl FnMut(Node<'t>)) {
+    if node.child_count() == 0 {
+        return;
+    }
+    let mut cursor = node.walk();
+    if !cursor.goto_first_child() {
+        return;
+    }
+    loop {
+        f(cursor.node());
+        if !cursor.goto_next_sibling() {
+            break;
+        }
+    }
+}
+
 /// Syntax errors (ERROR and MISSING nodes) in a tree, looking only into subtrees that have some.
 pub fn count_errors(node: Node) -> u32 {
     if !node.has_error() {

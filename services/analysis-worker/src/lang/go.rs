@@ -5,7 +5,7 @@
 
 use tree_sitter::{Node, Tree};
 
-use super::{Extractor, Language, LanguageAnalyzer};
+use super::{extractor::each_child, Extractor, Language, LanguageAnalyzer};
 use crate::facts::{Callee, DefKind, FileFacts, Import};
 
 pub struct Go;
@@ -61,10 +61,7 @@ impl Walk {
     }
 
     fn children(&mut self, x: &mut Extractor, node: Node) {
-        let mut cursor = node.walk();
-        for child in node.children(&mut cursor) {
-            self.visit(x, child);
-        }
+        each_child(node, |child| self.visit(x, child));
     }
 
     fn method(&mut self, x: &mut Extractor, node: Node) {

@@ -4,7 +4,7 @@
 
 use tree_sitter::{Node, Tree};
 
-use super::{Extractor, Language, LanguageAnalyzer};
+use super::{extractor::each_child, Extractor, Language, LanguageAnalyzer};
 use crate::facts::{Base, BaseRelation, Callee, DefKind, FileFacts, Import};
 
 pub struct Java;
@@ -75,10 +75,7 @@ fn visit(x: &mut Extractor, node: Node) {
 }
 
 fn children(x: &mut Extractor, node: Node) {
-    let mut cursor = node.walk();
-    for child in node.children(&mut cursor) {
-        visit(x, child);
-    }
+    each_child(node, |child| visit(x, child));
 }
 
 fn class(x: &mut Extractor, node: Node, subkind: &'static str) {

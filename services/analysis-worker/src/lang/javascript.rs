@@ -7,7 +7,9 @@
 
 use tree_sitter::{Node, Tree};
 
-use super::{extractor::path_segments, Extractor, Language, LanguageAnalyzer};
+use super::{
+    extractor::{each_child, path_segments},
+    Extractor, Language, LanguageAnalyzer};
 use crate::facts::{Base, BaseRelation, Callee, DefKind, FileFacts, Import};
 
 pub struct JavaScript;
@@ -79,10 +81,7 @@ impl Walk {
     }
 
     fn children(&mut self, x: &mut Extractor, node: Node) {
-        let mut cursor = node.walk();
-        for child in node.children(&mut cursor) {
-            self.visit(x, child);
-        }
+        each_child(node, |child| self.visit(x, child));
     }
 
     fn function(&mut self, x: &mut Extractor, node: Node, field: &str, kind: DefKind) {

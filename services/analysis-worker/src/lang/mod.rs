@@ -3,7 +3,7 @@
 //! An analyzer parses one file with its tree-sitter grammar and returns [`FileFacts`]; it never looks at other
 //! files. Adding a language is one new file here and one line in [`Language::ALL`] / [`analyzer`].
 
-mod extractor;
+pub(crate) mod extractor;
 pub mod go;
 pub mod java;
 pub mod javascript;
@@ -154,6 +154,7 @@ pub fn analyze_source(language: Language, path: &str, source: &str) -> Result<Fi
         let parser = match parsers.entry(language) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
+                crate::alloc::route_tree_sitter();
                 let mut p = tree_sitter::Parser::new();
                 p.set_language(&language.grammar())
                     .map_err(|e| ExtractError::Grammar(language.name(), e.to_string()))?;

@@ -3,7 +3,7 @@
 
 use tree_sitter::{Node, Tree};
 
-use super::{Extractor, Language, LanguageAnalyzer};
+use super::{extractor::each_child, Extractor, Language, LanguageAnalyzer};
 use crate::facts::{Base, BaseRelation, Callee, DefKind, FileFacts, Import};
 
 pub struct Python;
@@ -57,10 +57,7 @@ impl Walk {
     }
 
     fn children(&mut self, x: &mut Extractor, node: Node) {
-        let mut cursor = node.walk();
-        for child in node.children(&mut cursor) {
-            self.visit(x, child);
-        }
+        each_child(node, |child| self.visit(x, child));
     }
 
     fn class(&mut self, x: &mut Extractor, node: Node) {
