@@ -226,20 +226,34 @@ impl Fanout {
         }
     }
 
+    /// Adds the client to its project's room; returns the room's channel and whether the room is not active yet.
+    fn enter(&mut self, client: Arc<Client>, project: &ProjectName) -> (String, bool) {
+        let channel = RedisNames::new(project).events_channel();
+        let room = self.rooms.entry(channel.clone()).or_insert_with(|| Room::new(project));
+        room.clients.push(client);
+        let inactive = !room.active;
+        (channel, inactive)
+    }
+
+    /// Removes the client from its project's room; returns the channel when the room is now empty (and gone).
+    fn exit(&mut self, client_id: u64, project: &ProjectName) -> Option<String> {
+        let channel = RedisNames::new(project).events_channel();
+        let room = self.rooms.get_mut(&channel)?;
+        room.clients.retain(|c| c.id() != client_id);
+        if !room.clients.is_empty() {
+            return None;
+        }
+        self.rooms.remove(&channel);
+        Some(channel)
+    }
+
     fn apply_offline(&mut self, cmd: Command) {
         match cmd {
             Command::Join { client, project } => {
-                let channel = RedisNames::new(&project).events_channel();
-                self.rooms.entry(channel).or_insert_with(|| Room::new(&project)).clients.push(client);
+                self.enter(client, &project);
             }
             Command::Leave { client_id, project } => {
-                let channel = RedisNames::new(&project).events_channel();
-                if let Some(room) = self.rooms.get_mut(&channel) {
-                    room.clients.retain(|c| c.id() != client_id);
-                    if room.clients.is_empty() {
-                        self.rooms.remove(&channel);
-                    }
-                }
+                self.exit(client_id, &project);
             }
             Command::WhenActive { project, reply } => self.when_active(&project, reply),
         }
@@ -249,21 +263,13 @@ impl Fanout {
     async fn apply_online(&mut self, cmd: Command, sink: &mut PubSubSink) -> Result<(), Lost> {
         match cmd {
             Command::Join { client, project } => {
-                let channel = RedisNames::new(&project).events_channel();
-                let room = self.rooms.entry(channel.clone()).or_insert_with(|| Room::new(&project));
-                room.clients.push(client);
-                if !room.active {
+                if let (channel, true) = self.enter(client, &project) {
                     self.open_room(&channel, sink).await?;
                 }
             }
             Command::Leave { client_id, project } => {
-                let channel = RedisNames::new(&project).events_channel();
-                if let Some(room) = self.rooms.get_mut(&channel) {
-                    room.clients.retain(|c| c.id() != client_id);
-                    if room.clients.is_empty() {
-                        self.rooms.remove(&channel);
-                        sink.unsubscribe(&channel).await.map_err(|e| format!("UNSUBSCRIBE failed: {e}"))?;
-                    }
+                if let Some(channel) = self.exit(client_id, &project) {
+                    sink.unsubscribe(&channel).await.map_err(|e| format!("UNSUBSCRIBE failed: {e}"))?;
                 }
             }
             Command::WhenActive { project, reply } => self.when_active(&project, reply),

@@ -77,29 +77,11 @@ impl EventFilter {
                 Some(mask)
             }
         };
-        let entity_kinds = match spec.entity_kinds {
-            None => None,
-            Some(list) => {
-                if list.len() > MAX_ENTITY_KINDS {
-                    return Err(BadFilter(format!("at most {MAX_ENTITY_KINDS} entity kinds")));
-                }
-                if let Some(bad) = list.iter().find(|k| k.is_empty() || k.len() > 64) {
-                    return Err(BadFilter(format!("bad entity kind {:?}", clip(bad))));
-                }
-                Some(list.into_iter().map(String::into_boxed_str).collect())
-            }
-        };
+        let entity_kinds =
+            spec.entity_kinds.map(|l| bounded_list(l, "entity kinds", MAX_ENTITY_KINDS, 64)).transpose()?;
         let node_ids = match spec.node_ids {
             None => None,
-            Some(list) => {
-                if list.len() > MAX_NODE_IDS {
-                    return Err(BadFilter(format!("at most {MAX_NODE_IDS} node ids")));
-                }
-                if let Some(bad) = list.iter().find(|id| id.is_empty() || id.len() > 512) {
-                    return Err(BadFilter(format!("bad node id {:?}", clip(bad))));
-                }
-                Some(list.into_iter().map(String::into_boxed_str).collect())
-            }
+            Some(l) => Some(bounded_list(l, "node ids", MAX_NODE_IDS, 512)?.into_iter().collect()),
         };
         Ok(Self { projects, event_types, entity_kinds, node_ids })
     }
@@ -168,6 +150,17 @@ pub fn parse_projects<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<Pr
         return Err(BadFilter("name at least one project".into()));
     }
     Ok(out)
+}
+
+/// At most `max_items` non-empty strings of at most `max_len` bytes.
+fn bounded_list(list: Vec<String>, what: &str, max_items: usize, max_len: usize) -> Result<Vec<Box<str>>, BadFilter> {
+    if list.len() > max_items {
+        return Err(BadFilter(format!("at most {max_items} {what}")));
+    }
+    if let Some(bad) = list.iter().find(|s| s.is_empty() || s.len() > max_len) {
+        return Err(BadFilter(format!("bad entry in {what}: {:?}", clip(bad))));
+    }
+    Ok(list.into_iter().map(String::into_boxed_str).collect())
 }
 
 fn clip(s: &str) -> String {

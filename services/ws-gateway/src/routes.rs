@@ -52,12 +52,8 @@ async fn filtered(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let opening = admit(&gw, &headers, &q).map(|()| Opening::Serve {
-        endpoint: Endpoint::Filtered,
-        projects: Vec::new(),
-        since: None,
-    });
-    upgrade(gw, ws, Ok(opening.unwrap_or_else(|o| o)))
+    let opening = admit(&gw, &headers, &q).map(|()| serve(Endpoint::Filtered));
+    upgrade(gw, ws, opening)
 }
 
 /// `/ws/status?token=…`: the status, pushed every few seconds.
@@ -67,12 +63,13 @@ async fn status_ws(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let opening = admit(&gw, &headers, &q).map(|()| Opening::Serve {
-        endpoint: Endpoint::Status,
-        projects: Vec::new(),
-        since: None,
-    });
-    upgrade(gw, ws, Ok(opening.unwrap_or_else(|o| o)))
+    let opening = admit(&gw, &headers, &q).map(|()| serve(Endpoint::Status));
+    upgrade(gw, ws, opening)
+}
+
+/// An endpoint whose subscription (if any) comes later, by message.
+fn serve(endpoint: Endpoint) -> Opening {
+    Opening::Serve { endpoint, projects: Vec::new(), since: None }
 }
 
 async fn status(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {

@@ -113,21 +113,34 @@ impl Bench {
         bench
     }
 
-    async fn wait_ready(&self) {
+    async fn get(&self, path: &str) -> Option<Vec<u8>> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = TcpStream::connect(self.addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.ok()?;
+        Some(out)
+    }
+
+    async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut s) = TcpStream::connect(self.addr).await {
-                let _ = s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
-                let mut out = Vec::new();
-                let _ = s.read_to_end(&mut out).await;
-                if out.starts_with(b"HTTP/1.1 200") {
-                    return;
-                }
-            }
+        while !self.get("/ready").await.is_some_and(|r| r.starts_with(b"HTTP/1.1 200")) {
             assert!(Instant::now() < deadline, "gateway not ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The gateway's own publish-to-send histogram (ms buckets, cumulative since start), from `/status`.
+    async fn gateway_latency(&self) -> String {
+        let Some(reply) = self.get("/status").await else { return "no /status".into() };
+        let body = reply.windows(4).position(|w| w == b"\r\n\r\n").map(|i| &reply[i + 4..]).unwrap_or(&[]);
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let l = &v["latency_ms"];
+        format!(
+            "gateway's own publish-to-send (ms buckets, whole run): p50 ≤ {} ms, p99 ≤ {} ms",
+            l["p50_le"], l["p99_le"]
+        )
     }
 
     /// The gateway's resident memory, in KiB.
@@ -332,6 +345,7 @@ async fn throughput(clients: usize, rates: &[u64], seconds: u64) {
         table_header();
         let ours = measure(&bench, vec![("gateway", bench.gateway_clients(clients).await)], rate, seconds).await;
         ours[0].print();
+        eprintln!("{}", bench.gateway_latency().await);
         // Let the gateway notice the closed sockets before the baseline runs.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let base = measure(&bench, vec![("redis", bench.redis_subscribers(clients).await)], rate, seconds).await;
@@ -353,6 +367,7 @@ async fn latency(clients: usize, rate: u64, seconds: u64) {
     m[0].print();
     m[1].print();
     ratio(&m[0], &m[1]);
+    println!("{}", bench.gateway_latency().await);
 }
 
 fn raise_fd_limit() {
