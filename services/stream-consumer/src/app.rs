@@ -10,7 +10,7 @@ use crate::{
     http,
     ownership::run_sink,
     settings::Settings,
-    sinks::{falkordb::FalkorDbSink, Sink},
+    sinks::{falkordb::FalkorDbSink, memgraph::MemgraphSink, Sink},
     status::StatusBoard,
     worker::SinkContext,
 };
@@ -19,6 +19,7 @@ use crate::{
 #[derive(Default)]
 pub struct ActiveSinks {
     pub falkordb: Option<Arc<FalkorDbSink>>,
+    pub memgraph: Option<Arc<MemgraphSink>>,
 }
 
 impl ActiveSinks {
@@ -28,8 +29,7 @@ impl ActiveSinks {
             sinks.falkordb = Some(Arc::new(FalkorDbSink::new(&settings.sinks.falkordb)?));
         }
         if settings.sinks.memgraph.enabled() {
-            // Its Cypher exists (sinks::memgraph::query) but not its Bolt transport yet.
-            tracing::error!(url = %settings.sinks.memgraph.url, "the memgraph sink has no Bolt transport yet; not feeding it");
+            sinks.memgraph = Some(Arc::new(MemgraphSink::new(&settings.sinks.memgraph)?));
         }
         Ok(sinks)
     }
@@ -39,6 +39,9 @@ impl ActiveSinks {
         if self.falkordb.is_some() {
             names.push(FalkorDbSink::NAME);
         }
+        if self.memgraph.is_some() {
+            names.push(MemgraphSink::NAME);
+        }
         names
     }
 
@@ -46,6 +49,9 @@ impl ActiveSinks {
     pub async fn ping(&self) -> Vec<(&'static str, bool)> {
         let mut out = Vec::new();
         if let Some(s) = &self.falkordb {
+            out.push((s.name(), s.ping().await));
+        }
+        if let Some(s) = &self.memgraph {
             out.push((s.name(), s.ping().await));
         }
         out
@@ -63,6 +69,9 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     let mut tasks = Vec::new();
     if let Some(sink) = &sinks.falkordb {
+        tasks.push(tokio::spawn(run_sink(context(sink, &redis, &settings, &consumer, &board), shutdown.clone())));
+    }
+    if let Some(sink) = &sinks.memgraph {
         tasks.push(tokio::spawn(run_sink(context(sink, &redis, &settings, &consumer, &board), shutdown.clone())));
     }
     let state = http::AppState { redis, sinks, board, consumer };

@@ -12,7 +12,7 @@ use stream_consumer::{
     redrive::redrive,
     replay::{Replay, ReplayFrom},
     settings::{Settings, SERVICE},
-    sinks::falkordb::FalkorDbSink,
+    sinks::{falkordb::FalkorDbSink, memgraph::MemgraphSink, Sink},
 };
 
 #[derive(Parser)]
@@ -107,17 +107,11 @@ async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 (Some(id), false) if id == "0" || id == "0-0" => ReplayFrom::Start,
                 (Some(id), false) => ReplayFrom::Id(id.parse()?),
             };
-            let sink = open_sink(&settings, &sink)?;
-            let redis = RedisHandle::open(&settings.redis.url)?;
-            let replay = Replay {
-                sink: sink.as_ref(),
-                redis: &redis,
-                settings: &settings.consumer,
-                project: ProjectName::parse(&project)?,
-                batch,
-                show_progress: true,
+            let project = ProjectName::parse(&project)?;
+            let report = match open_sink(&settings, &sink)? {
+                Named::FalkorDb(s) => replay(&settings, s.as_ref(), project, batch, from).await?,
+                Named::Memgraph(s) => replay(&settings, s.as_ref(), project, batch, from).await?,
             };
-            let report = replay.run(from).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
@@ -131,20 +125,46 @@ async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq { action: DlqAction::Redrive { sink, project, id } } => {
-            let sink = open_sink(&settings, &sink)?;
             let redis = RedisHandle::open(&settings.redis.url)?;
-            let report = redrive(sink.as_ref(), &redis, &ProjectName::parse(&project)?, id.as_deref()).await?;
+            let project = ProjectName::parse(&project)?;
+            let report = match open_sink(&settings, &sink)? {
+                Named::FalkorDb(s) => redrive(s.as_ref(), &redis, &project, id.as_deref()).await?,
+                Named::Memgraph(s) => redrive(s.as_ref(), &redis, &project, id.as_deref()).await?,
+            };
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
     }
 }
 
+async fn replay<S: Sink>(
+    settings: &Settings,
+    sink: &S,
+    project: ProjectName,
+    batch: usize,
+    from: ReplayFrom,
+) -> anyhow::Result<stream_consumer::replay::ReplayReport> {
+    let redis = RedisHandle::open(&settings.redis.url)?;
+    let replay = Replay { sink, redis: &redis, settings: &settings.consumer, project, batch, show_progress: true };
+    replay.run(from).await
+}
+
+/// A sink chosen by name on the command line.
+enum Named {
+    FalkorDb(Arc<FalkorDbSink>),
+    Memgraph(Arc<MemgraphSink>),
+}
+
 /// The named sink, which must have a URL.
-fn open_sink(settings: &Settings, name: &str) -> anyhow::Result<Arc<FalkorDbSink>> {
+fn open_sink(settings: &Settings, name: &str) -> anyhow::Result<Named> {
     let sinks = ActiveSinks::from_settings(settings)?;
     match name {
-        FalkorDbSink::NAME => sinks.falkordb.context("CODEGRAPH__SINKS__FALKORDB__URL is not set"),
-        other => bail!("unknown sink {other:?} (known: {})", FalkorDbSink::NAME),
+        FalkorDbSink::NAME => {
+            Ok(Named::FalkorDb(sinks.falkordb.context("CODEGRAPH__SINKS__FALKORDB__URL is not set")?))
+        }
+        MemgraphSink::NAME => {
+            Ok(Named::Memgraph(sinks.memgraph.context("CODEGRAPH__SINKS__MEMGRAPH__URL is not set")?))
+        }
+        other => bail!("unknown sink {other:?} (known: {}, {})", FalkorDbSink::NAME, MemgraphSink::NAME),
     }
 }

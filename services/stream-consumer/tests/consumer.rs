@@ -15,8 +15,14 @@ use codegraph_shared::{
     testing::{free_port, wait_for_port, RedisServer},
 };
 use stream_consumer::{
-    sinks::falkordb::FalkorClient,
-    test_support::{dump_falkordb, expected_from_redis, mixed_mutations, start_falkordb, GraphDump},
+    sinks::{
+        falkordb::FalkorClient,
+        memgraph::{MemgraphSettings, MemgraphSink},
+    },
+    test_support::{
+        dump_falkordb, dump_memgraph, expected_from_redis, falkordb_with_bolt, mixed_mutations, start_falkordb,
+        GraphDump,
+    },
 };
 
 struct Env {
@@ -61,7 +67,11 @@ impl Env {
     }
 
     fn cli(&self, args: &[&str]) -> Output {
-        let out = self.command("cli", &[]).args(args).output().unwrap();
+        self.cli_with(args, &[])
+    }
+
+    fn cli_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let out = self.command("cli", extra).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         out
     }
@@ -257,4 +267,47 @@ async fn the_stream_is_trimmed_only_below_what_every_group_acknowledged() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop(&mut c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memgraph_sink_is_fed_over_bolt_next_to_falkordb() {
+    let env = Env::start();
+    let (_bolt_server, port) = falkordb_with_bolt();
+    let url = format!("bolt://127.0.0.1:{port}");
+    // FalkorDB's Bolt port cannot bind parameters of any size (see the README); Memgraph does not need this.
+    let memgraph =
+        [("CODEGRAPH__SINKS__MEMGRAPH__URL", url.as_str()), ("CODEGRAPH__SINKS__MEMGRAPH__INLINE_PARAMETERS", "true")];
+    let (mut c, addr) = env.consumer("consumer-m", &memgraph);
+    let (mut conn, writer, names) = env.writer("bolted").await;
+    mixed_mutations(&mut conn, &writer, 51, 40, 30).await;
+    env.wait_equal(&names, Duration::from_secs(30)).await;
+
+    let sink = MemgraphSink::new(&MemgraphSettings { url: url.clone(), inline_parameters: true, ..Default::default() })
+        .unwrap();
+    let wait_memgraph_equal = || async {
+        let start = Instant::now();
+        loop {
+            let want = expected_from_redis(&mut env.redis.connection(), &names);
+            let got = dump_memgraph(&sink, "bolted").await.unwrap_or_default();
+            if got == want {
+                return got;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "memgraph sink not equal: {}", got.diff(&want));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let fed = wait_memgraph_equal().await;
+    assert!(fed.nodes.len() > 30, "{} nodes", fed.nodes.len());
+
+    let status: serde_json::Value = reqwest::get(format!("http://{addr}/status")).await.unwrap().json().await.unwrap();
+    assert_eq!(status["sinks"]["memgraph"]["bolted"]["state"], "running", "{status}");
+    let ready: serde_json::Value = reqwest::get(format!("http://{addr}/ready")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["sinks"]["memgraph"], true, "{ready}");
+    stop(&mut c);
+
+    // Replay into the Memgraph sink from a snapshot gives the same state.
+    let out = env.cli_with(&["replay", "--sink", "memgraph", "--project", "bolted", "--from-snapshot"], &memgraph);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["snapshot_entities"].as_u64().unwrap() > 30, "{report}");
+    assert_eq!(wait_memgraph_equal().await, fed);
 }

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use crate::sinks::{
-    mapping::{props_json, Props},
+    falkordb::query::{ident, literal, string},
+    mapping::{props_json, PropValue, Props},
     plan::{ChangeSet, Plan, Removal, Step},
 };
 
@@ -30,6 +31,20 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// The statement with its parameters written into the text as Cypher literals (`CYPHER name=value … query`,
+    /// FalkorDB's form), for a server that cannot bind them.
+    pub fn inlined(&self) -> String {
+        let mut out = String::from("CYPHER ");
+        for (name, value) in self.params.as_object().into_iter().flatten() {
+            out.push_str(&ident(name));
+            out.push('=');
+            json_literal(value, &mut out);
+            out.push(' ');
+        }
+        out.push_str(&self.text);
+        out
+    }
+
     fn new(text: impl Into<String>, project: &str, rows: Option<Vec<Value>>) -> Self {
         let mut params = json!({"project": project});
         if let Some(rows) = rows {
@@ -54,6 +69,40 @@ pub fn plan_statements(project: &str, plan: &Plan, known_labels: &BTreeSet<Strin
     record.params["last_id"] = Value::String(plan.last_id.to_string());
     out.push(record);
     out
+}
+
+fn json_literal(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => out.push_str(&i.to_string()),
+            None => out.push_str(&literal(&PropValue::Float(n.as_f64().unwrap_or(f64::NAN)))),
+        },
+        Value::String(s) => out.push_str(&string(s)),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_literal(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&ident(k));
+                out.push(':');
+                json_literal(item, out);
+            }
+            out.push('}');
+        }
+    }
 }
 
 fn props(p: &Props, project: &str) -> Value {
@@ -202,6 +251,18 @@ mod tests {
         for st in &s {
             assert!(!st.text.contains("'"), "values are parameters, never literals: {}", st.text);
         }
+    }
+
+    #[test]
+    fn inlined_parameters_are_escaped_literals() {
+        let s = Statement {
+            text: "RETURN $rows".into(),
+            params: json!({"project": "p", "rows": [{"id": "it's", "x": 1.5, "n": null, "ok": true, "weird key": [2]}]}),
+        };
+        assert_eq!(
+            s.inlined(),
+            r"CYPHER project='p' rows=[{id:'it\'s',n:null,ok:true,`weird key`:[2],x:1.5}] RETURN $rows"
+        );
     }
 
     #[test]
