@@ -90,7 +90,7 @@ async fn a_slow_client_is_cut_with_4008_and_the_fast_ones_stay_fast() {
         assert_eq!(ids, stream, "a fast client got every event");
         latencies.sort_unstable();
         let p99 = latencies[latencies.len() * 99 / 100];
-        assert!(p99 <= 250, "fast clients' p99 publish-to-receive latency {p99} ms while a client was slow");
+        assert!(p99 <= 500, "fast clients' p99 publish-to-receive latency {p99} ms while a client was slow");
     }
 
     // The cut client resumes from its last id and gets the rest.

@@ -72,7 +72,7 @@ async fn clients_that_stop_answering_pings_are_dropped() {
     let redis = RedisServer::start();
     let gw = GatewayProcess::start(
         &redis.url(),
-        &[("CODEGRAPH__GATEWAY__PING_INTERVAL_MS", "200"), ("CODEGRAPH__GATEWAY__PONG_TIMEOUT_MS", "300")],
+        &[("CODEGRAPH__GATEWAY__PING_INTERVAL_MS", "300"), ("CODEGRAPH__GATEWAY__PONG_TIMEOUT_MS", "1000")],
     );
     gw.wait_ready().await;
     // This client reads (and so answers pings, which tungstenite does as it reads).
@@ -88,7 +88,7 @@ async fn clients_that_stop_answering_pings_are_dropped() {
                 }
             }
         };
-        if let Ok(end) = tokio::time::timeout(Duration::from_millis(1500), read).await {
+        if let Ok(end) = tokio::time::timeout(Duration::from_millis(2500), read).await {
             panic!("the answering client was dropped: {end}");
         }
         alive
