@@ -16,8 +16,7 @@ fn now_ms() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_client_is_cut_with_4008_and_the_fast_ones_stay_fast() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[("CODEGRAPH__GATEWAY__OUTBOX_MAX_BYTES", "262144")]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[("CODEGRAPH__GATEWAY__OUTBOX_MAX_BYTES", "262144")]).await;
 
     // The slow client connects and then reads nothing.
     let mut slow = connect(&gw.ws("/ws/events?project=p&since=0")).await;

@@ -20,8 +20,7 @@ async fn refused_with(url: &str, headers: &[(&str, &str)]) -> (Option<u16>, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_unknown_messages_get_errors_and_the_feed_goes_on() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     let mut ws = connect(&gw.ws("/ws/events?project=p")).await;
     wait_for_type(&mut ws, "subscribed").await;
     for (text, code) in [
@@ -51,8 +50,7 @@ async fn garbage_and_unknown_messages_get_errors_and_the_feed_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_violations_close_with_44xx() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[("CODEGRAPH__GATEWAY__MAX_MESSAGE_BYTES", "1024")]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[("CODEGRAPH__GATEWAY__MAX_MESSAGE_BYTES", "1024")]).await;
 
     // Bad query: unknown since, bad project names.
     for q in ["since=abc", "since=1-2-3", "since=", "project=a%20b", "project=", "project=ok,no{pe}"] {
@@ -88,8 +86,7 @@ async fn protocol_violations_close_with_44xx() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_filters_are_refused_and_the_old_filter_stays() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     let mut ws = connect(&gw.ws("/ws/events/filtered")).await;
     send_json(&mut ws, json!({"type": "subscribe", "filter": {"projects": ["p"], "entity_kinds": ["node"]}})).await;
     wait_for_type(&mut ws, "subscribed").await;
@@ -119,15 +116,15 @@ async fn bad_filters_are_refused_and_the_old_filter_stays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_origins_and_the_connection_limit() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(
+    let gw = GatewayProcess::ready(
         &redis.url(),
         &[
             ("CODEGRAPH__GATEWAY__TOKENS", "alpha-token,beta-token"),
             ("CODEGRAPH__GATEWAY__ALLOWED_ORIGINS", "http://127.0.0.1:8080"),
             ("CODEGRAPH__GATEWAY__MAX_CONNECTIONS", "3"),
         ],
-    );
-    gw.wait_ready().await;
+    )
+    .await;
     let base = gw.ws("/ws/events?project=p");
     assert_eq!(refused_with(&base, &[]).await.0, Some(4401), "no token");
     assert_eq!(refused_with(&format!("{base}&token=wrong"), &[]).await.0, Some(4401));

@@ -10,8 +10,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mutation_arrives_in_order_as_the_envelope() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     let mut a = connect(&gw.ws("/ws/events?project=alpha")).await;
     let mut b = connect(&gw.ws("/ws/events?project=alpha,beta")).await;
     assert_eq!(wait_for_type(&mut a, "subscribed").await["filter"]["projects"], json!(["alpha"]));
@@ -54,8 +53,7 @@ async fn every_mutation_arrives_in_order_as_the_envelope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_select_and_can_change() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     let mut ws = connect(&gw.ws("/ws/events/filtered")).await;
     send_json(
         &mut ws,
@@ -112,8 +110,7 @@ async fn filters_select_and_can_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_resume_replays_through_the_filter() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     let mut w = Writer::new(&redis.url(), "p").await;
     let start = w.upsert("a", 0).await.unwrap();
     let mut expected = Vec::new();

@@ -12,8 +12,7 @@ use futures_util::StreamExt;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_status_and_metrics() {
     let mut redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[("CODEGRAPH__GATEWAY__STATUS_INTERVAL_MS", "200")]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[("CODEGRAPH__GATEWAY__STATUS_INTERVAL_MS", "200")]).await;
     let health: serde_json::Value = reqwest::get(gw.http("/health")).await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
 
@@ -70,11 +69,11 @@ async fn health_ready_status_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_stop_answering_pings_are_dropped() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(
+    let gw = GatewayProcess::ready(
         &redis.url(),
         &[("CODEGRAPH__GATEWAY__PING_INTERVAL_MS", "300"), ("CODEGRAPH__GATEWAY__PONG_TIMEOUT_MS", "1000")],
-    );
-    gw.wait_ready().await;
+    )
+    .await;
     // This client reads (and so answers pings, which tungstenite does as it reads).
     let mut alive = connect(&gw.ws("/ws/events?project=p")).await;
     // This one never reads again after the handshake: it answers no ping.
@@ -109,8 +108,7 @@ async fn clients_that_stop_answering_pings_are_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_with_1012_spread_over_the_window() {
     let redis = RedisServer::start();
-    let mut gw = GatewayProcess::start(&redis.url(), &[("CODEGRAPH__GATEWAY__DRAIN_WINDOW_MS", "1500")]);
-    gw.wait_ready().await;
+    let mut gw = GatewayProcess::ready(&redis.url(), &[("CODEGRAPH__GATEWAY__DRAIN_WINDOW_MS", "1500")]).await;
     let mut tasks = Vec::new();
     for _ in 0..30 {
         let mut ws = connect(&gw.ws("/ws/events?project=p")).await;

@@ -49,8 +49,7 @@ async fn assert_complete(clients: Vec<Ws>, redis_url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_pubsub_connection_costs_no_event() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     let clients = clients(&gw, 5).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = steady_writer(redis.url(), stop.clone());
@@ -72,8 +71,7 @@ async fn a_killed_pubsub_connection_costs_no_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_mid_stream_costs_no_event() {
     let mut redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     let clients = clients(&gw, 5).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = steady_writer(redis.url(), stop.clone());

@@ -33,8 +33,7 @@ fn steady_writer(url: String, project: &'static str, stop: Arc<AtomicBool>) -> t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_with_since_delivers_every_event_exactly_once() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = steady_writer(redis.url(), "p", stop.clone());
 
@@ -70,11 +69,11 @@ async fn reconnecting_with_since_delivers_every_event_exactly_once() {
 async fn the_seam_between_replay_and_live_has_no_gap_or_duplicate() {
     let redis = RedisServer::start();
     // A small replay page and outbox make the replay take many rounds while live events pour in.
-    let gw = GatewayProcess::start(
+    let gw = GatewayProcess::ready(
         &redis.url(),
         &[("CODEGRAPH__GATEWAY__REPLAY_PAGE", "7"), ("CODEGRAPH__GATEWAY__OUTBOX_MAX_BYTES", "4096")],
-    );
-    gw.wait_ready().await;
+    )
+    .await;
     let mut w = Writer::new(&redis.url(), "p").await;
     for i in 0..500 {
         w.upsert(&format!("n{}", i % 20), i).await.unwrap();
@@ -98,8 +97,7 @@ async fn the_seam_between_replay_and_live_has_no_gap_or_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_message_replays_on_an_open_connection() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     let mut w = Writer::new(&redis.url(), "p").await;
     let mut ids = Vec::new();
     for i in 0..10 {
@@ -117,8 +115,7 @@ async fn a_resume_message_replays_on_an_open_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_position_the_stream_no_longer_holds_means_resync() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     // MAXLEN ~ 10: Redis trims whole nodes of 100 entries, so after 1,000 events the first ones are gone.
     let mut w = Writer::with_max_len(&redis.url(), "p", 10).await;
     let first = w.upsert("a", 0).await.unwrap();

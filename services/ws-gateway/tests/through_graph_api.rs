@@ -79,8 +79,7 @@ fn event_ids(reply: &Value, out: &mut Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutations_made_through_graph_api_arrive_in_order() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::start(&redis.url(), &[]);
-    gw.wait_ready().await;
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     let api = GraphApi::start(&redis.url()).await;
     let mut ws = connect(&gw.ws("/ws/events?project=web")).await;
     wait_for_type(&mut ws, "subscribed").await;

@@ -41,6 +41,13 @@ impl GatewayProcess {
         Self::start_on(free_port(), redis_url, env)
     }
 
+    /// Starts a gateway and waits until it is ready.
+    pub async fn ready(redis_url: &str, env: &[(&str, &str)]) -> Self {
+        let g = Self::start(redis_url, env);
+        g.wait_ready().await;
+        g
+    }
+
     pub fn start_on(port: u16, redis_url: &str, env: &[(&str, &str)]) -> Self {
         let mut g = Self {
             port,
