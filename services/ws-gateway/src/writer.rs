@@ -81,7 +81,11 @@ pub async fn run(client: Arc<Client>, mut sink: Sink, keepalive: KeepAlive, stat
             None => next_ping,
         };
         tokio::select! {
-            _ = client.woken() => {}
+            _ = client.woken() => {
+                // Let the fan-out finish its round first: under load more frames gather and go out in one
+                // write; when idle this costs one trip through the scheduler.
+                tokio::task::yield_now().await;
+            }
             _ = tokio::time::sleep_until(timer.into()) => {
                 if let Some((_, heard)) = awaiting_pong.take() {
                     if client.heard_count() == heard {
