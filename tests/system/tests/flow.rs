@@ -47,6 +47,15 @@ mod tempfile_dir {
     }
 }
 
+/// Every `codegraph_*` series the Grafana dashboard queries.
+fn dashboard_metric_names() -> std::collections::BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana/codegraph.json");
+    let text = std::fs::read_to_string(path).expect("the Grafana dashboard");
+    text.match_indices("codegraph_")
+        .map(|(at, _)| text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>())
+        .collect()
+}
+
 fn nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
@@ -150,6 +159,11 @@ async fn analysis_flows_to_the_browser_and_into_falkordb() {
     }
 
     // Every service exposes valid metrics, and they moved with the flow.
+    let all: Vec<system_tests::Metrics> =
+        vec![api.metrics().await, gateway.metrics().await, consumer.metrics().await, worker.metrics().await];
+    for name in dashboard_metric_names() {
+        assert!(all.iter().any(|m| m.has(&name)), "the Grafana dashboard reads {name}, which no service exports");
+    }
     let m = api.metrics().await;
     assert!(m.sum("codegraph_events_published_total") >= 1.0);
     assert!(m.has("codegraph_http_request_duration_seconds_bucket"));
