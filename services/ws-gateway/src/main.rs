@@ -2,13 +2,17 @@
 
 use std::time::Duration;
 
-use codegraph_shared::{http, settings, shutdown::Shutdown, telemetry};
+use codegraph_shared::{functions::PublishMode, http, settings, shutdown::Shutdown, telemetry};
 use ws_gateway::{drain, gateway::Gateway, routes, settings::Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings: Settings = settings::load("ws-gateway")?;
     let _telemetry = telemetry::init("ws-gateway", &settings.telemetry);
+    if settings.redis.publish == PublishMode::Sharded {
+        // Sharded channels (SSUBSCRIBE on a cluster) are not implemented yet: live events would not arrive.
+        anyhow::bail!("redis.publish = sharded is not supported by ws-gateway yet; use classic");
+    }
     let shutdown = Shutdown::on_signals();
     let gateway = Gateway::start(&settings, shutdown.clone())?;
     let listener = tokio::net::TcpListener::bind(&settings.http.addr).await?;
