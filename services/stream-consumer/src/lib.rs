@@ -27,7 +27,9 @@
 //!
 //! # Trimming
 //! The owner trims the stream (`XTRIM MINID ~`) below what every group acknowledged and below the retention
-//! window ([`trim`]).
+//! window ([`trim`]). Trimming by others (the writers' `MAXLEN` cap) can still remove entries a group never got:
+//! the worker sees it (the group's lag exceeds the stream's length), never skips them silently, reports
+//! `resync_required` and rebuilds the project from a snapshot ([`worker`], [`stream::gap`]).
 
 pub mod app;
 pub mod dead_letters;

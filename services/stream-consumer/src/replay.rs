@@ -108,31 +108,42 @@ impl<S: Sink> Replay<'_, S> {
                 StreamId::ZERO
             }
             ReplayFrom::Id(id) => *id,
-            ReplayFrom::Snapshot { api } => {
-                self.sink.clear(&self.project).await?;
-                let snap = match api {
-                    Some(api) => snapshot::from_graph_api(api, self.project.as_str(), |_| {}).await?,
-                    None => snapshot::from_redis(&mut self.redis.conn(), names).await?,
-                };
-                let since = snap.since;
-                let (nodes, rels) = snap.into_events(self.project.as_str());
-                self.sink.open(&self.project).await?;
-                let mut bar = self.bar("snapshot", (nodes.len() + rels.len()) as u64);
-                for events in [nodes, rels] {
-                    for chunk in events.chunks(self.batch.max(1)) {
-                        self.apply(chunk, since, &mut report).await?;
-                        report.snapshot_entities += chunk.len() as u64;
-                        bar.inc(chunk.len() as u64);
-                    }
-                }
-                self.apply(&[], since, &mut report).await?;
-                bar.finish();
-                since.successor()
-            }
+            ReplayFrom::Snapshot { api } => self.load_snapshot(names, api.as_deref(), &mut report).await?.0.successor(),
         };
         self.sink.open(&self.project).await?;
         self.replay_stream(names, start, &mut report).await?;
         Ok(report)
+    }
+
+    /// Clears the project in the sink and writes a snapshot (graph-api's at `api`, else read from Redis), recording
+    /// the stream ID it is consistent with; returns that ID and, when known, how many entries the stream had
+    /// received up to it. Used by `replay --from-snapshot` and by a worker that
+    /// found its next entries trimmed away (it owns the lease already).
+    pub async fn load_snapshot(
+        &self,
+        names: &RedisNames,
+        api: Option<&str>,
+        report: &mut ReplayReport,
+    ) -> anyhow::Result<(StreamId, Option<u64>)> {
+        self.sink.clear(&self.project).await?;
+        let snap = match api {
+            Some(api) => snapshot::from_graph_api(api, self.project.as_str(), |_| {}).await?,
+            None => snapshot::from_redis(&mut self.redis.conn(), names).await?,
+        };
+        let (since, entries_read) = (snap.since, snap.entries_read);
+        let (nodes, rels) = snap.into_events(self.project.as_str());
+        self.sink.open(&self.project).await?;
+        let mut bar = self.bar("snapshot", (nodes.len() + rels.len()) as u64);
+        for events in [nodes, rels] {
+            for chunk in events.chunks(self.batch.max(1)) {
+                self.apply(chunk, since, report).await?;
+                report.snapshot_entities += chunk.len() as u64;
+                bar.inc(chunk.len() as u64);
+            }
+        }
+        self.apply(&[], since, report).await?;
+        bar.finish();
+        Ok((since, entries_read))
     }
 
     async fn replay_stream(

@@ -64,6 +64,10 @@ pub struct ConsumerSettings {
     pub trim_interval_ms: u64,
     /// Entries younger than this are kept even when every group has acknowledged them (replay window).
     pub retention_ms: u64,
+    /// When the stream was trimmed past entries the sink never got: rebuild the project from a snapshot (read
+    /// from Redis) and continue after it. Off: stay in `resync_required`, applying nothing, until a
+    /// `stream-consumer replay` records an ID past the trimmed entries.
+    pub resync_from_snapshot: bool,
 }
 
 impl Default for ConsumerSettings {
@@ -78,6 +82,7 @@ impl Default for ConsumerSettings {
             max_deliveries: 5,
             trim_interval_ms: 60_000,
             retention_ms: 24 * 3600 * 1000,
+            resync_from_snapshot: true,
         }
     }
 }

@@ -12,11 +12,13 @@ use codegraph_shared::{
     names::RedisNames,
 };
 
-use crate::stream::{newest_entry_cmd, newest_entry_id};
+use crate::stream::{field, fields, newest_entry_cmd, newest_entry_id, text};
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub since: StreamId,
+    /// Entries the stream had received up to `since`, when known (read from Redis in the same `MULTI`).
+    pub entries_read: Option<u64>,
     pub nodes: Vec<Node>,
     pub relationships: Vec<Relationship>,
 }
@@ -63,21 +65,31 @@ pub async fn from_graph_api(api: &str, project: &str, mut on_page: impl FnMut(us
     bail!("graph-api snapshot did not end after {MAX_PAGES} pages")
 }
 
-/// Nodes, relationships, versions (field → version) and the newest stream entry, read in one `MULTI`.
-type GraphHashes = (Vec<(String, String)>, Vec<(String, String)>, Vec<(String, u64)>, redis::Value);
+/// Nodes, relationships, versions (field → version), the newest stream entry and `XINFO STREAM`, in one `MULTI`.
+type GraphHashes = (Vec<(String, String)>, Vec<(String, String)>, Vec<(String, u64)>, redis::Value, redis::Value);
 
 pub async fn from_redis<C: ConnectionLike + Send>(conn: &mut C, names: &RedisNames) -> anyhow::Result<Snapshot> {
-    let (nodes, rels, versions, last): GraphHashes = redis::pipe()
+    // XINFO STREAM fails for a project without a stream, which has nothing to snapshot.
+    let (nodes, rels, versions, last, info): GraphHashes = redis::pipe()
         .atomic()
         .hgetall(names.nodes())
         .hgetall(names.relationships())
         .hgetall(names.versions())
         .add_command(newest_entry_cmd(&names.cdc_stream()))
+        .cmd("XINFO")
+        .arg("STREAM")
+        .arg(names.cdc_stream())
         .query_async(conn)
         .await?;
     let versions: std::collections::HashMap<String, u64> = versions.into_iter().collect();
     let since = newest_entry_id(last);
-    let mut snapshot = Snapshot { since, ..Default::default() };
+    let info = fields(info);
+    let last_generated = field(&info, "last-generated-id").map(text);
+    let entries_read = match field(&info, "entries-added") {
+        Some(added) if last_generated == Some(since.to_string()) => text(added).parse().ok(),
+        _ => None,
+    };
+    let mut snapshot = Snapshot { since, entries_read, ..Default::default() };
     for (id, json) in nodes {
         let mut node: Node = serde_json::from_str(&json).with_context(|| format!("node {id}"))?;
         node.version = versions.get(&format!("n:{id}")).copied();

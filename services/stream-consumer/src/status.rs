@@ -19,6 +19,8 @@ pub struct Metrics {
     pub lag_seconds: HistogramVec,
     pub batch_seconds: HistogramVec,
     pub owned_projects: IntGaugeVec,
+    pub resync_required: IntGaugeVec,
+    pub resyncs: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -62,13 +64,30 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         &["sink"]
     )
     .expect("register metric"),
+    resync_required: register_int_gauge_vec!(
+        "codegraph_consumer_resync_required",
+        "Projects whose next stream entries were trimmed before this sink applied them (a resync is due)",
+        &["sink"]
+    )
+    .expect("register metric"),
+    resyncs: register_int_counter_vec!(
+        "codegraph_consumer_resyncs_total",
+        "Projects rebuilt in a sink from a snapshot after their stream was trimmed past what the sink had",
+        &["sink"]
+    )
+    .expect("register metric"),
 });
 
 /// What one project's worker is doing.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ProjectStatus {
-    /// `starting`, `waiting_for_previous_owner`, `running`, `sink_unavailable`, `retrying_poison_event`.
+    /// `starting`, `waiting_for_previous_owner`, `running`, `sink_unavailable`, `retrying_poison_event`,
+    /// `resync_required` (entries were trimmed before the sink got them; nothing is applied until a snapshot is
+    /// loaded), `resyncing` (loading it).
     pub state: &'static str,
+    pub resync_required: bool,
+    /// Rebuilds from a snapshot since this process took the project.
+    pub resyncs: u64,
     pub last_applied: Option<String>,
     pub applied: u64,
     pub dead_letters: u64,

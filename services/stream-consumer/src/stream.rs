@@ -22,6 +22,39 @@ pub struct Entry {
     pub body: Option<String>,
 }
 
+/// One atomic read of new entries, with the stream's and the group's counters at that moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEntries {
+    pub entries: Vec<Entry>,
+    /// Entries the stream holds.
+    pub length: u64,
+    /// Entries added to the stream and not yet delivered to the group (`XINFO GROUPS` lag); `None` when Redis
+    /// cannot tell.
+    pub lag: Option<u64>,
+    pub first: Option<StreamId>,
+    pub last_generated: StreamId,
+    /// The group's last-delivered ID and read counter before this read (to undo it, see [`GroupStream::unread`]).
+    pub delivered_before: StreamId,
+    pub entries_read_before: Option<u64>,
+}
+
+/// Events the group was never given are gone: some of those after `after` and before `before`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub after: StreamId,
+    pub before: StreamId,
+}
+
+/// The gap, if entries were trimmed before the group got them, and the sink does not hold them either (`floor`:
+/// the higher of the last delivered ID and the sink's last applied one). Trimming removes the oldest entries
+/// first, so undelivered entries are gone exactly when more are undelivered than the stream holds (`lag >
+/// length`); those gone lie before the first entry left.
+pub fn gap(read: &NewEntries, floor: StreamId) -> Option<Gap> {
+    let lost = read.lag? > read.length;
+    let before = read.first.unwrap_or(read.last_generated.successor());
+    (lost && floor.successor() < before).then_some(Gap { after: floor, before })
+}
+
 /// Where a read starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -52,6 +85,9 @@ impl GroupStream {
             .arg(&self.group)
             .arg("0")
             .arg("MKSTREAM")
+            // Nothing read yet: Redis counts the group's lag from here, which is how a trimmed gap shows.
+            .arg("ENTRIESREAD")
+            .arg(0)
             .query_async(conn)
             .await;
         match created {
@@ -80,6 +116,124 @@ impl GroupStream {
         cmd.arg("STREAMS").arg(&self.key).arg(id);
         let reply: Value = cmd.query_async(conn).await?;
         Ok(read_reply(reply))
+    }
+
+    /// New entries (`>`), read in one `MULTI` with `XINFO STREAM` and `XINFO GROUPS`, so nothing is trimmed
+    /// between the counters and the read. Never blocks; see [`GroupStream::wait_for_new`].
+    pub async fn read_new<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        count: usize,
+    ) -> Result<NewEntries, RedisError> {
+        let (stream, groups, read): (Value, Value, Value) = redis::pipe()
+            .atomic()
+            .cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.key)
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.key)
+            .cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(">")
+            .query_async(conn)
+            .await?;
+        let stream = fields(stream);
+        let number = |v: Option<&Value>| v.and_then(|v| text(v).parse::<u64>().ok());
+        let first = match field(&stream, "first-entry") {
+            Some(entry @ Value::Array(_)) => parse_entry(entry.clone()).map(|e| e.id),
+            _ => None,
+        };
+        let group = self.group_info(groups).unwrap_or_default();
+        Ok(NewEntries {
+            lag: number(field(&group, "lag")),
+            delivered_before: field(&group, "last-delivered-id")
+                .and_then(|v| text(v).parse().ok())
+                .unwrap_or(StreamId::ZERO),
+            entries_read_before: number(field(&group, "entries-read")),
+            entries: read_reply(read),
+            length: number(field(&stream, "length")).unwrap_or(0),
+            first,
+            last_generated: field(&stream, "last-generated-id")
+                .and_then(|v| text(v).parse().ok())
+                .unwrap_or(StreamId::ZERO),
+        })
+    }
+
+    /// Gives back what `read` delivered, as if it had not happened (acknowledged out of the pending list, the
+    /// group moved back with its read counter), so a gap found by that read stays visible to the next read.
+    pub async fn unread<C: ConnectionLike + Send>(&self, conn: &mut C, read: &NewEntries) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if !read.entries.is_empty() {
+            let ack = pipe.cmd("XACK").arg(&self.key).arg(&self.group);
+            for e in &read.entries {
+                ack.arg(e.id.to_string());
+            }
+            ack.ignore();
+        }
+        let setid =
+            pipe.cmd("XGROUP").arg("SETID").arg(&self.key).arg(&self.group).arg(read.delivered_before.to_string());
+        if let Some(n) = read.entries_read_before {
+            setid.arg("ENTRIESREAD").arg(n);
+        }
+        setid.ignore();
+        pipe.query_async(conn).await
+    }
+
+    /// This group's fields in an `XINFO GROUPS` reply.
+    fn group_info(&self, groups: Value) -> Option<Vec<(String, Value)>> {
+        let Value::Array(groups) = groups else { return None };
+        groups.into_iter().map(fields).find(|g| field(g, "name").map(text).as_deref() == Some(self.group.as_str()))
+    }
+
+    /// Waits up to `block_ms` for an entry after `after` (`XREAD BLOCK`, which delivers nothing to the group).
+    pub async fn wait_for_new<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        after: StreamId,
+        block_ms: u64,
+    ) -> Result<(), RedisError> {
+        redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(after.to_string())
+            .query_async::<Value>(conn)
+            .await
+            .map(|_| ())
+    }
+
+    /// The last ID delivered to the group (`XINFO GROUPS`); `0-0` when the group does not exist.
+    pub async fn last_delivered<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<StreamId, RedisError> {
+        let reply: Value = redis::cmd("XINFO").arg("GROUPS").arg(&self.key).query_async(conn).await?;
+        let id = self.group_info(reply).and_then(|g| field(&g, "last-delivered-id").map(text));
+        Ok(id.and_then(|id| id.parse().ok()).unwrap_or(StreamId::ZERO))
+    }
+
+    /// Moves the group's last-delivered ID (`XGROUP SETID`): the next new entries are those after `id`.
+    /// `entries_read`: how many entries the stream ever had up to `id`, when known, so Redis keeps counting lag.
+    pub async fn set_delivered<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        id: StreamId,
+        entries_read: Option<u64>,
+    ) -> Result<(), RedisError> {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("SETID").arg(&self.key).arg(&self.group).arg(id.to_string());
+        if let Some(n) = entries_read {
+            cmd.arg("ENTRIESREAD").arg(n);
+        }
+        cmd.query_async(conn).await
     }
 
     pub async fn ack<C: ConnectionLike + Send>(&self, conn: &mut C, ids: &[StreamId]) -> Result<(), RedisError> {
@@ -216,11 +370,66 @@ pub fn parse_entry(entry: Value) -> Option<Entry> {
     Some(Entry { id, body })
 }
 
+/// The field/value pairs of an `XINFO` reply (a flat array in RESP2, a map in RESP3).
+pub fn fields(reply: Value) -> Vec<(String, Value)> {
+    let flat: Vec<Value> = match reply {
+        Value::Array(f) => f,
+        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => Vec::new(),
+    };
+    let mut it = flat.into_iter();
+    let mut out = Vec::new();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        out.push((text(&k), v));
+    }
+    out
+}
+
+pub fn field<'a>(fields: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
 pub fn text(v: &Value) -> String {
     match v {
         Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
         Value::SimpleString(s) => s.clone(),
         Value::Int(i) => i.to_string(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(length: u64, lag: Option<u64>, first: Option<StreamId>) -> NewEntries {
+        NewEntries {
+            entries: Vec::new(),
+            length,
+            lag,
+            first,
+            last_generated: StreamId::new(90, 0),
+            delivered_before: StreamId::ZERO,
+            entries_read_before: None,
+        }
+    }
+
+    #[test]
+    fn a_gap_is_more_undelivered_entries_than_the_stream_holds() {
+        let floor = StreamId::new(10, 0);
+        assert_eq!(read(5, Some(5), Some(StreamId::new(50, 0))).lag, Some(5));
+        assert_eq!(gap(&read(5, Some(5), Some(StreamId::new(50, 0))), floor), None, "all undelivered are there");
+        assert_eq!(
+            gap(&read(5, Some(8), Some(StreamId::new(50, 0))), floor),
+            Some(Gap { after: floor, before: StreamId::new(50, 0) })
+        );
+        assert_eq!(gap(&read(5, None, Some(StreamId::new(50, 0))), floor), None, "Redis cannot tell");
+        let sink_ahead = StreamId::new(49, 7);
+        assert_eq!(gap(&read(5, Some(8), Some(StreamId::new(49, 8))), sink_ahead), None, "the sink holds them");
+        assert_eq!(
+            gap(&read(0, Some(3), None), floor),
+            Some(Gap { after: floor, before: StreamId::new(90, 1) }),
+            "everything trimmed"
+        );
     }
 }

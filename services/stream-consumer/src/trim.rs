@@ -9,7 +9,7 @@ use redis::{aio::ConnectionLike, RedisError, Value};
 
 use codegraph_shared::event::StreamId;
 
-use crate::stream::text;
+use crate::stream::{field, fields, text};
 
 /// What one group still needs: entries at or above this ID.
 pub async fn group_floors<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Vec<StreamId>, RedisError> {
@@ -21,12 +21,8 @@ pub async fn group_floors<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> 
     let Value::Array(groups) = reply else { return Ok(Vec::new()) };
     let mut floors = Vec::new();
     for group in groups {
-        let fields: Vec<Value> = match group {
-            Value::Array(f) => f,
-            Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-            _ => continue,
-        };
-        let field = |name: &str| fields.chunks_exact(2).find(|c| text(&c[0]) == name).map(|c| text(&c[1]));
+        let fields = fields(group);
+        let field = |name: &str| field(&fields, name).map(text);
         let (Some(name), Some(delivered)) = (field("name"), field("last-delivered-id")) else { continue };
         let delivered: StreamId = delivered.parse().unwrap_or(StreamId::ZERO);
         let pending: u64 = field("pending").and_then(|p| p.parse().ok()).unwrap_or(0);

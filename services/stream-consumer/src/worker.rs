@@ -4,6 +4,11 @@
 //! once they have been idle longer than the slowest batch), then applies its own pending entries, then new ones,
 //! in stream order. An entry is acknowledged only after the sink has committed it (or after it went to the
 //! dead-letter stream). Entries at or below the sink's recorded ID are acknowledged without applying them again.
+//!
+//! New entries are read in one `MULTI` with the stream's highest deleted ID: a deleted ID above what the group was
+//! given (and the sink holds) means events were trimmed before this sink saw them. Then the worker does not skip
+//! them: it reports `resync_required` (status, metric, log) and, unless configured not to, rebuilds the project
+//! from a snapshot and continues after the snapshot's ID.
 
 use std::{
     sync::Arc,
@@ -23,10 +28,11 @@ use codegraph_shared::{
 
 use crate::{
     dead_letters::DeadLetters,
+    replay::{Replay, ReplayReport},
     settings::ConsumerSettings,
     sinks::{Plan, Sink, SinkError},
     status::{StatusBoard, METRICS},
-    stream::{Entry, GroupStream, ReadFrom},
+    stream::{gap, Entry, Gap, GroupStream, ReadFrom},
     trim,
 };
 
@@ -50,6 +56,15 @@ enum Progress {
     Retry(Duration),
     /// Shutdown or lost lease.
     Stopped,
+    /// A pending entry was trimmed before it was applied.
+    Resync(Gap),
+}
+
+/// What one read brought.
+enum Read {
+    Entries(Vec<Entry>),
+    /// Entries the group was never given are gone.
+    Gap(Gap),
 }
 
 /// An event read and decoded, with the envelope as stored (what a dead letter keeps).
@@ -65,6 +80,8 @@ struct Worker<S: Sink> {
     dead_letters: DeadLetters,
     stop: Shutdown,
     last_applied: Option<StreamId>,
+    /// The last ID delivered to the group (by this worker or a previous owner).
+    delivered: StreamId,
 }
 
 /// Runs until `stop` fires (shutdown, lost lease, or the project was handed to another process).
@@ -78,6 +95,7 @@ pub async fn run<S: Sink>(ctx: Arc<SinkContext<S>>, project: ProjectName, stop: 
         project,
         stop,
         last_applied: None,
+        delivered: StreamId::ZERO,
     };
     let span = tracing::info_span!("project", sink = sink_name, project = %worker.project);
     worker.run().instrument(span).await;
@@ -120,10 +138,17 @@ impl<S: Sink> Worker<S> {
             }
             let read = tokio::select! {
                 _ = self.stop.wait() => break,
-                r = self.stream.read(&mut reader, from, settings.batch_size, settings.block_ms) => r,
+                r = self.read(&mut reader, from) => r,
             };
             let entries = match read {
-                Ok(e) => e,
+                Ok(Read::Entries(e)) => e,
+                Ok(Read::Gap(g)) => {
+                    if !self.resync(g).await {
+                        break;
+                    }
+                    from = ReadFrom::PendingAfter(StreamId::ZERO);
+                    continue;
+                }
                 Err(e) => {
                     warn!(error = %e, "reading the stream failed");
                     if !self.pause(backoff).await {
@@ -138,6 +163,9 @@ impl<S: Sink> Worker<S> {
                 }
             };
             backoff = Duration::from_millis(100);
+            if let Some(last) = entries.last() {
+                self.delivered = self.delivered.max(last.id);
+            }
             if let ReadFrom::PendingAfter(_) = from {
                 match entries.last() {
                     None => {
@@ -153,6 +181,12 @@ impl<S: Sink> Worker<S> {
             match self.apply_entries(entries).await {
                 Progress::Done => {}
                 Progress::Stopped => break,
+                Progress::Resync(g) => {
+                    if !self.resync(g).await {
+                        break;
+                    }
+                    from = ReadFrom::PendingAfter(StreamId::ZERO);
+                }
                 Progress::Retry(wait) => {
                     from = ReadFrom::PendingAfter(StreamId::ZERO);
                     if !self.pause(wait).await {
@@ -190,6 +224,7 @@ impl<S: Sink> Worker<S> {
     async fn try_prepare(&mut self) -> Result<Option<MultiplexedConnection>, String> {
         let mut conn = self.ctx.redis.conn();
         self.stream.ensure_group(&mut conn).await.map_err(|e| format!("create group: {e}"))?;
+        self.delivered = self.stream.last_delivered(&mut conn).await.map_err(|e| format!("group info: {e}"))?;
         self.last_applied = self.ctx.sink.open(&self.project).await.map_err(|e| e.to_string())?;
         self.status(|s| s.last_applied = self.last_applied.map(|i| i.to_string()));
         let idle = self.ctx.settings.claim_idle_ms;
@@ -202,6 +237,105 @@ impl<S: Sink> Worker<S> {
             return Ok(None);
         }
         Ok(Some(self.reader().await.map_err(|e| format!("connect: {e}"))?))
+    }
+
+    /// The next entries: this consumer's pending ones, or new ones (checked for a gap; when there are none, it
+    /// waits up to `block_ms` for the stream to grow).
+    async fn read(&self, reader: &mut MultiplexedConnection, from: ReadFrom) -> Result<Read, redis::RedisError> {
+        let batch = self.ctx.settings.batch_size;
+        if let ReadFrom::PendingAfter(_) = from {
+            return self.stream.read(reader, from, batch, 0).await.map(Read::Entries);
+        }
+        let read = self.stream.read_new(reader, batch).await?;
+        if let Some(g) = gap(&read, self.delivered.max(self.last_applied.unwrap_or(StreamId::ZERO))) {
+            // Not applied past the gap, and still visible to whoever reads next (after a restart, too).
+            self.stream.unread(reader, &read).await?;
+            return Ok(Read::Gap(g));
+        }
+        if read.entries.is_empty() {
+            self.stream.wait_for_new(reader, read.last_generated, self.ctx.settings.block_ms).await?;
+        }
+        Ok(Read::Entries(read.entries))
+    }
+
+    /// Entries were trimmed before the sink got them: report it, then rebuild from a snapshot (or, when that is
+    /// off, wait for a replay to record an ID past them). False when stopped first.
+    async fn resync(&mut self, g: Gap) -> bool {
+        let sink = self.ctx.sink.name();
+        warn!(after = %g.after, before = %g.before, "stream entries were trimmed before this sink applied them: resync required");
+        let gauge = METRICS.resync_required.with_label_values(&[sink]);
+        gauge.inc();
+        self.status(|s| {
+            s.state = "resync_required";
+            s.resync_required = true;
+            s.last_error = Some(format!(
+                "entries after {} and before {} were trimmed before they were applied",
+                g.after, g.before
+            ));
+        });
+        let mut backoff = Duration::from_millis(100);
+        let resynced = loop {
+            if self.stop.is_triggered() {
+                break false;
+            }
+            if self.ctx.settings.resync_from_snapshot {
+                self.status(|s| s.state = "resyncing");
+                match self.rebuild().await {
+                    Ok(()) => break true,
+                    Err(e) => {
+                        warn!(error = %e, "rebuilding from a snapshot failed; retrying");
+                        self.status(|s| s.last_error = Some(format!("resync: {e:#}")));
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            } else if let Ok(Some(id)) = self.ctx.sink.open(&self.project).await {
+                if id.successor() >= g.before {
+                    info!(%id, "a replay recorded an ID past the trimmed entries; continuing");
+                    self.last_applied = Some(id);
+                    match self.stream.set_delivered(&mut self.ctx.redis.conn(), id, None).await {
+                        Ok(()) => break true,
+                        Err(e) => warn!(error = %e, "moving the group past the replayed entries failed; retrying"),
+                    }
+                }
+                backoff = self.ctx.settings.tick();
+            }
+            if !self.pause(backoff).await {
+                break false;
+            }
+        };
+        gauge.dec();
+        if resynced {
+            self.status(|s| {
+                s.state = "running";
+                s.resync_required = false;
+                s.last_error = None;
+            });
+        }
+        resynced
+    }
+
+    /// Clears the project in the sink, loads a snapshot from Redis and moves the group to the snapshot's ID.
+    async fn rebuild(&mut self) -> anyhow::Result<()> {
+        let replay = Replay {
+            sink: self.ctx.sink.as_ref(),
+            redis: &self.ctx.redis,
+            settings: &self.ctx.settings,
+            project: self.project.clone(),
+            batch: self.ctx.settings.batch_size,
+            show_progress: false,
+        };
+        let mut report = ReplayReport::default();
+        let (since, entries_read) = replay.load_snapshot(&RedisNames::new(&self.project), None, &mut report).await?;
+        self.stream.set_delivered(&mut self.ctx.redis.conn(), since, entries_read).await?;
+        self.delivered = self.delivered.max(since);
+        self.last_applied = Some(since);
+        METRICS.resyncs.with_label_values(&[self.ctx.sink.name()]).inc();
+        self.status(|s| {
+            s.resyncs += 1;
+            s.last_applied = Some(since.to_string());
+        });
+        info!(entities = report.snapshot_entities, %since, "rebuilt the project from a snapshot; continuing after it");
+        Ok(())
     }
 
     /// A connection of its own for the blocking reads, with a response timeout longer than the block.
@@ -250,9 +384,14 @@ impl<S: Sink> Worker<S> {
                 continue;
             }
             let Some(body) = entry.body else {
-                warn!(id = %entry.id, "entry was trimmed before it was applied");
-                skipped.push(entry.id);
-                continue;
+                // Pending, then trimmed before it was applied: the event is lost to this sink.
+                return match self.commit_run(&mut conn, &mut run, &mut skipped).await {
+                    Progress::Done => {
+                        let after = self.last_applied.unwrap_or(StreamId::ZERO);
+                        Progress::Resync(Gap { after, before: entry.id.successor() })
+                    }
+                    other => other,
+                };
             };
             match CdcEvent::from_stream_entry(&entry.id.to_string(), &body) {
                 Ok(event) => run.push(Pending { event, body }),

@@ -311,3 +311,72 @@ async fn the_memgraph_sink_is_fed_over_bolt_next_to_falkordb() {
     assert!(report["snapshot_entities"].as_u64().unwrap() > 30, "{report}");
     assert_eq!(wait_memgraph_equal().await, fed);
 }
+
+/// Polls `GET /status` until `ok` holds for it.
+async fn wait_status(addr: SocketAddr, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let status: serde_json::Value =
+            reqwest::get(format!("http://{addr}/status")).await.unwrap().json().await.unwrap();
+        if ok(&status) {
+            return status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{what}: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn metrics(addr: SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_behind_a_trimmed_stream_resyncs_instead_of_skipping() {
+    let env = Env::start();
+    let (mut conn, writer, names) = env.writer("behind").await;
+    mixed_mutations(&mut conn, &writer, 61, 10, 30).await;
+    let (mut c, _) = env.consumer("consumer-r", &[]);
+    env.wait_equal(&names, Duration::from_secs(30)).await;
+    stop(&mut c);
+
+    // While no consumer runs, the writers' MAXLEN cap trims entries the group was never given.
+    let capped = GraphWriter::new(names.clone(), 100, PublishMode::Classic);
+    mixed_mutations(&mut conn, &capped, 62, 40, 40).await;
+    let delivered: redis::Value =
+        redis::cmd("XINFO").arg("GROUPS").arg(names.cdc_stream()).query(&mut env.redis.connection()).unwrap();
+    let first: redis::Value = redis::cmd("XRANGE")
+        .arg(names.cdc_stream())
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query(&mut env.redis.connection())
+        .unwrap();
+    let before = env.dump("behind").await;
+    assert_ne!(before, expected_from_redis(&mut env.redis.connection(), &names));
+
+    // Resync off: it says so (status, metrics) and applies nothing past the gap.
+    let (mut c, addr) = env.consumer("consumer-r", &[("CODEGRAPH__CONSUMER__RESYNC_FROM_SNAPSHOT", "false")]);
+    let status =
+        wait_status(addr, "resync_required", |s| s["sinks"]["falkordb"]["behind"]["state"] == "resync_required").await;
+    assert_eq!(status["sinks"]["falkordb"]["behind"]["resync_required"], true, "{status}");
+    assert!(status["sinks"]["falkordb"]["behind"]["last_error"].as_str().unwrap().contains("trimmed"), "{status}");
+    assert!(metrics(addr).await.contains("codegraph_consumer_resync_required{sink=\"falkordb\"} 1"));
+    tokio::time::sleep(Duration::from_millis(500)).await; // several read periods
+    assert_eq!(env.dump("behind").await, before, "nothing applied past the gap (group {delivered:?}, first {first:?})");
+    stop(&mut c);
+
+    // On (the default): rebuilt from a snapshot, then it follows the stream again.
+    let (mut c, addr) = env.consumer("consumer-r", &[]);
+    env.wait_equal(&names, Duration::from_secs(30)).await;
+    mixed_mutations(&mut conn, &writer, 63, 5, 30).await;
+    env.wait_equal(&names, Duration::from_secs(30)).await;
+    let status = wait_status(addr, "running", |s| s["sinks"]["falkordb"]["behind"]["state"] == "running").await;
+    assert_eq!(status["sinks"]["falkordb"]["behind"]["resyncs"], 1, "{status}");
+    assert_eq!(status["sinks"]["falkordb"]["behind"]["resync_required"], false, "{status}");
+    let m = metrics(addr).await;
+    assert!(m.contains("codegraph_consumer_resyncs_total{sink=\"falkordb\"} 1"), "{m}");
+    assert!(m.contains("codegraph_consumer_resync_required{sink=\"falkordb\"} 0"), "{m}");
+    assert_eq!(env.pending(&names), 0);
+    stop(&mut c);
+}
