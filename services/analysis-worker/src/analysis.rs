@@ -2,8 +2,8 @@
 //! whose content did not change), resolve (pass 2), and build the desired graph. No I/O besides reading files.
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    path::Path,
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::{
     desired::{self, DesiredGraph},
-    discover::{Discovered, FoundFile},
+    discover::{discover, Discovered, FoundFile},
     facts::FileFacts,
     lang::{analyze_source, Language},
     resolve::{self, CallCounts, Resolved},
@@ -45,6 +45,8 @@ pub struct Report {
     pub skipped_huge: u64,
     /// Files that could not be read or parsed, with the reason (the analysis goes on without them).
     pub failed: Vec<(String, String)>,
+    /// Of the failed files, those whose graph from the previous run was kept (their facts were in memory).
+    pub kept_previous: u64,
     /// Files parsed with recoverable syntax errors.
     pub files_with_syntax_errors: u64,
     pub languages: BTreeMap<&'static str, u64>,
@@ -101,15 +103,40 @@ struct Cached {
     facts: Arc<FileFacts>,
 }
 
-/// Runs analyses; keeps the facts of the last one so a later run parses only files whose content changed.
+/// What changed in a folder since the last run, as a watcher saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changes {
+    /// These paths (relative to the root, `/`-separated) and nothing else.
+    Paths(BTreeSet<String>),
+    /// Anything may have changed (an ignore file, a directory moved, events lost).
+    Unknown,
+}
+
+/// Runs analyses; keeps the facts of the last one so a later run parses only files whose content changed, and
+/// the entities built from them so only affected owners are built again. Told which paths changed (watch
+/// mode), it also reads, hashes and stats only those.
 #[derive(Default)]
 pub struct Analyzer {
     cache: HashMap<String, Cached>,
+    built: desired::BuildCache,
+    /// The last discovery, and the root it was made in.
+    found: Option<(PathBuf, Discovered)>,
+    /// The root of the current run's discovery.
+    root: Option<PathBuf>,
+    /// The paths changed since the last run, when a watcher knows them exactly.
+    changed: Option<BTreeSet<String>>,
+    /// A watcher lost track since the last run: every file is read again.
+    unknown: bool,
 }
 
 /// Reads the discovered files in parallel, setting aside binary and unreadable ones.
 pub fn load(found: &Discovered, report: &mut Report) -> Vec<Loaded> {
-    let results: Vec<Result<Loaded, (String, Option<String>)>> = found.files.par_iter().map(load_one).collect();
+    report.skipped_huge += found.huge;
+    load_files(&found.files, report)
+}
+
+fn load_files(files: &[FoundFile], report: &mut Report) -> Vec<Loaded> {
+    let results: Vec<Result<Loaded, (String, Option<String>)>> = files.par_iter().map(load_one).collect();
     let mut loaded = Vec::with_capacity(results.len());
     for r in results {
         match r {
@@ -118,7 +145,6 @@ pub fn load(found: &Discovered, report: &mut Report) -> Vec<Loaded> {
             Err((path, Some(e))) => report.failed.push((path, e)),
         }
     }
-    report.skipped_huge += found.huge;
     loaded
 }
 
@@ -129,7 +155,8 @@ fn load_one(f: &FoundFile) -> Result<Loaded, (String, Option<String>)> {
         return Err((f.path.clone(), None));
     }
     let hash = content_hash(&bytes);
-    let text = String::from_utf8(bytes).map_err(|_| (f.path.clone(), None))?;
+    // Source text in another encoding is a file that cannot be read, not a binary one to skip.
+    let text = String::from_utf8(bytes).map_err(|e| (f.path.clone(), Some(format!("not UTF-8: {e}"))))?;
     Ok(Loaded { path: f.path.clone(), language: f.language, text, hash })
 }
 
@@ -138,20 +165,75 @@ impl Analyzer {
         Self::default()
     }
 
-    /// Discovered files → desired graph. `root_name` names the root directory node.
+    /// Records what a watcher saw change before the next run; until then, the analyzer trusts that every
+    /// other file is as it was at the last run.
+    pub fn note_changes(&mut self, changes: Changes) {
+        match changes {
+            Changes::Paths(paths) if !self.unknown => self.changed.get_or_insert_with(BTreeSet::new).extend(paths),
+            Changes::Paths(_) => {}
+            Changes::Unknown => {
+                self.unknown = true;
+                self.changed = None;
+                self.found = None;
+            }
+        }
+    }
+
+    /// The source files under `root`: the last discovery updated with the changed paths when they are known
+    /// and simple (edited or deleted files), otherwise a full walk (which still reads only the files that
+    /// changed or are new, when the changes are known).
+    pub fn discover(&mut self, root: &Path, max_file_bytes: u64) -> Discovered {
+        self.root = Some(root.to_owned());
+        if let (Some(changed), Some((last_root, found))) = (&self.changed, &self.found) {
+            if last_root == root {
+                if let Some(found) = updated(found, root, changed, max_file_bytes) {
+                    return found;
+                }
+            }
+        }
+        discover(root, max_file_bytes)
+    }
+
+    /// Discovered files → desired graph. `root_name` names the root directory node. Files the analyzer knows
+    /// to be unchanged (see [`Self::note_changes`]) are not read again.
     pub fn run(&mut self, found: &Discovered, root_name: &str, hooks: &Hooks) -> Result<Analysis, Cancelled> {
         let started = Instant::now();
-        let mut report = Report::default();
-        let loaded = load(found, &mut report);
+        let mut report = Report { skipped_huge: found.huge, ..Report::default() };
+        let changed = self.changed.take();
+        self.unknown = false;
+        let (mut read, mut kept) = (Vec::new(), Vec::new());
+        for f in &found.files {
+            let unchanged = changed.as_ref().is_some_and(|c| !c.contains(&f.path))
+                && self.cache.get(&f.path).is_some_and(|c| c.language == f.language);
+            if unchanged {
+                kept.push(f.path.clone());
+            } else {
+                read.push(f.clone());
+            }
+        }
+        let loaded = load_files(&read, &mut report);
         let load_time = started.elapsed();
-        let mut a = self.analyze(loaded, report, root_name, hooks)?;
+        let mut a = self.analyze_keeping(kept, loaded, report, root_name, hooks)?;
         a.timings.load = load_time;
+        self.found = self.root.take().map(|root| (root, found.clone()));
         Ok(a)
     }
 
     /// Parses (what changed), resolves and builds. Files are analysed in path order.
     pub fn analyze(
         &mut self,
+        loaded: Vec<Loaded>,
+        report: Report,
+        root_name: &str,
+        hooks: &Hooks,
+    ) -> Result<Analysis, Cancelled> {
+        self.analyze_keeping(Vec::new(), loaded, report, root_name, hooks)
+    }
+
+    /// As [`Self::analyze`], plus the files in `kept`, known unchanged, with their facts from the last run.
+    fn analyze_keeping(
+        &mut self,
+        kept: Vec<String>,
         mut loaded: Vec<Loaded>,
         mut report: Report,
         root_name: &str,
@@ -186,24 +268,44 @@ impl Analyzer {
         if (hooks.cancelled)() {
             return Err(Cancelled);
         }
-        let mut cache = HashMap::with_capacity(parsed.len());
-        let mut files = Vec::with_capacity(parsed.len());
-        let mut hashes = BTreeMap::new();
+        let total = done.load(Ordering::Relaxed);
+        let (mut ok, mut failed) = (Vec::with_capacity(parsed.len() + kept.len()), Vec::new());
         for p in parsed {
             match p {
-                Ok((path, c)) => {
-                    report.files += 1;
-                    report.lines += c.facts.lines as u64;
-                    *report.languages.entry(c.language.name()).or_default() += 1;
-                    if c.facts.syntax_errors > 0 {
-                        report.files_with_syntax_errors += 1;
-                    }
-                    hashes.insert(path.clone(), c.hash.clone());
-                    files.push(SourceFile { path: path.clone(), language: c.language, facts: c.facts.clone() });
-                    cache.insert(path, c);
-                }
-                Err(e) => report.failed.push(e),
+                Ok(entry) => ok.push(entry),
+                Err(e) => failed.push(e),
             }
+        }
+        for (i, path) in kept.into_iter().enumerate() {
+            let c = self.cache[&path].clone();
+            (hooks.on_file)(total + i + 1, &path);
+            ok.push((path, c));
+        }
+        // A file that cannot be read or parsed now keeps what the last run knew of it: its previous facts
+        // (and hash), so its graph stays as it was. Without a previous run, sync leaves it untouched in Redis.
+        failed.append(&mut report.failed);
+        for (path, reason) in failed {
+            if let Some(c) = self.cache.get(&path) {
+                report.kept_previous += 1;
+                ok.push((path.clone(), c.clone()));
+            }
+            report.failed.push((path, reason));
+        }
+        report.failed.sort();
+        ok.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut cache = HashMap::with_capacity(ok.len());
+        let mut files = Vec::with_capacity(ok.len());
+        let mut hashes = BTreeMap::new();
+        for (path, c) in ok {
+            report.files += 1;
+            report.lines += c.facts.lines as u64;
+            *report.languages.entry(c.language.name()).or_default() += 1;
+            if c.facts.syntax_errors > 0 {
+                report.files_with_syntax_errors += 1;
+            }
+            hashes.insert(path.clone(), c.hash.clone());
+            files.push(SourceFile { path: path.clone(), language: c.language, facts: c.facts.clone() });
+            cache.insert(path, c);
         }
         self.cache = cache;
         timings.parse = started.elapsed();
@@ -216,10 +318,41 @@ impl Analyzer {
         }
         timings.resolve = started.elapsed();
         let started = Instant::now();
-        let graph = desired::build(&resolved, root_name);
+        let untouched: Vec<&str> =
+            report.failed.iter().map(|(p, _)| p.as_str()).filter(|p| !hashes.contains_key(*p)).collect();
+        let graph = desired::build_reusing(&resolved, root_name, &untouched, &mut self.built);
         timings.build = started.elapsed();
         Ok(Analysis { resolved, graph, hashes, report, timings })
     }
+}
+
+/// `found` with the changed paths applied, or `None` when that needs a full walk (a new file, whose ignore
+/// rules are not known here, a directory, an ignore file, a file grown past the limit).
+fn updated(found: &Discovered, root: &Path, changed: &BTreeSet<String>, max_file_bytes: u64) -> Option<Discovered> {
+    let mut found = Discovered { files: found.files.clone(), huge: found.huge };
+    for path in changed {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if name == ".gitignore" || name == ".ignore" {
+            return None;
+        }
+        let at = found.files.binary_search_by(|f| f.path.as_str().cmp(path));
+        match (std::fs::symlink_metadata(root.join(path)), at) {
+            (Ok(meta), Ok(i)) if meta.is_file() => {
+                if meta.len() > max_file_bytes {
+                    return None;
+                }
+                found.files[i].size = meta.len();
+            }
+            (Ok(meta), Err(_)) if meta.is_file() && Language::of_path(path).is_none() => {}
+            (Err(_), Ok(i)) => {
+                found.files.remove(i);
+            }
+            // Gone, and neither a known file nor a source file: a directory that moved or went away.
+            (Err(_), Err(_)) if Language::of_path(path).is_some() => {}
+            _ => return None,
+        }
+    }
+    Some(found)
 }
 
 /// The name of the root directory node: the folder's own name.

@@ -6,15 +6,19 @@
 //! themselves); a `contains`/`defines` edge to its target's owner; any other edge to its source's file.
 //! Unresolved calls are not edges: the caller carries them by name in `properties.unresolved_calls`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    hash::{Hash, Hasher},
+    sync::Arc,
+};
 
 use codegraph_shared::graph::{Node, Relationship};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
 use crate::{
-    facts::DefKind,
-    resolve::{Resolved, Target},
+    facts::{DefKind, FileFacts},
+    resolve::{FileLinks, Resolved, Target},
     symbols::DefRef,
 };
 
@@ -52,10 +56,11 @@ pub struct Owned {
     pub rels: BTreeMap<String, Relationship>,
 }
 
-/// The whole desired graph, by owner.
+/// The whole desired graph, by owner (shared with the [`BuildCache`], so an owner that did not change is
+/// not copied).
 #[derive(Clone, Debug, Default)]
 pub struct DesiredGraph {
-    pub owners: BTreeMap<Owner, Owned>,
+    pub owners: BTreeMap<Owner, Arc<Owned>>,
     /// Entities dropped because they broke a limit (id too long…).
     pub invalid: u64,
 }
@@ -104,30 +109,156 @@ fn listed(items: &BTreeSet<String>) -> Value {
 
 /// Builds the desired graph of a resolved project. `root_name` names the root directory node.
 pub fn build(resolved: &Resolved, root_name: &str) -> DesiredGraph {
-    let def_ids: Vec<Vec<String>> = resolved
-        .files
-        .iter()
-        .map(|f| {
-            let prefix = f.language.id_prefix();
-            f.facts.definitions.iter().map(|d| format!("{prefix}:{}:{}", f.path, d.qualified)).collect()
-        })
-        .collect();
-    let id_of = |d: DefRef| def_ids[d.file as usize][d.def as usize].as_str();
-    let mut owners: BTreeMap<Owner, Owned> = (0..resolved.files.len())
+    build_reusing(resolved, root_name, &[], &mut BuildCache::default())
+}
+
+/// One file's entities as last built, and what they were built from.
+#[derive(Clone, Debug)]
+struct BuiltFile {
+    facts: Arc<FileFacts>,
+    inputs: u64,
+    owned: Arc<Owned>,
+    /// Nodes of this file dropped because they broke a limit (edges into them are dropped everywhere).
+    bad_nodes: Vec<String>,
+    dropped: u64,
+}
+
+/// The entities of each file from the previous build: a file whose facts and resolution results are the same
+/// as then is not built again (watch mode rebuilds only the owners an edit affects).
+#[derive(Clone, Debug, Default)]
+pub struct BuildCache {
+    files: HashMap<String, BuiltFile>,
+}
+
+/// Builds the desired graph, reusing the entities of files whose inputs did not change since `cache` was filled,
+/// and refills `cache`. `untouched` files are left as they are in Redis (they could not be analysed): only
+/// their folders are kept.
+pub fn build_reusing(resolved: &Resolved, root_name: &str, untouched: &[&str], cache: &mut BuildCache) -> DesiredGraph {
+    let built: Vec<BuiltFile> = (0..resolved.files.len())
         .into_par_iter()
         .map(|fi| {
             let f = &resolved.files[fi];
-            (file_owner(&f.path), file_entities(resolved, fi, &def_ids[fi], &id_of))
+            let inputs = inputs_of(resolved, fi);
+            match cache.files.get(&f.path) {
+                Some(b) if b.inputs == inputs && Arc::ptr_eq(&b.facts, &f.facts) => b.clone(),
+                _ => {
+                    let (owned, bad_nodes, dropped) = validated(file_entities(resolved, fi));
+                    BuiltFile { facts: f.facts.clone(), inputs, owned: Arc::new(owned), bad_nodes, dropped }
+                }
+            }
         })
         .collect();
-    add_directories(&mut owners, resolved.files.iter().map(|f| f.path.as_str()), root_name);
-    let mut graph = DesiredGraph { owners, invalid: 0 };
-    drop_invalid(&mut graph);
-    graph
+    let mut owners: BTreeMap<Owner, Arc<Owned>> = BTreeMap::new();
+    let mut bad_nodes: BTreeSet<&str> = BTreeSet::new();
+    let mut invalid = 0;
+    for (f, b) in resolved.files.iter().zip(&built) {
+        owners.insert(file_owner(&f.path), b.owned.clone());
+        bad_nodes.extend(b.bad_nodes.iter().map(String::as_str));
+        invalid += b.dropped;
+    }
+    if !bad_nodes.is_empty() {
+        for owned in owners.values_mut() {
+            if owned
+                .rels
+                .values()
+                .any(|r| bad_nodes.contains(r.source.as_str()) || bad_nodes.contains(r.target.as_str()))
+            {
+                let owned = Arc::make_mut(owned);
+                let before = owned.rels.len();
+                owned
+                    .rels
+                    .retain(|_, r| !bad_nodes.contains(r.source.as_str()) && !bad_nodes.contains(r.target.as_str()));
+                invalid += (before - owned.rels.len()) as u64;
+            }
+        }
+    }
+    add_directories(
+        &mut owners,
+        resolved.files.iter().map(|f| f.path.as_str()).chain(untouched.iter().copied()),
+        root_name,
+    );
+    cache.files = resolved.files.iter().zip(built).map(|(f, b)| (f.path.clone(), b)).collect();
+    DesiredGraph { owners, invalid }
 }
 
-fn file_entities<'a>(resolved: &'a Resolved, fi: usize, ids: &[String], id_of: &impl Fn(DefRef) -> &'a str) -> Owned {
+/// A digest of everything a file's entities are built from besides its facts: the resolution results, with
+/// each target named by path and qualified name (indexes change when other files come and go).
+fn inputs_of(resolved: &Resolved, fi: usize) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let def = |h: &mut xxhash_rust::xxh3::Xxh3, d: DefRef| {
+        let f = &resolved.files[d.file as usize];
+        f.path.hash(h);
+        f.facts.definitions[d.def as usize].qualified.hash(h);
+    };
+    let links: &FileLinks = &resolved.links[fi];
+    for (target, c) in &links.imports {
+        match target {
+            Target::Def(d) => def(&mut h, *d),
+            Target::Files(files) => files.iter().for_each(|&f| resolved.files[f as usize].path.hash(&mut h)),
+        }
+        c.to_bits().hash(&mut h);
+    }
+    links.external_imports.hash(&mut h);
+    for call in &links.calls {
+        call.from.hash(&mut h);
+        def(&mut h, call.to);
+        call.confidence.to_bits().hash(&mut h);
+    }
+    let mut unresolved: Vec<_> = links.unresolved_calls.iter().collect();
+    unresolved.sort_unstable_by_key(|(k, _)| **k);
+    unresolved.hash(&mut h);
+    for (d, to, relation, c) in &links.bases {
+        d.hash(&mut h);
+        def(&mut h, *to);
+        relation.hash(&mut h);
+        c.to_bits().hash(&mut h);
+    }
+    let mut unresolved: Vec<_> = links.unresolved_bases.iter().collect();
+    unresolved.sort_unstable_by_key(|(k, _)| **k);
+    unresolved.hash(&mut h);
+    // Methods of a type declared in this file hang under that type.
+    for di in 0..resolved.files[fi].facts.definitions.len() {
+        if let Some(owner) = resolved.owners.get(&DefRef { file: fi as u32, def: di as u32 }) {
+            di.hash(&mut h);
+            def(&mut h, *owner);
+        }
+    }
+    h.finish()
+}
+
+/// The id of a definition node.
+fn def_id(resolved: &Resolved, d: DefRef) -> String {
+    let f = &resolved.files[d.file as usize];
+    format!("{}:{}:{}", f.language.id_prefix(), f.path, f.facts.definitions[d.def as usize].qualified)
+}
+
+/// Drops the entities of one owner that break a limit; returns it with the ids of the dropped nodes and how
+/// many entities were dropped.
+fn validated(mut owned: Owned) -> (Owned, Vec<String>, u64) {
+    let mut bad = Vec::new();
+    owned.nodes.retain(|id, n| {
+        let ok = n.validate().is_ok();
+        if !ok {
+            bad.push(id.clone());
+        }
+        ok
+    });
+    let mut dropped = bad.len() as u64;
+    owned.rels.retain(|_, r| {
+        let ok = r.validate().is_ok() && !bad.contains(&r.source) && !bad.contains(&r.target);
+        if !ok {
+            dropped += 1;
+        }
+        ok
+    });
+    (owned, bad, dropped)
+}
+
+fn file_entities(resolved: &Resolved, fi: usize) -> Owned {
     let f = &resolved.files[fi];
+    let prefix = f.language.id_prefix();
+    let ids: Vec<String> = f.facts.definitions.iter().map(|d| format!("{prefix}:{}:{}", f.path, d.qualified)).collect();
+    let id_of = |d: DefRef| def_id(resolved, d);
     let links = &resolved.links[fi];
     let path = f.path.as_str();
     let fid = file_id(path);
@@ -170,7 +301,7 @@ fn file_entities<'a>(resolved: &'a Resolved, fi: usize, ids: &[String], id_of: &
         // The structural parent: the enclosing definition, the type of an impl in this file, or the file.
         let parent = match (d.parent, resolved.owners.get(&me)) {
             (Some(p), _) => ids[p].clone(),
-            (None, Some(owner)) if owner.file == me.file => id_of(*owner).to_owned(),
+            (None, Some(owner)) if owner.file == me.file => ids[owner.def as usize].clone(),
             _ => fid.clone(),
         };
         let r = rel(&parent, "defines", id, None);
@@ -183,7 +314,7 @@ fn file_entities<'a>(resolved: &'a Resolved, fi: usize, ids: &[String], id_of: &
     };
     for (target, c) in &links.imports {
         match target {
-            Target::Def(d) => add(fid.clone(), "imports", id_of(*d).to_owned(), *c),
+            Target::Def(d) => add(fid.clone(), "imports", id_of(*d), *c),
             Target::Files(files) => {
                 for &other in files {
                     if other as usize != fi {
@@ -195,10 +326,10 @@ fn file_entities<'a>(resolved: &'a Resolved, fi: usize, ids: &[String], id_of: &
     }
     for call in &links.calls {
         let source = call.from.map(|d| ids[d as usize].clone()).unwrap_or_else(|| fid.clone());
-        add(source, "calls", id_of(call.to).to_owned(), call.confidence);
+        add(source, "calls", id_of(call.to), call.confidence);
     }
     for (d, to, relation, c) in &links.bases {
-        add(ids[*d as usize].clone(), relation.rel_type(), id_of(*to).to_owned(), *c);
+        add(ids[*d as usize].clone(), relation.rel_type(), id_of(*to), *c);
     }
     for ((source, t, target), c) in weighted {
         let r = rel(&source, t, &target, Some(c));
@@ -208,7 +339,7 @@ fn file_entities<'a>(resolved: &'a Resolved, fi: usize, ids: &[String], id_of: &
 }
 
 /// Directory nodes for every folder that holds an analysed file, each `contains` its children.
-pub fn add_directories<'p>(owners: &mut BTreeMap<Owner, Owned>, paths: impl Iterator<Item = &'p str>, root: &str) {
+pub fn add_directories<'p>(owners: &mut BTreeMap<Owner, Arc<Owned>>, paths: impl Iterator<Item = &'p str>, root: &str) {
     let mut dirs: BTreeSet<String> = BTreeSet::new();
     for p in paths {
         let mut d = parent_dir(p);
@@ -230,33 +361,8 @@ pub fn add_directories<'p>(owners: &mut BTreeMap<Owner, Owned>, paths: impl Iter
             let r = rel(&dir_id(parent_dir(&d)), "contains", &id, None);
             owned.rels.insert(r.id.clone(), r);
         }
-        owners.insert(dir_owner(&d), owned);
+        owners.insert(dir_owner(&d), Arc::new(owned));
     }
-}
-
-/// Removes entities that break a limit, and the edges that would dangle without them.
-fn drop_invalid(graph: &mut DesiredGraph) {
-    let mut bad_nodes = BTreeSet::new();
-    for owned in graph.owners.values_mut() {
-        owned.nodes.retain(|id, n| {
-            let ok = n.validate().is_ok();
-            if !ok {
-                bad_nodes.insert(id.clone());
-            }
-            ok
-        });
-    }
-    let mut dropped = bad_nodes.len() as u64;
-    for owned in graph.owners.values_mut() {
-        owned.rels.retain(|_, r| {
-            let ok = r.validate().is_ok() && !bad_nodes.contains(&r.source) && !bad_nodes.contains(&r.target);
-            if !ok {
-                dropped += 1;
-            }
-            ok
-        });
-    }
-    graph.invalid = dropped;
 }
 
 /// Whether a node kind comes from a definition (for counting).

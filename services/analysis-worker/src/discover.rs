@@ -41,7 +41,7 @@ pub struct FoundFile {
     pub size: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Discovered {
     pub files: Vec<FoundFile>,
     /// Source files larger than the limit.

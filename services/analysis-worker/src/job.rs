@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::{
     analysis::{root_name, Analyzer, Hooks, Report},
-    discover::{check_allowed, discover},
+    discover::check_allowed,
     progress::{Phase, Progress, TerminalBar},
     settings::AnalysisSettings,
     sync::{self, Mode},
@@ -62,11 +62,25 @@ pub struct Summary {
     pub mutations: usize,
     pub events: usize,
     pub duration: Duration,
+    pub steps: Steps,
+}
+
+/// Wall time of the steps of a job.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Steps {
+    /// Discovery to desired graph, in memory.
+    pub analyze: Duration,
+    /// The parts of `analyze`.
+    pub analysis: crate::analysis::Timings,
+    /// Reading what Redis holds and computing the difference.
+    pub plan: Duration,
+    /// Writing the difference.
+    pub write: Duration,
 }
 
 #[derive(Clone, Debug)]
 pub enum JobEnd {
-    Completed(Summary),
+    Completed(Box<Summary>),
     Cancelled,
     Failed(String),
 }
@@ -121,6 +135,7 @@ impl JobRunner {
                     "files": s.report.files,
                     "skipped": s.report.skipped(),
                     "errors": s.report.failed.len(),
+                    "errors_kept_previous_graph": s.report.kept_previous,
                     "duration_ms": s.duration.as_millis() as u64,
                     "changed_files": s.changed_files,
                     "mutations": s.mutations,
@@ -158,9 +173,15 @@ impl JobRunner {
         };
         let max = self.settings.max_file_bytes;
         let walk_root = root.clone();
-        let found = match tokio::task::spawn_blocking(move || discover(&walk_root, max)).await {
-            Ok(f) => f,
-            Err(e) => return (analyzer, JobEnd::Failed(format!("discovery failed: {e}"))),
+        let mut analyzer = analyzer;
+        let (analyzer, found) = match tokio::task::spawn_blocking(move || {
+            let found = analyzer.discover(&walk_root, max);
+            (analyzer, found)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => return (Analyzer::new(), JobEnd::Failed(format!("discovery failed: {e}"))),
         };
         let mut languages: BTreeMap<&str, usize> = BTreeMap::new();
         for f in &found.files {
@@ -194,7 +215,7 @@ impl JobRunner {
         let end = match end {
             Ok(Some(mut s)) => {
                 s.duration = started.elapsed();
-                JobEnd::Completed(s)
+                JobEnd::Completed(Box::new(s))
             }
             Ok(None) => JobEnd::Cancelled,
             Err(e) => JobEnd::Failed(e),
@@ -215,6 +236,8 @@ impl JobRunner {
         cancel: &CancelFlag,
     ) -> (Analyzer, Result<Option<Summary>, String>) {
         let name = root_name(root);
+        let mut steps = Steps::default();
+        let started = Instant::now();
         let (p, c) = (progress.clone(), cancel.clone());
         let joined = tokio::task::spawn_blocking(move || {
             let on_file = |done: usize, path: &str| p.file_done(done, path);
@@ -232,12 +255,17 @@ impl JobRunner {
         if cancel.is_cancelled() {
             return (analyzer, Ok(None));
         }
+        steps.analyze = started.elapsed();
+        steps.analysis = analysis.timings;
+        let started = Instant::now();
         progress.set_phase(Phase::Resolve);
         let mut conn = self.redis.conn();
         let plan = match sync::plan(&mut conn, writer, &analysis, spec.mode).await {
             Ok(p) => p,
             Err(e) => return (analyzer, Err(format!("reading the current graph failed: {e}"))),
         };
+        steps.plan = started.elapsed();
+        let started = Instant::now();
         progress.ops(0, plan.delta.len());
         progress.set_phase(Phase::Write);
         let c = cancel.clone();
@@ -251,6 +279,7 @@ impl JobRunner {
         if applied.cancelled {
             return (analyzer, Ok(None));
         }
+        steps.write = started.elapsed();
         let summary = Summary {
             nodes: analysis.graph.node_count(),
             relationships: analysis.graph.rel_count(),
@@ -259,6 +288,7 @@ impl JobRunner {
             mutations: applied.written,
             events: applied.events,
             duration: Duration::ZERO,
+            steps,
         };
         (analyzer, Ok(Some(summary)))
     }

@@ -62,20 +62,33 @@ pub async fn plan<C: ConnectionLike + Send>(
     let stored: HashMap<String, String> = redis::cmd("HGETALL").arg(names.file_hashes()).query_async(conn).await?;
     let mut changed: Vec<String> =
         analysis.hashes.iter().filter(|(p, h)| stored.get(*p) != Some(*h)).map(|(p, _)| p.clone()).collect();
-    let deleted: Vec<String> = stored.keys().filter(|p| !analysis.hashes.contains_key(*p)).cloned().collect();
+    // Files that could not be analysed and of which nothing is known: what Redis holds of them stays.
+    let untouched: BTreeSet<Owner> = analysis
+        .report
+        .failed
+        .iter()
+        .filter(|(p, _)| !analysis.hashes.contains_key(p))
+        .map(|(p, _)| file_owner(p))
+        .collect();
+    let deleted: Vec<String> = stored
+        .keys()
+        .filter(|p| !analysis.hashes.contains_key(*p) && !untouched.contains(&file_owner(p)))
+        .cloned()
+        .collect();
     let set_hashes = changed.iter().map(|p| (p.clone(), analysis.hashes[p].clone())).collect();
     changed.extend(deleted.iter().cloned());
     changed.sort();
     let full = mode == Mode::Full || stored.is_empty();
     let (owners, current) = if full {
         let current = current::read_all(conn, names).await?;
-        let owners: BTreeSet<Owner> = analysis.graph.owners.keys().chain(current.keys()).cloned().collect();
+        let owners: BTreeSet<Owner> =
+            analysis.graph.owners.keys().chain(current.keys()).filter(|o| !untouched.contains(*o)).cloned().collect();
         (owners, current)
     } else {
         if changed.is_empty() {
             return Ok(Plan::default());
         }
-        incremental_scope(conn, writer, analysis, &changed, &stored).await?
+        incremental_scope(conn, writer, analysis, &changed, &stored, &untouched).await?
     };
     let delta = diff(&analysis.graph, &current, &owners);
     let set_hashes =
@@ -91,6 +104,7 @@ async fn incremental_scope<C: ConnectionLike + Send>(
     analysis: &Analysis,
     changed: &[String],
     stored: &HashMap<String, String>,
+    untouched: &BTreeSet<Owner>,
 ) -> redis::RedisResult<(BTreeSet<Owner>, BTreeMap<Owner, crate::desired::Owned>)> {
     let names = writer.names();
     let mut owners: BTreeSet<Owner> = changed.iter().map(|p| file_owner(p)).collect();
@@ -125,7 +139,7 @@ async fn incremental_scope<C: ConnectionLike + Send>(
             more.insert(owner.clone());
         }
     }
-    let extra: BTreeSet<Owner> = more.difference(&owners).cloned().collect();
+    let extra: BTreeSet<Owner> = more.difference(&owners).filter(|o| !untouched.contains(*o)).cloned().collect();
     if !extra.is_empty() {
         current.extend(current::read_owned(conn, names, &extra).await?);
         owners.extend(extra);

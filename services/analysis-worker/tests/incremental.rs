@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use analysis_worker::{
-    analysis::Analyzer,
+    analysis::{Analyzer, Changes},
     job::{CancelFlag, JobEnd, JobRunner, JobSpec},
     settings::AnalysisSettings,
     sync::Mode,
@@ -22,9 +22,19 @@ struct Harness {
     root: tempfile::TempDir,
     seen: usize,
     runs: u32,
+    /// Watch-like: one analyzer kept between runs and told exactly which paths changed (as watch mode does);
+    /// otherwise a fresh analyzer per run (as queue jobs do).
+    watch_like: bool,
+    kept: Option<Analyzer>,
+    changed: BTreeSet<String>,
+    last: Option<JobEnd>,
 }
 
 impl Harness {
+    fn watch_like() -> Self {
+        Self { watch_like: true, ..Self::new() }
+    }
+
     fn new() -> Self {
         let server = RedisServer::start();
         let root = tempfile::tempdir().unwrap();
@@ -35,17 +45,42 @@ impl Harness {
             settings,
             show_bar: false,
         };
-        Self { _server: server, runner, project: ProjectName::parse("inc").unwrap(), root, seen: 0, runs: 0 }
+        Self {
+            _server: server,
+            runner,
+            project: ProjectName::parse("inc").unwrap(),
+            root,
+            seen: 0,
+            runs: 0,
+            watch_like: false,
+            kept: None,
+            changed: BTreeSet::new(),
+            last: None,
+        }
     }
 
-    fn write(&self, path: &str, text: &str) {
+    fn write(&mut self, path: &str, text: &str) {
+        self.write_bytes(path, text.as_bytes());
+    }
+
+    fn write_bytes(&mut self, path: &str, bytes: &[u8]) {
+        self.changed.insert(path.to_owned());
         let p = self.root.path().join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
+        std::fs::write(p, bytes).unwrap();
     }
 
-    fn remove(&self, path: &str) {
+    fn remove(&mut self, path: &str) {
+        self.changed.insert(path.to_owned());
         std::fs::remove_file(self.root.path().join(path)).unwrap();
+    }
+
+    fn rename(&mut self, from: &str, to: &str) {
+        let target = self.root.path().join(to);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::rename(self.root.path().join(from), target).unwrap();
+        // What a watcher reports: both paths, and the folder that appeared.
+        self.changed.extend([from.to_owned(), to.to_owned(), to.rsplit_once('/').unwrap().0.to_owned()]);
     }
 
     /// Runs an incremental analysis and returns the graph events it produced, as `type id` lines.
@@ -57,8 +92,20 @@ impl Harness {
             path: self.root.path().to_owned(),
             mode: Mode::Incremental,
         };
-        let (_, end) = self.runner.run(&spec, Analyzer::new(), CancelFlag::default()).await;
+        let changed = std::mem::take(&mut self.changed);
+        let analyzer = match self.kept.take() {
+            Some(mut a) => {
+                a.note_changes(Changes::Paths(changed));
+                a
+            }
+            None => Analyzer::new(),
+        };
+        let (analyzer, end) = self.runner.run(&spec, analyzer, CancelFlag::default()).await;
+        if self.watch_like {
+            self.kept = Some(analyzer);
+        }
         assert!(matches!(end, JobEnd::Completed(_)), "{end:?}");
+        self.last = Some(end);
         let events = self.events().await;
         let new: BTreeSet<String> = events[self.seen..]
             .iter()
@@ -107,7 +154,16 @@ fn set(lines: &[&str]) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_additions_renames_and_deletions_produce_exact_deltas() {
-    let mut h = Harness::new();
+    edits_additions_renames_and_deletions(Harness::new()).await;
+}
+
+/// The same, with the facts and entities of earlier runs kept and only the changed paths read (watch mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_deltas_when_only_the_changed_paths_are_read() {
+    edits_additions_renames_and_deletions(Harness::watch_like()).await;
+}
+
+async fn edits_additions_renames_and_deletions(mut h: Harness) {
     h.write("lib/util.py", "def helper(x):\n    return x\n\ndef other():\n    pass\n");
     h.write("app.py", "from lib.util import helper\n\ndef main():\n    helper(1)\n");
     let first = h.run().await;
@@ -165,8 +221,7 @@ async fn edits_additions_renames_and_deletions_produce_exact_deltas() {
     );
 
     // Rename the file (same content): everything moves to the new ids, the old folder goes.
-    std::fs::create_dir_all(h.root.path().join("bin")).unwrap();
-    std::fs::rename(h.root.path().join("tools/cli.py"), h.root.path().join("bin/cli.py")).unwrap();
+    h.rename("tools/cli.py", "bin/cli.py");
     assert_eq!(
         h.run().await,
         set(&[
@@ -215,4 +270,38 @@ async fn edits_additions_renames_and_deletions_produce_exact_deltas() {
     );
     h.assert_consistent().await;
     assert_eq!(h.run().await, BTreeSet::new());
+}
+
+/// A file that stops parsing (here: no longer UTF-8) is counted and reported, and its graph stays as it was —
+/// with a fresh analyzer (nothing known of the file: Redis is left alone) and with a kept one (its previous
+/// facts stand in, so calls into it stay resolved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_fails_to_parse_keeps_its_previous_graph() {
+    for mut h in [Harness::new(), Harness::watch_like()] {
+        h.write("lib/util.py", "def helper(x):\n    return x\n");
+        h.write("app.py", "from lib.util import helper\n\ndef main():\n    helper(1)\n");
+        assert!(h.run().await.contains("node_added py:lib/util.py:helper"));
+        h.write_bytes("lib/util.py", b"def helper(x):\n    return '\xff\xfe'\n\ndef more():\n    pass\n");
+        assert_eq!(h.run().await, BTreeSet::new(), "watch-like: {}", h.watch_like);
+        let Some(JobEnd::Completed(s)) = &h.last else { unreachable!() };
+        assert_eq!(s.report.failed.len(), 1);
+        assert_eq!(s.report.failed[0].0, "lib/util.py");
+        assert!(s.report.failed[0].1.contains("UTF-8"), "{:?}", s.report.failed);
+        assert_eq!(s.report.kept_previous, u64::from(h.watch_like));
+        // The job's end event says so too.
+        let done = h.events().await.into_iter().rev().find(|e| e.event_type.as_str() == "analysis_completed").unwrap();
+        assert_eq!(done.data["errors"], 1, "{:?}", done.data);
+        assert_eq!(done.data["failed_files"][0]["file"], "lib/util.py");
+        h.assert_consistent().await;
+        // Fixed again: the new content is analysed.
+        h.write("lib/util.py", "def helper(x):\n    return x\n\ndef more():\n    pass\n");
+        assert_eq!(
+            h.run().await,
+            set(&[
+                "node_added py:lib/util.py:more",
+                "node_updated file:lib/util.py",
+                "relationship_added file:lib/util.py|defines|py:lib/util.py:more",
+            ])
+        );
+    }
 }

@@ -98,6 +98,16 @@ fn memory(dirs: &[PathBuf]) {
     }
 }
 
+/// CPU time redis-server has used so far (`INFO cpu`).
+fn redis_cpu_seconds(server: &RedisServer) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query(&mut server.connection()).unwrap();
+    info.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
+        .map(|(_, v)| v.trim().parse::<f64>().unwrap_or(0.0))
+        .sum()
+}
+
 fn runner(server: &RedisServer, roots: &str) -> JobRunner {
     JobRunner {
         redis: RedisHandle::open(&server.url()).unwrap(),
@@ -119,13 +129,24 @@ async fn end_to_end(dir: &Path) {
             path: dir.to_owned(),
             mode: Mode::Full,
         };
-        let start = Instant::now();
+        let (start, cpu, redis_cpu) = (Instant::now(), cpu_seconds(), redis_cpu_seconds(&server));
         let (_, end) = runner.run(&spec, Analyzer::new(), CancelFlag::default()).await;
         times.push(start.elapsed().as_secs_f64());
+        let (cpu, redis_cpu) = (cpu_seconds() - cpu, redis_cpu_seconds(&server) - redis_cpu);
         match end {
             JobEnd::Completed(s) => {
                 files = s.report.files;
-                println!("  run {i}: {:.3}s, {} mutations, {} graph events", times[i], s.mutations, s.events);
+                println!(
+                    "  run {i}: {:.3}s (analyse {:.0} ms, plan {:.0} ms, write {:.0} ms), {} mutations, {} graph \
+                     events; CPU: worker {cpu:.2}s, redis-server {redis_cpu:.2}s = {:.1} µs per mutation",
+                    times[i],
+                    s.steps.analyze.as_secs_f64() * 1000.0,
+                    s.steps.plan.as_secs_f64() * 1000.0,
+                    s.steps.write.as_secs_f64() * 1000.0,
+                    s.mutations,
+                    s.events,
+                    redis_cpu * 1e6 / s.mutations.max(1) as f64
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -157,20 +178,21 @@ async fn incremental(files: usize) {
     runner.settings.debounce_ms = 20;
     let project = ProjectName::parse("inc").unwrap();
     let shutdown = Shutdown::new();
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<JobEnd>();
     let watcher = tokio::spawn(analysis_worker::watch::watch(
         runner.clone(),
         project.clone(),
         dir.path().to_owned(),
         shutdown.clone(),
-        move |_| {
-            let _ = done_tx.send(());
+        move |end: &JobEnd| {
+            let _ = done_tx.send(end.clone());
         },
     ));
     done_rx.recv().await.expect("first analysis");
     let stream = RedisNames::new(&project).cdc_stream();
     let mut conn = server.connection();
     let mut latencies = Vec::new();
+    let mut steps: [Vec<f64>; 7] = Default::default();
     for k in 0..15 {
         let last: String = {
             let r: redis::streams::StreamRangeReply =
@@ -205,7 +227,21 @@ async fn incremental(files: usize) {
         }
         latencies.push(start.elapsed().as_secs_f64() * 1000.0);
         // Let the batch finish before the next edit.
-        done_rx.recv().await;
+        if let Some(JobEnd::Completed(s)) = done_rx.recv().await {
+            let t = &s.steps;
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            for (v, d) in steps.iter_mut().zip([
+                t.analyze,
+                t.analysis.load,
+                t.analysis.parse,
+                t.analysis.resolve,
+                t.analysis.build,
+                t.plan,
+                t.write,
+            ]) {
+                v.push(ms(d));
+            }
+        }
     }
     shutdown.trigger();
     let _ = watcher.await;
@@ -215,6 +251,11 @@ async fn incremental(files: usize) {
         latencies.iter().cloned().fold(f64::MAX, f64::min),
         latencies.iter().cloned().fold(0.0, f64::max),
         latencies.len()
+    );
+    let [analyze, load, parse, resolve, build, plan, write] = steps.map(median);
+    println!(
+        "  per batch (medians): analyse {analyze:.0} ms (discover+read {load:.0}, parse {parse:.0}, resolve \
+         {resolve:.0}, build {build:.0}), plan {plan:.0} ms, write {write:.0} ms"
     );
 }
 

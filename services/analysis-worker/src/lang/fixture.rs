@@ -41,6 +41,7 @@ impl Fixture {
         let mut nodes = BTreeMap::new();
         let mut rels = BTreeMap::new();
         for owned in a.graph.owners.into_values() {
+            let owned = std::sync::Arc::unwrap_or_clone(owned);
             nodes.extend(owned.nodes);
             rels.extend(owned.rels);
         }

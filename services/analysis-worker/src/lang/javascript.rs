@@ -9,7 +9,8 @@ use tree_sitter::{Node, Tree};
 
 use super::{
     extractor::{each_child, path_segments},
-    Extractor, Language, LanguageAnalyzer};
+    Extractor, Language, LanguageAnalyzer,
+};
 use crate::facts::{Base, BaseRelation, Callee, DefKind, FileFacts, Import};
 
 pub struct JavaScript;
