@@ -380,3 +380,101 @@ async fn a_consumer_behind_a_trimmed_stream_resyncs_instead_of_skipping() {
     assert_eq!(env.pending(&names), 0);
     stop(&mut c);
 }
+
+/// A process killed when the test ends, even by a panic.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real graph-api binary (`cargo build -p graph-api`, or `$GRAPH_API_BIN`), on a free port, once ready.
+async fn start_graph_api(env: &Env) -> (Killed, String) {
+    let bin = std::env::var_os("GRAPH_API_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/graph-api"));
+    assert!(bin.exists(), "{} is missing: run `cargo build -p graph-api` (or set GRAPH_API_BIN)", bin.display());
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let child = Command::new(bin)
+        .env("CODEGRAPH_CONFIG_DIR", env.config_dir.path())
+        .env("CODEGRAPH__REDIS__URL", env.redis.url())
+        .env("CODEGRAPH__HTTP__ADDR", addr.to_string())
+        // Small pages, so the replay follows the snapshot's cursor through many of them.
+        .env("CODEGRAPH__API__MAX_PAGE_SIZE", "25")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let api = Killed(child);
+    let base = format!("http://{addr}");
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/ready")).await {
+            if r.status() == 200 {
+                return (api, base);
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "graph-api not ready at {base}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_graph_apis_snapshot_while_writes_go_on_ends_equal() {
+    let env = Env::start();
+    let (_api, base) = start_graph_api(&env).await;
+    let (mut conn, writer, names) = env.writer("viaapi").await;
+    mixed_mutations(&mut conn, &writer, 71, 40, 30).await;
+
+    // Alone: the snapshot (many pages) and the stream after it give the Redis graph, as replay from 0 does.
+    let out = env.cli(&["replay", "--sink", "falkordb", "--project", "viaapi", "--from-snapshot", "--api", &base]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["snapshot_entities"].as_u64().unwrap() > 100, "{report}");
+    let from_api = env.wait_equal(&names, Duration::from_secs(1)).await;
+    env.cli(&["replay", "--sink", "falkordb", "--project", "viaapi", "--from", "0"]);
+    assert_eq!(env.dump("viaapi").await, from_api, "replay from 0 and from graph-api's snapshot agree");
+
+    // With a live consumer and writes going on during the replay: the replay takes the project, the consumer
+    // takes it back and continues after what the replay recorded.
+    let (mut c, _) = env.consumer("consumer-api", &[]);
+    let replay_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = {
+        let (mut conn, writer, _) = env.writer("viaapi").await;
+        let done = replay_done.clone();
+        tokio::spawn(async move {
+            // Small rounds before, during and after the replay.
+            let (mut seed, mut after) = (100, 0);
+            while after < 5 {
+                mixed_mutations(&mut conn, &writer, seed, 1, 20).await;
+                seed += 1;
+                after += usize::from(done.load(std::sync::atomic::Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seed - 100
+        })
+    };
+    let len = || -> u64 { redis::cmd("XLEN").arg(names.cdc_stream()).query(&mut env.redis.connection()).unwrap() };
+    let before = len();
+    while len() < before + 50 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let args = ["replay", "--sink", "falkordb", "--project", "viaapi", "--from-snapshot", "--api", &base];
+    let replay = tokio::task::spawn_blocking({
+        let mut cmd = env.command("cli", &[]);
+        cmd.args(args);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    replay_done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    let rounds = writing.await.unwrap();
+    assert!(rounds > 5, "{rounds} rounds of writes");
+    let end = env.wait_equal(&names, Duration::from_secs(30)).await;
+    assert_ne!(end, from_api);
+    stop(&mut c);
+}
