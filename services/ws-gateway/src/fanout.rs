@@ -98,6 +98,14 @@ impl Room {
         }
         self.last = Some(ev.id());
         let project = self.names.project();
+        // A traced mutation gets a span for its fan-out, a child of the mutation's span; others cost nothing.
+        let span = ev.traceparent().map(|tp| {
+            let span =
+                tracing::info_span!("deliver", event_id = %ev.id(), project = %project, clients = self.clients.len());
+            codegraph_shared::telemetry::set_parent(&span, tp);
+            span
+        });
+        let _entered = span.as_ref().map(|s| s.enter());
         for client in &self.clients {
             client.deliver(project, ev);
         }

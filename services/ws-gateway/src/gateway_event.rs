@@ -22,6 +22,8 @@ struct Inner {
     entity_id: Box<str>,
     /// For relationships: the nodes at either end, so a node-id filter also sees the relationships touching it.
     ends: Option<(Box<str>, Box<str>)>,
+    /// The W3C trace context of the mutation, when it was traced.
+    traceparent: Option<Box<str>>,
     text: Utf8Bytes,
 }
 
@@ -47,6 +49,14 @@ struct Head<'a> {
     entity: EntityHead<'a>,
     #[serde(default, borrow)]
     data: Option<DataHead<'a>>,
+    #[serde(default, borrow)]
+    trace: Option<TraceHead<'a>>,
+}
+
+#[derive(Deserialize)]
+struct TraceHead<'a> {
+    #[serde(default, borrow)]
+    traceparent: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -87,9 +97,15 @@ impl GatewayEvent {
             entity_kind: head.entity.kind.into(),
             entity_id: head.entity.id.into(),
             ends,
+            traceparent: head.trace.and_then(|t| t.traceparent).map(Into::into),
             text,
         };
         Ok(Self(Arc::new(inner)))
+    }
+
+    /// The trace context the event carries, so its delivery joins the mutation's trace.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.0.traceparent.as_deref()
     }
 
     pub fn id(&self) -> StreamId {
@@ -132,6 +148,13 @@ mod tests {
     use super::*;
 
     const BODY: &str = r#"{"project":"p","type":"relationship_added","entity":{"kind":"relationship","id":"r\"1"},"version":2,"data":{"source":"a","target":"b","x":[1,{"y":2}]},"ts":"t"}"#;
+
+    #[test]
+    fn keeps_the_trace_context() {
+        let traced = BODY.replace(r#""ts":"t""#, r#""ts":"t","trace":{"traceparent":"00-ab-cd-01"}"#);
+        assert_eq!(GatewayEvent::from_stream_entry("1-0", &traced).unwrap().traceparent(), Some("00-ab-cd-01"));
+        assert_eq!(GatewayEvent::from_stream_entry("1-0", BODY).unwrap().traceparent(), None);
+    }
 
     #[test]
     fn reads_the_routing_fields_and_keeps_the_text() {

@@ -1,0 +1,52 @@
+//! One trace across the services: the HTTP mutation in graph-api (with its Redis Function call), the
+//! gateway's delivery of the event and the sink's commit all export spans under the caller's trace id.
+
+use std::time::Duration;
+
+use codegraph_shared::testing::{start_falkordb, OtlpReceiver, RedisServer};
+use futures_util::StreamExt;
+use serde_json::json;
+use system_tests::Service;
+
+#[tokio::test]
+async fn one_mutation_is_one_trace_across_graph_api_gateway_and_sink() {
+    let redis = RedisServer::start();
+    let falkor = start_falkordb(&[]);
+    let otlp = OtlpReceiver::start().await;
+    let url = redis.url();
+    let telemetry =
+        [("CODEGRAPH__TELEMETRY__OTLP_ENDPOINT", otlp.endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let api = Service::start("graph-api", &url, &telemetry).await;
+    let gateway = Service::start("ws-gateway", &url, &telemetry).await;
+    let falkor_url = falkor.url();
+    let mut consumer_env = telemetry.to_vec();
+    consumer_env.push(("CODEGRAPH__SINKS__FALKORDB__URL", falkor_url.as_str()));
+    let _consumer = Service::start("stream-consumer", &url, &consumer_env).await;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(gateway.ws_url("/ws/events?project=traced")).await.unwrap();
+    // The gateway says when its subscription is live; events published after that reach this client.
+    let subscribed = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+    assert!(subscribed.to_text().unwrap().contains(r#""type":"subscribed""#), "{subscribed}");
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let resp = reqwest::Client::new()
+        .post(api.url("/api/graph/nodes?project=traced"))
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .json(&json!({"id": "n1", "kind": "function", "name": "n1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let delivered = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+    assert!(delivered.to_text().unwrap().contains(trace_id), "the envelope carries the trace: {delivered}");
+
+    otlp.wait_for(
+        Duration::from_secs(20),
+        "spans of graph-api, ws-gateway and stream-consumer in one trace",
+        |spans| {
+            ["graph-api", "ws-gateway", "stream-consumer"]
+                .iter()
+                .all(|service| spans.iter().any(|s| s.service == *service && s.trace_id == trace_id))
+        },
+    )
+    .await;
+}
