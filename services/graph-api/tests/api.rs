@@ -379,3 +379,26 @@ async fn ops_routes_openapi_and_metrics() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_patches_lose_no_update() {
+    let redis = RedisServer::start();
+    let api = std::sync::Arc::new(GraphApi::start(&redis).await);
+    api.post("/api/graph/nodes", node("shared", "module")).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let body = json!({"properties": {format!("k{i}"): i}});
+                let (status, resp) = api.send(Method::PATCH, "/api/graph/nodes/shared", body).await;
+                assert_eq!(status, 200, "{resp}");
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (_, got) = api.get("/api/graph/nodes/shared").await;
+    assert_eq!(got["properties"].as_object().unwrap().len(), 20, "every patch kept: {got}");
+    assert_eq!(got["version"], 21);
+}

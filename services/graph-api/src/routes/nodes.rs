@@ -14,6 +14,7 @@ use codegraph_shared::{
     names::RedisNames,
     telemetry::current_traceparent,
 };
+use redis::{aio::ConnectionManager, RedisError};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -32,7 +33,7 @@ pub struct WriteResult {
 }
 
 /// How often a read-modify-write (PATCH) retries when another writer got in between.
-pub(crate) const PATCH_ATTEMPTS: usize = 8;
+const PATCH_ATTEMPTS: usize = 8;
 
 pub(crate) async fn apply_one(state: &AppState, project: &Project, op: Mutation) -> Result<Outcome, ApiError> {
     let tp = current_traceparent();
@@ -104,12 +105,7 @@ pub async fn patch_node(
     Path(id): Path<String>,
     Body(patch): Body<NodePatch>,
 ) -> Result<Json<WriteResult>, ApiError> {
-    let names = RedisNames::new(&project.0);
-    for _ in 0..PATCH_ATTEMPTS {
-        let Some(mut node) = store::get_node(&mut state.conn(), &names, &id).await? else {
-            return Err(missing("node", &id, &project));
-        };
-        let version = node.version.unwrap_or(0);
+    let change = |node: &mut Node| {
         if let Some(kind) = &patch.kind {
             node.kind = kind.clone();
         }
@@ -122,14 +118,62 @@ pub async fn patch_node(
         node.line_start = patch.line_start.or(node.line_start);
         node.line_end = patch.line_end.or(node.line_end);
         merge_properties(&mut node.properties, &patch.properties);
-        node.validate()?;
-        match apply_one(&state, &project, Mutation::UpsertNode(node, Expect::Version(version))).await {
-            Ok(outcome) => return Ok(Json(WriteResult { id, outcome })),
+        Ok(node.validate()?)
+    };
+    let outcome = update_entity(&state, &project, &id, change).await?;
+    Ok(Json(WriteResult { id, outcome }))
+}
+
+/// An entity that PATCH can change: read with its version, written back as an upsert.
+pub(crate) trait Editable: Sized + Send {
+    const WHAT: &'static str;
+    fn load(
+        conn: &mut ConnectionManager,
+        names: &RedisNames,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Self>, RedisError>> + Send;
+    fn version(&self) -> u64;
+    fn upsert(self, expect: Expect) -> Mutation;
+}
+
+impl Editable for Node {
+    const WHAT: &'static str = "node";
+    fn load(
+        conn: &mut ConnectionManager,
+        names: &RedisNames,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Self>, RedisError>> + Send {
+        store::get_node(conn, names, id)
+    }
+    fn version(&self) -> u64 {
+        self.version.unwrap_or(0)
+    }
+    fn upsert(self, expect: Expect) -> Mutation {
+        Mutation::UpsertNode(self, expect)
+    }
+}
+
+/// Read-modify-write with optimistic concurrency: reads the entity and its version, changes it, and writes it
+/// only if nobody changed it in between (the Function library checks the version); tries again if someone did.
+pub(crate) async fn update_entity<T: Editable>(
+    state: &AppState,
+    project: &Project,
+    id: &str,
+    change: impl Fn(&mut T) -> Result<(), ApiError> + Send,
+) -> Result<Outcome, ApiError> {
+    let names = RedisNames::new(&project.0);
+    for _ in 0..PATCH_ATTEMPTS {
+        let Some(mut entity) = T::load(&mut state.conn(), &names, id).await? else {
+            return Err(missing(T::WHAT, id, project));
+        };
+        let version = entity.version();
+        change(&mut entity)?;
+        match apply_one(state, project, entity.upsert(Expect::Version(version))).await {
             Err(e) if e.status == StatusCode::CONFLICT => continue,
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
-    Err(MutationError::Conflict(format!("node {id:?} kept changing; try again")).into())
+    Err(MutationError::Conflict(format!("{} {id:?} kept changing; try again", T::WHAT)).into())
 }
 
 /// Delete a node and, each with its own event, every relationship that touches it.

@@ -8,14 +8,15 @@ use axum::{
     Json,
 };
 use codegraph_shared::{
-    functions::{Expect, Mutation, MutationError, Status},
+    functions::{Expect, Mutation, Status},
     graph::{check_label, Relationship},
     http::ApiError,
     names::RedisNames,
 };
+use redis::{aio::ConnectionManager, RedisError};
 use serde::Deserialize;
 
-use super::nodes::{apply_one, merge_properties, missing, WriteResult, PATCH_ATTEMPTS};
+use super::nodes::{apply_one, merge_properties, missing, update_entity, Editable, WriteResult};
 use crate::{
     extract::{Body, Project, ProjectParam},
     routes::ErrorBody,
@@ -104,24 +105,32 @@ pub async fn patch_relationship(
     if let Some(t) = &patch.rel_type {
         check_label("type", t)?;
     }
-    let names = RedisNames::new(&project.0);
-    for _ in 0..PATCH_ATTEMPTS {
-        let Some(mut rel) = store::get_relationship(&mut state.conn(), &names, &id).await? else {
-            return Err(missing("relationship", &id, &project));
-        };
-        let version = rel.version.unwrap_or(0);
+    let change = |rel: &mut Relationship| {
         if let Some(t) = &patch.rel_type {
             rel.rel_type = t.clone();
         }
         merge_properties(&mut rel.properties, &patch.properties);
-        rel.validate()?;
-        match apply_one(&state, &project, Mutation::UpsertRelationship(rel, Expect::Version(version))).await {
-            Ok(outcome) => return Ok(Json(WriteResult { id, outcome })),
-            Err(e) if e.status == StatusCode::CONFLICT => continue,
-            Err(e) => return Err(e),
-        }
+        Ok(rel.validate()?)
+    };
+    let outcome = update_entity(&state, &project, &id, change).await?;
+    Ok(Json(WriteResult { id, outcome }))
+}
+
+impl Editable for Relationship {
+    const WHAT: &'static str = "relationship";
+    fn load(
+        conn: &mut ConnectionManager,
+        names: &RedisNames,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Self>, RedisError>> + Send {
+        store::get_relationship(conn, names, id)
     }
-    Err(MutationError::Conflict(format!("relationship {id:?} kept changing; try again")).into())
+    fn version(&self) -> u64 {
+        self.version.unwrap_or(0)
+    }
+    fn upsert(self, expect: Expect) -> Mutation {
+        Mutation::UpsertRelationship(self, expect)
+    }
 }
 
 #[utoipa::path(delete, path = "/relationships/{id}", tag = "relationships", params(("id" = String, Path), ProjectParam),
