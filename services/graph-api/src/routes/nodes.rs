@@ -33,7 +33,7 @@ pub struct WriteResult {
 }
 
 /// How often a read-modify-write (PATCH) retries when another writer got in between.
-const PATCH_ATTEMPTS: usize = 8;
+const PATCH_ATTEMPTS: usize = 32;
 
 pub(crate) async fn apply_one(state: &AppState, project: &Project, op: Mutation) -> Result<Outcome, ApiError> {
     let tp = current_traceparent();
@@ -162,7 +162,13 @@ pub(crate) async fn update_entity<T: Editable>(
     change: impl Fn(&mut T) -> Result<(), ApiError> + Send,
 ) -> Result<Outcome, ApiError> {
     let names = RedisNames::new(&project.0);
-    for _ in 0..PATCH_ATTEMPTS {
+    for attempt in 0..PATCH_ATTEMPTS {
+        if attempt > 0 {
+            // Full jitter, growing: writers that collided spread out instead of colliding again.
+            let cap_us = 1000u128 << attempt.min(6);
+            let wait_us = uuid::Uuid::new_v4().as_u128() % cap_us;
+            tokio::time::sleep(std::time::Duration::from_micros(wait_us as u64)).await;
+        }
         let Some(mut entity) = T::load(&mut state.conn(), &names, id).await? else {
             return Err(missing(T::WHAT, id, project));
         };
