@@ -88,6 +88,8 @@ pub enum Callee {
     Name(String),
     /// `self.f()`, `this.f()`, `Self::f()`: a member of the enclosing type.
     SelfMember(String),
+    /// `super().f()`: a member of a base of the enclosing type (the type's own member of that name is skipped).
+    SuperMember(String),
     /// `a.b.f()`, `T::f()`, `pkg.F()`: `receiver` is the path before the last segment.
     Qualified { receiver: Vec<String>, name: String },
     /// The receiver is an expression the analyser cannot name (`f().g()`, `x[0].g()`); only `name` is known.
@@ -100,6 +102,7 @@ impl Callee {
         match self {
             Self::Name(n) => n.clone(),
             Self::SelfMember(n) => format!("self.{n}"),
+            Self::SuperMember(n) => format!("super().{n}"),
             Self::Qualified { receiver, name } => format!("{}.{name}", receiver.join(".")),
             Self::Dynamic(n) => format!("?.{n}"),
         }

@@ -320,6 +320,14 @@ impl Resolver<'_> {
         self.bases.get(&class)?.iter().find_map(|&b| self.member(b, name, depth + 1))
     }
 
+    /// A member found on the bases of a type (in the order they are written): surely the one meant when the
+    /// type has one base, less surely with several.
+    fn base_member(&self, class: DefRef, name: &str) -> Option<(DefRef, f64)> {
+        let bases = self.bases.get(&class)?;
+        let depth = if bases.len() == 1 { 0 } else { 1 };
+        bases.iter().find_map(|&b| self.member(b, name, depth))
+    }
+
     /// The type whose member a definition is: its enclosing class, or the type of an `impl`/receiver.
     fn enclosing_type(&self, file: u32, mut at: Option<u32>) -> Option<DefRef> {
         while let Some(s) = at {
@@ -410,6 +418,7 @@ impl Resolver<'_> {
             let found = match &call.callee {
                 Callee::Name(n) => self.lookup_name(file, scope, n),
                 Callee::SelfMember(n) => self.enclosing_type(file, scope).and_then(|t| self.member(t, n, 0)),
+                Callee::SuperMember(n) => self.enclosing_type(file, scope).and_then(|t| self.base_member(t, n)),
                 Callee::Qualified { receiver, name } => {
                     let mut p = receiver.clone();
                     p.push(name.clone());

@@ -15,6 +15,10 @@ use codegraph_shared::{
     testing::RedisServer,
 };
 
+mod common;
+
+use common::{moved, set, undone, ADD_CLI, RENAME_HELPER, START};
+
 struct Harness {
     _server: RedisServer,
     runner: JobRunner,
@@ -148,10 +152,6 @@ impl Harness {
     }
 }
 
-fn set(lines: &[&str]) -> BTreeSet<String> {
-    lines.iter().map(|s| s.to_string()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_additions_renames_and_deletions_produce_exact_deltas() {
     edits_additions_renames_and_deletions(Harness::new()).await;
@@ -164,8 +164,9 @@ async fn the_same_deltas_when_only_the_changed_paths_are_read() {
 }
 
 async fn edits_additions_renames_and_deletions(mut h: Harness) {
-    h.write("lib/util.py", "def helper(x):\n    return x\n\ndef other():\n    pass\n");
-    h.write("app.py", "from lib.util import helper\n\ndef main():\n    helper(1)\n");
+    for (path, text) in START {
+        h.write(path, text);
+    }
     let first = h.run().await;
     assert!(first.contains("node_added py:lib/util.py:helper"));
     assert!(first.contains("relationship_added py:app.py:main|calls|py:lib/util.py:helper"));
@@ -174,22 +175,9 @@ async fn edits_additions_renames_and_deletions(mut h: Harness) {
     // Unchanged: nothing at all.
     assert_eq!(h.run().await, BTreeSet::new());
 
-    // Edit: rename helper → assist inside util.py. The call from app.py (another file) loses its edge and
-    // becomes an unresolved call on main; the import edge goes too (the name no longer exists).
-    h.write("lib/util.py", "def assist(x):\n    return x\n\ndef other():\n    pass\n");
-    assert_eq!(
-        h.run().await,
-        set(&[
-            "node_added py:lib/util.py:assist",
-            "node_deleted py:lib/util.py:helper",
-            "node_updated py:app.py:main",
-            "node_updated file:app.py",
-            "relationship_added file:lib/util.py|defines|py:lib/util.py:assist",
-            "relationship_deleted file:lib/util.py|defines|py:lib/util.py:helper",
-            "relationship_deleted py:app.py:main|calls|py:lib/util.py:helper",
-            "relationship_deleted file:app.py|imports|py:lib/util.py:helper",
-        ])
-    );
+    // Edit: rename helper → assist inside util.py (see common::RENAME_HELPER).
+    h.write(RENAME_HELPER.path, RENAME_HELPER.text);
+    assert_eq!(h.run().await, set(RENAME_HELPER.events));
     h.assert_consistent().await;
 
     // Edit the caller to use the new name: its edges come back, pointing at the new symbol.
@@ -205,44 +193,14 @@ async fn edits_additions_renames_and_deletions(mut h: Harness) {
     );
 
     // Add a file in a new folder that calls into util.
-    h.write("tools/cli.py", "from lib.util import other\n\ndef run():\n    other()\n");
-    assert_eq!(
-        h.run().await,
-        set(&[
-            "node_added dir:tools",
-            "node_added file:tools/cli.py",
-            "node_added py:tools/cli.py:run",
-            "relationship_added dir:.|contains|dir:tools",
-            "relationship_added dir:tools|contains|file:tools/cli.py",
-            "relationship_added file:tools/cli.py|defines|py:tools/cli.py:run",
-            "relationship_added file:tools/cli.py|imports|py:lib/util.py:other",
-            "relationship_added py:tools/cli.py:run|calls|py:lib/util.py:other",
-        ])
-    );
+    h.write(ADD_CLI.path, ADD_CLI.text);
+    assert_eq!(h.run().await, set(ADD_CLI.events));
 
     // Rename the file (same content): everything moves to the new ids, the old folder goes.
     h.rename("tools/cli.py", "bin/cli.py");
-    assert_eq!(
-        h.run().await,
-        set(&[
-            "node_added dir:bin",
-            "node_added file:bin/cli.py",
-            "node_added py:bin/cli.py:run",
-            "relationship_added dir:.|contains|dir:bin",
-            "relationship_added dir:bin|contains|file:bin/cli.py",
-            "relationship_added file:bin/cli.py|defines|py:bin/cli.py:run",
-            "relationship_added file:bin/cli.py|imports|py:lib/util.py:other",
-            "relationship_added py:bin/cli.py:run|calls|py:lib/util.py:other",
-            "node_deleted dir:tools",
-            "node_deleted file:tools/cli.py",
-            "node_deleted py:tools/cli.py:run",
-            "relationship_deleted dir:.|contains|dir:tools",
-            "relationship_deleted dir:tools|contains|file:tools/cli.py",
-            "relationship_deleted file:tools/cli.py|defines|py:tools/cli.py:run",
-            "relationship_deleted file:tools/cli.py|imports|py:lib/util.py:other",
-            "relationship_deleted py:tools/cli.py:run|calls|py:lib/util.py:other",
-        ])
-    );
+    let mut expected = moved(ADD_CLI.events, "tools", "bin");
+    expected.extend(undone(ADD_CLI.events));
+    assert_eq!(h.run().await, expected);
 
     // Delete util.py: its nodes go, and so do the edges other files had into it (they become unresolved).
     h.remove("lib/util.py");

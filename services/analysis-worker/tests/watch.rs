@@ -15,6 +15,9 @@ use codegraph_shared::{
     project::ProjectName,
     testing::RedisServer,
 };
+use common::{set, undone, ADD_CLI, RENAME_HELPER, START};
+
+mod common;
 
 /// How long one batch may take from the change on disk to its `analysis_completed` (generous: shared machine).
 const BATCH_DEADLINE: Duration = Duration::from_secs(20);
@@ -83,10 +86,6 @@ fn graph_events(batch: &[CdcEvent]) -> BTreeSet<String> {
     set
 }
 
-fn set(lines: &[&str]) -> BTreeSet<String> {
-    lines.iter().map(|s| s.to_string()).collect()
-}
-
 /// Saves like an editor: the new text goes to a file the worker ignores, then replaces the old one at once.
 fn save(root: &Path, path: &str, text: &str) {
     let target = root.join(path);
@@ -101,8 +100,9 @@ fn watch_mode_turns_each_saved_change_into_exactly_its_events() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
-    save(&root, "lib/util.py", "def helper(x):\n    return x\n\ndef other():\n    pass\n");
-    save(&root, "app.py", "from lib.util import helper\n\ndef main():\n    helper(1)\n");
+    for (path, text) in START {
+        save(&root, path, text);
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_analysis-worker"))
         .args(["watch", "--project", "w", "--path"])
         .arg(&root)
@@ -122,51 +122,12 @@ fn watch_mode_turns_each_saved_change_into_exactly_its_events() {
     assert!(first.contains("node_added py:lib/util.py:helper"), "{first:?}");
     assert!(first.contains("relationship_added py:app.py:main|calls|py:lib/util.py:helper"), "{first:?}");
 
-    // An edit in one file: its symbols change, and the call from the other file loses its edge.
-    save(&root, "lib/util.py", "def assist(x):\n    return x\n\ndef other():\n    pass\n");
-    assert_eq!(
-        graph_events(&stream.next_batch(&mut watcher)),
-        set(&[
-            "node_added py:lib/util.py:assist",
-            "node_deleted py:lib/util.py:helper",
-            "node_updated py:app.py:main",
-            "node_updated file:app.py",
-            "relationship_added file:lib/util.py|defines|py:lib/util.py:assist",
-            "relationship_deleted file:lib/util.py|defines|py:lib/util.py:helper",
-            "relationship_deleted py:app.py:main|calls|py:lib/util.py:helper",
-            "relationship_deleted file:app.py|imports|py:lib/util.py:helper",
-        ])
-    );
-
-    // A new file in a new folder that calls into util.
-    save(&root, "tools/cli.py", "from lib.util import other\n\ndef run():\n    other()\n");
-    assert_eq!(
-        graph_events(&stream.next_batch(&mut watcher)),
-        set(&[
-            "node_added dir:tools",
-            "node_added file:tools/cli.py",
-            "node_added py:tools/cli.py:run",
-            "relationship_added dir:.|contains|dir:tools",
-            "relationship_added dir:tools|contains|file:tools/cli.py",
-            "relationship_added file:tools/cli.py|defines|py:tools/cli.py:run",
-            "relationship_added file:tools/cli.py|imports|py:lib/util.py:other",
-            "relationship_added py:tools/cli.py:run|calls|py:lib/util.py:other",
-        ])
-    );
+    for step in [RENAME_HELPER, ADD_CLI] {
+        save(&root, step.path, step.text);
+        assert_eq!(graph_events(&stream.next_batch(&mut watcher)), set(step.events), "after writing {}", step.path);
+    }
 
     // Deleting it takes all of that away again.
-    std::fs::remove_file(root.join("tools/cli.py")).unwrap();
-    assert_eq!(
-        graph_events(&stream.next_batch(&mut watcher)),
-        set(&[
-            "node_deleted dir:tools",
-            "node_deleted file:tools/cli.py",
-            "node_deleted py:tools/cli.py:run",
-            "relationship_deleted dir:.|contains|dir:tools",
-            "relationship_deleted dir:tools|contains|file:tools/cli.py",
-            "relationship_deleted file:tools/cli.py|defines|py:tools/cli.py:run",
-            "relationship_deleted file:tools/cli.py|imports|py:lib/util.py:other",
-            "relationship_deleted py:tools/cli.py:run|calls|py:lib/util.py:other",
-        ])
-    );
+    std::fs::remove_file(root.join(ADD_CLI.path)).unwrap();
+    assert_eq!(graph_events(&stream.next_batch(&mut watcher)), undone(ADD_CLI.events));
 }

@@ -186,12 +186,22 @@ fn dotted(x: &Extractor, node: Node) -> Option<Vec<String>> {
     }
 }
 
+/// `super()` (with or without arguments).
+fn is_super_call(x: &Extractor, node: Node) -> bool {
+    node.kind() == "call"
+        && node.child_by_field_name("function").is_some_and(|f| f.kind() == "identifier" && x.text(f) == "super")
+}
+
 fn callee(x: &Extractor, f: Node) -> Option<Callee> {
     match f.kind() {
         "identifier" => Some(Callee::Name(x.text(f).to_owned())),
         "attribute" => {
             let name = x.field_text(f, "attribute")?.to_owned();
-            match f.child_by_field_name("object").and_then(|o| dotted(x, o)) {
+            let object = f.child_by_field_name("object")?;
+            if is_super_call(x, object) {
+                return Some(Callee::SuperMember(name));
+            }
+            match dotted(x, object) {
                 Some(receiver) if receiver.len() == 1 && (receiver[0] == "self" || receiver[0] == "cls") => {
                     Some(Callee::SelfMember(name))
                 }
@@ -216,7 +226,7 @@ mod tests {
             )
             .file(
                 "pkg/models.py",
-                "class Base:\n    def save(self):\n        return self.validate()\n    def validate(self):\n        return True\n\nclass User(Base):\n    def rename(self, n):\n        self.save()\n        helper(n)\n\ndef helper(x):\n    return len(x)\n",
+                "class Base:\n    def save(self):\n        return self.validate()\n    def validate(self):\n        return True\n\nclass User(Base):\n    def rename(self, n):\n        self.save()\n        helper(n)\n    def validate(self):\n        return super().validate() and super(User, self).missing()\n\ndef helper(x):\n    return len(x)\n",
             )
             .file(
                 "app.py",
@@ -235,6 +245,10 @@ mod tests {
         // self.save() is found on the base class; self.validate() on the own class.
         g.has_edge("py:pkg/models.py:User.rename", "calls", "py:pkg/models.py:Base.save");
         g.has_edge("py:pkg/models.py:Base.save", "calls", "py:pkg/models.py:Base.validate");
+        // super().f() is the base's f, never the class's own; a name no base has stays unresolved.
+        g.has_edge("py:pkg/models.py:User.validate", "calls", "py:pkg/models.py:Base.validate");
+        g.no_edge_from("py:pkg/models.py:User.validate", "calls", "py:pkg/models.py:User.validate");
+        g.unresolved("py:pkg/models.py:User.validate", &["super", "super().missing"]);
         g.has_edge("py:pkg/models.py:User.rename", "calls", "py:pkg/models.py:helper");
         // Cross-file: through a package re-export, an alias of a name, and a module alias.
         g.has_edge("file:app.py", "imports", "file:pkg/models.py");
