@@ -31,13 +31,35 @@ struct Entry {
     fields: HashMap<String, String>,
 }
 
+/// The analyzer of the last job, kept for a next job on the same project and folder: files whose content did
+/// not change are not parsed again, and their entities not built again (they are still read and hashed: no
+/// watcher vouches for them). One project's facts at most stay in memory.
+#[derive(Default)]
+struct Warm {
+    key: Option<(ProjectName, PathBuf)>,
+    analyzer: Analyzer,
+}
+
+impl Warm {
+    /// The kept analyzer when it was made for `key`, otherwise a new one (and the old facts are dropped).
+    fn take(&mut self, key: &(ProjectName, PathBuf)) -> Analyzer {
+        let kept = std::mem::take(self);
+        if kept.key.as_ref() == Some(key) {
+            kept.analyzer
+        } else {
+            Analyzer::new()
+        }
+    }
+}
+
 /// Runs jobs until `shutdown` fires (the running job is finished first).
 pub async fn run(runner: JobRunner, status: Arc<WorkerStatus>, shutdown: Shutdown) {
     tokio::spawn(listen_for_cancels(runner.clone(), status.clone(), shutdown.clone()));
     let claim_idle = Duration::from_millis(runner.settings.claim_idle_ms.max(100));
+    let mut warm = Warm::default();
     while !shutdown.is_triggered() {
         match next_job(&runner, &status.consumer, claim_idle, &shutdown).await {
-            Ok(Some(entry)) => handle(&runner, &status, entry, claim_idle).await,
+            Ok(Some(entry)) => handle(&runner, &status, entry, claim_idle, &mut warm).await,
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "job queue unavailable; retrying");
@@ -154,7 +176,7 @@ async fn ack(runner: &JobRunner, id: &str) {
     }
 }
 
-async fn handle(runner: &JobRunner, status: &Arc<WorkerStatus>, entry: Entry, claim_idle: Duration) {
+async fn handle(runner: &JobRunner, status: &Arc<WorkerStatus>, entry: Entry, claim_idle: Duration, warm: &mut Warm) {
     let field = |k: &str| entry.fields.get(k).cloned().unwrap_or_default();
     let job_id = field("job_id");
     let Ok(project) = ProjectName::parse(&field("project")) else {
@@ -187,7 +209,9 @@ async fn handle(runner: &JobRunner, status: &Arc<WorkerStatus>, entry: Entry, cl
     status.start(&spec, &cancel);
     tracing::info!(job_id, project = %project, path = %spec.path.display(), mode = mode.as_str(), "job started");
     let renew = tokio::spawn(renew_claim(runner.clone(), status.consumer.clone(), entry.id.clone(), claim_idle));
-    let (_, end) = runner.run(&spec, Analyzer::new(), cancel).await;
+    let key = (project.clone(), spec.path.clone());
+    let (analyzer, end) = runner.run(&spec, warm.take(&key), cancel).await;
+    *warm = Warm { key: Some(key), analyzer };
     renew.abort();
     tracing::info!(job_id, outcome = ?end_name(&end), "job ended");
     status.finish(&spec, &end);

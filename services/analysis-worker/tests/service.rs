@@ -228,3 +228,48 @@ fn a_path_outside_the_allowed_roots_fails_clearly() {
     assert!(error.contains("outside the allowed roots"), "{error}");
     assert!(events(&mut conn, "outside").iter().all(|e| e.entity.kind == "job"));
 }
+
+/// A worker keeps the last job's analyzer for the next job on the same project and folder: a second job on an
+/// unchanged folder writes no graph event, and after an edit only the edited file's events follow.
+#[test]
+fn a_second_job_on_the_same_folder_writes_only_what_changed() {
+    let redis = RedisServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let path = project_tree(root.path(), "again", 50);
+    let _worker = Worker::start(&redis, root.path());
+    let mut conn = redis.connection();
+    let graph_events =
+        |conn: &mut redis::Connection| events(conn, "again").iter().filter(|e| e.entity.kind != "job").count();
+    enqueue(&mut conn, "job-1", "again", &path);
+    wait_for(&mut conn, "again", "job-1", EventType::AnalysisCompleted, Duration::from_secs(60));
+    let after_first = graph_events(&mut conn);
+    assert!(after_first > 50);
+    enqueue(&mut conn, "job-2", "again", &path);
+    let done = wait_for(&mut conn, "again", "job-2", EventType::AnalysisCompleted, Duration::from_secs(60));
+    assert_eq!(graph_events(&mut conn), after_first, "an unchanged folder wrote graph events");
+    assert_eq!(done.last().unwrap().data["files"], 50);
+    let file = path.join("pkg3/m3.py");
+    let text = std::fs::read_to_string(&file).unwrap() + "def added():\n    return f0()\n";
+    std::fs::write(&file, text).unwrap();
+    enqueue(&mut conn, "job-3", "again", &path);
+    wait_for(&mut conn, "again", "job-3", EventType::AnalysisCompleted, Duration::from_secs(60));
+    let new: BTreeSet<String> = events(&mut conn, "again")
+        .iter()
+        .filter(|e| e.entity.kind != "job")
+        .skip(after_first)
+        .map(|e| format!("{} {}", e.event_type.as_str(), e.entity.id))
+        .collect();
+    assert_eq!(
+        new,
+        [
+            "node_added py:pkg3/m3.py:added",
+            "node_updated file:pkg3/m3.py",
+            "relationship_added file:pkg3/m3.py|defines|py:pkg3/m3.py:added",
+            "relationship_added py:pkg3/m3.py:added|calls|py:pkg3/m3.py:f0",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    );
+    assert_consistent(&mut conn, "again");
+}
