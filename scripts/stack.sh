@@ -95,7 +95,18 @@ units() {
   return 0
 }
 
-port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# A port is busy when a server could not bind it: a listener, but also a client connection that happens to use it
+# as its local port (a connect test misses those, and the server then fails with "Address already in use").
+port_busy() {
+  python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind((sys.argv[1], int(sys.argv[2])))
+except OSError:
+    sys.exit(0)
+sys.exit(1)' "$HOST" "$1"
+}
 
 # spawn UNIT CHECK CMD...: starts CMD in its own session, logs to logs/UNIT.log, records its pid and how to
 # check it (an http URL that answers 2xx when ready, or redis://host:port).
