@@ -76,6 +76,9 @@ pub struct Analysis {
     pub hashes: BTreeMap<String, String>,
     pub report: Report,
     pub timings: Timings,
+    /// Files that give bases to types of other files → those files, now and at the analyzer's previous run (an
+    /// edit there changes the other files' edges).
+    pub foreign_targets: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Raised when a cancel request arrives during the analysis.
@@ -127,6 +130,8 @@ pub struct Analyzer {
     changed: Option<BTreeSet<String>>,
     /// A watcher lost track since the last run: every file is read again.
     unknown: bool,
+    /// [`Analysis::foreign_targets`] of the last run.
+    foreign_targets: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Reads the discovered files in parallel, setting aside binary and unreadable ones.
@@ -322,7 +327,13 @@ impl Analyzer {
             report.failed.iter().map(|(p, _)| p.as_str()).filter(|p| !hashes.contains_key(*p)).collect();
         let graph = desired::build_reusing(&resolved, root_name, &untouched, &mut self.built);
         timings.build = started.elapsed();
-        Ok(Analysis { resolved, graph, hashes, report, timings })
+        let mut foreign_targets = std::mem::take(&mut self.foreign_targets);
+        let now = foreign_targets_of(&resolved);
+        self.foreign_targets = now.clone();
+        for (site, targets) in now {
+            foreign_targets.entry(site).or_default().extend(targets);
+        }
+        Ok(Analysis { resolved, graph, hashes, report, timings, foreign_targets })
     }
 }
 
@@ -353,6 +364,15 @@ fn updated(found: &Discovered, root: &Path, changed: &BTreeSet<String>, max_file
         }
     }
     Some(found)
+}
+
+fn foreign_targets_of(resolved: &Resolved) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (site, ty) in &resolved.foreign_sites {
+        let path = |f: u32| resolved.files[f as usize].path.clone();
+        out.entry(path(*site)).or_default().insert(path(ty.file));
+    }
+    out
 }
 
 /// The name of the root directory node: the folder's own name.

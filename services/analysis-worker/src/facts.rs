@@ -117,6 +117,14 @@ pub struct Call {
     pub line: u32,
 }
 
+/// A type said to build on another outside the type's own file (Rust `impl Trait for Type` where `Type` is
+/// defined elsewhere): both as written, resolved from the file's top level in pass 2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignBase {
+    pub type_path: Vec<String>,
+    pub base: Base,
+}
+
 /// Everything pass 1 learned about one file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileFacts {
@@ -129,6 +137,8 @@ pub struct FileFacts {
     pub definitions: Vec<Definition>,
     pub imports: Vec<Import>,
     pub calls: Vec<Call>,
+    /// Bases this file gives to types defined in other files.
+    pub foreign_bases: Vec<ForeignBase>,
     pub lines: u32,
     /// Syntax errors the parser recovered from (the file is still analysed).
     pub syntax_errors: u32,

@@ -77,10 +77,15 @@ pub struct Resolved {
     pub links: Vec<FileLinks>,
     /// Methods declared outside their type → that type, when it is in the project.
     pub owners: HashMap<DefRef, DefRef>,
+    /// `(file, type)`: a file that gives a base to a type defined in another file (the edge is the type's file's).
+    pub foreign_sites: Vec<(u32, DefRef)>,
 }
 
 /// A file's base-type links (`(type, base, relation, confidence)`) and the bases it could not resolve.
 type BaseLinks = (Vec<(u32, DefRef, BaseRelation, f64)>, HashMap<u32, BTreeSet<String>>);
+
+/// A base given to a type outside the type's file: `(type, base, relation, confidence)`.
+type ForeignLink = (DefRef, DefRef, BaseRelation, f64);
 
 /// Runs pass 2 over every file (in parallel where files are independent).
 pub fn resolve(files: Vec<SourceFile>) -> Resolved {
@@ -108,10 +113,26 @@ pub fn resolve(files: Vec<SourceFile>) -> Resolved {
             owners.insert(member, owner);
         }
     }
-    let base_links: Vec<BaseLinks> = {
+    let mut base_links: Vec<BaseLinks> = {
         let r = Resolver { files: &files, table: &table, bindings: &bindings, bases: &HashMap::new(), owners: &owners };
         (0..files.len() as u32).into_par_iter().map(|f| r.bases_of(f)).collect()
     };
+    // Bases given in one file to a type of another (Rust `impl Trait for Type`): the edge leaves the type, so it
+    // belongs with the type's file.
+    let foreign: Vec<(u32, Vec<ForeignLink>)> = {
+        let r = Resolver { files: &files, table: &table, bindings: &bindings, bases: &HashMap::new(), owners: &owners };
+        (0..files.len() as u32).into_par_iter().map(|f| (f, r.foreign_bases_of(f))).collect()
+    };
+    let mut foreign_sites = Vec::new();
+    for (site, found) in foreign {
+        for (ty, base, relation, c) in found {
+            foreign_sites.push((site, ty));
+            let links = &mut base_links[ty.file as usize].0;
+            if !links.iter().any(|(d, b, rel, _)| *d == ty.def && *b == base && *rel == relation) {
+                links.push((ty.def, base, relation, c));
+            }
+        }
+    }
     let mut bases: HashMap<DefRef, Vec<DefRef>> = HashMap::new();
     for (fi, (links, _)) in base_links.iter().enumerate() {
         for (def, to, _, _) in links {
@@ -131,7 +152,7 @@ pub fn resolve(files: Vec<SourceFile>) -> Resolved {
             })
             .collect()
     };
-    Resolved { files, links, owners }
+    Resolved { files, links, owners, foreign_sites }
 }
 
 struct Resolver<'a> {
@@ -399,6 +420,24 @@ impl Resolver<'_> {
             }
         }
         (found, unresolved)
+    }
+
+    /// The bases a file gives to types of other files, as `(type, base, relation, confidence)`; those that do
+    /// not resolve to two types of the project are left out (there is no node of the file to carry them).
+    fn foreign_bases_of(&self, file: u32) -> Vec<ForeignLink> {
+        let mut out = Vec::new();
+        for f in &self.files[file as usize].facts.foreign_bases {
+            let Some((ty, c1)) = self.lookup_path(file, None, &f.type_path).filter(|(t, _)| self.is_class(*t)) else {
+                continue;
+            };
+            let Some((base, c2)) = self.lookup_path(file, None, &f.base.path).filter(|(t, _)| self.is_class(*t)) else {
+                continue;
+            };
+            if ty != base {
+                out.push((ty, base, f.base.relation, c1.min(c2)));
+            }
+        }
+        out
     }
 
     fn calls_and_imports_of(&self, file: u32) -> FileLinks {

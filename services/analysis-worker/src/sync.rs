@@ -108,6 +108,10 @@ async fn incremental_scope<C: ConnectionLike + Send>(
 ) -> redis::RedisResult<(BTreeSet<Owner>, BTreeMap<Owner, crate::desired::Owned>)> {
     let names = writer.names();
     let mut owners: BTreeSet<Owner> = changed.iter().map(|p| file_owner(p)).collect();
+    // Files whose types get bases from a changed file (Rust `impl Trait for Type` elsewhere).
+    for p in changed {
+        owners.extend(analysis.foreign_targets.get(p).into_iter().flatten().map(|t| file_owner(t)));
+    }
     for p in changed {
         let added_or_deleted = !stored.contains_key(p) || !analysis.hashes.contains_key(p);
         if added_or_deleted {

@@ -263,3 +263,40 @@ async fn a_file_that_fails_to_parse_keeps_its_previous_graph() {
         );
     }
 }
+
+/// `impl Trait for Type` in a third file: the `implements` edge leaves the type, so it belongs with the type's
+/// file, which an edit of the impl's file must bring into the comparison (added, then removed again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impl_in_another_file_adds_and_removes_the_types_edge() {
+    let mut h = Harness::watch_like();
+    h.write("src/lib.rs", "pub mod shapes;\npub mod area;\npub mod show;\n");
+    h.write("src/shapes.rs", "pub struct Circle { pub r: u32 }\n");
+    h.write("src/area.rs", "pub trait Area {\n    fn area(&self) -> u32;\n}\n");
+    h.write("src/show.rs", "use crate::area::Area;\nuse crate::shapes::Circle;\n");
+    h.run().await;
+    h.write(
+        "src/show.rs",
+        "use crate::area::Area;\nuse crate::shapes::Circle;\n\nimpl Area for Circle {\n    fn area(&self) -> u32 { self.r }\n}\n",
+    );
+    assert_eq!(
+        h.run().await,
+        set(&[
+            "node_added rs:src/show.rs:Circle.area",
+            "node_updated file:src/show.rs",
+            "relationship_added file:src/show.rs|defines|rs:src/show.rs:Circle.area",
+            "relationship_added rs:src/shapes.rs:Circle|implements|rs:src/area.rs:Area",
+        ])
+    );
+    h.assert_consistent().await;
+    h.write("src/show.rs", "use crate::area::Area;\nuse crate::shapes::Circle;\n");
+    assert_eq!(
+        h.run().await,
+        set(&[
+            "node_deleted rs:src/show.rs:Circle.area",
+            "node_updated file:src/show.rs",
+            "relationship_deleted file:src/show.rs|defines|rs:src/show.rs:Circle.area",
+            "relationship_deleted rs:src/shapes.rs:Circle|implements|rs:src/area.rs:Area",
+        ])
+    );
+    h.assert_consistent().await;
+}

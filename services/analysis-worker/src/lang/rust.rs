@@ -9,7 +9,7 @@
 use tree_sitter::{Node, Tree};
 
 use super::{extractor::each_child, Extractor, Language, LanguageAnalyzer};
-use crate::facts::{Base, BaseRelation, Callee, DefKind, FileFacts, Import};
+use crate::facts::{Base, BaseRelation, Callee, DefKind, FileFacts, ForeignBase, Import};
 
 pub struct Rust;
 
@@ -25,12 +25,20 @@ impl LanguageAnalyzer for Rust {
         let mut x = Extractor::new(source, full.clone());
         let mut w = Walk { crate_key, module: full, impl_type: None, impls: Vec::new() };
         w.visit(&mut x, tree.root_node());
-        // `impl Trait for Type` in the file that defines `Type`: Type implements Trait.
+        // `impl Trait for Type`: Type implements Trait, recorded on Type when this file defines it, otherwise
+        // for pass 2 to find Type elsewhere.
         for (ty, tr) in std::mem::take(&mut w.impls) {
-            let found =
-                x.facts.definitions.iter().position(|d| d.parent.is_none() && d.kind == DefKind::Class && d.name == ty);
-            if let Some(def) = found {
-                x.add_base(def, Base { path: tr, relation: BaseRelation::Implements });
+            let base = Base { path: tr, relation: BaseRelation::Implements };
+            let name = ty.last().map(String::as_str).unwrap_or("");
+            let local = ty.len() == 1 || ty[..ty.len() - 1] == w.module[..];
+            let found = x
+                .facts
+                .definitions
+                .iter()
+                .position(|d| local && d.parent.is_none() && d.kind == DefKind::Class && d.name == name);
+            match found {
+                Some(def) => x.add_base(def, base),
+                None => x.facts.foreign_bases.push(ForeignBase { type_path: ty, base }),
             }
         }
         x.facts
@@ -62,8 +70,8 @@ struct Walk {
     module: Vec<String>,
     /// The type of the enclosing `impl` block.
     impl_type: Option<String>,
-    /// `(type, trait path)` of each `impl Trait for Type`.
-    impls: Vec<(String, Vec<String>)>,
+    /// `(type path, trait path)` of each top-level `impl Trait for Type`, made absolute where written so.
+    impls: Vec<(Vec<String>, Vec<String>)>,
 }
 
 impl Walk {
@@ -139,11 +147,13 @@ impl Walk {
     }
 
     fn impl_block(&mut self, x: &mut Extractor, node: Node) {
-        let ty = node.child_by_field_name("type").and_then(|t| type_path(x, t)).and_then(|p| p.last().cloned());
-        let Some(ty) = ty else { return self.children(x, node) };
+        let Some(path) = node.child_by_field_name("type").and_then(|t| type_path(x, t)) else {
+            return self.children(x, node);
+        };
+        let Some(ty) = path.last().cloned() else { return self.children(x, node) };
         if let Some(tr) = node.child_by_field_name("trait").and_then(|t| type_path(x, t)) {
             if x.scope().is_none() {
-                self.impls.push((ty.clone(), self.canonical(tr)));
+                self.impls.push((self.canonical(path), self.canonical(tr)));
             }
         }
         let saved = self.impl_type.replace(ty);
@@ -314,6 +324,20 @@ fn type_path(x: &Extractor, node: Node) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use crate::lang::fixture::Fixture;
+
+    #[test]
+    fn impl_trait_for_a_type_of_another_file() {
+        let g = Fixture::new()
+            .file("src/lib.rs", "pub mod shapes;\npub mod area;\npub mod show;\n")
+            .file("src/shapes.rs", "pub struct Circle { pub r: u32 }\npub struct Square;\n")
+            .file("src/area.rs", "pub trait Area {\n    fn area(&self) -> u32;\n    fn twice(&self) -> u32 { self.area() * 2 }\n}\n")
+            .file("src/show.rs", "use crate::area::Area;\nuse crate::shapes::Circle;\n\nimpl Area for Circle {\n    fn area(&self) -> u32 { self.r }\n}\n\nimpl Area for crate::shapes::Square {\n    fn area(&self) -> u32 { 1 }\n}\n\nimpl Area for Unknown {\n    fn area(&self) -> u32 { 0 }\n}\n\npub fn total(c: &Circle) -> u32 {\n    Circle::twice(c)\n}\n")
+            .analyze();
+        g.has_edge("rs:src/shapes.rs:Circle", "implements", "rs:src/area.rs:Area");
+        g.has_edge("rs:src/shapes.rs:Square", "implements", "rs:src/area.rs:Area");
+        // The trait's provided method is a member of the type through the edge.
+        g.has_edge("rs:src/show.rs:total", "calls", "rs:src/area.rs:Area.twice");
+    }
 
     #[test]
     fn rust_fixture() {
