@@ -10,7 +10,7 @@
 -- Events are written to the stream without their id (field `e`) and published with it (the XADD id).
 -- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
 
-local LIBRARY_VERSION = 3
+local LIBRARY_VERSION = 4
 
 -- An error reply whose first word is its code (CONFLICT, NOTFOUND, DANGLING, ERR), without a script position.
 local function fail(msg)
@@ -126,6 +126,7 @@ local function new_context(prefix, project, maxlen, publish, traceparent)
     maxlen = maxlen,
     publish = publish,
     counts = {},
+    sets = {},
   }
 end
 
@@ -140,6 +141,38 @@ local function emit(ctx, etype, ekind, id, version, data)
   end
   redis.call(ctx.publish, ctx.channel, '{"id":"' .. eid .. '",' .. string.sub(body, 2))
   return eid
+end
+
+-- Set changes (the adjacency sets) are gathered per call as well: the last change of a member wins, and each key
+-- is written with one SADD and one SREM at the end. A key about to be read is written first.
+local function set_change(ctx, key, member, present)
+  local per_key = ctx.sets[key]
+  if not per_key then
+    per_key = {}
+    ctx.sets[key] = per_key
+  end
+  per_key[member] = present
+end
+
+local function flush_set(ctx, key)
+  local per_key = ctx.sets[key]
+  if not per_key then return end
+  ctx.sets[key] = nil
+  local adds, rems = {}, {}
+  for member, present in pairs(per_key) do
+    if present then adds[#adds + 1] = member else rems[#rems + 1] = member end
+  end
+  for i = 1, #adds, FIELDS_PER_CALL do
+    redis.call('SADD', key, unpack(adds, i, math.min(i + FIELDS_PER_CALL - 1, #adds)))
+  end
+  for i = 1, #rems, FIELDS_PER_CALL do
+    redis.call('SREM', key, unpack(rems, i, math.min(i + FIELDS_PER_CALL - 1, #rems)))
+  end
+end
+
+local function set_members(ctx, key)
+  flush_set(ctx, key)
+  return redis.call('SMEMBERS', key)
 end
 
 local function bump(ctx, field)
@@ -160,6 +193,9 @@ local function count(ctx, key, field, delta)
 end
 
 local function flush(ctx)
+  for key in pairs(ctx.sets) do
+    flush_set(ctx, key)
+  end
   flush_hash(ctx.nodes)
   flush_hash(ctx.rels)
   flush_hash(ctx.versions)
@@ -176,8 +212,8 @@ local function delete_relationship(ctx, id)
   local old = hget(ctx.rels, id)
   if not old then return nil end
   local r = cjson.decode(old)
-  redis.call('SREM', ctx.prefix .. ':out:' .. r.source, id)
-  redis.call('SREM', ctx.prefix .. ':in:' .. r.target, id)
+  set_change(ctx, ctx.prefix .. ':out:' .. r.source, id, false)
+  set_change(ctx, ctx.prefix .. ':in:' .. r.target, id, false)
   hput(ctx.rels, id, false)
   count(ctx, ctx.prefix .. ':rel_types', r.type, -1)
   local v = bump(ctx, 'r:' .. id)
@@ -299,20 +335,20 @@ local function apply_op(ctx, op, id, label, source, target, data)
       etype, status = 'relationship_updated', 'updated'
       local r = cjson.decode(old)
       if r.source ~= source then
-        redis.call('SREM', p .. ':out:' .. r.source, id)
-        redis.call('SADD', p .. ':out:' .. source, id)
+        set_change(ctx, p .. ':out:' .. r.source, id, false)
+        set_change(ctx, p .. ':out:' .. source, id, true)
       end
       if r.target ~= target then
-        redis.call('SREM', p .. ':in:' .. r.target, id)
-        redis.call('SADD', p .. ':in:' .. target, id)
+        set_change(ctx, p .. ':in:' .. r.target, id, false)
+        set_change(ctx, p .. ':in:' .. target, id, true)
       end
       if r.type ~= label then
         count(ctx, p .. ':rel_types', r.type, -1)
         count(ctx, p .. ':rel_types', label, 1)
       end
     else
-      redis.call('SADD', p .. ':out:' .. source, id)
-      redis.call('SADD', p .. ':in:' .. target, id)
+      set_change(ctx, p .. ':out:' .. source, id, true)
+      set_change(ctx, p .. ':in:' .. target, id, true)
       count(ctx, p .. ':rel_types', label, 1)
     end
     hput(ctx.rels, id, data)
@@ -325,10 +361,12 @@ local function apply_op(ctx, op, id, label, source, target, data)
     end
     local cascaded = 0
     for _, key in ipairs({ p .. ':out:' .. id, p .. ':in:' .. id }) do
-      for _, rid in ipairs(redis.call('SMEMBERS', key)) do
+      for _, rid in ipairs(set_members(ctx, key)) do
         if delete_relationship(ctx, rid) then cascaded = cascaded + 1 end
       end
       redis.call('DEL', key)
+      -- What the loop queued for this key (a relationship from the node to itself) is moot now.
+      ctx.sets[key] = nil
     end
     hput(ctx.nodes, id, false)
     count(ctx, p .. ':node_kinds', cjson.decode(old).kind, -1)

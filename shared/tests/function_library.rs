@@ -273,3 +273,39 @@ async fn one_call_that_touches_the_same_entities_again_and_again() {
     assert_eq!(types, [("inherits".into(), 1)].into());
     assert_eq!(stream(&mut conn, &names).await.len(), 9, "7 changes plus 2 cascaded deletes");
 }
+
+#[tokio::test]
+async fn adjacency_follows_moved_and_self_relationships_within_one_call() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+    let out = w
+        .mutate(
+            &mut conn,
+            &[
+                Mutation::UpsertNode(node("a", "function"), Expect::Any),
+                Mutation::UpsertNode(node("b", "function"), Expect::Any),
+                Mutation::UpsertNode(node("c", "function"), Expect::Any),
+                Mutation::UpsertRelationship(rel("loop", "calls", "a", "a"), Expect::Any),
+                Mutation::UpsertRelationship(rel("moved", "calls", "a", "b"), Expect::Any),
+                // The relationship moves to start at c: deleting a must no longer take it along.
+                Mutation::UpsertRelationship(rel("moved", "calls", "c", "b"), Expect::Any),
+                Mutation::DeleteNode("a".into(), Expect::Any),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!((out[6].status, out[6].cascaded), (Status::Deleted, 1), "only the self-relationship goes with a");
+    let rels: Vec<String> = conn.hkeys(names.relationships()).await.unwrap();
+    assert_eq!(rels, ["moved"]);
+    for (key, expected) in [
+        (names.outgoing("a"), vec![]),
+        (names.incoming("a"), vec![]),
+        (names.outgoing("c"), vec!["moved".to_string()]),
+        (names.incoming("b"), vec!["moved".to_string()]),
+    ] {
+        let members: Vec<String> = conn.smembers(&key).await.unwrap();
+        assert_eq!(members, expected, "{key}");
+    }
+}
