@@ -10,7 +10,7 @@
 -- Events are written to the stream without their id (field `e`) and published with it (the XADD id).
 -- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
 
-local LIBRARY_VERSION = 4
+local LIBRARY_VERSION = 5
 
 -- An error reply whose first word is its code (CONFLICT, NOTFOUND, DANGLING, ERR), without a script position.
 local function fail(msg)
@@ -42,6 +42,23 @@ local function iso_time()
   if m <= 2 then y = y + 1 end
   return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
     math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, ms)
+end
+
+-- The table stored under `key` in `map`, created on first use.
+local function table_of(map, key)
+  local t = map[key]
+  if not t then
+    t = {}
+    map[key] = t
+  end
+  return t
+end
+
+-- `cmd key item…` for every `per_call` items of `items` (Lua's unpack has a limit, and huge calls block Redis).
+local function call_chunked(cmd, key, items, per_call)
+  for i = 1, #items, per_call do
+    redis.call(cmd, key, unpack(items, i, math.min(i + per_call - 1, #items)))
+  end
 end
 
 -- Hashes are read and written through a per-call cache: fields are fetched with one HMGET per few hundred
@@ -96,12 +113,8 @@ local function flush_hash(h)
       dels[#dels + 1] = f
     end
   end
-  for i = 1, #sets, 2 * FIELDS_PER_CALL do
-    redis.call('HSET', h.key, unpack(sets, i, math.min(i + 2 * FIELDS_PER_CALL - 1, #sets)))
-  end
-  for i = 1, #dels, FIELDS_PER_CALL do
-    redis.call('HDEL', h.key, unpack(dels, i, math.min(i + FIELDS_PER_CALL - 1, #dels)))
-  end
+  call_chunked('HSET', h.key, sets, 2 * FIELDS_PER_CALL)
+  call_chunked('HDEL', h.key, dels, FIELDS_PER_CALL)
   h.dirty = {}
 end
 
@@ -146,12 +159,7 @@ end
 -- Set changes (the adjacency sets) are gathered per call as well: the last change of a member wins, and each key
 -- is written with one SADD and one SREM at the end. A key about to be read is written first.
 local function set_change(ctx, key, member, present)
-  local per_key = ctx.sets[key]
-  if not per_key then
-    per_key = {}
-    ctx.sets[key] = per_key
-  end
-  per_key[member] = present
+  table_of(ctx.sets, key)[member] = present
 end
 
 local function flush_set(ctx, key)
@@ -162,12 +170,8 @@ local function flush_set(ctx, key)
   for member, present in pairs(per_key) do
     if present then adds[#adds + 1] = member else rems[#rems + 1] = member end
   end
-  for i = 1, #adds, FIELDS_PER_CALL do
-    redis.call('SADD', key, unpack(adds, i, math.min(i + FIELDS_PER_CALL - 1, #adds)))
-  end
-  for i = 1, #rems, FIELDS_PER_CALL do
-    redis.call('SREM', key, unpack(rems, i, math.min(i + FIELDS_PER_CALL - 1, #rems)))
-  end
+  call_chunked('SADD', key, adds, FIELDS_PER_CALL)
+  call_chunked('SREM', key, rems, FIELDS_PER_CALL)
 end
 
 local function set_members(ctx, key)
@@ -184,11 +188,7 @@ end
 -- Counter changes are gathered per call and written once per (key, field): a batch of a thousand functions
 -- costs one HINCRBY, not a thousand.
 local function count(ctx, key, field, delta)
-  local per_key = ctx.counts[key]
-  if not per_key then
-    per_key = {}
-    ctx.counts[key] = per_key
-  end
+  local per_key = table_of(ctx.counts, key)
   per_key[field] = (per_key[field] or 0) + delta
 end
 

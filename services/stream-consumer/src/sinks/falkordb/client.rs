@@ -6,7 +6,7 @@ use serde_json::Value as Json;
 
 use codegraph_shared::{functions::is_unavailable, redis_handle::RedisHandle};
 
-use crate::sinks::SinkError;
+use crate::{sinks::SinkError, stream::text};
 
 #[derive(Clone, Debug)]
 pub struct FalkorClient {
@@ -114,15 +114,6 @@ fn int(v: &Value) -> i64 {
     match v {
         Value::Int(i) => *i,
         other => text(other).parse().unwrap_or(0),
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        _ => String::new(),
     }
 }
 
