@@ -14,7 +14,7 @@ use std::{
 
 use codegraph_shared::{
     event::EventType, functions::GraphWriter, names::RedisNames, project::ProjectName, redis_handle::RedisHandle,
-    settings::RedisSettings,
+    settings::RedisSettings, telemetry::current_traceparent,
 };
 use serde_json::{json, Value};
 
@@ -102,7 +102,8 @@ impl JobRunner {
 
     async fn emit(&self, writer: &GraphWriter, t: EventType, job_id: &str, data: Value) {
         let mut conn = self.redis.conn();
-        if let Err(e) = writer.emit(&mut conn, t, "job", job_id, &data, None).await {
+        let tp = current_traceparent();
+        if let Err(e) = writer.emit(&mut conn, t, "job", job_id, &data, tp.as_deref()).await {
             tracing::warn!(error = %e, job_id, event = t.as_str(), "could not emit a job event");
         }
     }
@@ -272,7 +273,8 @@ impl JobRunner {
         let cancelled = move || c.is_cancelled();
         let p = progress.clone();
         let mut on_chunk = move |done: usize, total: usize| p.ops(done, total);
-        let applied = match sync::apply(&mut conn, writer, &plan, None, &cancelled, &mut on_chunk).await {
+        let tp = current_traceparent();
+        let applied = match sync::apply(&mut conn, writer, &plan, tp.as_deref(), &cancelled, &mut on_chunk).await {
             Ok(a) => a,
             Err(e) => return (analyzer, Err(format!("writing the graph failed: {e}"))),
         };

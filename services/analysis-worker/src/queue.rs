@@ -13,6 +13,7 @@ use codegraph_shared::{
 };
 use futures_util::StreamExt;
 use redis::Value;
+use tracing::Instrument;
 
 use crate::{
     analysis::Analyzer,
@@ -210,7 +211,13 @@ async fn handle(runner: &JobRunner, status: &Arc<WorkerStatus>, entry: Entry, cl
     tracing::info!(job_id, project = %project, path = %spec.path.display(), mode = mode.as_str(), "job started");
     let renew = tokio::spawn(renew_claim(runner.clone(), status.consumer.clone(), entry.id.clone(), claim_idle));
     let key = (project.clone(), spec.path.clone());
-    let (analyzer, end) = runner.run(&spec, warm.take(&key), cancel).await;
+    // The job continues the trace of the request that queued it (graph-api puts its traceparent in the entry).
+    let span = tracing::info_span!("analysis_job", job_id = %job_id, project = %project, mode = spec.mode.as_str());
+    let traceparent = field("traceparent");
+    if !traceparent.is_empty() {
+        codegraph_shared::telemetry::set_parent(&span, &traceparent);
+    }
+    let (analyzer, end) = runner.run(&spec, warm.take(&key), cancel).instrument(span).await;
     *warm = Warm { key: Some(key), analyzer };
     renew.abort();
     tracing::info!(job_id, outcome = ?end_name(&end), "job ended");

@@ -84,6 +84,22 @@ impl Drop for Service {
     }
 }
 
+/// A small repository to analyse: a Python package with classes, a method call and a cross-file import.
+pub fn fixture_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let files = [
+        ("app/__init__.py", ""),
+        ("app/models.py", "class Base:\n    def save(self):\n        return 1\n\nclass User(Base):\n    def greet(self):\n        return self.save()\n"),
+        ("app/main.py", "from app.models import User\n\ndef run():\n    u = User()\n    return helper(u)\n\ndef helper(u):\n    return u\n"),
+    ];
+    for (rel, text) in files {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
 /// Samples of a Prometheus text exposition: `(name, labels, value)`.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {

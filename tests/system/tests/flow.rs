@@ -7,45 +7,8 @@ use std::time::{Duration, Instant};
 use codegraph_shared::testing::{start_falkordb, RedisServer};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use system_tests::Service;
+use system_tests::{fixture_repo, Service};
 use tokio_tungstenite::tungstenite::Message;
-
-fn fixture_repo() -> tempfile_dir::Dir {
-    let dir = tempfile_dir::Dir::new();
-    dir.write("app/__init__.py", "");
-    dir.write("app/models.py", "class Base:\n    def save(self):\n        return 1\n\nclass User(Base):\n    def greet(self):\n        return self.save()\n");
-    dir.write("app/main.py", "from app.models import User\n\ndef run():\n    u = User()\n    return helper(u)\n\ndef helper(u):\n    return u\n");
-    dir
-}
-
-/// A tiny temporary directory (the workspace keeps `tempfile` out of this crate's normal dependencies).
-mod tempfile_dir {
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> Self {
-            let path = std::env::temp_dir().join(format!("cgl-flow-{}-{}", std::process::id(), super::nanos()));
-            std::fs::create_dir_all(&path).unwrap();
-            Self(path)
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-        pub fn write(&self, rel: &str, text: &str) {
-            let p = self.0.join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
 
 /// Every `codegraph_*` series the Grafana dashboard queries.
 fn dashboard_metric_names() -> std::collections::BTreeSet<String> {
@@ -54,10 +17,6 @@ fn dashboard_metric_names() -> std::collections::BTreeSet<String> {
     text.match_indices("codegraph_")
         .map(|(at, _)| text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>())
         .collect()
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use codegraph_shared::testing::{start_falkordb, OtlpReceiver, RedisServer};
 use futures_util::StreamExt;
 use serde_json::json;
-use system_tests::Service;
+use system_tests::{fixture_repo, Service};
 
 #[tokio::test]
 async fn one_mutation_is_one_trace_across_graph_api_gateway_and_sink() {
@@ -49,4 +49,38 @@ async fn one_mutation_is_one_trace_across_graph_api_gateway_and_sink() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_analysis_job_continues_the_trace_of_the_request_that_queued_it() {
+    let redis = RedisServer::start();
+    let otlp = OtlpReceiver::start().await;
+    let repo = fixture_repo();
+    let root = repo.path().to_string_lossy().into_owned();
+    let url = redis.url();
+    let telemetry =
+        [("CODEGRAPH__TELEMETRY__OTLP_ENDPOINT", otlp.endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let api = Service::start("graph-api", &url, &telemetry).await;
+    let mut worker_env = telemetry.to_vec();
+    worker_env.push(("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS", root.as_str()));
+    let _worker = Service::start("analysis-worker", &url, &worker_env).await;
+
+    let trace_id = "5b8efff798038103d269b633813fc60c";
+    let resp = reqwest::Client::new()
+        .post(api.url("/api/graph/admin/reanalyze?project=jobs"))
+        .header("traceparent", format!("00-{trace_id}-eee19b7ec3c1b174-01"))
+        .json(&json!({"path": root, "mode": "full"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    otlp.wait_for(Duration::from_secs(30), "the worker's job span in the request's trace", |spans| {
+        spans.iter().any(|s| s.service == "analysis-worker" && s.name == "analysis_job" && s.trace_id == trace_id)
+    })
+    .await;
+    // The graph events the job wrote carry the same trace.
+    let stream: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg("code_graph:{jobs}:cdc").arg("-").arg("+").query(&mut redis.connection()).unwrap();
+    let traced = stream.ids.iter().filter(|e| e.get::<String>("e").is_some_and(|body| body.contains(trace_id))).count();
+    assert!(traced > 3, "{traced} of {} events carry the job's trace", stream.ids.len());
 }
