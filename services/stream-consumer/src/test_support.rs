@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub use codegraph_shared::testing::{falkordb_paths, start_falkordb};
 use codegraph_shared::testing::{wait_for_port, RedisServer};
 use codegraph_shared::{
-    functions::{Expect, GraphWriter, Mutation},
+    event::CdcEvent,
+    functions::{Expect, GraphWriter, Mutation, PublishMode},
     graph::{Node, Relationship},
     names::RedisNames,
+    project::ProjectName,
 };
 use serde_json::{Map, Value};
 
@@ -161,6 +163,41 @@ pub async fn dump_memgraph(sink: &MemgraphSink, project: &str) -> Result<GraphDu
 
 fn text(v: &Value) -> String {
     v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
+}
+
+/// A project `name` given [`mixed_mutations`] (seed 7, 40 rounds of 25 operations) through the Function library,
+/// and its CDC stream read back as events, in order.
+pub async fn mixed_project(redis: &RedisServer, name: &str) -> (ProjectName, RedisNames, Vec<CdcEvent>) {
+    let project = ProjectName::parse(name).unwrap();
+    let names = RedisNames::new(&project);
+    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let writer = GraphWriter::new(names.clone(), 0, PublishMode::Classic);
+    let written = mixed_mutations(&mut conn, &writer, 7, 40, 25).await;
+    assert!(written > 500, "{written} events");
+    let entries: redis::Value =
+        redis::cmd("XRANGE").arg(names.cdc_stream()).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    let redis::Value::Array(entries) = entries else { panic!("XRANGE answered {entries:?}") };
+    let events = entries
+        .into_iter()
+        .filter_map(crate::stream::parse_entry)
+        .map(|e| CdcEvent::from_stream_entry(&e.id.to_string(), &e.body.unwrap()).unwrap())
+        .collect();
+    (project, names, events)
+}
+
+/// Asserts that a sink's graph equals the project's graph in Redis (a meaningful one): counts by label and by
+/// type, and every node and edge with every property. Returns what Redis holds.
+pub fn assert_equals_redis(got: &GraphDump, redis: &RedisServer, names: &RedisNames) -> GraphDump {
+    let want = expected_from_redis(&mut redis.connection(), names);
+    assert!(want.nodes.len() > 50 && want.edges.len() > 20, "{} nodes {} edges", want.nodes.len(), want.edges.len());
+    let kinds: BTreeMap<String, u64> =
+        redis::cmd("HGETALL").arg(names.node_kinds()).query(&mut redis.connection()).unwrap();
+    let types: BTreeMap<String, u64> =
+        redis::cmd("HGETALL").arg(names.relationship_types()).query(&mut redis.connection()).unwrap();
+    assert_eq!(got.label_counts(), kinds, "counts by label");
+    assert_eq!(got.type_counts(), types, "counts by type");
+    assert!(*got == want, "{}", got.diff(&want));
+    want
 }
 
 /// Applies a reproducible mix of mutations to a project through the Function library: nodes of several kinds

@@ -2,8 +2,6 @@
 
 use codegraph_shared::{
     event::{CdcEvent, EntityRef, EventType, StreamId},
-    functions::{GraphWriter, PublishMode},
-    names::RedisNames,
     project::ProjectName,
     testing::RedisServer,
 };
@@ -12,8 +10,7 @@ use serde_json::json;
 use super::{FalkorDbSettings, FalkorDbSink};
 use crate::{
     sinks::{Plan, Sink},
-    stream::parse_entry,
-    test_support::{dump_falkordb, expected_from_redis, mixed_mutations, start_falkordb},
+    test_support::{assert_equals_redis, dump_falkordb, mixed_project, start_falkordb},
 };
 
 fn sink(server: &RedisServer) -> FalkorDbSink {
@@ -110,37 +107,12 @@ async fn the_sink_equals_redis_after_mixed_mutations() {
     let redis = RedisServer::start();
     let falkor = start_falkordb(&[]);
     let sink = sink(&falkor);
-    let p = ProjectName::parse("mixed").unwrap();
-    let names = RedisNames::new(&p);
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let writer = GraphWriter::new(names.clone(), 0, PublishMode::Classic);
-    let events = mixed_mutations(&mut conn, &writer, 7, 40, 25).await;
-    assert!(events > 500, "{events} events");
-
+    let (p, names, events) = mixed_project(&redis, "mixed").await;
     sink.open(&p).await.unwrap();
-    let entries: redis::Value =
-        redis::cmd("XRANGE").arg(names.cdc_stream()).arg("-").arg("+").query_async(&mut conn).await.unwrap();
-    let redis::Value::Array(entries) = entries else { panic!("entries") };
-    let events: Vec<CdcEvent> = entries
-        .into_iter()
-        .filter_map(parse_entry)
-        .map(|e| CdcEvent::from_stream_entry(&e.id.to_string(), &e.body.unwrap()).unwrap())
-        .collect();
     // Uneven batches, so entities cross batch boundaries.
     for chunk in events.chunks(37) {
         sink.apply(&p, &Plan::build(chunk, chunk[chunk.len() - 1].id).unwrap()).await.unwrap();
     }
     let got = dump_falkordb(sink.client(), &sink.graph(&p)).await.unwrap();
-    let want = expected_from_redis(&mut redis.connection(), &names);
-    assert!(
-        want.nodes.len() > 50 && want.edges.len() > 20,
-        "a meaningful graph: {} nodes {} edges",
-        want.nodes.len(),
-        want.edges.len()
-    );
-    let kinds: std::collections::BTreeMap<String, u64> =
-        redis::cmd("HGETALL").arg(names.node_kinds()).query(&mut redis.connection()).unwrap();
-    assert_eq!(got.label_counts(), kinds, "counts by label");
-    assert!(got == want, "{}", got.diff(&want));
+    assert_equals_redis(&got, &redis, &names);
 }

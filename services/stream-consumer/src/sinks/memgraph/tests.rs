@@ -1,14 +1,12 @@
 //! The Bolt client and the Memgraph sink against a real Bolt server: FalkorDB's Bolt port (`BOLT_PORT`), the one
 //! that can be started here. Memgraph itself is not installed; see the README for running against it.
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use codegraph_shared::testing::{wait_for_port, RedisServer};
 
 use codegraph_shared::{
     event::{CdcEvent, EntityRef, EventType, StreamId},
-    functions::{GraphWriter, PublishMode},
-    names::RedisNames,
     project::ProjectName,
 };
 use serde_json::json;
@@ -19,8 +17,7 @@ use super::{
 };
 use crate::{
     sinks::{Plan, Sink},
-    stream::parse_entry,
-    test_support::{dump_memgraph, expected_from_redis, falkordb_with_bolt, mixed_mutations, GraphDump},
+    test_support::{assert_equals_redis, dump_memgraph, falkordb_with_bolt, mixed_project, GraphDump},
 };
 
 fn target(port: u16) -> BoltTarget {
@@ -230,37 +227,15 @@ async fn the_sink_equals_redis_after_mixed_mutations() {
     let redis = RedisServer::start();
     let (_falkor, port) = falkordb_with_bolt();
     let sink = sink(port, true);
-    let p = ProjectName::parse("mixed").unwrap();
-    let names = RedisNames::new(&p);
-    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let writer = GraphWriter::new(names.clone(), 0, PublishMode::Classic);
-    let events = mixed_mutations(&mut conn, &writer, 7, 40, 25).await;
-    assert!(events > 500, "{events} events");
-
+    let (p, names, events) = mixed_project(&redis, "mixed").await;
     sink.open(&p).await.unwrap();
-    let entries: redis::Value =
-        redis::cmd("XRANGE").arg(names.cdc_stream()).arg("-").arg("+").query_async(&mut conn).await.unwrap();
-    let redis::Value::Array(entries) = entries else { panic!("entries") };
-    let events: Vec<CdcEvent> = entries
-        .into_iter()
-        .filter_map(parse_entry)
-        .map(|e| CdcEvent::from_stream_entry(&e.id.to_string(), &e.body.unwrap()).unwrap())
-        .collect();
     // Uneven batches so entities cross batch boundaries, then one big batch again (statements of several
     // hundred kilobytes, many Bolt chunks): nothing changes.
     for chunk in events.chunks(37) {
         sink.apply(&p, &Plan::build(chunk, chunk[chunk.len() - 1].id).unwrap()).await.unwrap();
     }
     let got = dump_memgraph(&sink, "mixed").await.unwrap();
-    let want = expected_from_redis(&mut redis.connection(), &names);
-    assert!(want.nodes.len() > 50 && want.edges.len() > 20, "{} nodes {} edges", want.nodes.len(), want.edges.len());
-    let kinds: BTreeMap<String, u64> =
-        redis::cmd("HGETALL").arg(names.node_kinds()).query(&mut redis.connection()).unwrap();
-    let types: BTreeMap<String, u64> =
-        redis::cmd("HGETALL").arg(names.relationship_types()).query(&mut redis.connection()).unwrap();
-    assert_eq!(got.label_counts(), kinds, "counts by label");
-    assert_eq!(got.type_counts(), types, "counts by type");
-    assert!(got == want, "{}", got.diff(&want));
+    let want = assert_equals_redis(&got, &redis, &names);
 
     let last = events[events.len() - 1].id;
     sink.apply(&p, &Plan::build(&events, last).unwrap()).await.unwrap();
