@@ -87,22 +87,25 @@ fn main() -> ExitCode {
     })
 }
 
-fn project(name: &str) -> Result<ProjectName, ExitCode> {
-    ProjectName::parse(name).map_err(|e| {
+/// What both command-line modes need first: a valid project name (exit 2 otherwise) and a usable Redis with the
+/// Function library (exit 1 otherwise).
+async fn prepare(runner: &JobRunner, name: &str) -> Result<ProjectName, ExitCode> {
+    let project = ProjectName::parse(name).map_err(|e| {
         eprintln!("analysis-worker: {e}");
         ExitCode::from(2)
-    })
+    })?;
+    if let Err(e) = ensure_loaded(&mut runner.redis.conn()).await {
+        eprintln!("analysis-worker: redis at {} is not usable: {e}", runner.redis_settings.url);
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(project)
 }
 
 async fn analyze(runner: JobRunner, project_name: &str, path: PathBuf, full: bool) -> ExitCode {
-    let project = match project(project_name) {
+    let project = match prepare(&runner, project_name).await {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(e) = ensure_loaded(&mut runner.redis.conn()).await {
-        eprintln!("analysis-worker: redis at {} is not usable: {e}", runner.redis_settings.url);
-        return ExitCode::FAILURE;
-    }
     let job_id = format!("cli-{}", uuid::Uuid::new_v4().simple());
     let spec = JobSpec { job_id, project, path, mode: if full { Mode::Full } else { Mode::Incremental } };
     let cancel = CancelFlag::default();
@@ -166,14 +169,10 @@ fn print_end(spec: &JobSpec, end: &JobEnd) -> ExitCode {
 }
 
 async fn watch_folder(runner: JobRunner, project_name: &str, path: PathBuf) -> ExitCode {
-    let project = match project(project_name) {
+    let project = match prepare(&runner, project_name).await {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(e) = ensure_loaded(&mut runner.redis.conn()).await {
-        eprintln!("analysis-worker: redis at {} is not usable: {e}", runner.redis_settings.url);
-        return ExitCode::FAILURE;
-    }
     let shutdown = Shutdown::on_signals();
     let shown = path.clone();
     let result = watch::watch(runner, project.clone(), path, shutdown, |end| {
