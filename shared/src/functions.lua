@@ -7,10 +7,16 @@
 -- A call first checks every operation without writing anything, then applies them; a check that fails returns
 -- an error and leaves neither state nor event behind.
 --
+-- A call writes its state first and its events last. Redis does not roll a Function back when a command fails
+-- half-way, so this order is what makes a runtime error leave (at worst) state without its event, never an event
+-- without its state. (Redis refuses a call for OOM only at its first write, so OOM cannot stop one half-way.)
 -- Events are written to the stream without their id (field `e`) and published with it (the XADD id).
+--
+-- The stream's length cap (`maxlen`) never trims what a consumer group still needs (see `cap_stream`); `cg_trim`
+-- trims below what every group has acknowledged, in one atomic step.
 -- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
 
-local LIBRARY_VERSION = 5
+local LIBRARY_VERSION = 6
 
 -- An error reply whose first word is its code (CONFLICT, NOTFOUND, DANGLING, ERR), without a script position.
 local function fail(msg)
@@ -123,13 +129,21 @@ local function new_context(prefix, project, maxlen, publish, traceparent)
   if publish ~= 'PUBLISH' and publish ~= 'SPUBLISH' then
     fail('ERR publish command must be PUBLISH or SPUBLISH')
   end
+  if not maxlen then fail('ERR maxlen must be a number') end
+  local stream = prefix .. ':cdc'
+  local stream_type = redis.call('TYPE', stream)['ok']
+  if stream_type ~= 'stream' and stream_type ~= 'none' then
+    -- Checked before any write: an XADD that fails after the state is written would leave state without event.
+    fail('WRONGTYPE ' .. stream .. ' holds a ' .. stream_type .. ', not a stream')
+  end
   local trace = ''
   if traceparent ~= '' then
     trace = ',"trace":{"traceparent":' .. jstr(traceparent) .. '}'
   end
   return {
     prefix = prefix,
-    stream = prefix .. ':cdc',
+    stream = stream,
+    held = stream .. ':held',
     channel = prefix .. ':events',
     nodes = cached_hash(prefix .. ':nodes'),
     rels = cached_hash(prefix .. ':rels'),
@@ -140,20 +154,16 @@ local function new_context(prefix, project, maxlen, publish, traceparent)
     publish = publish,
     counts = {},
     sets = {},
+    events = {},
   }
 end
 
+-- Queues an event; `write_events` writes it once the state is. Returns its position, for the event id.
 local function emit(ctx, etype, ekind, id, version, data)
   local body = ctx.head .. etype .. '","entity":{"kind":"' .. ekind .. '","id":' .. jstr(id) ..
     '},"version":' .. version .. ',"data":' .. data .. ctx.tail
-  local eid
-  if ctx.maxlen > 0 then
-    eid = redis.call('XADD', ctx.stream, 'MAXLEN', '~', ctx.maxlen, '*', 'e', body)
-  else
-    eid = redis.call('XADD', ctx.stream, '*', 'e', body)
-  end
-  redis.call(ctx.publish, ctx.channel, '{"id":"' .. eid .. '",' .. string.sub(body, 2))
-  return eid
+  ctx.events[#ctx.events + 1] = body
+  return #ctx.events
 end
 
 -- Set changes (the adjacency sets) are gathered per call as well: the last change of a member wins, and each key
@@ -303,13 +313,14 @@ local function check_ops(ctx, argv, first, n)
   end
 end
 
--- Applies one operation; returns status, version, event id, relationships deleted with it.
+-- Applies one operation; returns status, version, position of its queued event (0: none), relationships deleted
+-- with it.
 local function apply_op(ctx, op, id, label, source, target, data)
   local p = ctx.prefix
   if op == 'un' then
     local old = hget(ctx.nodes, id)
     if old == data then
-      return 'unchanged', hget(ctx.versions, 'n:' .. id) or 0, '', 0
+      return 'unchanged', hget(ctx.versions, 'n:' .. id) or 0, 0, 0
     end
     local etype, status = 'node_added', 'created'
     if old then
@@ -328,7 +339,7 @@ local function apply_op(ctx, op, id, label, source, target, data)
   elseif op == 'ur' then
     local old = hget(ctx.rels, id)
     if old == data then
-      return 'unchanged', hget(ctx.versions, 'r:' .. id) or 0, '', 0
+      return 'unchanged', hget(ctx.versions, 'r:' .. id) or 0, 0, 0
     end
     local etype, status = 'relationship_added', 'created'
     if old then
@@ -357,7 +368,7 @@ local function apply_op(ctx, op, id, label, source, target, data)
   elseif op == 'dn' then
     local old = hget(ctx.nodes, id)
     if not old then
-      return 'not_found', hget(ctx.versions, 'n:' .. id) or 0, '', 0
+      return 'not_found', hget(ctx.versions, 'n:' .. id) or 0, 0, 0
     end
     local cascaded = 0
     for _, key in ipairs({ p .. ':out:' .. id, p .. ':in:' .. id }) do
@@ -373,12 +384,118 @@ local function apply_op(ctx, op, id, label, source, target, data)
     local v = bump(ctx, 'n:' .. id)
     return 'deleted', v, emit(ctx, 'node_deleted', 'node', id, v, old), cascaded
   else -- 'dr', the only other operation check_ops lets through
-    local v, eid = delete_relationship(ctx, id)
+    local v, event = delete_relationship(ctx, id)
     if not v then
-      return 'not_found', hget(ctx.versions, 'r:' .. id) or 0, '', 0
+      return 'not_found', hget(ctx.versions, 'r:' .. id) or 0, 0, 0
     end
-    return 'deleted', v, eid, 0
+    return 'deleted', v, event, 0
   end
+end
+
+-- Stream IDs (`<ms>-<seq>`) are compared as digit strings: Lua numbers are doubles, exact only up to 2^53.
+local function split_id(id)
+  local ms, seq = string.match(id, '^(%d+)%-(%d+)$')
+  if not ms then
+    ms, seq = string.match(id, '^(%d+)$'), '0'
+  end
+  if not ms or #ms > 20 or #seq > 20 then return nil end
+  return (string.gsub(ms, '^0+(%d)', '%1')), (string.gsub(seq, '^0+(%d)', '%1'))
+end
+
+local function digits_less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+
+local function id_less(a, b)
+  local ams, aseq = split_id(a)
+  local bms, bseq = split_id(b)
+  if ams ~= bms then return digits_less(ams, bms) end
+  return digits_less(aseq, bseq)
+end
+
+-- The smallest ID above `id`. A sequence too long to add to exactly keeps `id` itself: one entry more is kept.
+local function successor(id)
+  local ms, seq = split_id(id)
+  if #seq > 15 then return id end
+  return ms .. '-' .. string.format('%.0f', tonumber(seq) + 1)
+end
+
+-- The lowest ID any consumer group of `stream` still needs, and that group's name; nil when it has no group.
+-- A group needs its oldest pending entry (delivered, not acknowledged) and everything it has not been delivered
+-- (above its last-delivered-id). The stream must exist. Shared by the length cap and `cg_trim`.
+local function groups_floor(stream)
+  local floor, holder
+  for _, flat in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local g = {}
+    for i = 1, #flat, 2 do
+      g[flat[i]] = flat[i + 1]
+    end
+    local needs = successor(g['last-delivered-id'])
+    if g['pending'] > 0 then
+      needs = redis.call('XPENDING', stream, g['name'])[2]
+    end
+    if not floor or id_less(needs, floor) then
+      floor, holder = needs, g['name']
+    end
+  end
+  return floor, holder
+end
+
+-- The length cap is enforced once per `cap_slack` added entries, not on every XADD: its checks (XINFO, XPENDING,
+-- XRANGE) then cost amortised O(1) per event. At least a stream node (100 entries by default): Redis trims whole
+-- nodes. At most 1,000, which bounds the entries one check reads.
+local function cap_slack(maxlen)
+  return math.min(1000, math.max(100, math.floor(maxlen / 10)))
+end
+
+-- Trims the stream back to about `ctx.maxlen` entries after `added` new ones, but never below what a consumer
+-- group still needs. A stream a lagging group holds above its cap is recorded in `<stream>:held` (entries above
+-- the cap, the cap, the group, its floor, when; see `functions.rs`) and logged; the record goes once the cap can
+-- trim again.
+local function cap_stream(ctx, added)
+  if ctx.maxlen <= 0 or added == 0 then return end
+  local excess = redis.call('XLEN', ctx.stream) - ctx.maxlen
+  local slack = cap_slack(ctx.maxlen)
+  if excess < slack or math.floor(excess / slack) == math.floor(math.max(excess - added, 0) / slack) then
+    return
+  end
+  local floor, group = groups_floor(ctx.stream)
+  if not floor then
+    redis.call('XTRIM', ctx.stream, 'MAXLEN', '~', ctx.maxlen)
+    redis.call('DEL', ctx.held)
+    return
+  end
+  -- The cap removes the `n` oldest entries (at most 2 slacks a check, so a long backlog drains over several
+  -- checks), as far as they are below the floor. Reading only entries below the floor keeps a held check cheap.
+  local n = math.min(excess, 2 * slack)
+  local below = redis.call('XRANGE', ctx.stream, '-', '(' .. floor, 'COUNT', n + 1)
+  if #below >= n then
+    local kept = below[n + 1] and below[n + 1][1] or floor
+    redis.call('XTRIM', ctx.stream, 'MINID', '~', kept)
+    redis.call('DEL', ctx.held)
+    return
+  end
+  redis.call('XTRIM', ctx.stream, 'MINID', '~', floor)
+  local above = redis.call('XLEN', ctx.stream) - ctx.maxlen
+  local now = redis.call('TIME')
+  redis.call('HSET', ctx.held, 'entries', above, 'cap', ctx.maxlen, 'group', group, 'floor', floor,
+    'checked_at', now[1] * 1000 + math.floor(now[2] / 1000))
+  redis.log(redis.LOG_WARNING, ctx.stream .. ' is ' .. above .. ' entries above its cap of ' .. ctx.maxlen ..
+    ': group ' .. group .. ' still needs ' .. floor)
+end
+
+-- XADDs and publishes the queued events in order, once the state is written; then applies the length cap.
+-- Returns their ids.
+local function write_events(ctx)
+  local ids = {}
+  for i, body in ipairs(ctx.events) do
+    local eid = redis.call('XADD', ctx.stream, '*', 'e', body)
+    redis.call(ctx.publish, ctx.channel, '{"id":"' .. eid .. '",' .. string.sub(body, 2))
+    ids[i] = eid
+  end
+  cap_stream(ctx, #ctx.events)
+  return ids
 end
 
 -- cg_mutate KEYS: prefix; ARGV: project, maxlen, publish command, traceparent, op count, ops…
@@ -391,16 +508,21 @@ local function cg_mutate(keys, argv)
   local ctx = new_context(keys[1], argv[1], tonumber(argv[2]), argv[3], argv[4])
   prefetch_ops(ctx, argv, 6, n)
   check_ops(ctx, argv, 6, n)
-  local out = {}
+  local out, events = {}, {}
   for i = 0, n - 1 do
     local b = 6 + i * OP_ARGS
-    local status, v, eid, cascaded = apply_op(ctx, argv[b], argv[b + 1], argv[b + 2], argv[b + 3], argv[b + 4], argv[b + 5])
+    local status, v, event, cascaded = apply_op(ctx, argv[b], argv[b + 1], argv[b + 2], argv[b + 3], argv[b + 4], argv[b + 5])
     out[#out + 1] = status
     out[#out + 1] = tostring(v)
-    out[#out + 1] = eid
+    out[#out + 1] = ''
     out[#out + 1] = tostring(cascaded)
+    events[#out - 1] = event
   end
   flush(ctx)
+  local ids = write_events(ctx)
+  for slot, event in pairs(events) do
+    if event > 0 then out[slot] = ids[event] end
+  end
   return out
 end
 
@@ -421,15 +543,20 @@ local function cg_emit(keys, argv)
   local etype, ekind, id, data = argv[5], argv[6], argv[7], argv[8]
   local v = bump(ctx, string.sub(ekind, 1, 1) .. ':' .. id)
   flush_hash(ctx.versions)
-  local eid = emit(ctx, etype, ekind, id, v, data)
-  if ekind == 'job' then
-    local job = keys[1] .. ':job:' .. id
-    local fields = { 'last_event', data, 'last_event_id', eid, 'updated_at', iso_time() }
+  local job = ekind == 'job' and keys[1] .. ':job:' .. id
+  if job then
+    local fields = { 'last_event', data, 'updated_at', iso_time() }
     if JOB_STATUS[etype] then
       fields[#fields + 1] = 'status'
       fields[#fields + 1] = JOB_STATUS[etype]
     end
     redis.call('HSET', job, unpack(fields))
+  end
+  emit(ctx, etype, ekind, id, v, data)
+  local eid = write_events(ctx)[1]
+  if job then
+    -- Known only once the event is written; the key was written just above, so this cannot fail.
+    redis.call('HSET', job, 'last_event_id', eid)
   end
   return eid
 end
@@ -449,7 +576,29 @@ local function cg_reset(keys, argv)
   local v = bump(ctx, 'p:' .. argv[1])
   flush_hash(ctx.versions)
   local data = '{"nodes":' .. removed .. ',"relationships":' .. removed_rels .. ',"reason":' .. jstr(argv[5]) .. '}'
-  return emit(ctx, 'graph_reset', 'project', argv[1], v, data)
+  emit(ctx, 'graph_reset', 'project', argv[1], v, data)
+  return write_events(ctx)[1]
+end
+
+-- cg_trim KEYS: prefix; ARGV: keep_from, a stream ID: entries below it may go (the retention floor).
+-- Trims the project's CDC stream below the lowest entry any consumer group still needs (`groups_floor`) and below
+-- keep_from, whichever is lower, in one atomic step: a group created meanwhile cannot be missed. Whole stream
+-- nodes only (`MINID ~`), so it may keep a few more. A stream without groups is left alone. Returns how many
+-- entries were removed.
+local function cg_trim(keys, argv)
+  if #argv ~= 1 or not split_id(argv[1]) then fail('ERR cg_trim expects 1 argument, a stream ID') end
+  local stream = keys[1] .. ':cdc'
+  if redis.call('TYPE', stream)['ok'] ~= 'stream' then return 0 end
+  local floor = groups_floor(stream)
+  if not floor then return 0 end
+  if id_less(argv[1], floor) then floor = argv[1] end
+  local removed = redis.call('XTRIM', stream, 'MINID', '~', floor)
+  local held = stream .. ':held'
+  local cap = redis.call('HGET', held, 'cap')
+  if cap and redis.call('XLEN', stream) <= tonumber(cap) then
+    redis.call('DEL', held)
+  end
+  return removed
 end
 
 local function cg_version()
@@ -459,4 +608,6 @@ end
 redis.register_function('cg_mutate', cg_mutate)
 redis.register_function('cg_emit', cg_emit)
 redis.register_function('cg_reset', cg_reset)
+-- Trimming only frees memory, so it runs even when Redis is out of it.
+redis.register_function { function_name = 'cg_trim', callback = cg_trim, flags = { 'allow-oom' } }
 redis.register_function { function_name = 'cg_version', callback = cg_version, flags = { 'no-writes' } }

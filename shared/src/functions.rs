@@ -2,13 +2,19 @@
 //!
 //! Every graph mutation goes through [`GraphWriter::mutate`]: one `FCALL cg_mutate` that checks all operations,
 //! applies them, bumps each entity's version, XADDs each event to the project's CDC stream and publishes it, in
-//! one atomic step. No Rust code writes graph state or events any other way.
+//! one atomic step (state first, events last, so a runtime error never leaves an event without its state). No
+//! Rust code writes graph state or events any other way.
+//!
+//! The stream is kept near the writer's length cap without ever trimming what a consumer group still needs; a
+//! stream a lagging group holds above its cap is recorded ([`cap_hold`]). Trimming below what every group has
+//! acknowledged is [`trim_stream`], one atomic `FCALL cg_trim`.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use redis::{aio::ConnectionLike, RedisError};
 
 use crate::{
+    event::StreamId,
     graph::{Node, Relationship},
     names::{RedisNames, PROJECTS_KEY},
 };
@@ -183,7 +189,9 @@ pub struct GraphWriter {
 pub const MAX_OPS_PER_CALL: usize = 1000;
 
 impl GraphWriter {
-    /// `max_stream_len` is the approximate `MAXLEN ~` of the CDC stream (0: no trimming by length).
+    /// `max_stream_len` caps the CDC stream's length (0: no cap). The cap is approximate: it is enforced once per
+    /// 100 to 1,000 new entries (a tenth of the cap), in whole stream nodes, and never trims an entry a consumer
+    /// group has pending or has not been delivered yet (such a stream is recorded, see [`cap_hold`]).
     pub fn new(names: RedisNames, max_stream_len: u64, publish: PublishMode) -> Self {
         Self { names, max_stream_len, publish }
     }
@@ -220,7 +228,7 @@ impl GraphWriter {
         for op in ops {
             push_op(&mut cmd, op);
         }
-        let flat: Vec<String> = self.call(conn, &cmd).await.map_err(MutationError::from_redis)?;
+        let flat: Vec<String> = call_function(conn, &cmd).await.map_err(MutationError::from_redis)?;
         let outcomes = parse_outcomes(&flat);
         if outcomes.iter().any(|o| o.event_id.is_some()) {
             self.register_project(conn).await?;
@@ -243,7 +251,7 @@ impl GraphWriter {
         cmd.arg("cg_emit");
         self.common_args(&mut cmd, traceparent);
         cmd.arg(event_type.as_str()).arg(entity_kind).arg(entity_id).arg(data.to_string());
-        let id = self.call(conn, &cmd).await?;
+        let id = call_function(conn, &cmd).await?;
         self.register_project(conn).await?;
         Ok(id)
     }
@@ -259,28 +267,84 @@ impl GraphWriter {
         cmd.arg("cg_reset");
         self.common_args(&mut cmd, traceparent);
         cmd.arg(reason.replace(|c: char| c.is_control(), " "));
-        self.call(conn, &cmd).await
-    }
-
-    /// Runs a Function call, loading the library first if Redis lost it (a restart without persistence).
-    async fn call<C: ConnectionLike + Send, T: redis::FromRedisValue>(
-        &self,
-        conn: &mut C,
-        cmd: &redis::Cmd,
-    ) -> Result<T, RedisError> {
-        match cmd.query_async(conn).await {
-            Err(e) if is_function_missing(&e) => {
-                ensure_loaded(conn).await?;
-                cmd.query_async(conn).await
-            }
-            other => other,
-        }
+        call_function(conn, &cmd).await
     }
 
     /// `SADD` of the project name: idempotent, outside the Function because the key is outside the project slot.
     async fn register_project<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<(), RedisError> {
         redis::cmd("SADD").arg(PROJECTS_KEY).arg(self.names.project().as_str()).query_async::<i64>(conn).await?;
         Ok(())
+    }
+}
+
+/// Runs a Function call, loading the library first if Redis lost it (a restart without persistence) or has an
+/// older one without the function.
+async fn call_function<C: ConnectionLike + Send, T: redis::FromRedisValue>(
+    conn: &mut C,
+    cmd: &redis::Cmd,
+) -> Result<T, RedisError> {
+    match cmd.query_async(conn).await {
+        Err(e) if is_function_missing(&e) => {
+            ensure_loaded(conn).await?;
+            cmd.query_async(conn).await
+        }
+        other => other,
+    }
+}
+
+/// Trims the project's CDC stream, in one atomic step, below the lowest entry any consumer group still needs (its
+/// oldest pending entry, else the one after its last-delivered-id) and below `keep_from` (the retention floor:
+/// entries below it may go), whichever is lower. Whole stream nodes only, so a few more may stay. A stream without
+/// groups is left alone. Returns how many entries were removed.
+pub async fn trim_stream<C: ConnectionLike + Send>(
+    conn: &mut C,
+    names: &RedisNames,
+    keep_from: StreamId,
+) -> Result<u64, RedisError> {
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg("cg_trim").arg(1).arg(names.prefix()).arg(keep_from.to_string());
+    call_function(conn, &cmd).await
+}
+
+/// A CDC stream held above its length cap because a consumer group still needs older entries, as the cap found
+/// it at its last check (once per 100 to 1,000 new entries).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapHold {
+    /// Entries in the stream beyond the cap.
+    pub entries: u64,
+    /// The cap.
+    pub cap: u64,
+    /// The group with the lowest floor.
+    pub group: String,
+    /// The lowest entry that group still needs.
+    pub floor: StreamId,
+    /// When the cap found it, Redis time in ms.
+    pub checked_at_ms: u64,
+}
+
+/// Whether a lagging consumer group holds the project's stream above its cap, and by how much; `None` when the
+/// cap could trim at its last check. For services to log and export.
+pub async fn cap_hold<C: ConnectionLike + Send>(
+    conn: &mut C,
+    names: &RedisNames,
+) -> Result<Option<CapHold>, RedisError> {
+    let fields: HashMap<String, String> = redis::cmd("HGETALL").arg(names.cdc_held()).query_async(conn).await?;
+    Ok(CapHold::from_fields(&fields))
+}
+
+impl CapHold {
+    /// `None` when the record is absent (or not one the library wrote).
+    fn from_fields(fields: &HashMap<String, String>) -> Option<Self> {
+        fn value<T: std::str::FromStr>(fields: &HashMap<String, String>, name: &str) -> Option<T> {
+            fields.get(name)?.parse().ok()
+        }
+        Some(Self {
+            entries: value(fields, "entries")?,
+            cap: value(fields, "cap")?,
+            group: fields.get("group")?.clone(),
+            floor: value(fields, "floor")?,
+            checked_at_ms: value(fields, "checked_at")?,
+        })
     }
 }
 

@@ -54,6 +54,12 @@ impl RedisNames {
         format!("{}:events", self.prefix)
     }
 
+    /// Hash recording that a consumer group holds the CDC stream above its length cap (written by the Function
+    /// library's cap, read with `functions::cap_hold`).
+    pub fn cdc_held(&self) -> String {
+        format!("{}:cdc:held", self.prefix)
+    }
+
     /// Dead letters of one sink.
     pub fn dead_letters(&self, sink: &str) -> String {
         format!("{}:cdc:dlq:{sink}", self.prefix)

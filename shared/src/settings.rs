@@ -27,9 +27,11 @@ pub fn load<S: Serialize + DeserializeOwned + Default>(service: &str) -> Result<
 #[serde(default)]
 pub struct RedisSettings {
     pub url: String,
-    /// Safety cap on each CDC stream (`MAXLEN ~` on every append); 0: none. The regular trimming is the
-    /// stream-consumer's, which never drops what a consumer group still needs; this cap only bounds memory when
-    /// no consumer runs (or one is far behind, which it then detects and resyncs from a snapshot).
+    /// Safety cap on each CDC stream's length; 0: none. The regular trimming is the stream-consumer's (below what
+    /// every group has acknowledged and outside the retention). The cap bounds memory when no consumer runs; like
+    /// that trimming it never drops what a consumer group still needs, so a group that lags (or a sink left with
+    /// its group) holds the stream above the cap, which is recorded in `code_graph:{p}:cdc:held` and logged by
+    /// Redis. Enforced once per 100–1,000 appends (a tenth of the cap), so the stream may exceed it by that.
     pub stream_max_len: u64,
     /// `classic` (PUBLISH) on a single Redis, `sharded` (SPUBLISH) on a cluster.
     pub publish: PublishMode,

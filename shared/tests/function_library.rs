@@ -1,8 +1,11 @@
-//! The Function library against a real redis-server: atomicity, events, versions, idempotent upserts.
+//! The Function library against a real redis-server: atomicity, events, versions, idempotent upserts, the
+//! stream's length cap and trimming next to consumer groups.
 
 use codegraph_shared::{
-    event::{CdcEvent, EventType, STREAM_FIELD},
-    functions::{ensure_loaded, Expect, GraphWriter, Mutation, MutationError, PublishMode, Status},
+    event::{CdcEvent, EventType, StreamId, STREAM_FIELD},
+    functions::{
+        cap_hold, ensure_loaded, trim_stream, Expect, GraphWriter, Mutation, MutationError, PublishMode, Status,
+    },
     graph::{Node, Relationship},
     names::{RedisNames, PROJECTS_KEY},
     project::ProjectName,
@@ -308,4 +311,228 @@ async fn adjacency_follows_moved_and_self_relationships_within_one_call() {
         let members: Vec<String> = conn.smembers(&key).await.unwrap();
         assert_eq!(members, expected, "{key}");
     }
+}
+
+#[tokio::test]
+async fn a_failed_state_write_leaves_no_event() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+    let mut pubsub = redis::Client::open(server.url()).unwrap().get_async_pubsub().await.unwrap();
+    pubsub.subscribe(names.events_channel()).await.unwrap();
+
+    // The counter hash is the last state a mutation writes: a key of the wrong type fails the call there, after
+    // its other writes (Redis does not roll a Function back). No event may exist for that half-written state.
+    let _: () = conn.set(names.node_kinds(), "not a hash").await.unwrap();
+    let err = w
+        .mutate(
+            &mut conn,
+            &[
+                Mutation::UpsertNode(node("a", "function"), Expect::Any),
+                Mutation::UpsertNode(node("b", "class"), Expect::Any),
+            ],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MutationError::Redis(_)) && err.to_string().contains("WRONGTYPE"), "{err:?}");
+    let stream_exists: bool = conn.exists(names.cdc_stream()).await.unwrap();
+    assert!(!stream_exists, "no event was written");
+
+    // The same for an event about a job whose hash cannot be written.
+    let _: () = conn.set(names.job("j1"), "not a hash").await.unwrap();
+    let err = w
+        .emit(&mut conn, EventType::AnalysisStarted, "job", "j1", &serde_json::json!({"job_id": "j1"}), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err:?}");
+    let stream_exists: bool = conn.exists(names.cdc_stream()).await.unwrap();
+    assert!(!stream_exists, "no event was written");
+
+    // Nothing was published either: the first message on the channel is the event of the next good call.
+    let _: () = conn.del(&[names.node_kinds(), names.job("j1")]).await.unwrap();
+    let ok = w.mutate(&mut conn, &[Mutation::UpsertNode(node("c", "function"), Expect::Any)], None).await.unwrap();
+    let msg = pubsub.on_message().next().await.unwrap();
+    let live = CdcEvent::from_json(&msg.get_payload::<String>().unwrap()).unwrap();
+    assert_eq!(Some(live.id.to_string()), ok[0].event_id);
+    assert_eq!(stream(&mut conn, &names).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_stream_key_of_another_type_is_refused_before_any_write() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+    // An XADD that failed after the state writes would leave state without its event: the type is checked first.
+    let _: () = conn.set(names.cdc_stream(), "not a stream").await.unwrap();
+    let err = w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "function"), Expect::Any)], None).await.unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err:?}");
+    let err = w
+        .emit(&mut conn, EventType::AnalysisStarted, "job", "j1", &serde_json::json!({"job_id": "j1"}), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err:?}");
+    for key in [names.nodes(), names.versions(), names.node_kinds(), names.job("j1")] {
+        let exists: bool = conn.exists(&key).await.unwrap();
+        assert!(!exists, "{key} was written");
+    }
+}
+
+/// Upserts nodes `n<from>`… (a change each, so an event each), `per_call` per call; returns the event ids.
+async fn write_events(
+    conn: &mut redis::aio::MultiplexedConnection,
+    w: &GraphWriter,
+    from: usize,
+    count: usize,
+    per_call: usize,
+) -> Vec<StreamId> {
+    let mut ids = Vec::new();
+    let ops: Vec<Mutation> =
+        (from..from + count).map(|i| Mutation::UpsertNode(node(&format!("n{i}"), "function"), Expect::Any)).collect();
+    for chunk in ops.chunks(per_call) {
+        for out in w.mutate(conn, chunk, None).await.unwrap() {
+            ids.push(out.event_id.unwrap().parse().unwrap());
+        }
+    }
+    ids
+}
+
+/// Makes every stream node hold exactly 10 entries, so what `MINID ~` trims (whole nodes) is predictable.
+async fn nodes_of_ten(conn: &mut redis::aio::MultiplexedConnection) {
+    for (name, value) in [("stream-node-max-entries", "10"), ("stream-node-max-bytes", "0")] {
+        let _: () = redis::cmd("CONFIG").arg("SET").arg(name).arg(value).query_async(conn).await.unwrap();
+    }
+}
+
+async fn stream_ids(conn: &mut redis::aio::MultiplexedConnection, names: &RedisNames) -> Vec<StreamId> {
+    let reply: redis::streams::StreamRangeReply = conn.xrange_all(names.cdc_stream()).await.unwrap();
+    reply.ids.iter().map(|e| e.id.parse().unwrap()).collect()
+}
+
+async fn create_group(conn: &mut redis::aio::MultiplexedConnection, names: &RedisNames, group: &str, at: &str) {
+    let _: () = conn.xgroup_create(names.cdc_stream(), group, at).await.unwrap();
+}
+
+/// Delivers the next `count` entries to `group`.
+async fn deliver(conn: &mut redis::aio::MultiplexedConnection, names: &RedisNames, group: &str, count: usize) {
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(group)
+        .arg("c")
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg(names.cdc_stream())
+        .arg(">")
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+async fn ack(conn: &mut redis::aio::MultiplexedConnection, names: &RedisNames, group: &str, ids: &[StreamId]) {
+    let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    let _: i64 = conn.xack(names.cdc_stream(), group, &ids).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_length_cap_never_trims_what_a_group_still_needs() {
+    let server = RedisServer::start();
+    let (mut conn, _) = setup(&server).await;
+    nodes_of_ten(&mut conn).await;
+    let names = RedisNames::new(&ProjectName::parse("capped").unwrap());
+    let w = GraphWriter::new(names.clone(), 100, PublishMode::Classic);
+
+    // A group with ids[20..30] pending: delivered 30, acknowledged 20.
+    let mut ids = write_events(&mut conn, &w, 0, 50, 10).await;
+    create_group(&mut conn, &names, "slow", "0").await;
+    deliver(&mut conn, &names, "slow", 30).await;
+    ack(&mut conn, &names, "slow", &ids[..20]).await;
+    ids.extend(write_events(&mut conn, &w, 50, 400, 10).await);
+
+    // A cap of 100 would keep ~the last 100; the group's pending and undelivered entries all stay, and what it
+    // acknowledged went (whole nodes of ten: exactly ids[..20]).
+    assert_eq!(stream_ids(&mut conn, &names).await, ids[20..]);
+    let hold = cap_hold(&mut conn, &names).await.unwrap().expect("the stream held above its cap is recorded");
+    assert_eq!((hold.group.as_str(), hold.floor, hold.cap), ("slow", ids[20], 100));
+    assert!(hold.entries >= 200, "{hold:?}");
+
+    // The group catches up; another, created at ids[300], has not been delivered anything after it.
+    deliver(&mut conn, &names, "slow", 1000).await;
+    ack(&mut conn, &names, "slow", &ids[20..]).await;
+    create_group(&mut conn, &names, "behind", &ids[300].to_string()).await;
+    ids.extend(write_events(&mut conn, &w, 450, 300, 10).await);
+    let kept = stream_ids(&mut conn, &names).await;
+    assert_eq!(kept[0], ids[300], "trimmed up to what `behind` still needs, in whole nodes");
+    assert_eq!(kept, ids[300..]);
+    let hold = cap_hold(&mut conn, &names).await.unwrap().unwrap();
+    assert_eq!((hold.group.as_str(), hold.floor), ("behind", ids[300].successor()));
+
+    // Once no group lags (`slow` keeps up, `behind` is gone), the cap trims to about its length again, and the
+    // record goes.
+    let _: i64 =
+        redis::cmd("XGROUP").arg("DESTROY").arg(names.cdc_stream()).arg("behind").query_async(&mut conn).await.unwrap();
+    deliver(&mut conn, &names, "slow", 1000).await;
+    ack(&mut conn, &names, "slow", &ids[450..]).await;
+    for from in (750..1250).step_by(10) {
+        let batch = write_events(&mut conn, &w, from, 10, 10).await;
+        deliver(&mut conn, &names, "slow", 10).await;
+        ack(&mut conn, &names, "slow", &batch).await;
+        ids.extend(batch);
+    }
+    let kept = stream_ids(&mut conn, &names).await;
+    assert!(kept.len() <= 100 + 100 + 10, "cap, slack between checks, one node: {}", kept.len());
+    assert_eq!(kept, ids[ids.len() - kept.len()..], "the newest entries, without holes");
+    assert_eq!(cap_hold(&mut conn, &names).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn trimming_keeps_what_every_group_needs_and_the_retention_in_one_step() {
+    let server = RedisServer::start();
+    let (mut conn, _) = setup(&server).await;
+    nodes_of_ten(&mut conn).await;
+    let names = RedisNames::new(&ProjectName::parse("trimmed").unwrap());
+    let w = GraphWriter::new(names.clone(), 0, PublishMode::Classic);
+    let far_future = StreamId::new(u64::MAX / 2, 0);
+
+    assert_eq!(trim_stream(&mut conn, &names, far_future).await.unwrap(), 0, "no stream");
+    let ids = write_events(&mut conn, &w, 0, 60, 10).await;
+    assert_eq!(trim_stream(&mut conn, &names, far_future).await.unwrap(), 0, "a stream without groups stays");
+    assert_eq!(stream_ids(&mut conn, &names).await, ids);
+
+    // The slowest group has ids[20..35] pending: they and everything after stay, even inside what retention frees.
+    create_group(&mut conn, &names, "done", "0").await;
+    deliver(&mut conn, &names, "done", 60).await;
+    ack(&mut conn, &names, "done", &ids).await;
+    create_group(&mut conn, &names, "slow", "0").await;
+    deliver(&mut conn, &names, "slow", 35).await;
+    ack(&mut conn, &names, "slow", &ids[..20]).await;
+    assert_eq!(trim_stream(&mut conn, &names, ids[50]).await.unwrap(), 20);
+    assert_eq!(stream_ids(&mut conn, &names).await, ids[20..]);
+
+    // Everything acknowledged: the retention floor bounds the trim.
+    deliver(&mut conn, &names, "slow", 60).await;
+    ack(&mut conn, &names, "slow", &ids[20..]).await;
+    assert_eq!(trim_stream(&mut conn, &names, ids[40]).await.unwrap(), 20);
+    assert_eq!(stream_ids(&mut conn, &names).await, ids[40..]);
+
+    // A group not delivered anything after ids[49] keeps ids[50..].
+    create_group(&mut conn, &names, "late", &ids[49].to_string()).await;
+    assert_eq!(trim_stream(&mut conn, &names, far_future).await.unwrap(), 10);
+    assert_eq!(stream_ids(&mut conn, &names).await, ids[50..]);
+
+    // A group created at 0 just before a trim is protected: the trim reads every group in the same atomic step.
+    create_group(&mut conn, &names, "new", "0").await;
+    assert_eq!(trim_stream(&mut conn, &names, far_future).await.unwrap(), 0);
+    assert_eq!(stream_ids(&mut conn, &names).await, ids[50..]);
+
+    // A malformed retention floor is refused.
+    let err = redis::cmd("FCALL")
+        .arg("cg_trim")
+        .arg(1)
+        .arg(names.prefix())
+        .arg("yesterday")
+        .query_async::<i64>(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("stream ID"), "{err}");
 }
