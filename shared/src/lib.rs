@@ -5,8 +5,12 @@
 //! configuration ([`settings`]), logs and traces ([`telemetry`]), the CDC event envelope ([`event`]), the graph
 //! entities ([`graph`]), project names ([`project`]), every Redis key and channel ([`names`]), the Redis Function
 //! library that performs every mutation together with its event ([`functions`]), the lazily connecting Redis
-//! handle ([`redis_handle`]), the HTTP pieces every service serves ([`http`]: error shape, `/metrics`,
-//! graceful serving) and the shutdown signal ([`shutdown`]).
+//! handle ([`redis_handle`]), reading the streams ([`stream`]: entries, info, retention and gaps), the HTTP
+//! pieces every service serves ([`http`]: error shape, `/metrics`, graceful serving) and the shutdown signal
+//! ([`shutdown`]).
+//!
+//! With the `testing` feature, which only tests enable (every crate's `[dev-dependencies]`), [`testing`] starts
+//! real servers for integration tests.
 
 pub mod event;
 pub mod functions;
@@ -17,5 +21,7 @@ pub mod project;
 pub mod redis_handle;
 pub mod settings;
 pub mod shutdown;
+pub mod stream;
 pub mod telemetry;
+#[cfg(feature = "testing")]
 pub mod testing;

@@ -10,6 +10,7 @@ use codegraph_shared::{
     names::{RedisNames, JOBS_CANCEL_CHANNEL, JOBS_GROUP, JOBS_STREAM},
     project::ProjectName,
     shutdown::Shutdown,
+    stream::{autoclaim_reply, read_reply, RawEntry},
 };
 use futures_util::StreamExt;
 use redis::Value;
@@ -25,11 +26,17 @@ use crate::{
 /// How long one blocking read waits for a job, so shutdown is noticed promptly.
 const READ_BLOCK_MS: u64 = 1000;
 
-/// One entry of the jobs stream.
+/// One entry of the jobs stream: its ID (as acknowledged) and its fields.
 #[derive(Clone, Debug)]
 struct Entry {
     id: String,
     fields: HashMap<String, String>,
+}
+
+impl From<RawEntry> for Entry {
+    fn from(raw: RawEntry) -> Self {
+        Entry { id: raw.id.to_string(), fields: raw.fields.unwrap_or_default().into_iter().collect() }
+    }
 }
 
 /// The analyzer of the last job, kept for a next job on the same project and folder: files whose content did
@@ -107,11 +114,9 @@ async fn next_job(
         .arg(1)
         .query_async(&mut conn)
         .await?;
-    if let Value::Array(parts) = &claimed {
-        if let Some(entry) = parts.get(1).and_then(|v| entries(v).into_iter().next()) {
-            tracing::info!(id = entry.id, "took over a job whose worker stopped");
-            return Ok(Some(entry));
-        }
+    if let Some(entry) = autoclaim_reply::<Entry>(claimed).1.into_iter().next() {
+        tracing::info!(id = entry.id, "took over a job whose worker stopped");
+        return Ok(Some(entry));
     }
     // A blocking read gets its own connection, so it never delays the shared one.
     let mut blocking = runner.redis.blocking_connection(Duration::from_millis(READ_BLOCK_MS)).await?;
@@ -131,41 +136,7 @@ async fn next_job(
         r = read => r?,
         _ = shutdown.wait() => return Ok(None),
     };
-    // Reply: [[stream, [entries…]]] (RESP2) or {stream: [entries…]} (RESP3).
-    let streams = match reply {
-        Value::Array(s) => s
-            .into_iter()
-            .filter_map(|s| match s {
-                Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
-                _ => None,
-            })
-            .collect::<Vec<_>>(),
-        Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
-        _ => Vec::new(),
-    };
-    Ok(streams.iter().flat_map(entries).next())
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn entries(v: &Value) -> Vec<Entry> {
-    let Value::Array(items) = v else { return Vec::new() };
-    items
-        .iter()
-        .filter_map(|item| {
-            let Value::Array(pair) = item else { return None };
-            let id = text(pair.first()?)?;
-            let Value::Array(kv) = pair.get(1)? else { return None };
-            let fields = kv.chunks(2).filter_map(|c| Some((text(c.first()?)?, text(c.get(1)?)?))).collect();
-            Some(Entry { id, fields })
-        })
-        .collect()
+    Ok(read_reply::<Entry>(reply).into_iter().next())
 }
 
 async fn ack(runner: &JobRunner, id: &str) {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use codegraph_shared::{
     graph::{Node, Relationship},
     names::RedisNames,
+    stream::{newest_entry_cmd, newest_entry_id},
 };
 use redis::{aio::ConnectionManager, RedisError};
 use serde::Serialize;
@@ -97,19 +98,14 @@ pub async fn stats(conn: &mut ConnectionManager, names: &RedisNames) -> Result<S
         u64,
         BTreeMap<String, u64>,
         BTreeMap<String, u64>,
-        redis::streams::StreamRangeReply,
+        redis::Value,
     ) = redis::pipe()
         .atomic()
         .hlen(names.nodes())
         .hlen(names.relationships())
         .hgetall(names.node_kinds())
         .hgetall(names.relationship_types())
-        .cmd("XREVRANGE")
-        .arg(names.cdc_stream())
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
+        .add_command(newest_entry_cmd(&names.cdc_stream()))
         .query_async(conn)
         .await?;
     Ok(Stats {
@@ -117,35 +113,8 @@ pub async fn stats(conn: &mut ConnectionManager, names: &RedisNames) -> Result<S
         relationships,
         node_kinds,
         relationship_types,
-        last_event_id: last.ids.first().map(|e| e.id.clone()),
+        last_event_id: newest_entry_id(last).map(|id| id.to_string()),
     })
-}
-
-/// The id of the newest entry the project's stream has ever had (`0-0` before the first): the point from which
-/// a reader of a snapshot taken now resumes.
-pub async fn last_generated_id(conn: &mut ConnectionManager, names: &RedisNames) -> Result<String, RedisError> {
-    let info: Result<redis::Value, RedisError> =
-        redis::cmd("XINFO").arg("STREAM").arg(names.cdc_stream()).query_async(conn).await;
-    let info = match info {
-        Ok(v) => v,
-        Err(e) if e.to_string().contains("no such key") => return Ok("0-0".into()),
-        Err(e) => return Err(e),
-    };
-    let fields: Vec<redis::Value> = match info {
-        redis::Value::Array(items) => items,
-        redis::Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        _ => Vec::new(),
-    };
-    let mut iter = fields.into_iter();
-    while let Some(key) = iter.next() {
-        let value = iter.next();
-        if redis::from_redis_value_ref::<String>(&key).ok().as_deref() == Some("last-generated-id") {
-            if let Some(v) = value {
-                return redis::from_redis_value::<String>(v).map_err(Into::into);
-            }
-        }
-    }
-    Ok("0-0".into())
 }
 
 /// One page of the graph: nodes in hash-scan order, with the relationships that leave them (so every

@@ -9,12 +9,18 @@
 
 use std::{sync::Arc, time::Duration};
 
-use codegraph_shared::{event::StreamId, names::RedisNames, project::ProjectName, redis_handle::RedisHandle};
+use codegraph_shared::{
+    event::StreamId,
+    names::RedisNames,
+    project::ProjectName,
+    redis_handle::RedisHandle,
+    stream::{self, Retention},
+};
 
 use crate::{
-    cdc_stream::{self, Retention},
     client::{CatchUpEnd, Client},
     fanout::Hub,
+    gateway_event::GatewayEvent,
 };
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -47,7 +53,7 @@ impl Replayer {
             if !client.wants_replay(&project, generation) {
                 return;
             }
-            let page = match cdc_stream::read_after(&mut conn, &names, cursor, self.page).await {
+            let page = match stream::read_after(&mut conn, &names.cdc_stream(), cursor, self.page).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::debug!(client = client.id(), %project, error = %e, "replay read failed; retrying");
@@ -63,9 +69,10 @@ impl Replayer {
                 return;
             }
             let n = page.entries.len();
-            for (id, ev) in page.entries {
+            for entry in page.entries {
+                let id = entry.id;
                 cursor = id;
-                match ev {
+                match GatewayEvent::from_entry(&entry) {
                     Ok(ev) => {
                         if client.replay(&project, generation, &ev).await.is_err() {
                             return;

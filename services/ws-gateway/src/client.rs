@@ -19,10 +19,9 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
     },
-    time::{SystemTime, UNIX_EPOCH},
 };
 
-use codegraph_shared::{event::StreamId, project::ProjectName};
+use codegraph_shared::{event::StreamId, project::ProjectName, stream::now_ms};
 use tokio::sync::Notify;
 
 use crate::{
@@ -97,10 +96,6 @@ pub struct QueueReport {
     pub queued_bytes: usize,
     /// Age of the oldest queued event, in ms.
     pub lag_ms: u64,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Client {

@@ -17,12 +17,18 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use codegraph_shared::{event::StreamId, names::RedisNames, project::ProjectName, redis_handle::RedisHandle};
+use codegraph_shared::{
+    event::StreamId,
+    names::RedisNames,
+    project::ProjectName,
+    redis_handle::RedisHandle,
+    stream::{self, Retention},
+};
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{cdc_stream, client::Client, gateway_event::GatewayEvent, status::Stats};
+use crate::{client::Client, gateway_event::GatewayEvent, status::Stats};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -330,7 +336,7 @@ impl Fanout {
         let Some(room) = self.rooms.get_mut(channel) else { return Ok(()) };
         if room.baseline.is_none() {
             let mut conn = self.redis.conn();
-            let last = cdc_stream::last_generated(&mut conn, &room.names)
+            let last = stream::last_generated_id(&mut conn, &room.names.cdc_stream())
                 .await
                 .map_err(|e| format!("reading the stream of {} failed: {e}", room.names.project()))?;
             room.baseline = Some(last);
@@ -344,11 +350,11 @@ impl Fanout {
         let mut conn = self.redis.conn();
         let mut after = room.resume_point();
         loop {
-            let page = cdc_stream::read_after(&mut conn, &room.names, after, self.page)
+            let page = stream::read_after(&mut conn, &room.names.cdc_stream(), after, self.page)
                 .await
                 .map_err(|e| format!("reading the stream of {} failed: {e}", room.names.project()))?;
             let retention = page.info.retention_after(after);
-            if retention != cdc_stream::Retention::Complete {
+            if retention != Retention::Complete {
                 tracing::warn!(project = %room.names.project(), %after, reason = retention.reason(), "gap too old to recover");
                 for client in &room.clients {
                     client.resync(room.names.project(), after, retention.oldest(), retention.reason());
@@ -357,9 +363,10 @@ impl Fanout {
                 return Ok(());
             }
             let n = page.entries.len();
-            for (id, ev) in page.entries {
+            for entry in page.entries {
+                let id = entry.id;
                 after = id;
-                match ev {
+                match GatewayEvent::from_entry(&entry) {
                     Ok(ev) => {
                         self.stats.event_received(true);
                         room.dispatch(&ev);

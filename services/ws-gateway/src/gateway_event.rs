@@ -7,7 +7,10 @@
 use std::{borrow::Cow, sync::Arc};
 
 use axum::extract::ws::Utf8Bytes;
-use codegraph_shared::event::{splice_id, EventType, StreamId};
+use codegraph_shared::{
+    event::{splice_id, EventType, StreamId},
+    stream::Entry,
+};
 use serde::Deserialize;
 
 /// An event ready for delivery. Cheap to clone.
@@ -85,6 +88,11 @@ impl GatewayEvent {
     /// From a stream entry (`id`, the body stored without its id).
     pub fn from_stream_entry(id: &str, body: &str) -> Result<Self, BadEvent> {
         Self::from_text(Utf8Bytes::from(splice_id(id, body)?))
+    }
+
+    /// From a CDC stream entry as read; an entry without an envelope is an error its reader skips past.
+    pub fn from_entry(entry: &Entry) -> Result<Self, BadEvent> {
+        Self::from_stream_entry(&entry.id.to_string(), entry.body.as_deref().unwrap_or_default())
     }
 
     fn from_text(text: Utf8Bytes) -> Result<Self, BadEvent> {

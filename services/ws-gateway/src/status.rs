@@ -145,7 +145,7 @@ impl Stats {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         METRICS.sent.inc_by(frames);
         METRICS.bytes.inc_by(bytes);
-        let now = crate::client::now_ms();
+        let now = codegraph_shared::stream::now_ms();
         for t in published_ms {
             let ms = now.saturating_sub(t);
             let bucket = LATENCY_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(LATENCY_BUCKETS_MS.len());
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn latency_quantiles_come_from_the_buckets() {
         let s = Stats::default();
-        let now = crate::client::now_ms();
+        let now = codegraph_shared::stream::now_ms();
         s.frames_sent(100, 1000, (0..100).map(|i| if i < 98 { now } else { now - 300 }));
         let v = s.status(&Registry::default());
         assert_eq!(v["latency_ms"]["count"], 100);

@@ -1,5 +1,7 @@
 //! Support for cross-service tests: start the real binaries of the services (built into `target/debug` by
 //! `cargo build --workspace --bins`, which `make test` runs first) against a real Redis, and read their metrics.
+//! Compiled only with the `testing` feature, which the crate's tests enable.
+#![cfg(feature = "testing")]
 
 use std::{
     path::PathBuf,

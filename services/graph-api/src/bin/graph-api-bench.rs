@@ -5,8 +5,8 @@
 //! It starts its own redis-server and the graph-api binary that sits next to it, on loopback, and stops them:
 //!
 //! ```sh
-//! cargo build --release -p graph-api && target/release/graph-api-bench [--nodes 200000] [--batch 1000] \
-//!     [--concurrency 4] [--runs 3] [--latency-requests 2000]
+//! cargo build --release -p graph-api --features codegraph-shared/testing
+//! target/release/graph-api-bench [--nodes 200000] [--batch 1000] [--concurrency 4] [--runs 3] [--latency-requests 2000]
 //! ```
 
 use std::{

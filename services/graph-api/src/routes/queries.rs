@@ -6,6 +6,7 @@ use codegraph_shared::{
     graph::{Node, Relationship},
     http::ApiError,
     names::{RedisNames, PROJECTS_KEY},
+    stream::last_generated_id,
 };
 use serde::{Deserialize, Serialize};
 
@@ -169,7 +170,8 @@ pub async fn snapshot(
     let mut conn = state.conn();
     // Cursor format: `<since>.<scan cursor>`.
     let (since, cursor) = match p.cursor.as_deref() {
-        None => (store::last_generated_id(&mut conn, &names).await?, 0),
+        // The newest ID the stream ever had (`0-0` before the first): where a reader of this snapshot resumes.
+        None => (last_generated_id(&mut conn, &names.cdc_stream()).await?.to_string(), 0),
         Some(c) => {
             let invalid =
                 || ApiError::bad_request("invalid_cursor", format!("cursor {c:?} is not one this API gave out"));
