@@ -2,9 +2,16 @@
 //! `WITH count(*) AS _`, with the rows passed as `CYPHER name=[…]` parameters (FalkorDB has no parameter binding
 //! on the Redis protocol, so the values are written as Cypher literals here, and only here).
 //!
-//! One query is atomic in FalkorDB (a failing query leaves nothing behind), so the stream ID recorded in the
-//! last query of a plan is recorded only together with the plan's last writes. Every node has the label `Node`
-//! (indexed on `id`) plus the label of its kind; the `_Meta` node of a graph holds `last_id`.
+//! One query is atomic in FalkorDB (a failing query leaves nothing behind, and queries on a graph run one at a
+//! time), so the stream ID recorded in the last query of a plan is recorded only together with the plan's last
+//! writes. Every node has the label `Node` (indexed on `id`) plus the label of its kind; the `_Meta` node of a
+//! graph holds the record: `fence` (the newest writer's lease generation), `ms` and `seq` (the recorded stream
+//! ID, as integers so they compare as numbers) and `last_id` (the same, as text, for people).
+//!
+//! Fencing: every part of every query starts with the guard ([`guard`]: the `_Meta` node matched only when the
+//! writer's generation is at least the fence and the recorded ID lies between the writer's and the plan's), so a
+//! refused writer's query matches no row and writes nothing; the first part raises the fence, the last returns
+//! whether the guard held (`count(g)`: 1 or 0).
 
 use std::{collections::BTreeSet, fmt::Write};
 
@@ -13,6 +20,7 @@ use codegraph_shared::event::StreamId;
 use crate::sinks::{
     mapping::{PropValue, Props},
     plan::{ChangeSet, EdgeRow, Plan, Removal, Step},
+    Writer,
 };
 
 /// Label every node carries; indexed on `id`.
@@ -21,12 +29,12 @@ pub const NODE_LABEL: &str = "Node";
 pub const META_LABEL: &str = "_Meta";
 
 pub const CREATE_INDEX: &str = "CREATE INDEX FOR (n:Node) ON (n.id)";
-pub const READ_META: &str = "MATCH (m:_Meta) RETURN m.last_id";
+pub const READ_META: &str = "MATCH (g:_Meta {id: 'meta'}) RETURN g.fence, g.ms, g.seq";
 pub const LABELS: &str = "CALL db.labels()";
 
-/// The queries of `plan`, in order. `known_labels`: every label the graph may have, so a node that changes kind
-/// loses its old one.
-pub fn plan_queries(plan: &Plan, known_labels: &BTreeSet<String>) -> Vec<String> {
+/// The queries of `plan` written by `writer`, in order; each returns one row, `[1]` when its guard held.
+/// `known_labels`: every label the graph may have, so a node that changes kind loses its old one.
+pub fn plan_queries(plan: &Plan, writer: Writer, known_labels: &BTreeSet<String>) -> Vec<String> {
     let mut queries: Vec<Chain> = plan
         .steps
         .iter()
@@ -42,8 +50,41 @@ pub fn plan_queries(plan: &Plan, known_labels: &BTreeSet<String>) -> Vec<String>
     if queries.is_empty() {
         queries.push(Chain::default());
     }
-    queries.last_mut().expect("one query at least").record(plan.last_id);
-    queries.into_iter().map(Chain::finish).collect()
+    let last = plan.last_id;
+    let record = format!("SET g.last_id = '{last}', g.ms = {}, g.seq = {}", last.ms, last.seq);
+    queries.last_mut().expect("one query at least").part(record);
+    let guard = guard(writer, last);
+    queries.into_iter().map(|c| c.finish(&guard, writer.generation)).collect()
+}
+
+/// The guard of a plan's parts: the record node, matched only while `writer` may write a plan ending at `last`.
+pub fn guard(writer: Writer, last: StreamId) -> String {
+    let (r, g) = (writer.recorded, writer.generation);
+    format!(
+        "MATCH (g:_Meta {{id: 'meta'}}) WHERE g.fence <= {g} AND (g.ms < {} OR (g.ms = {} AND g.seq <= {})) \
+         AND (g.ms > {} OR (g.ms = {} AND g.seq >= {}))",
+        last.ms, last.ms, last.seq, r.ms, r.ms, r.seq
+    )
+}
+
+/// Raises the fence to `generation` unless a newer one wrote; returns 1 when it did.
+pub fn raise_fence(generation: u64) -> String {
+    format!("MATCH (g:_Meta {{id: 'meta'}}) WHERE g.fence <= {generation} SET g.fence = {generation} RETURN count(g)")
+}
+
+/// Empties the graph and records `0-0` under `generation`, unless a newer generation wrote; returns 1 when it
+/// did. A graph without a record is what it repairs.
+pub fn reset(generation: u64) -> String {
+    // (`WITH g WHERE g IS NULL OR …` after an OPTIONAL MATCH lets every row through in FalkorDB 4.16.)
+    let unless_newer = format!(
+        "OPTIONAL MATCH (g:_Meta {{id: 'meta'}}) WITH coalesce(g.fence, 0) AS fence WHERE fence <= {generation}"
+    );
+    format!(
+        "{unless_newer} MATCH (n:Node) DETACH DELETE n WITH count(*) AS _ \
+         {unless_newer} MERGE (m:_Meta {{id: 'meta'}}) SET m.fence = {generation}, m.ms = 0, m.seq = 0, m.last_id = '0-0' \
+         WITH count(*) AS _ MATCH (g:_Meta {{id: 'meta'}}) WHERE g.fence = {generation} AND g.ms = 0 AND g.seq = 0 \
+         RETURN count(g)"
+    )
 }
 
 /// Parameters and clauses of one query.
@@ -73,12 +114,14 @@ impl Chain {
         self.parts.push(clause.into());
     }
 
-    fn record(&mut self, last: StreamId) {
-        self.part(format!("MERGE (m:_Meta {{id: 'meta'}}) SET m.last_id = '{last}'"));
-    }
-
-    fn finish(self) -> String {
-        let body = self.parts.join(" WITH count(*) AS _ ");
+    /// The query: every part behind `guard`, the first raising the fence, the last returning whether it held.
+    fn finish(self, guard: &str, generation: u64) -> String {
+        let parts: Vec<String> = std::iter::once(format!("SET g.fence = {generation}"))
+            .chain(self.parts)
+            .chain(std::iter::once("RETURN count(g)".to_owned()))
+            .map(|p| format!("{guard} {p}"))
+            .collect();
+        let body = parts.join(" WITH count(*) AS _ ");
         if self.params.is_empty() {
             body
         } else {
@@ -247,10 +290,20 @@ mod tests {
         assert_eq!(literal(&list), "[1,'x',true]");
     }
 
+    const WRITER: Writer = Writer { generation: 3, recorded: StreamId { ms: 4, seq: 0 } };
+
     #[test]
-    fn a_marker_plan_only_records_the_id() {
-        let q = plan_queries(&Plan::marker(StreamId::new(5, 1)), &BTreeSet::new());
-        assert_eq!(q, vec!["MERGE (m:_Meta {id: 'meta'}) SET m.last_id = '5-1'".to_owned()]);
+    fn a_marker_plan_only_records_the_id_behind_the_guard() {
+        let q = plan_queries(&Plan::marker(StreamId::new(5, 1)), WRITER, &BTreeSet::new());
+        let g = "MATCH (g:_Meta {id: 'meta'}) WHERE g.fence <= 3 AND (g.ms < 5 OR (g.ms = 5 AND g.seq <= 1)) \
+                 AND (g.ms > 4 OR (g.ms = 4 AND g.seq >= 0))";
+        assert_eq!(
+            q,
+            vec![format!(
+                "{g} SET g.fence = 3 WITH count(*) AS _ {g} SET g.last_id = '5-1', g.ms = 5, g.seq = 1 \
+                 WITH count(*) AS _ {g} RETURN count(g)"
+            )]
+        );
     }
 
     #[test]
@@ -268,12 +321,28 @@ mod tests {
         set.node_removals.push(Removal { id: "b".into(), version: 3, anchor: None });
         let plan = Plan { steps: vec![Step::Reset, Step::Changes(set)], last_id: StreamId::new(9, 0) };
         let labels: BTreeSet<String> = ["Node", "_Meta", "file", "class"].map(String::from).into();
-        let q = plan_queries(&plan, &labels);
+        let q = plan_queries(&plan, WRITER, &labels);
         assert_eq!(q.len(), 2);
-        assert_eq!(q[0], "MATCH (n:Node) DETACH DELETE n");
-        assert!(q[1].starts_with("CYPHER p0=[{id:'a',v:2,p:{id:'a'}}] p1=[{id:'b',v:3}] UNWIND $p0"), "{}", q[1]);
+        let g = guard(WRITER, StreamId::new(9, 0));
+        assert_eq!(
+            q[0],
+            format!("{g} SET g.fence = 3 WITH count(*) AS _ {g} MATCH (n:Node) DETACH DELETE n WITH count(*) AS _ {g} RETURN count(g)")
+        );
+        assert!(
+            q[1].starts_with(&format!(
+                "CYPHER p0=[{{id:'a',v:2,p:{{id:'a'}}}}] p1=[{{id:'b',v:3}}] {g} SET g.fence = 3"
+            )),
+            "{}",
+            q[1]
+        );
         assert!(q[1].contains("CREATE (n:Node:class) SET n = r.p"), "{}", q[1]);
         assert!(q[1].contains("n.kind <> r.p.kind REMOVE n:file SET n:class"), "{}", q[1]);
-        assert!(q[1].ends_with("SET m.last_id = '9-0'"), "{}", q[1]);
+        assert!(
+            q[1].ends_with(&format!(
+                "{g} SET g.last_id = '9-0', g.ms = 9, g.seq = 0 WITH count(*) AS _ {g} RETURN count(g)"
+            )),
+            "{}",
+            q[1]
+        );
     }
 }
