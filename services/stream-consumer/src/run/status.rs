@@ -22,6 +22,7 @@ pub struct Metrics {
     pub resync_required: IntGaugeVec,
     pub resyncs: IntCounterVec,
     pub refills: IntCounterVec,
+    pub fenced: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -82,6 +83,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "Projects rebuilt in a sink that lost data it had recorded, by reason (missing: no record; behind: a record \
          behind what the group acknowledged; lost_on_commit: found by a commit)",
         &["sink", "reason"]
+    )
+    .expect("register metric"),
+    fenced: register_int_counter_vec!(
+        "codegraph_consumer_fenced_total",
+        "Workers stopped because the sink refused their lease generation (a newer owner had written)",
+        &["sink"]
     )
     .expect("register metric"),
 });

@@ -367,6 +367,7 @@ impl<S: Sink> Worker<S> {
             return Ok("snapshot");
         }
         self.ctx.sink.reset(&self.project, self.generation).await?;
+        self.ctx.sink.open(&self.project, self.generation).await?; // indexes, when the backend lost them too
         self.stream.ack_all_pending(&mut conn).await?;
         self.stream.set_delivered(&mut conn, StreamId::ZERO, Some(0)).await?;
         self.delivered = StreamId::ZERO;
@@ -377,6 +378,7 @@ impl<S: Sink> Worker<S> {
     /// A newer owner wrote to the sink: this worker lost the project.
     fn fenced(&self, error: String) {
         warn!(%error, "fenced out of the sink by a newer owner; stopping the project's worker");
+        METRICS.fenced.with_label_values(&[self.ctx.sink.name()]).inc();
         self.status(|s| {
             s.state = "fenced";
             s.last_error = Some(error);
