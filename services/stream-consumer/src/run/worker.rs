@@ -288,12 +288,9 @@ impl<S: Sink> Worker<S> {
                     Err(e) => return Err(e.to_string().into()),
                 }
             }
-            Some(reason) => {
-                if !self.refill(reason).await {
-                    return Ok(None); // stopped or fenced out: `prepare` sees the stop
-                }
-            }
-            None => {}
+            // Stopped or fenced out while refilling: `prepare` sees the stop.
+            Some(reason) if !self.refill(reason).await => return Ok(None),
+            Some(_) | None => {}
         }
         Ok(Some(self.reader().await.map_err(|e| format!("connect: {e}"))?))
     }

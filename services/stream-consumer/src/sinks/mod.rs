@@ -110,7 +110,8 @@ macro_rules! registry {
         /// Names of the registered sinks.
         pub const SINK_NAMES: &[&str] = &[$(stringify!($name)),+];
 
-        /// One of the registered sinks.
+        /// One of the registered sinks (one per process and name, so their sizes may differ).
+        #[allow(clippy::large_enum_variant)]
         pub enum AnySink {
             $($variant($sink),)+
         }
