@@ -5,7 +5,7 @@
 //!
 //! Events that cannot be applied are skipped and reported (the live consumer dead-letters them).
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use anyhow::bail;
 use redis::Value;
@@ -59,7 +59,7 @@ impl<S: Sink> Rebuild<'_, S> {
         report: &mut RebuildReport,
     ) -> anyhow::Result<(StreamId, Option<u64>)> {
         let names = RedisNames::new(&self.project);
-        self.sink.reset(&self.project, self.generation).await?;
+        while_unavailable(|| self.sink.reset(&self.project, self.generation)).await?;
         self.recorded = StreamId::ZERO;
         let snap = match api {
             Some(api) => snapshot::from_graph_api(api, self.project.as_str(), |_| {}).await?,
@@ -67,7 +67,7 @@ impl<S: Sink> Rebuild<'_, S> {
         };
         let (since, entries_read) = (snap.since, snap.entries_read);
         let (nodes, rels) = snap.into_events(self.project.as_str());
-        self.sink.open(&self.project, self.generation).await?;
+        while_unavailable(|| self.sink.open(&self.project, self.generation)).await?;
         let mut bar = self.bar("snapshot", (nodes.len() + rels.len()) as u64);
         for events in [nodes, rels] {
             for chunk in events.chunks(self.batch.max(1)) {
@@ -161,20 +161,10 @@ impl<S: Sink> Rebuild<'_, S> {
         Ok(())
     }
 
-    /// One commit, retried for up to ~30 s while the sink is unavailable.
+    /// One commit, retried while the sink is unavailable.
     async fn commit(&self, plan: &Plan) -> Result<(), SinkError> {
-        let mut wait = Duration::from_millis(100);
-        loop {
-            let writer = Writer { generation: self.generation, recorded: self.recorded };
-            match self.sink.apply(&self.project, writer, plan).await {
-                Err(SinkError::Unavailable(e)) if wait < Duration::from_secs(30) => {
-                    warn!(error = %e, "sink unavailable; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                other => return other,
-            }
-        }
+        let writer = Writer { generation: self.generation, recorded: self.recorded };
+        while_unavailable(|| self.sink.apply(&self.project, writer, plan)).await
     }
 
     fn bar(&self, label: &str, total: u64) -> ProgressBar {
@@ -183,5 +173,25 @@ impl<S: Sink> Rebuild<'_, S> {
             bar.silence();
         }
         bar
+    }
+}
+
+/// Runs `op` again, for up to ~30 s, while the sink answers unavailable (a restart, or a Memgraph transaction
+/// conflicting with the previous owner's last one).
+pub async fn while_unavailable<T, F, Fut>(mut op: F) -> Result<T, SinkError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SinkError>>,
+{
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Err(SinkError::Unavailable(e)) if wait < Duration::from_secs(30) => {
+                warn!(error = %e, "sink unavailable; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            other => return other,
+        }
     }
 }

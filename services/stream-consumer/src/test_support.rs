@@ -312,7 +312,7 @@ pub async fn assert_fencing(sink: &AnySink, project: &ProjectName) {
     assert_eq!(sink.open(project, 5).await.unwrap(), None);
     let first = Writer { generation: 5, recorded: StreamId::ZERO };
     let lost = sink.apply(project, first, &plan(&[node(1, "x", 1, EventType::NodeAdded)])).await;
-    assert!(matches!(lost, Err(SinkError::Lost(_))), "no record: nothing is written");
+    assert!(matches!(lost, Err(SinkError::Lost(_))), "no record: nothing is written: {lost:?}");
     assert!(dump_sink(sink, project).await.nodes.is_empty());
     sink.reset(project, 5).await.unwrap();
     let old = Writer { generation: 5, recorded: StreamId::ZERO };

@@ -19,7 +19,7 @@ use codegraph_shared::{event::StreamId, project::ProjectName, redis_handle::Redi
 
 use crate::{
     commands::HeldLease,
-    rebuild::{Rebuild, RebuildReport},
+    rebuild::{while_unavailable, Rebuild, RebuildReport},
     settings::ConsumerSettings,
     sinks::Sink,
 };
@@ -69,13 +69,13 @@ pub async fn replay<S: Sink>(
     let result = async {
         let start = match &from {
             ReplayFrom::Start => {
-                sink.reset(&project, generation).await?;
+                while_unavailable(|| sink.reset(&project, generation)).await?;
                 StreamId::ZERO
             }
             ReplayFrom::Id(id) => *id,
             ReplayFrom::Snapshot { api } => rebuild.from_snapshot(api.as_deref(), &mut report).await?.0.successor(),
         };
-        let recorded = sink.open(&project, generation).await?;
+        let recorded = while_unavailable(|| sink.open(&project, generation)).await?;
         rebuild.recorded =
             recorded.context("the sink holds no record of the project: replay from the start or from a snapshot")?;
         if let Some(previous) = &previous {

@@ -21,12 +21,7 @@ impl FalkorClient {
 
     /// Runs a write query.
     pub async fn write(&self, graph: &str, query: &str) -> Result<(), SinkError> {
-        self.query(graph, query).await.map(|_| ())
-    }
-
-    /// Runs a write query that returns rows.
-    pub async fn query(&self, graph: &str, query: &str) -> Result<Vec<Vec<Json>>, SinkError> {
-        self.run("GRAPH.QUERY", graph, query).await
+        self.run("GRAPH.QUERY", graph, query).await.map(|_| ())
     }
 
     /// Runs a read-only query; each row as JSON values (nodes and edges as their property maps).

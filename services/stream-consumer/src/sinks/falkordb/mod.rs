@@ -69,16 +69,15 @@ impl FalkorDbSink {
         }
     }
 
-    /// Runs a guarded query (one row, `[1]` when the guard held); otherwise says why it was refused.
+    /// Runs a query behind a guard; when the guard refused it, says why.
     async fn guarded(&self, graph: &str, q: &str, writer: Writer, last: Option<StreamId>) -> Result<(), SinkError> {
-        let rows = self.client.query(graph, q).await?;
-        if rows.first().and_then(|r| r.first()).and_then(|v| v.as_i64()) == Some(1) {
-            return Ok(());
+        match self.client.write(graph, q).await {
+            Err(SinkError::Rejected(e)) if query::refused(&e) => Err(match self.record(graph).await? {
+                Some((fence, recorded)) => refusal(fence, recorded, writer, last),
+                None => SinkError::Lost(format!("graph {graph} has no _Meta record")),
+            }),
+            other => other,
         }
-        Err(match self.record(graph).await? {
-            Some((fence, recorded)) => refusal(fence, recorded, writer, last),
-            None => SinkError::Lost(format!("graph {graph} has no _Meta record")),
-        })
     }
 }
 
