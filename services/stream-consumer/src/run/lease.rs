@@ -52,6 +52,21 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// The counter of hand-overs beside the lease `lease_key`.
+pub fn generation_key(lease_key: &str) -> String {
+    format!("{lease_key}:generation")
+}
+
+/// Whether `generation` is still the lease's newest (no one took the lease since).
+pub async fn is_current<C: ConnectionLike + Send>(
+    conn: &mut C,
+    lease_key: &str,
+    generation: u64,
+) -> Result<bool, RedisError> {
+    let current: Option<u64> = redis::cmd("GET").arg(generation_key(lease_key)).query_async(conn).await?;
+    Ok(current == Some(generation))
+}
+
 #[derive(Clone, Debug)]
 pub struct Lease {
     pub key: String,
@@ -68,7 +83,7 @@ impl Lease {
 
     /// The counter of hand-overs beside the lease (same hash slot).
     pub fn generation_key(&self) -> String {
-        format!("{}:generation", self.key)
+        generation_key(&self.key)
     }
 
     /// Takes the lease when it is free or already ours, with a new generation. True when we hold it.

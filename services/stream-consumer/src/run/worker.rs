@@ -38,6 +38,7 @@ use crate::{
     dead_letters::DeadLetters,
     rebuild::{Rebuild, RebuildReport},
     run::{
+        lease,
         status::{ProjectStatus, StatusBoard, METRICS},
         trim,
     },
@@ -363,6 +364,7 @@ impl<S: Sink> Worker<S> {
             self.rebuild().await?;
             return Ok("snapshot");
         }
+        self.ensure_current().await?;
         self.ctx.sink.reset(&self.project, self.generation).await?;
         self.ctx.sink.open(&self.project, self.generation).await?; // indexes, when the backend lost them too
         self.stream.ack_all_pending(&mut conn).await?;
@@ -370,6 +372,16 @@ impl<S: Sink> Worker<S> {
         self.delivered = StreamId::ZERO;
         self.last_applied = Some(StreamId::ZERO);
         Ok("stream")
+    }
+
+    /// Fails with [`SinkError::Fenced`] unless this worker's generation is still the lease's newest: before a
+    /// rebuild, so a worker paused past its lease does not reset the sink and move the group back.
+    async fn ensure_current(&self) -> anyhow::Result<()> {
+        let lease_key = RedisNames::new(&self.project).cdc_owner(self.ctx.sink.name());
+        if !lease::is_current(&mut self.ctx.redis.conn(), &lease_key, self.generation).await? {
+            return Err(SinkError::Fenced(format!("the lease was taken after generation {}", self.generation)).into());
+        }
+        Ok(())
     }
 
     /// A newer owner wrote to the sink: this worker lost the project.
@@ -465,6 +477,7 @@ impl<S: Sink> Worker<S> {
     /// Empties the project in the sink, loads a snapshot from Redis and moves the group to the snapshot's ID
     /// (what was pending is acknowledged: the snapshot has it, and the stream after it follows).
     async fn rebuild(&mut self) -> anyhow::Result<()> {
+        self.ensure_current().await?;
         let mut rebuild = Rebuild {
             sink: self.ctx.sink.as_ref(),
             redis: &self.ctx.redis,
