@@ -529,7 +529,12 @@ async fn a_sink_that_lost_its_data_is_refilled_without_an_operator() {
     mixed_mutations(&mut conn, &writer, 81, 20, 30).await;
     let (mut c, addr) = env.consumer("consumer-f", &[]);
     env.wait_equal(&names, Duration::from_secs(30)).await;
-    let refills = |n: u64| move |s: &serde_json::Value| s["sinks"]["falkordb"]["refilled"]["refills"] == n;
+    let refills = |n: u64| {
+        move |s: &serde_json::Value| {
+            s["sinks"]["falkordb"]["refilled"]["refills"] == n
+                && s["sinks"]["falkordb"]["refilled"]["state"] == "running"
+        }
+    };
 
     // Emptied (FLUSHALL) while writes go on: the next commit finds no record, and the project is rebuilt.
     let done = Arc::new(AtomicBool::new(false));
@@ -560,6 +565,16 @@ async fn a_sink_that_lost_its_data_is_refilled_without_an_operator() {
     env.wait_equal(&names, Duration::from_secs(30)).await;
     let m = metrics(addr).await;
     assert_eq!(counter(&m, "codegraph_consumer_refills_total{reason=\"lost_on_commit\",sink=\"falkordb\"}"), 2, "{m}");
+    stop(&mut c);
+
+    // Emptied while no consumer runs: the next one finds no record when it starts, with no write to notice it.
+    redis::cmd("FLUSHALL").query::<()>(&mut env.falkor.connection()).unwrap();
+    let (mut c, addr) = env.consumer("consumer-f", &[]);
+    env.wait_equal(&names, Duration::from_secs(30)).await;
+    let status = wait_status(addr, "refilled at start", refills(1)).await;
+    assert_eq!(status["sinks"]["falkordb"]["refilled"]["state"], "running", "{status}");
+    let m = metrics(addr).await;
+    assert_eq!(counter(&m, "codegraph_consumer_refills_total{reason=\"missing\",sink=\"falkordb\"}"), 1, "{m}");
     stop(&mut c);
 }
 
