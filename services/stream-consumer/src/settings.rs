@@ -6,7 +6,7 @@ use std::time::Duration;
 use codegraph_shared::settings::{HttpSettings, RedisSettings, TelemetrySettings};
 use serde::{Deserialize, Serialize};
 
-use crate::sinks::{falkordb::FalkorDbSettings, memgraph::MemgraphSettings};
+use crate::sinks::SinksSettings;
 
 pub const SERVICE: &str = "stream-consumer";
 
@@ -30,14 +30,6 @@ impl Default for Settings {
             sinks: SinksSettings::default(),
         }
     }
-}
-
-/// `[sinks.*]`: one table per sink.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SinksSettings {
-    pub falkordb: FalkorDbSettings,
-    pub memgraph: MemgraphSettings,
 }
 
 /// `[consumer]`: how the streams are read, shared out, retried and trimmed. Times in milliseconds.

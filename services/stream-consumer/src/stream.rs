@@ -299,6 +299,72 @@ impl GroupStream {
             .collect())
     }
 
+    /// The group's oldest pending entry (`XPENDING` summary), if any.
+    pub async fn oldest_pending<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Option<StreamId>, RedisError> {
+        let reply: Value = redis::cmd("XPENDING").arg(&self.key).arg(&self.group).query_async(conn).await?;
+        let Value::Array(parts) = reply else { return Ok(None) };
+        Ok(parts.get(1).and_then(|v| text(v).parse().ok()))
+    }
+
+    /// Acknowledges every entry pending in the group (before the group is moved back for a rebuild, so nothing
+    /// pending overtakes the entries before it).
+    pub async fn ack_all_pending<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<(), RedisError> {
+        loop {
+            let reply: Value = redis::cmd("XPENDING")
+                .arg(&self.key)
+                .arg(&self.group)
+                .arg("-")
+                .arg("+")
+                .arg(1000)
+                .query_async(conn)
+                .await?;
+            let Value::Array(rows) = reply else { return Ok(()) };
+            let ids: Vec<StreamId> = rows
+                .iter()
+                .filter_map(|row| match row {
+                    Value::Array(row) => row.first().and_then(|v| text(v).parse().ok()),
+                    _ => None,
+                })
+                .collect();
+            if ids.is_empty() {
+                return Ok(());
+            }
+            self.ack(conn, &ids).await?;
+        }
+    }
+
+    /// Whether an entry exists after `after` and before `before` (exclusive bounds; `before` inclusive when
+    /// `inclusive`).
+    pub async fn has_entries_between<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        after: StreamId,
+        before: StreamId,
+        inclusive: bool,
+    ) -> Result<bool, RedisError> {
+        if before <= after {
+            return Ok(false);
+        }
+        let end = if inclusive { before.to_string() } else { format!("({before}") };
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(&self.key)
+            .arg(format!("({after}"))
+            .arg(end)
+            .arg("COUNT")
+            .arg(1)
+            .query_async(conn)
+            .await?;
+        Ok(matches!(reply, Value::Array(entries) if !entries.is_empty()))
+    }
+
+    /// Whether the stream still holds every entry it ever had (nothing trimmed or deleted: `XINFO STREAM`'s
+    /// `max-deleted-entry-id` is `0-0`), so a sink can be rebuilt from it alone.
+    pub async fn holds_everything<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<bool, RedisError> {
+        let info: Value = redis::cmd("XINFO").arg("STREAM").arg(&self.key).query_async(conn).await?;
+        let info = fields(info);
+        Ok(field(&info, "max-deleted-entry-id").map(text).as_deref() == Some("0-0"))
+    }
+
     /// How many times the entry has been delivered to the group (0 when it is not pending).
     pub async fn deliveries<C: ConnectionLike + Send>(&self, conn: &mut C, id: StreamId) -> Result<u64, RedisError> {
         let reply: Value = redis::cmd("XPENDING")

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub use codegraph_shared::testing::{falkordb_paths, start_falkordb};
 use codegraph_shared::testing::{wait_for_port, RedisServer};
 use codegraph_shared::{
-    event::CdcEvent,
+    event::{CdcEvent, EntityRef, EventType, StreamId},
     functions::{Expect, GraphWriter, Mutation, PublishMode},
     graph::{Node, Relationship},
     names::RedisNames,
@@ -18,7 +18,7 @@ use crate::sinks::{
     falkordb::{query::NODE_LABEL, FalkorClient},
     mapping::{edge_props, node_props, props_json},
     memgraph::MemgraphSink,
-    SinkError,
+    AnySink, Plan, Sink, SinkError, Writer,
 };
 
 /// A port no one listens on, below 32768: FalkorDB 4.16 opens no Bolt listener for a `BOLT_PORT` above that
@@ -276,4 +276,68 @@ pub async fn mixed_mutations<C: redis::aio::ConnectionLike + Send>(
         events += outcomes.iter().map(|o| usize::from(o.event_id.is_some()) + o.cascaded as usize).sum::<usize>();
     }
     events
+}
+
+/// Applies `plan` as the writer of `generation` that knows the sink's current record (read by opening it).
+pub async fn apply_plan<S: Sink>(sink: &S, project: &ProjectName, plan: Plan) -> Result<(), SinkError> {
+    let recorded = sink.open(project, 1).await?.unwrap_or(StreamId::ZERO);
+    sink.apply(project, Writer { generation: 1, recorded }, &plan).await
+}
+
+/// What a registered sink holds for a project.
+pub async fn dump_sink(sink: &AnySink, project: &ProjectName) -> GraphDump {
+    match sink {
+        AnySink::FalkorDb(s) => dump_falkordb(s.client(), &s.graph(project)).await.unwrap(),
+        AnySink::Memgraph(s) => dump_memgraph(s, project.as_str()).await.unwrap(),
+    }
+}
+
+/// The fencing rules, against a sink with no record of `project`: a stale generation is refused and writes
+/// nothing (apply, open, reset), and the recorded ID never goes backwards, not even for the current owner; a
+/// record behind what the writer knows is reported as lost data.
+pub async fn assert_fencing(sink: &AnySink, project: &ProjectName) {
+    let node = |seq: u64, id: &str, version: u64, t: EventType| CdcEvent {
+        id: StreamId::new(10, seq),
+        project: project.to_string(),
+        event_type: t,
+        entity: EntityRef { kind: "node".into(), id: id.into() },
+        version,
+        data: serde_json::json!({"id": id, "kind": "file", "name": id}),
+        ts: String::new(),
+        trace: None,
+    };
+    let plan = |events: &[CdcEvent]| Plan::build(events, events[events.len() - 1].id).unwrap();
+    let ids = |dump: GraphDump| dump.nodes.into_keys().collect::<Vec<_>>();
+
+    assert_eq!(sink.open(project, 5).await.unwrap(), None);
+    let first = Writer { generation: 5, recorded: StreamId::ZERO };
+    let lost = sink.apply(project, first, &plan(&[node(1, "x", 1, EventType::NodeAdded)])).await;
+    assert!(matches!(lost, Err(SinkError::Lost(_))), "no record: nothing is written: {lost:?}");
+    assert!(dump_sink(sink, project).await.nodes.is_empty());
+    sink.reset(project, 5).await.unwrap();
+    let old = Writer { generation: 5, recorded: StreamId::ZERO };
+    sink.apply(project, old, &plan(&[node(1, "a", 1, EventType::NodeAdded)])).await.unwrap();
+
+    // A newer owner opens the sink: the old one's writes are refused, and leave nothing behind.
+    assert_eq!(sink.open(project, 6).await.unwrap(), Some(StreamId::new(10, 1)));
+    let old = Writer { generation: 5, recorded: StreamId::new(10, 1) };
+    let stale = sink.apply(project, old, &plan(&[node(2, "b", 1, EventType::NodeAdded)])).await;
+    assert!(matches!(stale, Err(SinkError::Fenced(_))), "{stale:?}");
+    assert!(matches!(sink.open(project, 5).await, Err(SinkError::Fenced(_))));
+    assert!(matches!(sink.reset(project, 5).await, Err(SinkError::Fenced(_))));
+    assert_eq!(ids(dump_sink(sink, project).await), vec!["a"]);
+
+    // The new owner deletes `a`; a plan ending before the record is refused even from it: `a` stays deleted.
+    let new = Writer { generation: 6, recorded: StreamId::new(10, 1) };
+    sink.apply(project, new, &plan(&[node(3, "a", 2, EventType::NodeDeleted)])).await.unwrap();
+    let backwards = sink.apply(project, new, &plan(&[node(2, "a", 3, EventType::NodeAdded)])).await;
+    assert!(matches!(backwards, Err(SinkError::Fenced(_))), "{backwards:?}");
+    assert!(dump_sink(sink, project).await.nodes.is_empty(), "the deleted node stays deleted");
+    assert_eq!(sink.open(project, 6).await.unwrap(), Some(StreamId::new(10, 3)), "the record did not move back");
+
+    // A record behind what the writer knows it wrote: the sink lost data.
+    let ahead = Writer { generation: 6, recorded: StreamId::new(10, 4) };
+    let behind = sink.apply(project, ahead, &plan(&[node(5, "c", 1, EventType::NodeAdded)])).await;
+    assert!(matches!(behind, Err(SinkError::Lost(_))), "{behind:?}");
+    assert!(dump_sink(sink, project).await.nodes.is_empty());
 }

@@ -5,11 +5,15 @@
 use std::{
     net::SocketAddr,
     process::{Child, Command, Output, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
 use codegraph_shared::{
-    functions::{GraphWriter, PublishMode},
+    functions::{Expect, GraphWriter, Mutation, PublishMode},
     names::RedisNames,
     project::ProjectName,
     testing::{free_port, wait_for_port, RedisServer},
@@ -471,10 +475,179 @@ async fn replay_from_graph_apis_snapshot_while_writes_go_on_ends_equal() {
     .await
     .unwrap();
     replay_done.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    let stderr = String::from_utf8_lossy(&replay.stderr);
+    assert!(replay.status.success(), "{stderr}");
+    // It took the project from the live consumer and had the sink refuse that consumer's writes before its own.
+    let report: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
+    assert_eq!(report["took_over_from"], "consumer-api", "{report}");
+    let generation = report["generation"].as_u64().unwrap();
+    assert!(generation >= 2, "{report}");
+    assert!(stderr.contains(&format!("the sink now refuses its writes (generation {generation})")), "{stderr}");
     let rounds = writing.await.unwrap();
     assert!(rounds > 5, "{rounds} rounds of writes");
     let end = env.wait_equal(&names, Duration::from_secs(30)).await;
     assert_ne!(end, from_api);
     stop(&mut c);
+}
+
+/// Small rounds of mixed mutations on `project` every 20 ms until `done`; returns how many rounds.
+async fn steady_load(env: &Env, project: &str, done: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let (mut conn, writer, _) = env.writer(project).await;
+    tokio::spawn(async move {
+        let mut seed = 1000;
+        while !done.load(Ordering::Relaxed) {
+            mixed_mutations(&mut conn, &writer, seed, 1, 20).await;
+            seed += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seed - 1000
+    })
+}
+
+/// Waits until the stream has grown by `n` entries.
+async fn stream_grows(env: &Env, names: &RedisNames, n: u64) {
+    let len = || -> u64 { redis::cmd("XLEN").arg(names.cdc_stream()).query(&mut env.redis.connection()).unwrap() };
+    let (before, start) = (len(), Instant::now());
+    while len() < before + n {
+        assert!(start.elapsed() < Duration::from_secs(20), "the stream does not grow");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The value of a counter on a `/metrics` page, by its labels as printed.
+fn counter(metrics: &str, name_and_labels: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name_and_labels} in {metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_lost_its_data_is_refilled_without_an_operator() {
+    let mut env = Env::start();
+    let (mut conn, writer, names) = env.writer("refilled").await;
+    mixed_mutations(&mut conn, &writer, 81, 20, 30).await;
+    let (mut c, addr) = env.consumer("consumer-f", &[]);
+    env.wait_equal(&names, Duration::from_secs(30)).await;
+    let refills = |n: u64| {
+        move |s: &serde_json::Value| {
+            s["sinks"]["falkordb"]["refilled"]["refills"] == n
+                && s["sinks"]["falkordb"]["refilled"]["state"] == "running"
+        }
+    };
+
+    // Emptied (FLUSHALL) while writes go on: the next commit finds no record, and the project is rebuilt.
+    let done = Arc::new(AtomicBool::new(false));
+    let load = steady_load(&env, "refilled", done.clone()).await;
+    stream_grows(&env, &names, 40).await;
+    redis::cmd("FLUSHALL").query::<()>(&mut env.falkor.connection()).unwrap();
+    wait_status(addr, "refilled after FLUSHALL", refills(1)).await;
+    stream_grows(&env, &names, 40).await;
+    done.store(true, Ordering::Relaxed);
+    assert!(load.await.unwrap() > 2);
+    env.wait_equal(&names, Duration::from_secs(30)).await;
+
+    // Restarted without its data (files deleted) while writes go on: the same.
+    let done = Arc::new(AtomicBool::new(false));
+    let load = steady_load(&env, "refilled", done.clone()).await;
+    stream_grows(&env, &names, 40).await;
+    env.falkor.stop();
+    for file in std::fs::read_dir(env.falkor.dir()).unwrap() {
+        let path = file.unwrap().path();
+        if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }.unwrap();
+    }
+    env.falkor.restart();
+    wait_for_port(env.falkor.addr(), Duration::from_secs(10));
+    wait_status(addr, "refilled after a restart without data", refills(2)).await;
+    stream_grows(&env, &names, 40).await;
+    done.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    env.wait_equal(&names, Duration::from_secs(30)).await;
+    let m = metrics(addr).await;
+    assert_eq!(counter(&m, "codegraph_consumer_refills_total{reason=\"lost_on_commit\",sink=\"falkordb\"}"), 2, "{m}");
+    stop(&mut c);
+
+    // Emptied while no consumer runs: the next one finds no record when it starts, with no write to notice it.
+    redis::cmd("FLUSHALL").query::<()>(&mut env.falkor.connection()).unwrap();
+    let (mut c, addr) = env.consumer("consumer-f", &[]);
+    env.wait_equal(&names, Duration::from_secs(30)).await;
+    let status = wait_status(addr, "refilled at start", refills(1)).await;
+    assert_eq!(status["sinks"]["falkordb"]["refilled"]["state"], "running", "{status}");
+    let m = metrics(addr).await;
+    assert_eq!(counter(&m, "codegraph_consumer_refills_total{reason=\"missing\",sink=\"falkordb\"}"), 1, "{m}");
+    stop(&mut c);
+}
+
+/// The ID the FalkorDB sink recorded for `project` (`_Meta` ms and seq), if any.
+async fn recorded(client: &FalkorClient, project: &str) -> Option<(u64, u64)> {
+    let rows = client.read(&format!("codegraph_{project}"), "MATCH (g:_Meta) RETURN g.ms, g.seq").await.ok()?;
+    let row = rows.first()?;
+    Some((row.first()?.as_u64()?, row.get(1)?.as_u64()?))
+}
+
+fn signal(child: &Child, signal: &str) {
+    assert!(Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_paused_past_its_lease_writes_nothing_after_its_successor() {
+    let env = Env::start();
+    let (mut conn, writer, names) = env.writer("paused").await;
+    mixed_mutations(&mut conn, &writer, 91, 20, 30).await;
+    let small = [("CODEGRAPH__CONSUMER__BATCH_SIZE", "20")];
+    let (mut a, addr_a) = env.consumer("consumer-a", &small);
+    env.wait_equal(&names, Duration::from_secs(30)).await;
+
+    // A is paused mid-load, past its lease; B takes the project over and deletes entities.
+    let done = Arc::new(AtomicBool::new(false));
+    let load = steady_load(&env, "paused", done.clone()).await;
+    stream_grows(&env, &names, 60).await;
+    signal(&a, "-STOP");
+    let (mut b, addr_b) = env.consumer("consumer-b", &small);
+    wait_status(addr_b, "B owns the project", |s| s["sinks"]["falkordb"]["paused"]["state"] == "running").await;
+    let nodes: Vec<String> = redis::cmd("HKEYS").arg(names.nodes()).query(&mut env.redis.connection()).unwrap();
+    // Nodes the load never touches (each of its rounds writes ids n1..n20 only).
+    let untouched = |id: &String| id.strip_prefix('n').and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 100);
+    let victims: Vec<String> = nodes.into_iter().filter(untouched).take(15).collect();
+    assert_eq!(victims.len(), 15);
+    let deletes: Vec<Mutation> = victims.iter().map(|id| Mutation::DeleteNode(id.clone(), Expect::Any)).collect();
+    writer.mutate(&mut conn, &deletes, None).await.unwrap();
+    let start = Instant::now();
+    while {
+        let held = env.dump("paused").await;
+        victims.iter().any(|v| held.nodes.contains_key(v))
+    } {
+        assert!(start.elapsed() < Duration::from_secs(20), "B did not apply the deletes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The recorded ID is sampled while A resumes mid-batch and while the load goes on.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (client, on) = (FalkorClient::open(&env.falkor.url()).unwrap(), sampling.clone());
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while on.load(Ordering::Relaxed) {
+                samples.extend(recorded(&client, "paused").await);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            samples
+        })
+    };
+    signal(&a, "-CONT");
+    wait_status(addr_a, "A let the project go", |s| {
+        s["sinks"]["falkordb"].get("paused").is_none_or(|p| p["state"] == "fenced")
+    })
+    .await;
+    stream_grows(&env, &names, 40).await;
+    done.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let end = env.wait_equal(&names, Duration::from_secs(30)).await;
+    sampling.store(false, Ordering::Relaxed);
+    let samples = sampler.await.unwrap();
+    assert!(samples.len() > 20, "{} samples", samples.len());
+    assert!(samples.windows(2).all(|w| w[0] <= w[1]), "the recorded ID went back: {samples:?}");
+    assert!(victims.iter().all(|v| !end.nodes.contains_key(v)), "the deleted nodes stay deleted");
+    stop(&mut a);
+    stop(&mut b);
 }

@@ -23,16 +23,18 @@ use codegraph_shared::{
     testing::RedisServer,
 };
 use stream_consumer::{
-    ownership::run_sink,
+    run::{
+        ownership::run_sink,
+        status::StatusBoard,
+        worker::{now_ms, SinkContext},
+    },
     settings::ConsumerSettings,
     sinks::{
         falkordb::{FalkorDbSettings, FalkorDbSink},
-        Plan, Sink, SinkError,
+        Plan, Sink, SinkError, Writer,
     },
-    status::StatusBoard,
     stream::{newest_entry_cmd, newest_entry_id},
     test_support::start_falkordb,
-    worker::{now_ms, SinkContext},
 };
 
 /// The FalkorDB sink, remembering when each plan's last ID was committed.
@@ -45,16 +47,16 @@ impl Sink for Timed {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
-    async fn open(&self, p: &ProjectName) -> Result<Option<StreamId>, SinkError> {
-        self.inner.open(p).await
+    async fn open(&self, p: &ProjectName, generation: u64) -> Result<Option<StreamId>, SinkError> {
+        self.inner.open(p, generation).await
     }
-    async fn apply(&self, p: &ProjectName, plan: &Plan) -> Result<(), SinkError> {
-        self.inner.apply(p, plan).await?;
+    async fn apply(&self, p: &ProjectName, writer: Writer, plan: &Plan) -> Result<(), SinkError> {
+        self.inner.apply(p, writer, plan).await?;
         self.commits.lock().unwrap().push((plan.last_id, now_ms()));
         Ok(())
     }
-    async fn clear(&self, p: &ProjectName) -> Result<(), SinkError> {
-        self.inner.clear(p).await
+    async fn reset(&self, p: &ProjectName, generation: u64) -> Result<(), SinkError> {
+        self.inner.reset(p, generation).await
     }
     async fn ping(&self) -> bool {
         self.inner.ping().await

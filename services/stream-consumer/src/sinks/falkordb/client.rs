@@ -21,15 +21,17 @@ impl FalkorClient {
 
     /// Runs a write query.
     pub async fn write(&self, graph: &str, query: &str) -> Result<(), SinkError> {
-        let mut conn = self.redis.conn();
-        redis::cmd("GRAPH.QUERY").arg(graph).arg(query).query_async::<Value>(&mut conn).await.map_err(classify)?;
-        Ok(())
+        self.run("GRAPH.QUERY", graph, query).await.map(|_| ())
     }
 
     /// Runs a read-only query; each row as JSON values (nodes and edges as their property maps).
     pub async fn read(&self, graph: &str, query: &str) -> Result<Vec<Vec<Json>>, SinkError> {
+        self.run("GRAPH.RO_QUERY", graph, query).await
+    }
+
+    async fn run(&self, command: &str, graph: &str, query: &str) -> Result<Vec<Vec<Json>>, SinkError> {
         let mut conn = self.redis.conn();
-        let reply: Value = redis::cmd("GRAPH.RO_QUERY")
+        let reply: Value = redis::cmd(command)
             .arg(graph)
             .arg(query)
             .arg("--compact")
@@ -37,16 +39,6 @@ impl FalkorClient {
             .await
             .map_err(classify)?;
         Ok(rows(reply))
-    }
-
-    /// Deletes a whole graph (nothing to do when it does not exist).
-    pub async fn delete_graph(&self, graph: &str) -> Result<(), SinkError> {
-        let mut conn = self.redis.conn();
-        match redis::cmd("GRAPH.DELETE").arg(graph).query_async::<Value>(&mut conn).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.to_string().contains("Invalid graph operation on empty key") => Ok(()),
-            Err(e) => Err(classify(e)),
-        }
     }
 
     pub async fn ping(&self) -> bool {

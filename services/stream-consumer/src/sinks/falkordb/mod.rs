@@ -2,8 +2,9 @@
 //!
 //! Mapping: a node per Redis node with labels `Node` and its kind, `MERGE` on the stable `id`; an edge per
 //! relationship with its type as the relationship type, `MERGE` on `id` between its endpoints; properties as
-//! [`crate::sinks::mapping`] says, `version` on each. The `_Meta` node holds the last applied stream ID, written in
-//! the same (atomic) query as the plan's last writes.
+//! [`crate::sinks::mapping`] says, `version` on each. The `_Meta` node holds the record (fence and last applied
+//! stream ID), checked by every query and written in the same (atomic) query as the plan's last writes
+//! ([`query`]).
 
 mod client;
 mod config;
@@ -21,7 +22,7 @@ use codegraph_shared::{event::StreamId, project::ProjectName};
 pub use client::FalkorClient;
 pub use config::FalkorDbSettings;
 
-use super::{Plan, Sink, SinkError};
+use super::{refusal, Plan, Sink, SinkError, Writer};
 
 pub struct FalkorDbSink {
     client: FalkorClient,
@@ -55,12 +56,37 @@ impl FalkorDbSink {
     }
 }
 
+impl FalkorDbSink {
+    /// The graph's record: (fence, recorded ID); `None`: no record.
+    async fn record(&self, graph: &str) -> Result<Option<(u64, StreamId)>, SinkError> {
+        let rows = self.client.read(graph, query::READ_META).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let int = |i: usize| row.get(i).and_then(|v| v.as_u64());
+        match (int(0), int(1), int(2)) {
+            (Some(fence), Some(ms), Some(seq)) => Ok(Some((fence, StreamId::new(ms, seq)))),
+            // A record of an older version (no fence): treated as none, so the project is rebuilt once.
+            _ => Ok(None),
+        }
+    }
+
+    /// Runs a query behind a guard; when the guard refused it, says why.
+    async fn guarded(&self, graph: &str, q: &str, writer: Writer, last: Option<StreamId>) -> Result<(), SinkError> {
+        match self.client.write(graph, q).await {
+            Err(SinkError::Rejected(e)) if query::refused(&e) => Err(match self.record(graph).await? {
+                Some((fence, recorded)) => refusal(fence, recorded, writer, last),
+                None => SinkError::Lost(format!("graph {graph} has no _Meta record")),
+            }),
+            other => other,
+        }
+    }
+}
+
 impl Sink for FalkorDbSink {
     fn name(&self) -> &'static str {
         Self::NAME
     }
 
-    async fn open(&self, project: &ProjectName) -> Result<Option<StreamId>, SinkError> {
+    async fn open(&self, project: &ProjectName, generation: u64) -> Result<Option<StreamId>, SinkError> {
         let graph = self.graph(project);
         match self.client.write(&graph, query::CREATE_INDEX).await {
             Err(SinkError::Rejected(e)) if e.contains("already indexed") => {}
@@ -74,24 +100,27 @@ impl Sink for FalkorDbSink {
             .filter_map(|row| row.into_iter().next()?.as_str().map(str::to_owned))
             .collect();
         self.labels.lock().expect("labels lock").insert(project.clone(), labels);
-        let meta = self.client.read(&graph, query::READ_META).await?;
-        let last = meta.first().and_then(|row| row.first()).and_then(|v| v.as_str()).map(str::parse).transpose();
-        last.map_err(|e| SinkError::Rejected(format!("graph {graph}: bad _Meta.last_id: {e}")))
+        let Some((_, recorded)) = self.record(&graph).await? else { return Ok(None) };
+        let writer = Writer { generation, recorded };
+        self.guarded(&graph, &query::raise_fence(generation), writer, None).await?;
+        Ok(Some(recorded))
     }
 
-    async fn apply(&self, project: &ProjectName, plan: &Plan) -> Result<(), SinkError> {
+    async fn apply(&self, project: &ProjectName, writer: Writer, plan: &Plan) -> Result<(), SinkError> {
         let graph = self.graph(project);
         let mut labels = self.known_labels(project);
         labels.extend(plan.kinds().map(str::to_owned));
-        for q in query::plan_queries(plan, &labels) {
-            self.client.write(&graph, &q).await?;
+        for q in query::plan_queries(plan, writer, &labels) {
+            self.guarded(&graph, &q, writer, Some(plan.last_id)).await?;
         }
         self.labels.lock().expect("labels lock").insert(project.clone(), labels);
         Ok(())
     }
 
-    async fn clear(&self, project: &ProjectName) -> Result<(), SinkError> {
-        self.client.delete_graph(&self.graph(project)).await?;
+    async fn reset(&self, project: &ProjectName, generation: u64) -> Result<(), SinkError> {
+        let graph = self.graph(project);
+        let writer = Writer { generation, recorded: StreamId::ZERO };
+        self.guarded(&graph, &query::reset(generation), writer, None).await?;
         self.labels.lock().expect("labels lock").remove(project);
         Ok(())
     }

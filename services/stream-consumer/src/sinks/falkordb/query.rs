@@ -2,9 +2,16 @@
 //! `WITH count(*) AS _`, with the rows passed as `CYPHER name=[…]` parameters (FalkorDB has no parameter binding
 //! on the Redis protocol, so the values are written as Cypher literals here, and only here).
 //!
-//! One query is atomic in FalkorDB (a failing query leaves nothing behind), so the stream ID recorded in the
-//! last query of a plan is recorded only together with the plan's last writes. Every node has the label `Node`
-//! (indexed on `id`) plus the label of its kind; the `_Meta` node of a graph holds `last_id`.
+//! One query is atomic in FalkorDB (a failing query leaves nothing behind, and queries on a graph run one at a
+//! time), so the stream ID recorded in the last query of a plan is recorded only together with the plan's last
+//! writes. Every node has the label `Node` (indexed on `id`) plus the label of its kind; the `_Meta` node of a
+//! graph holds the record: `fence` (the newest writer's lease generation), `ms` and `seq` (the recorded stream
+//! ID, as integers so they compare as numbers) and `last_id` (the same, as text, for people).
+//!
+//! Fencing: every query starts with the guard ([`guard`]): unless the writer's generation is at least the fence
+//! and the recorded ID lies between the writer's and the plan's, it divides by zero, which aborts the query before
+//! it wrote anything (FalkorDB has no other way to fail a query on purpose); otherwise it raises the fence. One
+//! check per query, ahead of the writes, costs less than a condition in every part.
 
 use std::{collections::BTreeSet, fmt::Write};
 
@@ -13,6 +20,7 @@ use codegraph_shared::event::StreamId;
 use crate::sinks::{
     mapping::{PropValue, Props},
     plan::{ChangeSet, EdgeRow, Plan, Removal, Step},
+    Writer,
 };
 
 /// Label every node carries; indexed on `id`.
@@ -21,12 +29,18 @@ pub const NODE_LABEL: &str = "Node";
 pub const META_LABEL: &str = "_Meta";
 
 pub const CREATE_INDEX: &str = "CREATE INDEX FOR (n:Node) ON (n.id)";
-pub const READ_META: &str = "MATCH (m:_Meta) RETURN m.last_id";
+pub const READ_META: &str = "MATCH (g:_Meta {id: 'meta'}) RETURN g.fence, g.ms, g.seq";
 pub const LABELS: &str = "CALL db.labels()";
 
-/// The queries of `plan`, in order. `known_labels`: every label the graph may have, so a node that changes kind
-/// loses its old one.
-pub fn plan_queries(plan: &Plan, known_labels: &BTreeSet<String>) -> Vec<String> {
+/// Whether FalkorDB's error is a guard that did not hold ("Division by zero"; redis-rs shows the first word as
+/// the error code).
+pub fn refused(error: &str) -> bool {
+    error.contains("Division") && error.contains("by zero")
+}
+
+/// The queries of `plan` written by `writer`, in order, each behind the guard.
+/// `known_labels`: every label the graph may have, so a node that changes kind loses its old one.
+pub fn plan_queries(plan: &Plan, writer: Writer, known_labels: &BTreeSet<String>) -> Vec<String> {
     let mut queries: Vec<Chain> = plan
         .steps
         .iter()
@@ -42,8 +56,49 @@ pub fn plan_queries(plan: &Plan, known_labels: &BTreeSet<String>) -> Vec<String>
     if queries.is_empty() {
         queries.push(Chain::default());
     }
-    queries.last_mut().expect("one query at least").record(plan.last_id);
-    queries.into_iter().map(Chain::finish).collect()
+    let last = plan.last_id;
+    queries.last_mut().expect("one query at least").part(format!(
+        "MATCH (g:_Meta {{id: 'meta'}}) SET g.last_id = '{last}', g.ms = {}, g.seq = {}",
+        last.ms, last.seq
+    ));
+    let guard = guard(writer, last);
+    queries.into_iter().map(|c| c.finish(&guard)).collect()
+}
+
+/// The first part of a plan's queries: fails ([`refused`]) unless `writer` may write a plan ending at `last`,
+/// then raises the fence.
+pub fn guard(writer: Writer, last: StreamId) -> String {
+    let (r, g) = (writer.recorded, writer.generation);
+    check(
+        &format!(
+            "g.fence <= {g} AND (g.ms < {} OR (g.ms = {} AND g.seq <= {})) AND (g.ms > {} OR (g.ms = {} AND g.seq >= {}))",
+            last.ms, last.ms, last.seq, r.ms, r.ms, r.seq
+        ),
+        g,
+    )
+}
+
+/// Raises the fence to `generation`, or fails ([`refused`]) when a newer one wrote.
+pub fn raise_fence(generation: u64) -> String {
+    check(&format!("g.fence <= {generation}"), generation)
+}
+
+/// The record node `g` matched, the query aborted unless `condition` holds, the fence raised.
+fn check(condition: &str, generation: u64) -> String {
+    format!(
+        "OPTIONAL MATCH (g:_Meta {{id: 'meta'}}) WITH g, CASE WHEN {condition} THEN 1 ELSE 0 END AS ok \
+         WITH g, 1 / ok AS _ SET g.fence = {generation}"
+    )
+}
+
+/// Empties the graph and records `0-0` under `generation`, or fails ([`refused`]) when a newer generation wrote.
+/// A graph without a record is what it repairs.
+pub fn reset(generation: u64) -> String {
+    format!(
+        "OPTIONAL MATCH (g:_Meta {{id: 'meta'}}) WITH CASE WHEN coalesce(g.fence, 0) <= {generation} THEN 1 ELSE 0 END AS ok \
+         WITH 1 / ok AS _ MATCH (n:Node) DETACH DELETE n WITH count(*) AS _ \
+         MERGE (m:_Meta {{id: 'meta'}}) SET m.fence = {generation}, m.ms = 0, m.seq = 0, m.last_id = '0-0'"
+    )
 }
 
 /// Parameters and clauses of one query.
@@ -73,12 +128,10 @@ impl Chain {
         self.parts.push(clause.into());
     }
 
-    fn record(&mut self, last: StreamId) {
-        self.part(format!("MERGE (m:_Meta {{id: 'meta'}}) SET m.last_id = '{last}'"));
-    }
-
-    fn finish(self) -> String {
-        let body = self.parts.join(" WITH count(*) AS _ ");
+    /// The query: `guard`, then the parts.
+    fn finish(self, guard: &str) -> String {
+        let parts: Vec<&str> = std::iter::once(guard).chain(self.parts.iter().map(String::as_str)).collect();
+        let body = parts.join(" WITH count(*) AS _ ");
         if self.params.is_empty() {
             body
         } else {
@@ -247,10 +300,20 @@ mod tests {
         assert_eq!(literal(&list), "[1,'x',true]");
     }
 
+    const WRITER: Writer = Writer { generation: 3, recorded: StreamId { ms: 4, seq: 0 } };
+
     #[test]
-    fn a_marker_plan_only_records_the_id() {
-        let q = plan_queries(&Plan::marker(StreamId::new(5, 1)), &BTreeSet::new());
-        assert_eq!(q, vec!["MERGE (m:_Meta {id: 'meta'}) SET m.last_id = '5-1'".to_owned()]);
+    fn a_marker_plan_only_records_the_id_behind_the_guard() {
+        let q = plan_queries(&Plan::marker(StreamId::new(5, 1)), WRITER, &BTreeSet::new());
+        let g = "OPTIONAL MATCH (g:_Meta {id: 'meta'}) WITH g, CASE WHEN g.fence <= 3 AND (g.ms < 5 OR (g.ms = 5 AND \
+                 g.seq <= 1)) AND (g.ms > 4 OR (g.ms = 4 AND g.seq >= 0)) THEN 1 ELSE 0 END AS ok \
+                 WITH g, 1 / ok AS _ SET g.fence = 3";
+        assert_eq!(
+            q,
+            vec![format!(
+                "{g} WITH count(*) AS _ MATCH (g:_Meta {{id: 'meta'}}) SET g.last_id = '5-1', g.ms = 5, g.seq = 1"
+            )]
+        );
     }
 
     #[test]
@@ -268,12 +331,15 @@ mod tests {
         set.node_removals.push(Removal { id: "b".into(), version: 3, anchor: None });
         let plan = Plan { steps: vec![Step::Reset, Step::Changes(set)], last_id: StreamId::new(9, 0) };
         let labels: BTreeSet<String> = ["Node", "_Meta", "file", "class"].map(String::from).into();
-        let q = plan_queries(&plan, &labels);
+        let q = plan_queries(&plan, WRITER, &labels);
         assert_eq!(q.len(), 2);
-        assert_eq!(q[0], "MATCH (n:Node) DETACH DELETE n");
-        assert!(q[1].starts_with("CYPHER p0=[{id:'a',v:2,p:{id:'a'}}] p1=[{id:'b',v:3}] UNWIND $p0"), "{}", q[1]);
+        let g = guard(WRITER, StreamId::new(9, 0));
+        assert_eq!(q[0], format!("{g} WITH count(*) AS _ MATCH (n:Node) DETACH DELETE n"));
+        let params = "CYPHER p0=[{id:'a',v:2,p:{id:'a'}}] p1=[{id:'b',v:3}] ";
+        assert!(q[1].starts_with(&format!("{params}{g} WITH count(*) AS _ UNWIND $p0")), "{}", q[1]);
         assert!(q[1].contains("CREATE (n:Node:class) SET n = r.p"), "{}", q[1]);
         assert!(q[1].contains("n.kind <> r.p.kind REMOVE n:file SET n:class"), "{}", q[1]);
-        assert!(q[1].ends_with("SET m.last_id = '9-0'"), "{}", q[1]);
+        let record = "MATCH (g:_Meta {id: 'meta'}) SET g.last_id = '9-0', g.ms = 9, g.seq = 0";
+        assert!(q[1].ends_with(record), "{}", q[1]);
     }
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{FalkorDbSettings, FalkorDbSink};
 use crate::{
     sinks::{Plan, Sink},
-    test_support::{assert_equals_redis, dump_falkordb, mixed_project, start_falkordb},
+    test_support::{apply_plan, assert_equals_redis, assert_fencing, dump_falkordb, mixed_project, start_falkordb},
 };
 
 fn sink(server: &RedisServer) -> FalkorDbSink {
@@ -36,7 +36,8 @@ async fn versions_kinds_deletes_and_the_recorded_id() {
     let server = start_falkordb(&[]);
     let sink = sink(&server);
     let p = ProjectName::parse("p").unwrap();
-    assert_eq!(sink.open(&p).await.unwrap(), None, "a new graph has applied nothing");
+    assert_eq!(sink.open(&p, 1).await.unwrap(), None, "a new graph has applied nothing");
+    sink.reset(&p, 1).await.unwrap();
     let weird = "it's \\ \"quoted\"\nline é `tick`";
     let a1 = json!({"id": "a", "kind": "file", "name": weird, "properties": {"weird key`": 1, "xs": [1.5, 2]}});
     let b1 = json!({"id": "b", "kind": "class", "name": "b"});
@@ -46,7 +47,7 @@ async fn versions_kinds_deletes_and_the_recorded_id() {
         ev(2, EventType::NodeAdded, "b", 1, b1),
         ev(3, EventType::RelationshipAdded, "a|calls|b", 1, r1),
     ];
-    sink.apply(&p, &Plan::build(&batch, StreamId::new(100, 3)).unwrap()).await.unwrap();
+    apply_plan(&sink, &p, Plan::build(&batch, StreamId::new(100, 3)).unwrap()).await.unwrap();
     let graph = sink.graph(&p);
     let dump = dump_falkordb(sink.client(), &graph).await.unwrap();
     assert_eq!(dump.nodes["a"].0, vec!["Node", "file"]);
@@ -69,7 +70,7 @@ async fn versions_kinds_deletes_and_the_recorded_id() {
 
     // A kind change in a later batch moves the node to its new label and keeps its edge.
     let a2 = json!({"id": "a", "kind": "module", "name": "a2"});
-    sink.apply(&p, &Plan::build(&[ev(4, EventType::NodeUpdated, "a", 2, a2)], StreamId::new(100, 4)).unwrap())
+    apply_plan(&sink, &p, Plan::build(&[ev(4, EventType::NodeUpdated, "a", 2, a2)], StreamId::new(100, 4)).unwrap())
         .await
         .unwrap();
     let dump = dump_falkordb(sink.client(), &graph).await.unwrap();
@@ -78,7 +79,7 @@ async fn versions_kinds_deletes_and_the_recorded_id() {
 
     // An older version after a newer one, or the same event twice, changes nothing.
     let stale = [ev(1, EventType::NodeAdded, "a", 1, a1)];
-    sink.apply(&p, &Plan::build(&stale, StreamId::new(100, 4)).unwrap()).await.unwrap();
+    apply_plan(&sink, &p, Plan::build(&stale, StreamId::new(100, 4)).unwrap()).await.unwrap();
     assert_eq!(dump_falkordb(sink.client(), &graph).await.unwrap(), dump);
 
     // Deletes apply; the recorded ID is the plan's last.
@@ -92,14 +93,14 @@ async fn versions_kinds_deletes_and_the_recorded_id() {
         ),
         ev(6, EventType::NodeDeleted, "b", 2, json!({"id": "b", "kind": "class", "name": "b"})),
     ];
-    sink.apply(&p, &Plan::build(&gone, StreamId::new(100, 6)).unwrap()).await.unwrap();
+    apply_plan(&sink, &p, Plan::build(&gone, StreamId::new(100, 6)).unwrap()).await.unwrap();
     let dump = dump_falkordb(sink.client(), &graph).await.unwrap();
     assert_eq!(dump.nodes.keys().collect::<Vec<_>>(), vec!["a"]);
     assert!(dump.edges.is_empty());
-    assert_eq!(sink.open(&p).await.unwrap(), Some(StreamId::new(100, 6)));
+    assert_eq!(sink.open(&p, 1).await.unwrap(), Some(StreamId::new(100, 6)));
 
-    sink.clear(&p).await.unwrap();
-    assert_eq!(sink.open(&p).await.unwrap(), None);
+    sink.reset(&p, 1).await.unwrap();
+    assert_eq!(sink.open(&p, 1).await.unwrap(), Some(StreamId::ZERO), "a reset leaves an empty record");
 }
 
 #[tokio::test]
@@ -108,11 +109,18 @@ async fn the_sink_equals_redis_after_mixed_mutations() {
     let falkor = start_falkordb(&[]);
     let sink = sink(&falkor);
     let (p, names, events) = mixed_project(&redis, "mixed").await;
-    sink.open(&p).await.unwrap();
+    sink.reset(&p, 1).await.unwrap();
     // Uneven batches, so entities cross batch boundaries.
     for chunk in events.chunks(37) {
-        sink.apply(&p, &Plan::build(chunk, chunk[chunk.len() - 1].id).unwrap()).await.unwrap();
+        apply_plan(&sink, &p, Plan::build(chunk, chunk[chunk.len() - 1].id).unwrap()).await.unwrap();
     }
     let got = dump_falkordb(sink.client(), &sink.graph(&p)).await.unwrap();
     assert_equals_redis(&got, &redis, &names);
+}
+
+#[tokio::test]
+async fn a_stale_generation_and_a_backward_record_are_refused() {
+    let server = start_falkordb(&[]);
+    let sink = crate::sinks::AnySink::FalkorDb(sink(&server));
+    assert_fencing(&sink, &ProjectName::parse("fenced").unwrap()).await;
 }

@@ -26,7 +26,7 @@ use serde_json::json;
 use bolt::{BoltClient, BoltError, Statement, Value};
 pub use config::MemgraphSettings;
 
-use super::{Plan, Sink, SinkError};
+use super::{refusal, Plan, Sink, SinkError, Writer};
 
 pub struct MemgraphSink {
     client: BoltClient,
@@ -94,39 +94,72 @@ fn classify(e: BoltError) -> SinkError {
     }
 }
 
+impl MemgraphSink {
+    /// The project's record: (fence, recorded ID); `None`: no record.
+    async fn record(&self, project: &ProjectName) -> Result<Option<(u64, StreamId)>, SinkError> {
+        let rows = self.read(query::READ_META, json!({"project": project.as_str()})).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let int = |i: usize| row.get(i).and_then(|v| v.as_u64());
+        match (int(0), int(1), int(2)) {
+            (Some(fence), Some(ms), Some(seq)) => Ok(Some((fence, StreamId::new(ms, seq)))),
+            // A record of an older version (no fence): treated as none, so the project is rebuilt once.
+            _ => Ok(None),
+        }
+    }
+
+    /// Why a guard refused `writer`'s plan.
+    async fn refusal(&self, project: &ProjectName, writer: Writer, last: Option<StreamId>) -> SinkError {
+        match self.record(project).await {
+            Ok(Some((fence, recorded))) => refusal(fence, recorded, writer, last),
+            Ok(None) => SinkError::Lost(format!("project {project} has no _Meta record")),
+            Err(e) => e,
+        }
+    }
+}
+
 impl Sink for MemgraphSink {
     fn name(&self) -> &'static str {
         Self::NAME
     }
 
-    async fn open(&self, project: &ProjectName) -> Result<Option<StreamId>, SinkError> {
+    async fn open(&self, project: &ProjectName, generation: u64) -> Result<Option<StreamId>, SinkError> {
         self.create_indexes().await?;
         let p = json!({"project": project.as_str()});
-        let kinds = self.read("MATCH (n:Node {project: $project}) RETURN DISTINCT n.kind", p.clone()).await?;
+        let kinds = self.read("MATCH (n:Node {project: $project}) RETURN DISTINCT n.kind", p).await?;
         let labels: BTreeSet<String> =
             kinds.into_iter().filter_map(|row| row.into_iter().next()?.as_str().map(str::to_owned)).collect();
         self.labels.lock().expect("labels lock").insert(project.clone(), labels);
-        let meta = self.read(query::READ_META, p).await?;
-        let last = meta.first().and_then(|row| row.first()).and_then(|v| v.as_str()).map(str::parse).transpose();
-        last.map_err(|e| SinkError::Rejected(format!("project {project}: bad _Meta.last_id: {e}")))
+        let Some((_, recorded)) = self.record(project).await? else { return Ok(None) };
+        let raise = self.statement(&query::fenced(query::RAISE_FENCE, project.as_str(), generation));
+        let raised = self.client.run(&raise.query, raise.params).await.map_err(classify)?;
+        if !matches!(raised.records.first().and_then(|r| r.first()), Some(Value::Int(1))) {
+            let writer = Writer { generation, recorded };
+            return Err(self.refusal(project, writer, None).await);
+        }
+        Ok(Some(recorded))
     }
 
-    async fn apply(&self, project: &ProjectName, plan: &Plan) -> Result<(), SinkError> {
+    async fn apply(&self, project: &ProjectName, writer: Writer, plan: &Plan) -> Result<(), SinkError> {
         let mut labels = self.labels.lock().expect("labels lock").get(project).cloned().unwrap_or_default();
         labels.extend(plan.kinds().map(str::to_owned));
         let statements: Vec<Statement> =
             query::plan_statements(project.as_str(), plan, &labels).iter().map(|s| self.statement(s)).collect();
-        self.client.transaction(&statements).await.map_err(classify)?;
+        let guard = self.statement(&query::guard(project.as_str(), writer, plan));
+        if !self.client.guarded_transaction(Some(guard), &statements).await.map_err(classify)? {
+            return Err(self.refusal(project, writer, Some(plan.last_id)).await);
+        }
         self.labels.lock().expect("labels lock").insert(project.clone(), labels);
         Ok(())
     }
 
-    async fn clear(&self, project: &ProjectName) -> Result<(), SinkError> {
-        let s = self.statement(&query::Statement {
-            text: query::CLEAR.to_owned(),
-            params: json!({"project": project.as_str()}),
-        });
-        self.client.run(&s.query, s.params).await.map_err(classify)?;
+    async fn reset(&self, project: &ProjectName, generation: u64) -> Result<(), SinkError> {
+        let guard = self.statement(&query::fenced(query::RESET_GUARD, project.as_str(), generation));
+        let statements: Vec<Statement> =
+            query::reset_statements(project.as_str(), generation).iter().map(|s| self.statement(s)).collect();
+        if !self.client.guarded_transaction(Some(guard), &statements).await.map_err(classify)? {
+            let writer = Writer { generation, recorded: StreamId::ZERO };
+            return Err(self.refusal(project, writer, None).await);
+        }
         self.labels.lock().expect("labels lock").remove(project);
         Ok(())
     }

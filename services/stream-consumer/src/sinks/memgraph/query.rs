@@ -14,14 +14,26 @@ use crate::sinks::{
     falkordb::query::{ident, literal, string},
     mapping::{props_json, PropValue, Props},
     plan::{ChangeSet, Plan, Removal, Step},
+    Writer,
 };
 
 /// Indexes created on start (Memgraph answers an existing index with success).
 pub const INDEXES: [&str; 3] =
     ["CREATE INDEX ON :Node(id)", "CREATE INDEX ON :Node(project)", "CREATE INDEX ON :_Meta(project)"];
 
-pub const READ_META: &str = "MATCH (m:_Meta {project: $project}) RETURN m.last_id";
-pub const CLEAR: &str = "MATCH (n) WHERE (n:Node OR n:_Meta) AND n.project = $project DETACH DELETE n";
+/// The project's record: fence, recorded ID (ms, seq). No row: no record.
+pub const READ_META: &str = "MATCH (m:_Meta {project: $project}) RETURN m.fence, m.ms, m.seq";
+/// Raises the fence to `$gen` unless a newer generation wrote; 1 when it did.
+pub const RAISE_FENCE: &str =
+    "MATCH (m:_Meta {project: $project}) WHERE m.fence <= $gen SET m.fence = $gen RETURN count(m)";
+/// First statement of a plan's transaction: the fence and the recorded ID checked, the fence raised; 1 when the
+/// plan may be written.
+pub const GUARD: &str = "MATCH (m:_Meta {project: $project}) WHERE m.fence <= $gen \
+     AND (m.ms < $ms OR (m.ms = $ms AND m.seq <= $seq)) AND (m.ms > $rms OR (m.ms = $rms AND m.seq >= $rseq)) \
+     SET m.fence = $gen RETURN count(m)";
+/// First statement of a reset: 1 unless a newer generation wrote (a missing record is what a reset repairs).
+pub const RESET_GUARD: &str =
+    "OPTIONAL MATCH (m:_Meta {project: $project}) WITH coalesce(m.fence, 0) AS fence WHERE fence <= $gen RETURN count(*)";
 
 /// One statement and its parameters (a JSON object; `project` is always among them).
 #[derive(Clone, Debug, PartialEq)]
@@ -65,10 +77,46 @@ pub fn plan_statements(project: &str, plan: &Plan, known_labels: &BTreeSet<Strin
             Step::Changes(set) => changes(&mut out, project, set, known_labels),
         }
     }
-    let mut record = Statement::new("MERGE (m:_Meta {project: $project}) SET m.last_id = $last_id", project, None);
+    let mut record = Statement::new(
+        "MATCH (m:_Meta {project: $project}) SET m.last_id = $last_id, m.ms = $ms, m.seq = $seq",
+        project,
+        None,
+    );
     record.params["last_id"] = Value::String(plan.last_id.to_string());
+    record.params["ms"] = json!(plan.last_id.ms);
+    record.params["seq"] = json!(plan.last_id.seq);
     out.push(record);
     out
+}
+
+/// The guard of a plan written by `writer` (see [`GUARD`]).
+pub fn guard(project: &str, writer: Writer, plan: &Plan) -> Statement {
+    let mut s = Statement::new(GUARD, project, None);
+    s.params["gen"] = json!(writer.generation);
+    s.params["ms"] = json!(plan.last_id.ms);
+    s.params["seq"] = json!(plan.last_id.seq);
+    s.params["rms"] = json!(writer.recorded.ms);
+    s.params["rseq"] = json!(writer.recorded.seq);
+    s
+}
+
+/// A statement about the project's record with `$gen` (reading, raising the fence, the reset's guard).
+pub fn fenced(text: &str, project: &str, generation: u64) -> Statement {
+    let mut s = Statement::new(text, project, None);
+    s.params["gen"] = json!(generation);
+    s
+}
+
+/// The statements of a reset after its guard: the project's nodes removed, the record at `0-0` under `generation`.
+pub fn reset_statements(project: &str, generation: u64) -> Vec<Statement> {
+    vec![
+        Statement::new("MATCH (n:Node {project: $project}) DETACH DELETE n", project, None),
+        fenced(
+            "MERGE (m:_Meta {project: $project}) SET m.fence = $gen, m.ms = 0, m.seq = 0, m.last_id = '0-0'",
+            project,
+            generation,
+        ),
+    ]
 }
 
 fn json_literal(v: &Value, out: &mut String) {
@@ -242,12 +290,12 @@ mod tests {
         assert!(texts[1].ends_with("SET n:file"), "{}", texts[1]);
         assert!(texts[2].contains("DETACH DELETE n"));
         assert!(texts[3].contains("MERGE (a)-[e:calls {id: r.id}]->(b)"));
-        assert!(texts[4].starts_with("MERGE (m:_Meta {project: $project})"));
+        assert!(texts[4].starts_with("MATCH (m:_Meta {project: $project}) SET m.last_id"));
         assert_eq!(
             s[1].params["rows"][0]["p"],
             json!({"id": "a", "kind": "file", "name": "a", "version": 1, "x": 1, "project": "proj"})
         );
-        assert_eq!(s[4].params, json!({"project": "proj", "last_id": "7-4"}));
+        assert_eq!(s[4].params, json!({"project": "proj", "last_id": "7-4", "ms": 7, "seq": 4}));
         for st in &s {
             assert!(!st.text.contains("'"), "values are parameters, never literals: {}", st.text);
         }

@@ -17,7 +17,9 @@ use super::{
 };
 use crate::{
     sinks::{Plan, Sink},
-    test_support::{assert_equals_redis, dump_memgraph, falkordb_with_bolt, mixed_project, GraphDump},
+    test_support::{
+        apply_plan, assert_equals_redis, assert_fencing, dump_memgraph, falkordb_with_bolt, mixed_project, GraphDump,
+    },
 };
 
 fn target(port: u16) -> BoltTarget {
@@ -125,7 +127,8 @@ async fn the_sink_applies_versions_kinds_deletes_and_records_the_id() {
     let (_server, port) = falkordb_with_bolt();
     let sink = sink(port, true);
     let p = ProjectName::parse("p").unwrap();
-    assert_eq!(sink.open(&p).await.unwrap(), None, "nothing applied yet");
+    assert_eq!(sink.open(&p, 1).await.unwrap(), None, "nothing applied yet");
+    sink.reset(&p, 1).await.unwrap();
     let weird = "it's \\ \"quoted\"\nline é";
     let a1 = json!({"id": "a", "kind": "file", "name": weird, "properties": {"xs": [1.5, 2], "big": 5_000_000_000i64}});
     let b1 = json!({"id": "b", "kind": "class", "name": "b"});
@@ -135,7 +138,7 @@ async fn the_sink_applies_versions_kinds_deletes_and_records_the_id() {
         ev(2, EventType::NodeAdded, "b", 1, b1),
         ev(3, EventType::RelationshipAdded, "a|calls|b", 1, r1),
     ];
-    sink.apply(&p, &Plan::build(&batch, StreamId::new(100, 3)).unwrap()).await.unwrap();
+    apply_plan(&sink, &p, Plan::build(&batch, StreamId::new(100, 3)).unwrap()).await.unwrap();
     let dump = dump_memgraph(&sink, "p").await.unwrap();
     assert_eq!(dump.nodes["a"].0, vec!["Node", "file"]);
     assert_eq!(dump.nodes["a"].1["name"], json!(weird), "strings survive");
@@ -153,13 +156,13 @@ async fn the_sink_applies_versions_kinds_deletes_and_records_the_id() {
 
     // Another project in the same database is kept apart.
     let q = ProjectName::parse("q").unwrap();
-    sink.open(&q).await.unwrap();
+    sink.reset(&q, 1).await.unwrap();
     let other = [ev(1, EventType::NodeAdded, "a", 9, json!({"id": "a", "kind": "module", "name": "other"}))];
-    sink.apply(&q, &Plan::build(&other, StreamId::new(5, 0)).unwrap()).await.unwrap();
+    apply_plan(&sink, &q, Plan::build(&other, StreamId::new(5, 0)).unwrap()).await.unwrap();
 
     // A kind change moves the node to its new label and keeps its edge.
     let a2 = json!({"id": "a", "kind": "module", "name": "a2"});
-    sink.apply(&p, &Plan::build(&[ev(4, EventType::NodeUpdated, "a", 2, a2)], StreamId::new(100, 4)).unwrap())
+    apply_plan(&sink, &p, Plan::build(&[ev(4, EventType::NodeUpdated, "a", 2, a2)], StreamId::new(100, 4)).unwrap())
         .await
         .unwrap();
     let dump = dump_memgraph(&sink, "p").await.unwrap();
@@ -167,7 +170,7 @@ async fn the_sink_applies_versions_kinds_deletes_and_records_the_id() {
     assert_eq!(dump.edges.len(), 1);
 
     // An older version after a newer one changes nothing.
-    sink.apply(&p, &Plan::build(&[ev(1, EventType::NodeAdded, "a", 1, a1)], StreamId::new(100, 4)).unwrap())
+    apply_plan(&sink, &p, Plan::build(&[ev(1, EventType::NodeAdded, "a", 1, a1)], StreamId::new(100, 4)).unwrap())
         .await
         .unwrap();
     assert_eq!(dump_memgraph(&sink, "p").await.unwrap(), dump);
@@ -183,15 +186,15 @@ async fn the_sink_applies_versions_kinds_deletes_and_records_the_id() {
         ),
         ev(6, EventType::NodeDeleted, "b", 2, json!({"id": "b", "kind": "class", "name": "b"})),
     ];
-    sink.apply(&p, &Plan::build(&gone, StreamId::new(100, 6)).unwrap()).await.unwrap();
+    apply_plan(&sink, &p, Plan::build(&gone, StreamId::new(100, 6)).unwrap()).await.unwrap();
     let dump = dump_memgraph(&sink, "p").await.unwrap();
     assert_eq!(dump.nodes.keys().collect::<Vec<_>>(), vec!["a"]);
     assert!(dump.edges.is_empty());
-    assert_eq!(sink.open(&p).await.unwrap(), Some(StreamId::new(100, 6)));
-    assert_eq!(sink.open(&q).await.unwrap(), Some(StreamId::new(5, 0)));
+    assert_eq!(sink.open(&p, 1).await.unwrap(), Some(StreamId::new(100, 6)));
+    assert_eq!(sink.open(&q, 1).await.unwrap(), Some(StreamId::new(5, 0)));
 
-    sink.clear(&p).await.unwrap();
-    assert_eq!(sink.open(&p).await.unwrap(), None);
+    sink.reset(&p, 1).await.unwrap();
+    assert_eq!(sink.open(&p, 1).await.unwrap(), Some(StreamId::ZERO), "a reset leaves an empty record");
     assert_eq!(dump_memgraph(&sink, "p").await.unwrap(), GraphDump::default());
     assert_eq!(dump_memgraph(&sink, "q").await.unwrap().nodes["a"].1["name"], json!("other"), "q untouched");
     assert!(sink.ping().await);
@@ -203,7 +206,8 @@ async fn bound_parameters_reach_the_server_where_falkordb_can_bind_them() {
     let (_server, port) = falkordb_with_bolt();
     let sink = sink(port, false);
     let p = ProjectName::parse("plain").unwrap();
-    assert_eq!(sink.open(&p).await.unwrap(), None);
+    assert_eq!(sink.open(&p, 1).await.unwrap(), None);
+    sink.reset(&p, 1).await.unwrap();
     let batch = [
         ev(1, EventType::NodeAdded, "a", 1, json!({"id": "a", "kind": "file", "name": "a"})),
         ev(2, EventType::NodeAdded, "b", 1, json!({"id": "b", "kind": "class", "name": "b"})),
@@ -215,11 +219,11 @@ async fn bound_parameters_reach_the_server_where_falkordb_can_bind_them() {
             json!({"id": "a|calls|b", "type": "calls", "source": "a", "target": "b"}),
         ),
     ];
-    sink.apply(&p, &Plan::build(&batch, StreamId::new(100, 3)).unwrap()).await.unwrap();
+    apply_plan(&sink, &p, Plan::build(&batch, StreamId::new(100, 3)).unwrap()).await.unwrap();
     let dump = dump_memgraph(&sink, "plain").await.unwrap();
     assert_eq!((dump.nodes.len(), dump.edges.len()), (2, 1));
     assert_eq!(dump.nodes["b"].0, vec!["Node", "class"]);
-    assert_eq!(sink.open(&p).await.unwrap(), Some(StreamId::new(100, 3)));
+    assert_eq!(sink.open(&p, 1).await.unwrap(), Some(StreamId::new(100, 3)));
 }
 
 #[tokio::test]
@@ -228,17 +232,24 @@ async fn the_sink_equals_redis_after_mixed_mutations() {
     let (_falkor, port) = falkordb_with_bolt();
     let sink = sink(port, true);
     let (p, names, events) = mixed_project(&redis, "mixed").await;
-    sink.open(&p).await.unwrap();
+    sink.reset(&p, 1).await.unwrap();
     // Uneven batches so entities cross batch boundaries, then one big batch again (statements of several
     // hundred kilobytes, many Bolt chunks): nothing changes.
     for chunk in events.chunks(37) {
-        sink.apply(&p, &Plan::build(chunk, chunk[chunk.len() - 1].id).unwrap()).await.unwrap();
+        apply_plan(&sink, &p, Plan::build(chunk, chunk[chunk.len() - 1].id).unwrap()).await.unwrap();
     }
     let got = dump_memgraph(&sink, "mixed").await.unwrap();
     let want = assert_equals_redis(&got, &redis, &names);
 
     let last = events[events.len() - 1].id;
-    sink.apply(&p, &Plan::build(&events, last).unwrap()).await.unwrap();
+    apply_plan(&sink, &p, Plan::build(&events, last).unwrap()).await.unwrap();
     assert!(dump_memgraph(&sink, "mixed").await.unwrap() == want, "applying everything again changes nothing");
-    assert_eq!(sink.open(&p).await.unwrap(), Some(last));
+    assert_eq!(sink.open(&p, 1).await.unwrap(), Some(last));
+}
+
+#[tokio::test]
+async fn a_stale_generation_and_a_backward_record_are_refused() {
+    let (_server, port) = falkordb_with_bolt();
+    let sink = crate::sinks::AnySink::Memgraph(sink(port, true));
+    assert_fencing(&sink, &ProjectName::parse("fenced").unwrap()).await;
 }

@@ -66,6 +66,17 @@ impl BoltClient {
     /// Runs `statements` in one explicit transaction: all of them are committed, or none. Each statement waits
     /// for the previous one's answer, so after a failure nothing more was sent and only RESET is due.
     pub async fn transaction(&self, statements: &[Statement]) -> Result<(), BoltError> {
+        self.guarded_transaction(None, statements).await.map(|_| ())
+    }
+
+    /// Like [`Self::transaction`], first running `guard` in the same transaction: when its first record's first
+    /// value is not `true` (or 1), the transaction is rolled back before anything else is sent, and the answer
+    /// is `Ok(false)`.
+    pub async fn guarded_transaction(
+        &self,
+        guard: Option<Statement>,
+        statements: &[Statement],
+    ) -> Result<bool, BoltError> {
         let statements = statements.to_vec();
         self.with_connection(move |c| {
             Box::pin(async move {
@@ -73,16 +84,34 @@ impl BoltClient {
                 let outcome = async {
                     c.send(&[Request::Begin(Value::Map(Vec::new()))]).await?;
                     c.summary("BEGIN").await?;
+                    if let Some(g) = guard {
+                        c.send(&[run(g.query, g.params), pull()]).await?;
+                        pending = 2;
+                        let mut result = QueryResult::default();
+                        read_query(c, &mut pending, Some(&mut result)).await?;
+                        let passed = matches!(
+                            result.records.first().and_then(|r| r.first()),
+                            Some(Value::Bool(true) | Value::Int(1))
+                        );
+                        if !passed {
+                            c.send(&[Request::Rollback]).await?;
+                            c.summary("ROLLBACK").await?;
+                            return Ok(false);
+                        }
+                    }
                     for s in statements {
                         c.send(&[run(s.query, s.params), pull()]).await?;
                         pending = 2;
                         read_query(c, &mut pending, None).await?;
                     }
                     c.send(&[Request::Commit]).await?;
-                    c.summary("COMMIT").await.map(|_| ())
+                    c.summary("COMMIT").await.map(|_| true)
                 }
                 .await;
-                finish(c, outcome, pending).await
+                match outcome {
+                    Ok(passed) => Ok(passed),
+                    Err(e) => finish(c, Err(e), pending).await.map(|()| false),
+                }
             })
         })
         .await

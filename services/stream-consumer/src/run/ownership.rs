@@ -5,7 +5,7 @@
 //! lost; reads `code_graph:projects` (so new projects are picked up without a restart); takes free leases until it
 //! owns its fair share (projects ÷ live processes, rounded up) and hands back the projects it has beyond that
 //! share, each after its worker finished the batch in hand. A process that dies stops renewing; its leases expire
-//! and the others take its projects, first claiming the entries it left pending (see [`crate::worker`]).
+//! and the others take its projects, first claiming the entries it left pending (see [`crate::run::worker`]).
 
 use std::{
     collections::{hash_map::DefaultHasher, HashMap},
@@ -25,10 +25,12 @@ use codegraph_shared::{
 };
 
 use crate::{
-    lease::Lease,
+    run::{
+        lease::Lease,
+        status::METRICS,
+        worker::{self, now_ms, SinkContext},
+    },
     sinks::Sink,
-    status::METRICS,
-    worker::{self, now_ms, SinkContext},
 };
 
 struct Owned {
@@ -137,17 +139,14 @@ async fn tick<S: Sink>(
         if owned.len() >= share {
             break;
         }
-        let lease = Lease {
-            key: RedisNames::new(&project).cdc_owner(sink),
-            owner: ctx.consumer.clone(),
-            ttl_ms: ctx.settings.lease_ms,
-        };
+        let mut lease =
+            Lease::new(RedisNames::new(&project).cdc_owner(sink), ctx.consumer.clone(), ctx.settings.lease_ms);
         if !lease.take(conn).await? {
             continue;
         }
-        info!(sink, %project, "took the project");
+        info!(sink, %project, generation = lease.generation, "took the project");
         let stop = Shutdown::new();
-        let task = tokio::spawn(worker::run(ctx.clone(), project.clone(), stop.clone()));
+        let task = tokio::spawn(worker::run(ctx.clone(), project.clone(), lease.generation, stop.clone()));
         owned.insert(project, Owned { lease, stop, task, renewed: Instant::now() });
     }
     Ok(())

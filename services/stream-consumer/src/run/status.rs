@@ -21,6 +21,8 @@ pub struct Metrics {
     pub owned_projects: IntGaugeVec,
     pub resync_required: IntGaugeVec,
     pub resyncs: IntCounterVec,
+    pub refills: IntCounterVec,
+    pub fenced: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -76,6 +78,19 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         &["sink"]
     )
     .expect("register metric"),
+    refills: register_int_counter_vec!(
+        "codegraph_consumer_refills_total",
+        "Projects rebuilt in a sink that lost data it had recorded, by reason (missing: no record; behind: a record \
+         behind what the group acknowledged; lost_on_commit: found by a commit)",
+        &["sink", "reason"]
+    )
+    .expect("register metric"),
+    fenced: register_int_counter_vec!(
+        "codegraph_consumer_fenced_total",
+        "Workers stopped because the sink refused their lease generation (a newer owner had written)",
+        &["sink"]
+    )
+    .expect("register metric"),
 });
 
 /// What one project's worker is doing.
@@ -83,11 +98,14 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
 pub struct ProjectStatus {
     /// `starting`, `waiting_for_previous_owner`, `running`, `sink_unavailable`, `retrying_poison_event`,
     /// `resync_required` (entries were trimmed before the sink got them; nothing is applied until a snapshot is
-    /// loaded), `resyncing` (loading it).
+    /// loaded), `resyncing` (loading it), `refilling` (the sink lost data; rebuilding the project), `fenced` (a
+    /// newer owner wrote to the sink; the worker stopped).
     pub state: &'static str,
     pub resync_required: bool,
     /// Rebuilds from a snapshot since this process took the project.
     pub resyncs: u64,
+    /// Refills of a sink that lost data, since this process took the project.
+    pub refills: u64,
     pub last_applied: Option<String>,
     pub applied: u64,
     pub dead_letters: u64,

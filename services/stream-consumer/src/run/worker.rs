@@ -9,6 +9,14 @@
 //! given (and the sink holds) means events were trimmed before this sink saw them. Then the worker does not skip
 //! them: it reports `resync_required` (status, metric, log) and, unless configured not to, rebuilds the project
 //! from a snapshot and continues after the snapshot's ID.
+//!
+//! Every commit carries the lease generation the worker was started with and the ID it knows the sink recorded
+//! ([`Writer`]). A sink that answers [`SinkError::Fenced`] was written by a newer owner: the worker stops. A sink
+//! that lost data — no record of the project, or a record behind what the group acknowledged, found when the
+//! worker starts or by a commit ([`SinkError::Lost`]) — is refilled: the project is rebuilt from the stream
+//! when the stream still holds every entry it ever had (the sink is reset and the group moved back to the start),
+//! else from a snapshot; status (`refilling`, `refills`), metric (`codegraph_consumer_refills_total{sink,reason}`)
+//! and log say so.
 
 use std::{
     sync::Arc,
@@ -28,12 +36,15 @@ use codegraph_shared::{
 
 use crate::{
     dead_letters::DeadLetters,
-    replay::{Replay, ReplayReport},
+    rebuild::{Rebuild, RebuildReport},
+    run::{
+        lease,
+        status::{ProjectStatus, StatusBoard, METRICS},
+        trim,
+    },
     settings::ConsumerSettings,
-    sinks::{Plan, Sink, SinkError},
-    status::{StatusBoard, METRICS},
+    sinks::{Plan, Sink, SinkError, Writer},
     stream::{gap, Entry, Gap, GroupStream, ReadFrom},
-    trim,
 };
 
 /// Longest wait between two attempts at an unavailable sink or Redis.
@@ -54,10 +65,26 @@ enum Progress {
     Done,
     /// An event failed and has deliveries left: read the pending entries again after a pause.
     Retry(Duration),
-    /// Shutdown or lost lease.
+    /// Shutdown, lost lease, or fenced out.
     Stopped,
     /// A pending entry was trimmed before it was applied.
     Resync(Gap),
+    /// The sink lost data it had recorded.
+    Refill(&'static str),
+}
+
+/// Why preparing a project did not work out.
+enum PrepareError {
+    /// A newer owner wrote to the sink.
+    Fenced(String),
+    /// Retry after a pause.
+    Failed(String),
+}
+
+impl From<String> for PrepareError {
+    fn from(e: String) -> Self {
+        Self::Failed(e)
+    }
 }
 
 /// What one read brought.
@@ -79,13 +106,15 @@ struct Worker<S: Sink> {
     stream: GroupStream,
     dead_letters: DeadLetters,
     stop: Shutdown,
+    /// The lease generation this worker writes under.
+    generation: u64,
     last_applied: Option<StreamId>,
     /// The last ID delivered to the group (by this worker or a previous owner).
     delivered: StreamId,
 }
 
 /// Runs until `stop` fires (shutdown, lost lease, or the project was handed to another process).
-pub async fn run<S: Sink>(ctx: Arc<SinkContext<S>>, project: ProjectName, stop: Shutdown) {
+pub async fn run<S: Sink>(ctx: Arc<SinkContext<S>>, project: ProjectName, generation: u64, stop: Shutdown) {
     let names = RedisNames::new(&project);
     let sink_name = ctx.sink.name();
     let mut worker = Worker {
@@ -94,15 +123,16 @@ pub async fn run<S: Sink>(ctx: Arc<SinkContext<S>>, project: ProjectName, stop: 
         ctx,
         project,
         stop,
+        generation,
         last_applied: None,
         delivered: StreamId::ZERO,
     };
-    let span = tracing::info_span!("project", sink = sink_name, project = %worker.project);
+    let span = tracing::info_span!("project", sink = sink_name, project = %worker.project, generation);
     worker.run().instrument(span).await;
 }
 
 impl<S: Sink> Worker<S> {
-    fn status(&self, f: impl FnOnce(&mut crate::status::ProjectStatus)) {
+    fn status(&self, f: impl FnOnce(&mut ProjectStatus)) {
         self.ctx.board.update(self.ctx.sink.name(), self.project.as_str(), f);
     }
 
@@ -187,6 +217,12 @@ impl<S: Sink> Worker<S> {
                     }
                     from = ReadFrom::PendingAfter(StreamId::ZERO);
                 }
+                Progress::Refill(reason) => {
+                    if !self.refill(reason).await {
+                        break;
+                    }
+                    from = ReadFrom::PendingAfter(StreamId::ZERO);
+                }
                 Progress::Retry(wait) => {
                     from = ReadFrom::PendingAfter(StreamId::ZERO);
                     if !self.pause(wait).await {
@@ -208,7 +244,11 @@ impl<S: Sink> Worker<S> {
             match self.try_prepare().await {
                 Ok(Some(conn)) => return Some(conn),
                 Ok(None) => backoff = Duration::from_millis(self.ctx.settings.tick_ms.max(50)),
-                Err(e) => {
+                Err(PrepareError::Fenced(e)) => {
+                    self.fenced(e);
+                    return None;
+                }
+                Err(PrepareError::Failed(e)) => {
                     warn!(error = %e, "preparing the project failed; retrying");
                     self.status(|s| s.last_error = Some(e.clone()));
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -221,11 +261,15 @@ impl<S: Sink> Worker<S> {
     }
 
     /// `Ok(None)`: another consumer still has entries pending that are not idle long enough to claim.
-    async fn try_prepare(&mut self) -> Result<Option<MultiplexedConnection>, String> {
+    async fn try_prepare(&mut self) -> Result<Option<MultiplexedConnection>, PrepareError> {
         let mut conn = self.ctx.redis.conn();
         self.stream.ensure_group(&mut conn).await.map_err(|e| format!("create group: {e}"))?;
         self.delivered = self.stream.last_delivered(&mut conn).await.map_err(|e| format!("group info: {e}"))?;
-        self.last_applied = self.ctx.sink.open(&self.project).await.map_err(|e| e.to_string())?;
+        self.last_applied = match self.ctx.sink.open(&self.project, self.generation).await {
+            Ok(id) => id,
+            Err(SinkError::Fenced(e)) => return Err(PrepareError::Fenced(e)),
+            Err(e) => return Err(e.to_string().into()),
+        };
         self.status(|s| s.last_applied = self.last_applied.map(|i| i.to_string()));
         let idle = self.ctx.settings.claim_idle_ms;
         self.stream.claim_idle(&mut conn, idle).await.map_err(|e| format!("claim: {e}"))?;
@@ -236,7 +280,119 @@ impl<S: Sink> Worker<S> {
             info!(entries = others, "waiting for entries pending at other consumers to become claimable");
             return Ok(None);
         }
+        match self.lost_data(&mut conn).await.map_err(|e| format!("compare with the group: {e}"))? {
+            Some("fresh") => {
+                // A sink that never had the project: start its record, then take the whole stream.
+                match self.ctx.sink.reset(&self.project, self.generation).await {
+                    Ok(()) => self.last_applied = Some(StreamId::ZERO),
+                    Err(SinkError::Fenced(e)) => return Err(PrepareError::Fenced(e)),
+                    Err(e) => return Err(e.to_string().into()),
+                }
+            }
+            // Stopped or fenced out while refilling: `prepare` sees the stop.
+            Some(reason) if !self.refill(reason).await => return Ok(None),
+            Some(_) | None => {}
+        }
         Ok(Some(self.reader().await.map_err(|e| format!("connect: {e}"))?))
+    }
+
+    /// Whether the sink lost data the group acknowledged: `missing` (no record), `behind` (entries between the
+    /// record and what the group acknowledged), `fresh` (no record, and the group never got anything), or `None`.
+    async fn lost_data(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+    ) -> Result<Option<&'static str>, redis::RedisError> {
+        let oldest_pending = self.stream.oldest_pending(conn).await?;
+        let Some(recorded) = self.last_applied else {
+            let fresh = self.delivered == StreamId::ZERO && oldest_pending.is_none();
+            return Ok(Some(if fresh { "fresh" } else { "missing" }));
+        };
+        // Everything below the oldest pending entry (or up to the last delivered one) was acknowledged.
+        let behind = match oldest_pending {
+            Some(p) => self.stream.has_entries_between(conn, recorded, p, false).await?,
+            None => self.stream.has_entries_between(conn, recorded, self.delivered, true).await?,
+        };
+        Ok(behind.then_some("behind"))
+    }
+
+    /// The sink lost data (`reason`): rebuild the project from the stream when it holds everything, else from a
+    /// snapshot, and say so. False when stopped or fenced out first.
+    async fn refill(&mut self, reason: &'static str) -> bool {
+        let sink = self.ctx.sink.name();
+        warn!(reason, recorded = ?self.last_applied, delivered = %self.delivered, "the sink lost data of the project: refilling it");
+        METRICS.refills.with_label_values(&[sink, reason]).inc();
+        self.status(|s| {
+            s.state = "refilling";
+            s.refills += 1;
+            s.last_error = Some(format!("the sink lost data ({reason}); refilling"));
+        });
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if self.stop.is_triggered() {
+                return false;
+            }
+            match self.try_refill().await {
+                Ok(source) => {
+                    info!(source, "refilled the sink; continuing");
+                    self.status(|s| {
+                        s.state = "running";
+                        s.last_error = None;
+                        s.last_applied = self.last_applied.map(|i| i.to_string());
+                    });
+                    return true;
+                }
+                Err(e) => {
+                    if let Some(SinkError::Fenced(f)) = e.downcast_ref::<SinkError>() {
+                        self.fenced(f.clone());
+                        return false;
+                    }
+                    warn!(error = %e, "refilling failed; retrying");
+                    self.status(|s| s.last_error = Some(format!("refill: {e:#}")));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+            if !self.pause(backoff).await {
+                return false;
+            }
+        }
+    }
+
+    /// Rebuilds the project; returns where from (`stream` or `snapshot`).
+    async fn try_refill(&mut self) -> anyhow::Result<&'static str> {
+        let mut conn = self.ctx.redis.conn();
+        if !self.stream.holds_everything(&mut conn).await? {
+            self.rebuild().await?;
+            return Ok("snapshot");
+        }
+        self.ensure_current().await?;
+        self.ctx.sink.reset(&self.project, self.generation).await?;
+        self.ctx.sink.open(&self.project, self.generation).await?; // indexes, when the backend lost them too
+        self.stream.ack_all_pending(&mut conn).await?;
+        self.stream.set_delivered(&mut conn, StreamId::ZERO, Some(0)).await?;
+        self.delivered = StreamId::ZERO;
+        self.last_applied = Some(StreamId::ZERO);
+        Ok("stream")
+    }
+
+    /// Fails with [`SinkError::Fenced`] unless this worker's generation is still the lease's newest: before a
+    /// rebuild, so a worker paused past its lease does not reset the sink and move the group back.
+    async fn ensure_current(&self) -> anyhow::Result<()> {
+        let lease_key = RedisNames::new(&self.project).cdc_owner(self.ctx.sink.name());
+        if !lease::is_current(&mut self.ctx.redis.conn(), &lease_key, self.generation).await? {
+            return Err(SinkError::Fenced(format!("the lease was taken after generation {}", self.generation)).into());
+        }
+        Ok(())
+    }
+
+    /// A newer owner wrote to the sink: this worker lost the project.
+    fn fenced(&self, error: String) {
+        warn!(%error, "fenced out of the sink by a newer owner; stopping the project's worker");
+        METRICS.fenced.with_label_values(&[self.ctx.sink.name()]).inc();
+        self.status(|s| {
+            s.state = "fenced";
+            s.last_error = Some(error);
+        });
+        self.stop.trigger();
     }
 
     /// The next entries: this consumer's pending ones, or new ones (checked for a gap; when there are none, it
@@ -283,12 +439,16 @@ impl<S: Sink> Worker<S> {
                 match self.rebuild().await {
                     Ok(()) => break true,
                     Err(e) => {
+                        if let Some(SinkError::Fenced(f)) = e.downcast_ref::<SinkError>() {
+                            self.fenced(f.clone());
+                            break false;
+                        }
                         warn!(error = %e, "rebuilding from a snapshot failed; retrying");
                         self.status(|s| s.last_error = Some(format!("resync: {e:#}")));
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
-            } else if let Ok(Some(id)) = self.ctx.sink.open(&self.project).await {
+            } else if let Ok(Some(id)) = self.ctx.sink.open(&self.project, self.generation).await {
                 if id.successor() >= g.before {
                     info!(%id, "a replay recorded an ID past the trimmed entries; continuing");
                     self.last_applied = Some(id);
@@ -314,19 +474,24 @@ impl<S: Sink> Worker<S> {
         resynced
     }
 
-    /// Clears the project in the sink, loads a snapshot from Redis and moves the group to the snapshot's ID.
+    /// Empties the project in the sink, loads a snapshot from Redis and moves the group to the snapshot's ID
+    /// (what was pending is acknowledged: the snapshot has it, and the stream after it follows).
     async fn rebuild(&mut self) -> anyhow::Result<()> {
-        let replay = Replay {
+        self.ensure_current().await?;
+        let mut rebuild = Rebuild {
             sink: self.ctx.sink.as_ref(),
             redis: &self.ctx.redis,
-            settings: &self.ctx.settings,
             project: self.project.clone(),
+            generation: self.generation,
+            recorded: StreamId::ZERO,
             batch: self.ctx.settings.batch_size,
             show_progress: false,
         };
-        let mut report = ReplayReport::default();
-        let (since, entries_read) = replay.load_snapshot(&RedisNames::new(&self.project), None, &mut report).await?;
-        self.stream.set_delivered(&mut self.ctx.redis.conn(), since, entries_read).await?;
+        let mut report = RebuildReport::default();
+        let (since, entries_read) = rebuild.from_snapshot(None, &mut report).await?;
+        let mut conn = self.ctx.redis.conn();
+        self.stream.ack_all_pending(&mut conn).await?;
+        self.stream.set_delivered(&mut conn, since, entries_read).await?;
         self.delivered = self.delivered.max(since);
         self.last_applied = Some(since);
         METRICS.resyncs.with_label_values(&[self.ctx.sink.name()]).inc();
@@ -439,7 +604,6 @@ impl<S: Sink> Worker<S> {
                     }
                     skipped.clear();
                 }
-                Err(SinkError::Unavailable(e)) => return self.unavailable(e).await,
                 Err(SinkError::Rejected(e)) if count > 1 => {
                     // The backend refused the batch: find the culprit by applying the events one at a time.
                     warn!(error = %e, events = count, "sink refused a batch; applying its events one by one");
@@ -447,7 +611,6 @@ impl<S: Sink> Worker<S> {
                         let one = std::slice::from_ref(event);
                         match self.commit(&Plan::build(one, event.id).expect("built before"), one).await {
                             Ok(()) => skipped.push(event.id),
-                            Err(SinkError::Unavailable(e)) => return self.unavailable(e).await,
                             Err(SinkError::Rejected(e)) => {
                                 let _ = self.stream.ack(conn, skipped).await;
                                 skipped.clear();
@@ -457,6 +620,7 @@ impl<S: Sink> Worker<S> {
                                     other => return other,
                                 }
                             }
+                            Err(e) => return self.failed(e).await,
                         }
                     }
                     run.drain(..count);
@@ -473,6 +637,7 @@ impl<S: Sink> Worker<S> {
                         other => return other,
                     }
                 }
+                Err(e) => return self.failed(e).await,
             }
         }
         if !skipped.is_empty() {
@@ -518,6 +683,12 @@ impl<S: Sink> Worker<S> {
         if let Err(e) = sent {
             return self.unavailable(format!("dead-letter: {e}")).await;
         }
+        // The sink records the dead letter's ID, so its record is not found behind what the group acknowledged.
+        if self.last_applied.is_none_or(|last| id > last) {
+            if let Err(e) = self.commit(&Plan::marker(id), &[]).await {
+                return self.failed(e).await;
+            }
+        }
         if let Err(e) = self.stream.ack(conn, &[id]).await {
             warn!(error = %e, "acknowledging a dead letter failed");
         }
@@ -528,6 +699,21 @@ impl<S: Sink> Worker<S> {
             s.state = "running";
         });
         Progress::Done
+    }
+
+    /// A commit failed for a reason other than the events: the sink is unavailable, lost data, or fenced us out.
+    async fn failed(&self, error: SinkError) -> Progress {
+        match error {
+            SinkError::Fenced(e) => {
+                self.fenced(e);
+                Progress::Stopped
+            }
+            SinkError::Lost(e) => {
+                warn!(error = %e, "the sink's record is not what this worker wrote");
+                Progress::Refill("lost_on_commit")
+            }
+            SinkError::Unavailable(e) | SinkError::Rejected(e) => self.unavailable(e).await,
+        }
     }
 
     async fn unavailable(&self, error: String) -> Progress {
@@ -555,7 +741,8 @@ impl<S: Sink> Worker<S> {
             codegraph_shared::telemetry::set_parent(&span, tp);
         }
         let started = Instant::now();
-        self.ctx.sink.apply(&self.project, plan).instrument(span).await?;
+        let writer = Writer { generation: self.generation, recorded: self.last_applied.unwrap_or(StreamId::ZERO) };
+        self.ctx.sink.apply(&self.project, writer, plan).instrument(span).await?;
         METRICS.batch_seconds.with_label_values(&[sink]).observe(started.elapsed().as_secs_f64());
         METRICS.batches.with_label_values(&[sink]).inc();
         METRICS.applied.with_label_values(&[sink]).inc_by(events.len() as u64);

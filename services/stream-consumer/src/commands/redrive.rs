@@ -3,8 +3,10 @@
 //!
 //! A dead letter is re-applied only while it is still the entity's latest state in Redis (its version equals the
 //! current one); an older one was superseded by a later event the sink already has, and re-applying it could bring
-//! back a deleted entity, so it is dropped instead.
+//! back a deleted entity, so it is dropped instead. Like `replay`, it takes the project's lease from the live
+//! consumer with a new generation while it writes.
 
+use anyhow::Context;
 use serde::Serialize;
 
 use codegraph_shared::{
@@ -15,8 +17,10 @@ use codegraph_shared::{
 };
 
 use crate::{
+    commands::HeldLease,
     dead_letters::DeadLetters,
-    sinks::{Plan, Sink},
+    settings::ConsumerSettings,
+    sinks::{Plan, Sink, Writer},
 };
 
 #[derive(Debug, Default, Serialize)]
@@ -32,6 +36,20 @@ pub const MAX_REDRIVE: usize = 10_000;
 pub async fn redrive<S: Sink>(
     sink: &S,
     redis: &RedisHandle,
+    settings: &ConsumerSettings,
+    project: &ProjectName,
+    only: Option<&str>,
+) -> anyhow::Result<RedriveReport> {
+    let lease = HeldLease::take_over(redis, settings, sink.name(), project).await?;
+    let result = redrive_letters(sink, redis, lease.generation(), project, only).await;
+    lease.release().await;
+    result
+}
+
+async fn redrive_letters<S: Sink>(
+    sink: &S,
+    redis: &RedisHandle,
+    generation: u64,
     project: &ProjectName,
     only: Option<&str>,
 ) -> anyhow::Result<RedriveReport> {
@@ -39,7 +57,8 @@ pub async fn redrive<S: Sink>(
     let dlq = DeadLetters::new(&names, sink.name());
     let mut conn = redis.conn();
     let mut report = RedriveReport::default();
-    let recorded = sink.open(project).await?;
+    let recorded = sink.open(project, generation).await?.context("the sink holds no record of the project")?;
+    let writer = Writer { generation, recorded };
     for letter in dlq.list(&mut conn, MAX_REDRIVE).await? {
         if only.is_some_and(|id| id != letter.dlq_id && id != letter.event_id.to_string()) {
             continue;
@@ -71,9 +90,9 @@ pub async fn redrive<S: Sink>(
             }
         }
         // Record the ID the sink already had: a dead letter is older than what the sink applied since.
-        let plan = Plan::build(std::slice::from_ref(&event), recorded.unwrap_or(event.id));
+        let plan = Plan::build(std::slice::from_ref(&event), recorded);
         let outcome = match plan {
-            Ok(plan) => sink.apply(project, &plan).await.map_err(|e| e.to_string()),
+            Ok(plan) => sink.apply(project, writer, &plan).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match outcome {

@@ -7,7 +7,7 @@ use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::ge
 use codegraph_shared::{http as shared_http, redis_handle::RedisHandle, shutdown::Shutdown};
 use serde_json::json;
 
-use crate::{app::ActiveSinks, status::StatusBoard};
+use crate::run::{app::ActiveSinks, status::StatusBoard};
 
 #[derive(Clone)]
 pub struct AppState {
