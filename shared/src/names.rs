@@ -70,6 +70,12 @@ impl RedisNames {
         format!("{}:cdc:owner:{sink}", self.prefix)
     }
 
+    /// Counter of the hand-overs of [`RedisNames::cdc_owner`]: each owner's generation, its fencing token in the
+    /// sink.
+    pub fn cdc_owner_generation(&self, sink: &str) -> String {
+        format!("{}:cdc:owner:{sink}:generation", self.prefix)
+    }
+
     /// Hash of node id → node JSON (without version).
     pub fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)

@@ -9,7 +9,10 @@ use serde::Serialize;
 
 use codegraph_shared::{event::StreamId, names::RedisNames};
 
-use crate::stream::{parse_entry, text};
+use codegraph_shared::{
+    event::STREAM_FIELD,
+    stream::{parse_entry, RawEntry},
+};
 
 /// Approximate cap on each dead-letter stream.
 pub const MAX_DEAD_LETTERS: u64 = 100_000;
@@ -92,14 +95,11 @@ impl DeadLetters {
 }
 
 fn dead_letter(entry: Value) -> Option<DeadLetter> {
-    let Value::Array(parts) = &entry else { return None };
-    let dlq_id = text(parts.first()?);
-    let Some(Value::Array(kv)) = parts.get(1) else { return None };
-    let field = |name: &str| kv.chunks_exact(2).find(|c| text(&c[0]) == name).map(|c| text(&c[1])).unwrap_or_default();
-    // Reuse the stream-entry reader for the envelope field.
-    let body = parse_entry(entry.clone()).and_then(|e| e.body).unwrap_or_default();
+    let entry: RawEntry = parse_entry(entry)?;
+    let field = |name: &str| entry.field(name).unwrap_or_default().to_owned();
+    let body = field(STREAM_FIELD);
     Some(DeadLetter {
-        dlq_id,
+        dlq_id: entry.id.to_string(),
         event_id: field("id").parse().ok()?,
         body,
         error: field("error"),

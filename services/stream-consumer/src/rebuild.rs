@@ -17,13 +17,13 @@ use codegraph_shared::{
     names::RedisNames,
     project::ProjectName,
     redis_handle::RedisHandle,
+    stream::{range_reply, Entry},
 };
 
 use crate::{
     progress::ProgressBar,
     sinks::{Plan, Sink, SinkError, Writer},
     snapshot,
-    stream::parse_entry,
 };
 
 #[derive(Debug, Default, Serialize)]
@@ -97,8 +97,7 @@ impl<S: Sink> Rebuild<'_, S> {
                 .arg(self.batch.max(1))
                 .query_async(&mut conn)
                 .await?;
-            let Value::Array(entries) = reply else { break };
-            let entries: Vec<_> = entries.into_iter().filter_map(parse_entry).collect();
+            let entries: Vec<Entry> = range_reply(reply);
             let Some(last) = entries.last().map(|e| e.id) else { break };
             let mut events = Vec::with_capacity(entries.len());
             for entry in &entries {

@@ -10,9 +10,8 @@ use codegraph_shared::{
     event::{CdcEvent, EntityRef, EventType, StreamId},
     graph::{Node, Relationship},
     names::RedisNames,
+    stream::{newest_entry_cmd, newest_entry_id, StreamInfo},
 };
-
-use crate::stream::{field, fields, newest_entry_cmd, newest_entry_id, text};
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -82,13 +81,9 @@ pub async fn from_redis<C: ConnectionLike + Send>(conn: &mut C, names: &RedisNam
         .query_async(conn)
         .await?;
     let versions: std::collections::HashMap<String, u64> = versions.into_iter().collect();
-    let since = newest_entry_id(last);
-    let info = fields(info);
-    let last_generated = field(&info, "last-generated-id").map(text);
-    let entries_read = match field(&info, "entries-added") {
-        Some(added) if last_generated == Some(since.to_string()) => text(added).parse().ok(),
-        _ => None,
-    };
+    let since = newest_entry_id(last).unwrap_or_default();
+    let info = StreamInfo::parse(info);
+    let entries_read = (info.last_generated == since).then_some(info.entries_added);
     let mut snapshot = Snapshot { since, entries_read, ..Default::default() };
     for (id, json) in nodes {
         let mut node: Node = serde_json::from_str(&json).with_context(|| format!("node {id}"))?;

@@ -5,9 +5,11 @@
 
 use redis::{aio::ConnectionLike, RedisError, Value};
 
+pub use codegraph_shared::stream::{Entry, Gap};
 use codegraph_shared::{
-    event::{StreamId, STREAM_FIELD},
+    event::StreamId,
     names::RedisNames,
+    stream::{range_reply, read_reply, stream_info, text, GroupInfo, StreamInfo},
 };
 
 /// The consumer group of a sink.
@@ -15,44 +17,26 @@ pub fn group_name(sink: &str) -> String {
     format!("sink:{sink}")
 }
 
-/// A stream entry as read: its ID and the envelope body (`None` when the entry no longer exists).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub id: StreamId,
-    pub body: Option<String>,
-}
-
 /// One atomic read of new entries, with the stream's and the group's counters at that moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEntries {
     pub entries: Vec<Entry>,
-    /// Entries the stream holds.
-    pub length: u64,
+    /// The stream at the moment of the read.
+    pub info: StreamInfo,
     /// Entries added to the stream and not yet delivered to the group (`XINFO GROUPS` lag); `None` when Redis
     /// cannot tell.
     pub lag: Option<u64>,
-    pub first: Option<StreamId>,
-    pub last_generated: StreamId,
     /// The group's last-delivered ID and read counter before this read (to undo it, see [`GroupStream::unread`]).
     pub delivered_before: StreamId,
     pub entries_read_before: Option<u64>,
 }
 
-/// Events the group was never given are gone: some of those after `after` and before `before`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Gap {
-    pub after: StreamId,
-    pub before: StreamId,
-}
-
-/// The gap, if entries were trimmed before the group got them, and the sink does not hold them either (`floor`:
-/// the higher of the last delivered ID and the sink's last applied one). Trimming removes the oldest entries
-/// first, so undelivered entries are gone exactly when more are undelivered than the stream holds (`lag >
-/// length`); those gone lie before the first entry left.
-pub fn gap(read: &NewEntries, floor: StreamId) -> Option<Gap> {
-    let lost = read.lag? > read.length;
-    let before = read.first.unwrap_or(read.last_generated.successor());
-    (lost && floor.successor() < before).then_some(Gap { after: floor, before })
+impl NewEntries {
+    /// The gap, if entries were trimmed before the group got them, and the sink does not hold them either
+    /// (`floor`: the higher of the last delivered ID and the sink's last applied one).
+    pub fn gap(&self, floor: StreamId) -> Option<Gap> {
+        self.info.gap_after(floor, self.lag)
+    }
 }
 
 /// Where a read starts.
@@ -144,25 +128,13 @@ impl GroupStream {
             .arg(">")
             .query_async(conn)
             .await?;
-        let stream = fields(stream);
-        let number = |v: Option<&Value>| v.and_then(|v| text(v).parse::<u64>().ok());
-        let first = match field(&stream, "first-entry") {
-            Some(entry @ Value::Array(_)) => parse_entry(entry.clone()).map(|e| e.id),
-            _ => None,
-        };
         let group = self.group_info(groups).unwrap_or_default();
         Ok(NewEntries {
-            lag: number(field(&group, "lag")),
-            delivered_before: field(&group, "last-delivered-id")
-                .and_then(|v| text(v).parse().ok())
-                .unwrap_or(StreamId::ZERO),
-            entries_read_before: number(field(&group, "entries-read")),
             entries: read_reply(read),
-            length: number(field(&stream, "length")).unwrap_or(0),
-            first,
-            last_generated: field(&stream, "last-generated-id")
-                .and_then(|v| text(v).parse().ok())
-                .unwrap_or(StreamId::ZERO),
+            info: StreamInfo::parse(stream),
+            lag: group.lag,
+            delivered_before: group.last_delivered,
+            entries_read_before: group.entries_read,
         })
     }
 
@@ -187,10 +159,9 @@ impl GroupStream {
         pipe.query_async(conn).await
     }
 
-    /// This group's fields in an `XINFO GROUPS` reply.
-    fn group_info(&self, groups: Value) -> Option<Vec<(String, Value)>> {
-        let Value::Array(groups) = groups else { return None };
-        groups.into_iter().map(fields).find(|g| field(g, "name").map(text).as_deref() == Some(self.group.as_str()))
+    /// This group in an `XINFO GROUPS` reply.
+    fn group_info(&self, groups: Value) -> Option<GroupInfo> {
+        GroupInfo::parse_all(groups).into_iter().find(|g| g.name == self.group)
     }
 
     /// Waits up to `block_ms` for an entry after `after` (`XREAD BLOCK`, which delivers nothing to the group).
@@ -216,24 +187,55 @@ impl GroupStream {
     /// The last ID delivered to the group (`XINFO GROUPS`); `0-0` when the group does not exist.
     pub async fn last_delivered<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<StreamId, RedisError> {
         let reply: Value = redis::cmd("XINFO").arg("GROUPS").arg(&self.key).query_async(conn).await?;
-        let id = self.group_info(reply).and_then(|g| field(&g, "last-delivered-id").map(text));
-        Ok(id.and_then(|id| id.parse().ok()).unwrap_or(StreamId::ZERO))
+        Ok(self.group_info(reply).map(|g| g.last_delivered).unwrap_or_default())
     }
 
     /// Moves the group's last-delivered ID (`XGROUP SETID`): the next new entries are those after `id`.
-    /// `entries_read`: how many entries the stream ever had up to `id`, when known, so Redis keeps counting lag.
+    /// `entries_read`: how many entries the stream ever had up to `id`; when unknown it is counted (entries added
+    /// minus those after `id`, which must all still be there), so Redis keeps the group's lag, without which every
+    /// trimmed stream would look like a gap.
     pub async fn set_delivered<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         id: StreamId,
         entries_read: Option<u64>,
     ) -> Result<(), RedisError> {
-        let mut cmd = redis::cmd("XGROUP");
-        cmd.arg("SETID").arg(&self.key).arg(&self.group).arg(id.to_string());
-        if let Some(n) = entries_read {
-            cmd.arg("ENTRIESREAD").arg(n);
+        let entries_read = match entries_read {
+            Some(n) => n,
+            None => {
+                let added = stream_info(conn, &self.key).await?.map(|i| i.entries_added).unwrap_or(0);
+                added.saturating_sub(self.count_after(conn, id).await?)
+            }
+        };
+        redis::cmd("XGROUP")
+            .arg("SETID")
+            .arg(&self.key)
+            .arg(&self.group)
+            .arg(id.to_string())
+            .arg("ENTRIESREAD")
+            .arg(entries_read)
+            .query_async(conn)
+            .await
+    }
+
+    /// How many entries the stream holds after `id` (read page by page: for the rare moves of a group to an ID
+    /// it did not read up to).
+    async fn count_after<C: ConnectionLike + Send>(&self, conn: &mut C, id: StreamId) -> Result<u64, RedisError> {
+        let (mut after, mut count) = (id, 0);
+        loop {
+            let reply: Value = redis::cmd("XRANGE")
+                .arg(&self.key)
+                .arg(format!("({after}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(conn)
+                .await?;
+            let page: Vec<Entry> = range_reply(reply);
+            let Some(last) = page.last() else { return Ok(count) };
+            after = last.id;
+            count += page.len() as u64;
         }
-        cmd.query_async(conn).await
     }
 
     pub async fn ack<C: ConnectionLike + Send>(&self, conn: &mut C, ids: &[StreamId]) -> Result<(), RedisError> {
@@ -357,12 +359,12 @@ impl GroupStream {
         Ok(matches!(reply, Value::Array(entries) if !entries.is_empty()))
     }
 
-    /// Whether the stream still holds every entry it ever had (nothing trimmed or deleted: `XINFO STREAM`'s
-    /// `max-deleted-entry-id` is `0-0`), so a sink can be rebuilt from it alone.
+    /// Whether the stream still holds every entry it ever had (nothing trimmed or deleted: as many entries as were
+    /// ever added; `max-deleted-entry-id` is no test, Redis 7.0 does not move it when trimming), so a sink can be
+    /// rebuilt from it alone.
     pub async fn holds_everything<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<bool, RedisError> {
-        let info: Value = redis::cmd("XINFO").arg("STREAM").arg(&self.key).query_async(conn).await?;
-        let info = fields(info);
-        Ok(field(&info, "max-deleted-entry-id").map(text).as_deref() == Some("0-0"))
+        let info = stream_info(conn, &self.key).await?.unwrap_or_default();
+        Ok(info.entries_added == info.length)
     }
 
     /// How many times the entry has been delivered to the group (0 when it is not pending).
@@ -380,122 +382,5 @@ impl GroupStream {
             Some(Value::Array(row)) if row.len() == 4 => text(&row[3]).parse().unwrap_or(0),
             _ => 0,
         })
-    }
-}
-
-/// `XREVRANGE <key> + - COUNT 1`: the newest entry (a command, so it can join an atomic pipeline).
-pub fn newest_entry_cmd(key: &str) -> redis::Cmd {
-    let mut cmd = redis::cmd("XREVRANGE");
-    cmd.arg(key).arg("+").arg("-").arg("COUNT").arg(1);
-    cmd
-}
-
-/// The ID in a [`newest_entry_cmd`] reply; `0-0` for an empty stream.
-pub fn newest_entry_id(reply: Value) -> StreamId {
-    let Value::Array(entries) = reply else { return StreamId::ZERO };
-    entries.into_iter().next().and_then(parse_entry).map(|e| e.id).unwrap_or(StreamId::ZERO)
-}
-
-fn read_reply(reply: Value) -> Vec<Entry> {
-    let Value::Array(streams) = reply else { return Vec::new() };
-    let mut out = Vec::new();
-    for stream in streams {
-        let Value::Array(mut pair) = stream else { continue };
-        let Some(Value::Array(entries)) = pair.pop() else { continue };
-        for entry in entries {
-            if let Some(e) = parse_entry(entry) {
-                out.push(e);
-            }
-        }
-    }
-    out
-}
-
-/// `[id, [field, value, …]]`, or `[id, nil]` for an entry that was deleted while pending.
-pub fn parse_entry(entry: Value) -> Option<Entry> {
-    let Value::Array(mut parts) = entry else { return None };
-    if parts.len() != 2 {
-        return None;
-    }
-    let fields = parts.pop()?;
-    let id = text(&parts[0]).parse().ok()?;
-    let body = match fields {
-        Value::Array(kv) => {
-            let mut it = kv.iter();
-            let mut body = None;
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                if text(k) == STREAM_FIELD {
-                    body = Some(text(v));
-                }
-            }
-            // An entry without the field is not ours to decode: the consumer treats it as a poison event.
-            Some(body.unwrap_or_default())
-        }
-        _ => None,
-    };
-    Some(Entry { id, body })
-}
-
-/// The field/value pairs of an `XINFO` reply (a flat array in RESP2, a map in RESP3).
-pub fn fields(reply: Value) -> Vec<(String, Value)> {
-    let flat: Vec<Value> = match reply {
-        Value::Array(f) => f,
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        _ => Vec::new(),
-    };
-    let mut it = flat.into_iter();
-    let mut out = Vec::new();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        out.push((text(&k), v));
-    }
-    out
-}
-
-pub fn field<'a>(fields: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
-    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
-}
-
-pub fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        _ => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn read(length: u64, lag: Option<u64>, first: Option<StreamId>) -> NewEntries {
-        NewEntries {
-            entries: Vec::new(),
-            length,
-            lag,
-            first,
-            last_generated: StreamId::new(90, 0),
-            delivered_before: StreamId::ZERO,
-            entries_read_before: None,
-        }
-    }
-
-    #[test]
-    fn a_gap_is_more_undelivered_entries_than_the_stream_holds() {
-        let floor = StreamId::new(10, 0);
-        assert_eq!(read(5, Some(5), Some(StreamId::new(50, 0))).lag, Some(5));
-        assert_eq!(gap(&read(5, Some(5), Some(StreamId::new(50, 0))), floor), None, "all undelivered are there");
-        assert_eq!(
-            gap(&read(5, Some(8), Some(StreamId::new(50, 0))), floor),
-            Some(Gap { after: floor, before: StreamId::new(50, 0) })
-        );
-        assert_eq!(gap(&read(5, None, Some(StreamId::new(50, 0))), floor), None, "Redis cannot tell");
-        let sink_ahead = StreamId::new(49, 7);
-        assert_eq!(gap(&read(5, Some(8), Some(StreamId::new(49, 8))), sink_ahead), None, "the sink holds them");
-        assert_eq!(
-            gap(&read(0, Some(3), None), floor),
-            Some(Gap { after: floor, before: StreamId::new(90, 1) }),
-            "everything trimmed"
-        );
     }
 }

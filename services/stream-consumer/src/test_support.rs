@@ -179,7 +179,7 @@ pub async fn mixed_project(redis: &RedisServer, name: &str) -> (ProjectName, Red
     let redis::Value::Array(entries) = entries else { panic!("XRANGE answered {entries:?}") };
     let events = entries
         .into_iter()
-        .filter_map(crate::stream::parse_entry)
+        .filter_map(codegraph_shared::stream::parse_entry::<codegraph_shared::stream::Entry>)
         .map(|e| CdcEvent::from_stream_entry(&e.id.to_string(), &e.body.unwrap()).unwrap())
         .collect();
     (project, names, events)

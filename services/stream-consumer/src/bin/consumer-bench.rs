@@ -20,20 +20,16 @@ use codegraph_shared::{
     project::ProjectName,
     redis_handle::RedisHandle,
     shutdown::Shutdown,
+    stream::{newest_entry_cmd, newest_entry_id, now_ms},
     testing::RedisServer,
 };
 use stream_consumer::{
-    run::{
-        ownership::run_sink,
-        status::StatusBoard,
-        worker::{now_ms, SinkContext},
-    },
+    run::{ownership::run_sink, status::StatusBoard, worker::SinkContext},
     settings::ConsumerSettings,
     sinks::{
         falkordb::{FalkorDbSettings, FalkorDbSink},
         Plan, Sink, SinkError, Writer,
     },
-    stream::{newest_entry_cmd, newest_entry_id},
     test_support::start_falkordb,
 };
 
@@ -122,7 +118,7 @@ fn ops(start: usize, n: usize) -> Vec<Mutation> {
 }
 
 async fn last_id(conn: &mut redis::aio::MultiplexedConnection, names: &RedisNames) -> StreamId {
-    newest_entry_id(newest_entry_cmd(&names.cdc_stream()).query_async(conn).await.unwrap())
+    newest_entry_id(newest_entry_cmd(&names.cdc_stream()).query_async(conn).await.unwrap()).unwrap_or_default()
 }
 
 fn start_consumer(redis: &RedisServer, falkor: &RedisServer, batch: usize) -> (Arc<Timed>, Shutdown) {

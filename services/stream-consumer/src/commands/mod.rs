@@ -151,7 +151,7 @@ impl HeldLease {
         project: &ProjectName,
     ) -> anyhow::Result<Self> {
         let owner = format!("{}:command", settings.consumer_name());
-        let mut lease = Lease::new(RedisNames::new(project).cdc_owner(sink), owner, settings.lease_ms);
+        let mut lease = Lease::new(&RedisNames::new(project), sink, owner, settings.lease_ms);
         let previous = lease.take_over(&mut redis.conn()).await.context("take the project's lease")?;
         let renewer = {
             let (lease, redis, every) = (lease.clone(), redis.clone(), settings.tick());

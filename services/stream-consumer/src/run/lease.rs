@@ -13,6 +13,8 @@ use std::sync::LazyLock;
 
 use redis::{aio::ConnectionLike, RedisError, Script};
 
+use codegraph_shared::names::RedisNames;
+
 /// KEYS: lease, generation. ARGV: owner, ttl. The new generation, or 0 when another owner holds the lease.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -52,24 +54,22 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// The counter of hand-overs beside the lease `lease_key`.
-pub fn generation_key(lease_key: &str) -> String {
-    format!("{lease_key}:generation")
-}
-
 /// Whether `generation` is still the lease's newest (no one took the lease since).
 pub async fn is_current<C: ConnectionLike + Send>(
     conn: &mut C,
-    lease_key: &str,
+    names: &RedisNames,
+    sink: &str,
     generation: u64,
 ) -> Result<bool, RedisError> {
-    let current: Option<u64> = redis::cmd("GET").arg(generation_key(lease_key)).query_async(conn).await?;
+    let current: Option<u64> = redis::cmd("GET").arg(names.cdc_owner_generation(sink)).query_async(conn).await?;
     Ok(current == Some(generation))
 }
 
 #[derive(Clone, Debug)]
 pub struct Lease {
     pub key: String,
+    /// The counter of hand-overs beside the lease (same hash slot).
+    pub generation_key: String,
     pub owner: String,
     pub ttl_ms: u64,
     /// The generation this owner took the lease with (0: not taken).
@@ -77,19 +77,21 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn new(key: String, owner: String, ttl_ms: u64) -> Self {
-        Self { key, owner, ttl_ms, generation: 0 }
-    }
-
-    /// The counter of hand-overs beside the lease (same hash slot).
-    pub fn generation_key(&self) -> String {
-        generation_key(&self.key)
+    /// The lease of `sink` on the project of `names`.
+    pub fn new(names: &RedisNames, sink: &str, owner: String, ttl_ms: u64) -> Self {
+        Self {
+            key: names.cdc_owner(sink),
+            generation_key: names.cdc_owner_generation(sink),
+            owner,
+            ttl_ms,
+            generation: 0,
+        }
     }
 
     /// Takes the lease when it is free or already ours, with a new generation. True when we hold it.
     pub async fn take<C: ConnectionLike + Send>(&mut self, conn: &mut C) -> Result<bool, RedisError> {
         let generation: u64 =
-            TAKE.key(&self.key).key(self.generation_key()).arg(&self.owner).arg(self.ttl_ms).invoke_async(conn).await?;
+            TAKE.key(&self.key).key(&self.generation_key).arg(&self.owner).arg(self.ttl_ms).invoke_async(conn).await?;
         self.generation = generation;
         Ok(generation > 0)
     }
@@ -98,7 +100,7 @@ impl Lease {
     pub async fn take_over<C: ConnectionLike + Send>(&mut self, conn: &mut C) -> Result<Option<String>, RedisError> {
         let (previous, generation): (Option<String>, u64) = TAKE_OVER
             .key(&self.key)
-            .key(self.generation_key())
+            .key(&self.generation_key)
             .arg(&self.owner)
             .arg(self.ttl_ms)
             .invoke_async(conn)
@@ -111,7 +113,7 @@ impl Lease {
     pub async fn renew<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<bool, RedisError> {
         let got: i64 = RENEW
             .key(&self.key)
-            .key(self.generation_key())
+            .key(&self.generation_key)
             .arg(&self.owner)
             .arg(self.ttl_ms)
             .arg(self.generation)
@@ -124,7 +126,7 @@ impl Lease {
     pub async fn release<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<(), RedisError> {
         RELEASE
             .key(&self.key)
-            .key(self.generation_key())
+            .key(&self.generation_key)
             .arg(&self.owner)
             .arg(self.generation)
             .invoke_async::<i64>(conn)

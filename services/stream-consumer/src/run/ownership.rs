@@ -22,13 +22,14 @@ use codegraph_shared::{
     names::{sink_consumers, RedisNames, PROJECTS_KEY},
     project::ProjectName,
     shutdown::Shutdown,
+    stream::now_ms,
 };
 
 use crate::{
     run::{
         lease::Lease,
         status::METRICS,
-        worker::{self, now_ms, SinkContext},
+        worker::{self, SinkContext},
     },
     sinks::Sink,
 };
@@ -139,8 +140,7 @@ async fn tick<S: Sink>(
         if owned.len() >= share {
             break;
         }
-        let mut lease =
-            Lease::new(RedisNames::new(&project).cdc_owner(sink), ctx.consumer.clone(), ctx.settings.lease_ms);
+        let mut lease = Lease::new(&RedisNames::new(&project), sink, ctx.consumer.clone(), ctx.settings.lease_ms);
         if !lease.take(conn).await? {
             continue;
         }

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub batch_seconds: HistogramVec,
     pub owned_projects: IntGaugeVec,
     pub resync_required: IntGaugeVec,
+    pub held_entries: IntGaugeVec,
     pub resyncs: IntCounterVec,
     pub refills: IntCounterVec,
     pub fenced: IntCounterVec,
@@ -83,6 +84,13 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "Projects rebuilt in a sink that lost data it had recorded, by reason (missing: no record; behind: a record \
          behind what the group acknowledged; lost_on_commit: found by a commit)",
         &["sink", "reason"]
+    )
+    .expect("register metric"),
+    held_entries: register_int_gauge_vec!(
+        "codegraph_consumer_stream_held_entries",
+        "Entries above the writers' length cap kept in the streams this sink's workers own, because a consumer \
+         group still needs older ones (as the cap found them at its last check)",
+        &["sink"]
     )
     .expect("register metric"),
     fenced: register_int_counter_vec!(

@@ -20,7 +20,7 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use redis::aio::MultiplexedConnection;
@@ -28,10 +28,12 @@ use tracing::{info, warn, Instrument};
 
 use codegraph_shared::{
     event::{CdcEvent, StreamId},
+    functions::cap_hold,
     names::RedisNames,
     project::ProjectName,
     redis_handle::RedisHandle,
     shutdown::Shutdown,
+    stream::now_ms,
 };
 
 use crate::{
@@ -44,7 +46,7 @@ use crate::{
     },
     settings::ConsumerSettings,
     sinks::{Plan, Sink, SinkError, Writer},
-    stream::{gap, Entry, Gap, GroupStream, ReadFrom},
+    stream::{Entry, Gap, GroupStream, ReadFrom},
 };
 
 /// Longest wait between two attempts at an unavailable sink or Redis.
@@ -111,6 +113,8 @@ struct Worker<S: Sink> {
     last_applied: Option<StreamId>,
     /// The last ID delivered to the group (by this worker or a previous owner).
     delivered: StreamId,
+    /// Entries above the writers' length cap that a lagging group holds, as last reported to the metric.
+    held: u64,
 }
 
 /// Runs until `stop` fires (shutdown, lost lease, or the project was handed to another process).
@@ -126,9 +130,11 @@ pub async fn run<S: Sink>(ctx: Arc<SinkContext<S>>, project: ProjectName, genera
         generation,
         last_applied: None,
         delivered: StreamId::ZERO,
+        held: 0,
     };
     let span = tracing::info_span!("project", sink = sink_name, project = %worker.project, generation);
     worker.run().instrument(span).await;
+    worker.report_held(0);
 }
 
 impl<S: Sink> Worker<S> {
@@ -377,8 +383,8 @@ impl<S: Sink> Worker<S> {
     /// Fails with [`SinkError::Fenced`] unless this worker's generation is still the lease's newest: before a
     /// rebuild, so a worker paused past its lease does not reset the sink and move the group back.
     async fn ensure_current(&self) -> anyhow::Result<()> {
-        let lease_key = RedisNames::new(&self.project).cdc_owner(self.ctx.sink.name());
-        if !lease::is_current(&mut self.ctx.redis.conn(), &lease_key, self.generation).await? {
+        let names = RedisNames::new(&self.project);
+        if !lease::is_current(&mut self.ctx.redis.conn(), &names, self.ctx.sink.name(), self.generation).await? {
             return Err(SinkError::Fenced(format!("the lease was taken after generation {}", self.generation)).into());
         }
         Ok(())
@@ -403,13 +409,13 @@ impl<S: Sink> Worker<S> {
             return self.stream.read(reader, from, batch, 0).await.map(Read::Entries);
         }
         let read = self.stream.read_new(reader, batch).await?;
-        if let Some(g) = gap(&read, self.delivered.max(self.last_applied.unwrap_or(StreamId::ZERO))) {
+        if let Some(g) = read.gap(self.delivered.max(self.last_applied.unwrap_or(StreamId::ZERO))) {
             // Not applied past the gap, and still visible to whoever reads next (after a restart, too).
             self.stream.unread(reader, &read).await?;
             return Ok(Read::Gap(g));
         }
         if read.entries.is_empty() {
-            self.stream.wait_for_new(reader, read.last_generated, self.ctx.settings.block_ms).await?;
+            self.stream.wait_for_new(reader, read.info.last_generated, self.ctx.settings.block_ms).await?;
         }
         Ok(Read::Entries(read.entries))
     }
@@ -528,13 +534,38 @@ impl<S: Sink> Worker<S> {
         }
     }
 
-    async fn trim(&self) {
+    /// Trims the stream, and reports whether a lagging group holds it above the writers' length cap.
+    async fn trim(&mut self) {
         let mut conn = self.ctx.redis.conn();
-        match trim::trim(&mut conn, &self.stream.key, now_ms(), self.ctx.settings.retention_ms).await {
-            Ok(n) if n > 0 => info!(entries = n, "trimmed the stream below what every group acknowledged"),
+        let names = RedisNames::new(&self.project);
+        match trim::trim(&mut conn, &names, now_ms(), self.ctx.settings.retention_ms).await {
+            Ok(n) if n > 0 => info!(entries = n, "trimmed the stream below what every group still needs"),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "trimming failed"),
         }
+        match cap_hold(&mut conn, &names).await {
+            Ok(Some(hold)) => {
+                if hold.entries != self.held {
+                    warn!(
+                        entries = hold.entries,
+                        cap = hold.cap,
+                        group = %hold.group,
+                        floor = %hold.floor,
+                        "a consumer group holds the stream above its length cap (it still needs older entries)"
+                    );
+                }
+                self.report_held(hold.entries);
+            }
+            Ok(None) => self.report_held(0),
+            Err(e) => warn!(error = %e, "reading the length cap's record failed"),
+        }
+    }
+
+    /// Sets this project's share of the held-entries gauge.
+    fn report_held(&mut self, entries: u64) {
+        let gauge = METRICS.held_entries.with_label_values(&[self.ctx.sink.name()]);
+        gauge.add(entries as i64 - self.held as i64);
+        self.held = entries;
     }
 
     /// Applies a batch of entries in order: what the sink already has is acknowledged, runs of good events are
@@ -759,8 +790,4 @@ impl<S: Sink> Worker<S> {
         });
         Ok(())
     }
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -4,9 +4,9 @@
 use redis::Value;
 use serde_json::Value as Json;
 
-use codegraph_shared::{functions::is_unavailable, redis_handle::RedisHandle};
+use codegraph_shared::{functions::is_unavailable, redis_handle::RedisHandle, stream::text};
 
-use crate::{sinks::SinkError, stream::text};
+use crate::sinks::SinkError;
 
 #[derive(Clone, Debug)]
 pub struct FalkorClient {
