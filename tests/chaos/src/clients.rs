@@ -3,7 +3,10 @@
 //! time: the ids it kept, in the order received, and what went wrong.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -33,6 +36,7 @@ pub struct ClientLog {
 pub struct Client {
     pub project: String,
     pub log: Arc<Mutex<ClientLog>>,
+    slow: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -41,8 +45,8 @@ pub struct Client {
 pub enum Pace {
     /// Reads as fast as frames come.
     Fast,
-    /// Reads one frame every 100 ms over a small receive buffer until the gateway cuts it with 4008, then fast.
-    SlowUntilCut,
+    /// Reads one frame every 100 ms over a small receive buffer until [`Client::speed_up`].
+    Slow,
 }
 
 impl Client {
@@ -50,8 +54,14 @@ impl Client {
     /// and reconnect at once (every client at the same time: a reconnect storm).
     pub fn start(base: String, project: &str, index: u64, pace: Pace, storm: watch::Receiver<u64>) -> Self {
         let log = Arc::new(Mutex::new(ClientLog::default()));
-        let task = tokio::spawn(run(base, project.to_owned(), index, pace, storm, log.clone()));
-        Self { project: project.to_owned(), log, task }
+        let slow = Arc::new(AtomicBool::new(pace == Pace::Slow));
+        let task = tokio::spawn(run(base, project.to_owned(), index, slow.clone(), storm, log.clone()));
+        Self { project: project.to_owned(), log, slow, task }
+    }
+
+    /// A slow client reads at full speed from now on (what its connection buffered, then the close, then more).
+    pub fn speed_up(&self) {
+        self.slow.store(false, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> ClientLog {
@@ -71,9 +81,9 @@ impl Drop for Client {
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(url: &str, pace: Pace) -> Result<Ws, String> {
+async fn connect(url: &str, slow: bool) -> Result<Ws, String> {
     let attempt = async {
-        if pace == Pace::Fast {
+        if !slow {
             return tokio_tungstenite::connect_async(url).await.map(|(ws, _)| ws).map_err(|e| e.to_string());
         }
         // A small receive buffer, so the gateway's outbox (not the kernel) holds what the client has not read.
@@ -82,21 +92,27 @@ async fn connect(url: &str, pace: Pace) -> Result<Ws, String> {
         let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
         socket.set_recv_buffer_size(4096).map_err(|e| e.to_string())?;
         let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
-        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (ws, _) =
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await.map_err(|e| e.to_string())?;
         Ok(ws)
     };
     tokio::time::timeout(Duration::from_secs(10), attempt).await.map_err(|_| "connect timed out".to_owned())?
 }
 
-async fn run(base: String, project: String, index: u64, mut pace: Pace, mut storm: watch::Receiver<u64>, log: Arc<Mutex<ClientLog>>) {
+async fn run(
+    base: String,
+    project: String,
+    index: u64,
+    slow: Arc<AtomicBool>,
+    mut storm: watch::Receiver<u64>,
+    log: Arc<Mutex<ClientLog>>,
+) {
     storm.mark_unchanged();
     loop {
         let since = log.lock().expect("client log").ids.last().copied().unwrap_or(StreamId::ZERO);
         let url = format!("{base}/ws/events?project={project}&since={since}");
         let mut stormed = false;
-        if let Ok(mut ws) = connect(&url, pace).await {
+        if let Ok(mut ws) = connect(&url, slow.load(Ordering::Relaxed)).await {
             loop {
                 let msg = tokio::select! {
                     msg = ws.next() => msg,
@@ -106,14 +122,13 @@ async fn run(base: String, project: String, index: u64, mut pace: Pace, mut stor
                     Some(Ok(Message::Text(text))) => {
                         let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else { continue };
                         record(&log, &v);
-                        if pace == Pace::SlowUntilCut {
+                        if slow.load(Ordering::Relaxed) {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
                     Some(Ok(Message::Close(frame))) => {
                         if frame.is_some_and(|f| u16::from(f.code) == 4008) {
                             log.lock().expect("client log").closed_too_slow += 1;
-                            pace = Pace::Fast;
                         }
                         break;
                     }

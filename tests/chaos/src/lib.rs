@@ -157,7 +157,7 @@ impl Fault {
 #[derive(Debug, Clone)]
 pub struct Row {
     pub fault: Fault,
-    /// Events written between the injection and the heal (they crossed the faulty system).
+    /// Events written between the injection and the recovery (they crossed the faulty or recovering system).
     pub in_flight: u64,
     /// Events of the phase some client never got (summed over clients).
     pub lost: u64,
@@ -352,18 +352,18 @@ impl Cluster {
         let dup_before: u64 = self.clients.iter().map(|c| c.snapshot().duplicates).sum();
         let ooo_before: u64 = self.clients.iter().map(|c| c.snapshot().out_of_order).sum();
         let load = MutationLoad::start(self.api.base.clone(), PROJECT, self.plan.rate, self.round);
-        let big_job = matches!(fault, Fault::KillWorker | Fault::Mixed);
-        let job = self.queue_analysis(if big_job { REPO_FILES } else { 3 }).await;
         if let Err(e) = load.wait_more(self.plan.load_before, DEADLINE).await {
             problems.push(e);
         }
+        // Queued just before the fault, so the job runs through it (and a kill of the worker lands mid-job).
+        let big_job = matches!(fault, Fault::KillWorker | Fault::Mixed);
+        let job = self.queue_analysis(if big_job { REPO_FILES } else { 3 }).await;
 
         let injected_at = mark();
         let t0 = Instant::now();
         if let Err(e) = self.inject(fault, job.as_deref()).await {
             problems.push(e);
         }
-        let healed_at = mark();
         let recovered_in = match self.wait_recovered(fault).await {
             Ok(()) => Some(t0.elapsed()),
             Err(e) => {
@@ -419,8 +419,12 @@ impl Cluster {
                 problems.push("the slow client was never closed with 4008".into());
             }
         }
-        let in_flight =
-            streams.iter().flatten().filter(|id| **id > injected_at && **id <= healed_at).count() as u64;
+        let recovered_at = injected_at.ms + recovered_in.unwrap_or(DEADLINE).as_millis() as u64;
+        let in_flight = streams
+            .iter()
+            .flatten()
+            .filter(|id| **id > injected_at && **id < StreamId::new(recovered_at + 1, 0))
+            .count() as u64;
         let row = Row {
             fault,
             in_flight,
@@ -503,16 +507,16 @@ impl Cluster {
         Ok(())
     }
 
-    /// A client of its own project, straight to a gateway (nginx and the kernel would buffer what it does not
-    /// read), that reads one frame per 100 ms; a burst of 1 KiB events into its project until a gateway reports
-    /// it cut as too slow. The client then resumes at full speed.
+    /// A client of its own project, straight to a gateway (nginx would buffer what it does not read), that reads
+    /// one frame per 100 ms; a burst of 1 KiB events into its project until a gateway reports it cut as too slow.
+    /// Then the client reads at full speed: what its socket still held, the 4008 close, and it resumes.
     async fn slow_client(&mut self) -> Result<(), String> {
         let cut_total = |statuses: Vec<Value>| -> u64 {
             statuses.iter().map(|s| s["clients"]["closed_too_slow_total"].as_u64().unwrap_or(0)).sum()
         };
         let before = cut_total(self.gateway_statuses().await);
         let base = self.gateways[0].base.replacen("http://", "ws://", 1);
-        self.clients.push(Client::start(base, SLOW_PROJECT, 0, Pace::SlowUntilCut, self.storm.subscribe()));
+        self.clients.push(Client::start(base, SLOW_PROJECT, 0, Pace::Slow, self.storm.subscribe()));
         let pad = "x".repeat(1024);
         let url = self.api.url(&format!("/api/graph/batch?project={SLOW_PROJECT}"));
         let start = Instant::now();
@@ -532,6 +536,7 @@ impl Cluster {
             send_retrying(&self.http, reqwest::Method::POST, &url, Some(&json!({"operations": operations})), DEADLINE)
                 .await?;
         }
+        self.clients.last().expect("the slow client").speed_up();
         Ok(())
     }
 
@@ -550,8 +555,7 @@ impl Cluster {
         write_repo(self.repo.path(), self.round, changed);
         let url = self.api.url(&format!("/api/graph/admin/reanalyze?project={REPO_PROJECT}"));
         let body = json!({"path": self.repo.path().to_string_lossy(), "mode": "full"});
-        let (status, reply) =
-            send_retrying(&self.http, reqwest::Method::POST, &url, Some(&body), DEADLINE).await?;
+        let (status, reply) = send_retrying(&self.http, reqwest::Method::POST, &url, Some(&body), DEADLINE).await?;
         match reply["job_id"].as_str() {
             Some(id) if status == 202 => Ok(id.to_owned()),
             _ => Err(format!("reanalyze answered {status}: {reply}")),
@@ -606,8 +610,8 @@ impl Cluster {
                 .iter()
                 .filter(|c| targets.iter().any(|(p, last)| c.project == *p && c.last() < Some(*last)))
                 .count();
-            let sinks = if behind == 0 { self.sinks_hold_probe().await } else { Ok(false) };
-            if behind == 0 && sinks == Ok(true) {
+            let sinks = if behind == 0 { Some(self.sinks_hold_probe().await) } else { None };
+            if sinks == Some(Ok(true)) {
                 return Ok(());
             }
             if start.elapsed() > DEADLINE {
@@ -740,7 +744,9 @@ impl Cluster {
     /// Every id of a project's stream, in order.
     async fn stream(&self, project: &str) -> Result<Vec<StreamId>, String> {
         let client = redis::Client::open(self.redis.url()).map_err(|e| e.to_string())?;
-        let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
+        // The machine is loaded: a long answer is slow, not lost.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+        let mut conn = client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| e.to_string())?;
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(names(project).cdc_stream())
             .arg("-")

@@ -11,10 +11,8 @@ async fn no_event_is_lost_under_any_fault() {
     let mut cluster = Cluster::start(plan.clone()).await;
     let rows = cluster.run().await;
     println!("\n{plan:?}, {:.0} s\n\n{}", started.elapsed().as_secs_f64(), table(&rows));
-    let problems: Vec<String> = rows
-        .iter()
-        .flat_map(|r| r.problems.iter().map(move |p| format!("{}: {p}", r.fault.label())))
-        .collect();
+    let problems: Vec<String> =
+        rows.iter().flat_map(|r| r.problems.iter().map(move |p| format!("{}: {p}", r.fault.label()))).collect();
     assert!(rows.iter().all(|r| r.lost == 0 && r.out_of_order == 0), "events lost or out of order:\n{}", table(&rows));
     assert!(problems.is_empty(), "{}\n{}", table(&rows), problems.join("\n"));
 }
