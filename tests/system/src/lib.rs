@@ -1,7 +1,12 @@
 //! Support for cross-service tests: start the real binaries of the services (built into `target/debug` by
 //! `cargo build --workspace --bins`, which `make test` runs first) against a real Redis, and read their metrics.
-//! Compiled only with the `testing` feature, which the crate's tests enable.
+//! For fault injection: a service can be killed, paused and restarted on its port ([`Service`]), the real load
+//! balancer runs in front of gateways ([`balancer`]), and a TCP proxy can cut a link ([`proxy`]).
+//! Compiled only with the `testing` feature, which the crate's tests (and the chaos suite's) enable.
 #![cfg(feature = "testing")]
+
+pub mod balancer;
+pub mod proxy;
 
 use std::{
     path::PathBuf,
@@ -23,7 +28,10 @@ pub fn bin_dir() -> PathBuf {
 pub struct Service {
     pub name: &'static str,
     pub base: String,
-    child: Child,
+    pub port: u16,
+    child: Option<Child>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Service {
@@ -34,22 +42,68 @@ impl Service {
     }
 
     pub async fn start_with_args(name: &'static str, args: &[&str], redis_url: &str, env: &[(&str, &str)]) -> Self {
-        let binary = bin_dir().join(name);
-        assert!(binary.exists(), "{} is missing: run `cargo build --workspace --bins` first", binary.display());
         let port = free_port();
+        let mut all_env = vec![("CODEGRAPH__REDIS__URL".to_owned(), redis_url.to_owned())];
+        all_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut service = Self {
+            name,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: all_env,
+        };
+        service.spawn();
+        service.wait_ready(Duration::from_secs(30)).await;
+        service
+    }
+
+    fn spawn(&mut self) {
+        let binary = bin_dir().join(self.name);
+        assert!(binary.exists(), "{} is missing: run `cargo build --workspace --bins` first", binary.display());
         let child = Command::new(&binary)
-            .args(args)
-            .env("CODEGRAPH__REDIS__URL", redis_url)
-            .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{port}"))
+            .args(&self.args)
+            .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{}", self.port))
             .env("CODEGRAPH__TELEMETRY__LOG_LEVEL", "warn")
-            .envs(env.iter().copied())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        let service = Self { name, base: format!("http://127.0.0.1:{port}"), child };
-        service.wait_ready(Duration::from_secs(30)).await;
-        service
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: a crash. The port is free again afterwards.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same port with the same configuration (killing it first if it still
+    /// runs), and waits until it is ready.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        self.wait_ready(Duration::from_secs(30)).await;
+    }
+
+    /// SIGSTOP: the process freezes with its connections open (a long GC pause, a stuck host).
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Service::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().unwrap_or_else(|| panic!("{} is not running", self.name));
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+        let rc = unsafe { libc::kill(child.id() as i32, signal) };
+        assert_eq!(rc, 0, "signal {signal} to {}", self.name);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -60,7 +114,7 @@ impl Service {
         format!("{}{path}", self.base.replacen("http://", "ws://", 1))
     }
 
-    async fn wait_ready(&self, deadline: Duration) {
+    pub async fn wait_ready(&self, deadline: Duration) {
         let client = reqwest::Client::new();
         let start = Instant::now();
         loop {
@@ -81,8 +135,8 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SIGKILL ends a paused (SIGSTOPped) process too.
+        self.kill();
     }
 }
 

@@ -1,0 +1,127 @@
+//! The steady load: mutations through graph-api's HTTP API at a fixed rate (node upserts, relationship upserts,
+//! deletes of both), retried through outages the way a client of the API would (a retried upsert that already
+//! landed is `unchanged` and emits nothing; a delete of what is gone is a 404).
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use codegraph_shared::graph::Relationship;
+use serde_json::{json, Value};
+
+/// Node ids of the load: a small space, so upserts update, deletes hit and relationships find their ends.
+const NODES: u64 = 60;
+const REL_TYPES: [&str; 3] = ["calls", "imports", "contains"];
+
+/// One request through graph-api, retried on connection errors and 5xx until `deadline`. Returns the final
+/// status (a 4xx is an answer: the API refused and changed nothing).
+pub async fn send_retrying(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&Value>,
+    deadline: Duration,
+) -> Result<(u16, Value), String> {
+    let start = Instant::now();
+    loop {
+        let mut req = http.request(method.clone(), url).timeout(Duration::from_secs(5));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let last = match req.send().await {
+            Ok(resp) if !resp.status().is_server_error() => {
+                let status = resp.status().as_u16();
+                return Ok((status, resp.json().await.unwrap_or(Value::Null)));
+            }
+            Ok(resp) => format!("HTTP {}", resp.status()),
+            Err(e) => e.to_string(),
+        };
+        if start.elapsed() > deadline {
+            return Err(format!("{method} {url} failing for {deadline:?}: {last}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Mutations at `rate` per second into `project` until stopped.
+pub struct MutationLoad {
+    stop: Arc<AtomicBool>,
+    pub sent: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl MutationLoad {
+    pub fn start(api: String, project: &str, rate: u64, seed: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (s, n) = (stop.clone(), sent.clone());
+        let project = project.to_owned();
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let period = Duration::from_micros(1_000_000 / rate.max(1));
+            let mut rng = seed.max(1);
+            let mut next = move |n: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % n
+            };
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut serial = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                tick.tick().await;
+                serial += 1;
+                let node = |i: u64| format!("n{i}");
+                let roll = next(100);
+                let (method, path, body) = if roll < 50 {
+                    let id = node(next(NODES));
+                    let kind = ["file", "class", "function"][next(3) as usize];
+                    let body = json!({"id": id, "kind": kind, "name": id, "properties": {"serial": serial}});
+                    (reqwest::Method::POST, "/api/graph/nodes".to_owned(), Some(body))
+                } else if roll < 80 {
+                    let (s, t) = (node(next(NODES)), node(next(NODES)));
+                    let rel_type = REL_TYPES[next(3) as usize];
+                    let body = json!({"type": rel_type, "source": s, "target": t, "properties": {"serial": serial}});
+                    (reqwest::Method::POST, "/api/graph/relationships".to_owned(), Some(body))
+                } else if roll < 92 {
+                    let rel_type = REL_TYPES[next(3) as usize];
+                    let id = Relationship::derived_id(&node(next(NODES)), rel_type, &node(next(NODES)));
+                    (reqwest::Method::DELETE, format!("/api/graph/relationships/{}", id.replace('|', "%7C")), None)
+                } else {
+                    (reqwest::Method::DELETE, format!("/api/graph/nodes/{}", node(next(NODES))), None)
+                };
+                let sep = if path.contains('?') { '&' } else { '?' };
+                let url = format!("{api}{path}{sep}project={project}");
+                send_retrying(&http, method, &url, body.as_ref(), Duration::from_secs(60)).await?;
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        Self { stop, sent, task }
+    }
+
+    /// Waits until `more` further requests went through (the load is flowing), or fails after `deadline`.
+    pub async fn wait_more(&self, more: u64, deadline: Duration) -> Result<(), String> {
+        let target = self.sent.load(Ordering::Relaxed) + more;
+        let start = Instant::now();
+        while self.sent.load(Ordering::Relaxed) < target {
+            if start.elapsed() > deadline || self.task.is_finished() {
+                return Err(format!("the mutation load stalled at {} requests", self.sent.load(Ordering::Relaxed)));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Stops the load after its current request; its error, if a request failed for good.
+    pub async fn stop(self) -> Result<u64, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.map_err(|e| e.to_string())??;
+        Ok(self.sent.load(Ordering::Relaxed))
+    }
+}
