@@ -189,6 +189,8 @@ class WebSocket:
             raise AssertionError(f"upgrade of {path} answered {status.strip()!r}")
         while self.file.readline() not in (b"\r\n", b""):
             pass
+        # Streams are idle for long stretches; close() is what ends a blocked read.
+        self.sock.settimeout(None)
 
     def receive(self):
         """The next text frame as a str, or ('close', code) for a close frame or a cut connection."""
@@ -217,6 +219,10 @@ class WebSocket:
         self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
 
     def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -252,7 +258,7 @@ class StreamingClient(threading.Thread):
                 self.ws = wait_for("a reconnect through nginx", self.connect, interval=0.2)
                 continue
             event = json.loads(msg)
-            if "id" in event and "event_type" in event:
+            if "id" in event and "entity" in event:  # a CDC event, not a control message
                 self.ids.append(event["id"])
                 self.last = event["id"]
 
@@ -280,7 +286,7 @@ def check_stack_comes_up():
 
 def check_non_root():
     for c in inspect(containers()):
-        rows = docker("top", c["Id"], "-eo", "uid,comm").splitlines()[1:]
+        rows = docker("top", c["Id"], "-eo", "uid,pid,comm").splitlines()[1:]
         root = [r for r in rows if r.split()[0] == "0"]
         assert rows and not root, f"{c['Name']} runs processes as root: {root}"
 
@@ -370,10 +376,12 @@ def check_kill_gateway_misses_no_event():
     def kill():
         docker("kill", victim)
 
-    clients = stream_through(kill)
-    assert any(c.closes for c in clients), "no client was cut by the kill (none was on the killed replica)"
-    docker("start", victim)
-    wait_all_healthy()
+    try:
+        clients = stream_through(kill)
+        assert any(c.closes for c in clients), "no client was cut by the kill (none was on the killed replica)"
+    finally:
+        docker("start", victim)
+        wait_all_healthy()
 
 
 def check_stop_gateway_drains_with_1012():
@@ -382,11 +390,13 @@ def check_stop_gateway_drains_with_1012():
     def stop():
         docker("stop", victim)
 
-    clients = stream_through(stop)
-    codes = [code for c in clients for code in c.closes]
-    assert 1012 in codes, f"close codes seen while a gateway stopped: {codes}"
-    docker("start", victim)
-    wait_all_healthy()
+    try:
+        clients = stream_through(stop)
+        codes = [code for c in clients for code in c.closes]
+        assert 1012 in codes, f"close codes seen while a gateway stopped: {codes}"
+    finally:
+        docker("start", victim)
+        wait_all_healthy()
 
 
 def check_redis_restart_keeps_data():

@@ -34,7 +34,8 @@ check() {
 }
 
 scripts=(scripts/stack.sh deploy/nginx/render.sh deploy/docker/dashboard-entrypoint.sh tests/deploy/validate.sh
-  tests/deploy/stack_test.sh scripts/deps/30-deploy.sh)
+  tests/deploy/stack_test.sh scripts/deps/30-deploy.sh scripts/deps/70-docker.sh deploy/docker/build-images.sh
+  deploy/docker/debian-base.sh tests/containers/run.sh)
 
 shell_scripts_are_clean() {
   local s
