@@ -81,7 +81,7 @@ def wait_for(what, condition, deadline_s=DEADLINE_S, interval=0.25):
     while True:
         try:
             last = condition()
-            if last:
+            if last and not isinstance(last, Exception):
                 return last
         except (OSError, AssertionError, ValueError) as e:
             last = e
@@ -236,15 +236,28 @@ class StreamingClient(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.ids, self.closes, self.last = [], [], None
-        self.connected = threading.Event()
         self.stopping = False
         self.ws = self.connect()
 
     def connect(self):
+        """Connects and waits for `subscribed`: only from then on is every new event sure to come."""
         since = f"&since={self.last}" if self.last else ""
         ws = WebSocket(DASHBOARD_PORT, f"/ws/events?project={GRAPH_PROJECT}{since}")
-        self.connected.set()
+        while True:
+            msg = ws.receive()
+            if isinstance(msg, tuple):
+                raise AssertionError(f"closed before subscribing: {msg}")
+            if self.record(msg) == "subscribed":
+                break
         return ws
+
+    def record(self, msg):
+        """Keeps a CDC event's id; returns the message's type."""
+        event = json.loads(msg)
+        if "id" in event and "entity" in event:  # a CDC event, not a control message
+            self.ids.append(event["id"])
+            self.last = event["id"]
+        return event.get("type")
 
     def run(self):
         while not self.stopping:
@@ -252,15 +265,11 @@ class StreamingClient(threading.Thread):
             if isinstance(msg, tuple):
                 self.closes.append(msg[1])
                 self.ws.close()
-                self.connected.clear()
                 if self.stopping:
                     return
                 self.ws = wait_for("a reconnect through nginx", self.connect, interval=0.2)
                 continue
-            event = json.loads(msg)
-            if "id" in event and "entity" in event:  # a CDC event, not a control message
-                self.ids.append(event["id"])
-                self.last = event["id"]
+            self.record(msg)
 
     def stop(self):
         self.stopping = True
@@ -342,7 +351,9 @@ def stream_through(disruption, clients_n=9):
     expected = 15
     try:
         wait_for("every streaming client to get every event",
-                 lambda: all(len(set(c.ids)) >= expected for c in clients) or None)
+                 lambda: all(len(set(c.ids)) >= expected for c in clients)
+                 or AssertionError(f"events per client {[len(set(c.ids)) for c in clients]} of {expected}, "
+                                   f"closes {[c.closes for c in clients]}"))
         for c in clients:
             assert len(c.ids) == len(set(c.ids)) == expected, f"a client got {len(c.ids)} events, expected {expected}"
     finally:

@@ -6,6 +6,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 export CONTAINERS_TEST_PROJECT=${CONTAINERS_TEST_PROJECT:-codegraph-test}
+# The debug build that make test has just made (stripped): a cold release build would not fit the step's budget.
+export CODEGRAPH_IMAGES_PROFILE=${CODEGRAPH_IMAGES_PROFILE:-debug}
 
 if ! docker info >/dev/null 2>&1; then
   echo "no Docker engine answers: run make deps (it starts dockerd)" >&2
