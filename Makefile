@@ -1,5 +1,5 @@
 # The two commands of the README's Quick start, and the steps they are made of.
-.PHONY: run test deps build stop
+.PHONY: run test deps build stop images
 
 deps:
 	@bash scripts/install-deps.sh
@@ -9,6 +9,10 @@ build: deps
 
 run: build
 	@bash scripts/stack.sh start
+
+# Every image of docker-compose-multi.yml; local stand-ins from Debian's packages where no registry answers.
+images: deps
+	@bash deploy/docker/build-images.sh
 
 stop:
 	@bash scripts/stack.sh stop

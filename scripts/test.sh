@@ -36,6 +36,9 @@ fi
 if [ -f tests/deploy/validate.sh ]; then
   step "deploy checks" bash tests/deploy/validate.sh
 fi
+if [ -f tests/containers/run.sh ]; then
+  step "containers" bash tests/containers/run.sh
+fi
 if [ -f tests/e2e/package.json ]; then
   step "browser end-to-end tests" bash -c 'cd tests/e2e && STACK_BIN_DIR="$PWD/../../target/debug" npm test'
 fi

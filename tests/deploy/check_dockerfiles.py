@@ -4,7 +4,10 @@ deploy/docker names only build stages that exist earlier in the file (`COPY --fr
 only sources that exist in the build context (the repository root) and that its .dockerignore lets through.
 Build arguments come from the ARG defaults and from every `build.args` of docker-compose-multi.yml that uses the
 Dockerfile, so `COPY services/${SERVICE}` is checked for each service. The compose builds must name existing
-Dockerfiles and known services.
+Dockerfiles and known services. Sources under target/docker/ are what deploy/docker/build-images.sh stages from
+the host build (BINARY_FROM=host, FRONTEND_FROM=host): they need not exist yet, but .dockerignore must let them
+through. The Kubernetes manifests of deploy/k8s/base must run the images the compose file builds
+(codegraph/<service>) on the ports those images use.
 
 Usage: check_dockerfiles.py [REPO]   (exit 0 when everything holds; one line per problem otherwise)
 """
@@ -16,6 +19,8 @@ import shlex
 import sys
 
 SERVICES = {"graph-api", "ws-gateway", "stream-consumer", "analysis-worker"}
+# Staged by build-images.sh from the host's builds, so absent from a fresh clone.
+HOST_BUILT = "target/docker/"
 VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:[:]?[-+][^}]*)?\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
@@ -160,6 +165,10 @@ def check_dockerfile(path, repo, arg_sets):
                         problems.append(f"{where}: {src}: build argument(s) {', '.join(missing)} have no value")
                         continue
                     norm = os.path.normpath(value).lstrip("/")
+                    if norm.startswith(HOST_BUILT):
+                        if excluded(norm, patterns):
+                            problems.append(f"{where}: {src} is excluded by {os.path.relpath(ignore_file, repo)}")
+                        continue
                     if norm.startswith(".."):
                         problems.append(f"{where}: {src} is outside the build context")
                         continue
@@ -211,6 +220,41 @@ def compose_builds(repo):
     return builds, problems
 
 
+def k8s_matches_compose(repo):
+    """Every codegraph image of deploy/k8s/base is one the compose file builds, on the port that image uses."""
+    import yaml
+
+    with open(os.path.join(repo, "docker-compose-multi.yml")) as f:
+        compose = yaml.safe_load(f)
+    ports = {}
+    for svc in compose["services"].values():
+        image = (svc.get("image") or "").split(":")[0]
+        if svc.get("build") and image.startswith("codegraph/"):
+            args = svc["build"].get("args") or {}
+            ports[image] = int(args.get("PORT", 8080))  # the dashboard listens on LISTEN=8080
+    problems, seen = [], set()
+    for path in sorted(glob.glob(os.path.join(repo, "deploy", "k8s", "base", "*.yaml"))):
+        with open(path) as f:
+            docs = [d for d in yaml.safe_load_all(f) if isinstance(d, dict)]
+        for doc in docs:
+            spec = (doc.get("spec") or {}).get("template", {}).get("spec", {})
+            for c in spec.get("containers", []):
+                image = c.get("image", "").split(":")[0]
+                if not image.startswith("codegraph/"):
+                    continue
+                seen.add(image)
+                rel = os.path.relpath(path, repo)
+                if image not in ports:
+                    problems.append(f"{rel}: image {image} is not built by docker-compose-multi.yml")
+                    continue
+                container_ports = {p.get("containerPort") for p in c.get("ports", [])}
+                if ports[image] not in container_ports:
+                    problems.append(f"{rel}: {image} listens on {ports[image]}, not on {sorted(container_ports)}")
+    for image in sorted(set(ports) - seen):
+        problems.append(f"deploy/k8s/base: no workload runs {image}")
+    return problems
+
+
 def main():
     repo = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
     builds, problems = compose_builds(repo)
@@ -220,6 +264,8 @@ def main():
     for path in dockerfiles:
         arg_sets = [args for f, args in builds if f == os.path.normpath(path)] or [{}]
         problems += check_dockerfile(path, repo, arg_sets)
+    if os.path.isdir(os.path.join(repo, "deploy", "k8s", "base")):
+        problems += k8s_matches_compose(repo)
     notes = sorted({args["SERVICE"] for _, args in builds if "SERVICE" in args} - {
         d for d in SERVICES if os.path.exists(os.path.join(repo, "services", d, "Cargo.toml"))})
     for svc in notes:

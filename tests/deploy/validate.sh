@@ -5,7 +5,8 @@
 #     so no root needed), and the real nginx routes, upgrades and balances as the services expect (lb_test.py),
 #   - scripts/stack.sh starts, reports and stops a stack of stand-in services (stack_test.sh),
 #   - docker-compose-multi.yml passes `docker-compose config -q`,
-#   - the Dockerfiles name only stages and files that exist (check_dockerfiles.py),
+#   - the Dockerfiles name only stages and files that exist, and the Kubernetes manifests run the images the
+#     compose file builds on their ports (check_dockerfiles.py),
 #   - every kustomize overlay renders and passes `kubernetes-validate --strict`,
 #   - the observability configs and the Grafana dashboard parse.
 # One PASS/FAIL line per check (a failure shows the check's output), then `N passed, M failed`; exit 1 on any
@@ -34,7 +35,8 @@ check() {
 }
 
 scripts=(scripts/stack.sh deploy/nginx/render.sh deploy/docker/dashboard-entrypoint.sh tests/deploy/validate.sh
-  tests/deploy/stack_test.sh scripts/deps/30-deploy.sh)
+  tests/deploy/stack_test.sh scripts/deps/30-deploy.sh scripts/deps/70-docker.sh deploy/docker/build-images.sh
+  deploy/docker/debian-base.sh tests/containers/run.sh)
 
 shell_scripts_are_clean() {
   local s
@@ -125,7 +127,7 @@ check "nginx -t: config of the dashboard image" nginx_config_of_dashboard_image
 check "load balancer routes, upgrades, balances (lb_test.py)" python3 tests/deploy/lb_test.py
 check "stack.sh start/status/stop (stack_test.sh)" bash tests/deploy/stack_test.sh
 check "docker-compose-multi.yml: config -q" compose_config
-check "Dockerfiles name existing stages and files" python3 tests/deploy/check_dockerfiles.py
+check "Dockerfiles name existing stages and files; k8s uses their images and ports" python3 tests/deploy/check_dockerfiles.py
 for overlay in deploy/k8s/overlays/*/; do
   overlay=$(basename "$overlay")
   check "k8s overlay $overlay: kustomize + kubernetes-validate --strict" overlay_renders_and_validates "$overlay"
