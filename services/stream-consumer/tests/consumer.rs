@@ -554,20 +554,24 @@ async fn a_sink_that_lost_its_data_is_refilled_without_an_operator() {
     let done = Arc::new(AtomicBool::new(false));
     let load = steady_load(&env, "refilled", done.clone()).await;
     stream_grows(&env, &names, 40).await;
-    env.falkor.stop();
-    for file in std::fs::read_dir(env.falkor.dir()).unwrap() {
-        let path = file.unwrap().path();
-        if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }.unwrap();
-    }
-    env.falkor.restart();
-    wait_for_port(env.falkor.addr(), Duration::from_secs(10));
+    restart_without_data(&mut env);
     wait_status(addr, "refilled after a restart without data", refills(2)).await;
     stream_grows(&env, &names, 40).await;
     done.store(true, Ordering::Relaxed);
     load.await.unwrap();
     env.wait_equal(&names, Duration::from_secs(30)).await;
+
+    // Restarted without its data while nothing is written: no commit will find out, the idle worker's check does.
+    restart_without_data(&mut env);
+    wait_status(addr, "refilled while idle", refills(3)).await;
+    env.wait_equal(&names, Duration::from_secs(30)).await;
     let m = metrics(addr).await;
-    assert_eq!(counter(&m, "codegraph_consumer_refills_total{reason=\"lost_on_commit\",sink=\"falkordb\"}"), 2, "{m}");
+    let by = |reason: &str| {
+        counter(&m, &format!("codegraph_consumer_refills_total{{reason=\"{reason}\",sink=\"falkordb\"}}"))
+    };
+    // Under load a commit usually finds the loss first (lost_on_commit); a check between two reads may (missing).
+    assert_eq!(by("lost_on_commit") + by("missing"), 3, "{m}");
+    assert!(by("missing") >= 1, "the idle loss was found by the check: {m}");
     stop(&mut c);
 
     // Emptied while no consumer runs: the next one finds no record when it starts, with no write to notice it.
@@ -579,6 +583,17 @@ async fn a_sink_that_lost_its_data_is_refilled_without_an_operator() {
     let m = metrics(addr).await;
     assert_eq!(counter(&m, "codegraph_consumer_refills_total{reason=\"missing\",sink=\"falkordb\"}"), 1, "{m}");
     stop(&mut c);
+}
+
+/// Stops the FalkorDB server, deletes its files and starts it again, empty, on the same port.
+fn restart_without_data(env: &mut Env) {
+    env.falkor.stop();
+    for file in std::fs::read_dir(env.falkor.dir()).unwrap() {
+        let path = file.unwrap().path();
+        if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }.unwrap();
+    }
+    env.falkor.restart();
+    wait_for_port(env.falkor.addr(), Duration::from_secs(10));
 }
 
 /// The ID the FalkorDB sink recorded for `project` (`_Meta` ms and seq), if any.

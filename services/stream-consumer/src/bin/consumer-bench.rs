@@ -54,6 +54,9 @@ impl Sink for Timed {
     async fn reset(&self, p: &ProjectName, generation: u64) -> Result<(), SinkError> {
         self.inner.reset(p, generation).await
     }
+    async fn recorded(&self, p: &ProjectName) -> Result<Option<StreamId>, SinkError> {
+        self.inner.recorded(p).await
+    }
     async fn ping(&self) -> bool {
         self.inner.ping().await
     }

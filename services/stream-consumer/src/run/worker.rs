@@ -159,6 +159,7 @@ impl<S: Sink> Worker<S> {
         let mut backoff = Duration::from_millis(100);
         let mut last_janitor = Instant::now();
         let mut last_trim = Instant::now();
+        let mut last_check = Instant::now();
         let settings = self.ctx.settings.clone();
         while !self.stop.is_triggered() {
             if last_janitor.elapsed() >= Duration::from_millis(settings.claim_idle_ms / 2) {
@@ -212,6 +213,16 @@ impl<S: Sink> Worker<S> {
                 }
             }
             if entries.is_empty() {
+                // Idle: a sink that lost its data (restarted empty) gets no commit that would find out.
+                if last_check.elapsed() >= Duration::from_millis(settings.tick_ms) {
+                    last_check = Instant::now();
+                    if let Some(reason) = self.sink_lost_data().await {
+                        if !self.refill(reason).await {
+                            break;
+                        }
+                        from = ReadFrom::PendingAfter(StreamId::ZERO);
+                    }
+                }
                 continue;
             }
             match self.apply_entries(entries).await {
@@ -319,6 +330,21 @@ impl<S: Sink> Worker<S> {
             None => self.stream.has_entries_between(conn, recorded, self.delivered, true).await?,
         };
         Ok(behind.then_some("behind"))
+    }
+
+    /// While idle: whether the sink's record of the project is gone (`missing`) or older than what this worker
+    /// committed (`behind`). An unreachable sink is not a loss: the next check or commit decides.
+    async fn sink_lost_data(&self) -> Option<&'static str> {
+        let committed = self.last_applied?;
+        match self.ctx.sink.recorded(&self.project).await {
+            Ok(None) => Some("missing"),
+            Ok(Some(recorded)) if recorded < committed => Some("behind"),
+            Ok(Some(_)) => None,
+            Err(e) => {
+                warn!(error = %e, "reading the sink's record failed");
+                None
+            }
+        }
     }
 
     /// The sink lost data (`reason`): rebuild the project from the stream when it holds everything, else from a

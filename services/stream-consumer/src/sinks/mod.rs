@@ -78,6 +78,9 @@ pub trait Sink: Send + Sync + 'static {
     /// [`Sink::apply`], except that a missing record is what it repairs.
     fn reset(&self, project: &ProjectName, generation: u64) -> impl Future<Output = Result<(), SinkError>> + Send;
 
+    /// The last stream ID the sink recorded for the project, read without writing; `None`: no record.
+    fn recorded(&self, project: &ProjectName) -> impl Future<Output = Result<Option<StreamId>, SinkError>> + Send;
+
     /// True when the backend answers.
     fn ping(&self) -> impl Future<Output = bool> + Send;
 }
@@ -151,6 +154,12 @@ macro_rules! registry {
             async fn reset(&self, project: &ProjectName, generation: u64) -> Result<(), SinkError> {
                 match self {
                     $(AnySink::$variant(s) => s.reset(project, generation).await,)+
+                }
+            }
+
+            async fn recorded(&self, project: &ProjectName) -> Result<Option<StreamId>, SinkError> {
+                match self {
+                    $(AnySink::$variant(s) => s.recorded(project).await,)+
                 }
             }
 

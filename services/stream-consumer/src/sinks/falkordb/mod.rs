@@ -59,7 +59,11 @@ impl FalkorDbSink {
 impl FalkorDbSink {
     /// The graph's record: (fence, recorded ID); `None`: no record.
     async fn record(&self, graph: &str) -> Result<Option<(u64, StreamId)>, SinkError> {
-        let rows = self.client.read(graph, query::READ_META).await?;
+        let rows = match self.client.read(graph, query::READ_META).await {
+            // No graph at all (FalkorDB restarted without its data): no record.
+            Err(SinkError::Rejected(e)) if e.contains("empty key") => return Ok(None),
+            other => other?,
+        };
         let Some(row) = rows.first() else { return Ok(None) };
         let int = |i: usize| row.get(i).and_then(|v| v.as_u64());
         match (int(0), int(1), int(2)) {
@@ -123,6 +127,10 @@ impl Sink for FalkorDbSink {
         self.guarded(&graph, &query::reset(generation), writer, None).await?;
         self.labels.lock().expect("labels lock").remove(project);
         Ok(())
+    }
+
+    async fn recorded(&self, project: &ProjectName) -> Result<Option<StreamId>, SinkError> {
+        Ok(self.record(&self.graph(project)).await?.map(|(_, id)| id))
     }
 
     async fn ping(&self) -> bool {

@@ -164,6 +164,10 @@ impl Sink for MemgraphSink {
         Ok(())
     }
 
+    async fn recorded(&self, project: &ProjectName) -> Result<Option<StreamId>, SinkError> {
+        Ok(self.record(project).await?.map(|(_, id)| id))
+    }
+
     async fn ping(&self) -> bool {
         self.client.run("RETURN 1", Value::Map(Vec::new())).await.is_ok()
     }
