@@ -17,8 +17,27 @@ pub struct RedisServer {
     extra: Vec<String>,
 }
 
-/// A free TCP port on loopback (bound and released, so a server can take it next).
+/// A free TCP port on loopback (bound and released, so a server can take it next). Chosen below Linux's ephemeral
+/// range (32768–60999), where the kernel never hands out the local port of an outgoing connection: a port from
+/// `bind(0)` could be taken by one of the many client connections of a test between the check and the server's own
+/// bind. Spread over the range by process and call, so parallel test binaries rarely try the same one.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    const LOW: u64 = 20_000;
+    const SPAN: u64 = 12_000;
+    let seed = std::process::id() as u64 * 7_919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+    for _ in 0..200 {
+        let n = CALLS.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (seed + n * 2_654_435_761) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 

@@ -127,9 +127,10 @@ async fn analysis_flows_to_the_browser_and_into_falkordb() {
     assert!(m.sum("codegraph_events_published_total") >= 1.0);
     assert!(m.has("codegraph_http_request_duration_seconds_bucket"));
     let m = gateway.metrics().await;
-    // The client resumed from 0-0, so its events came from the stream (recovered) and from Pub/Sub (received).
-    let through_gateway = m.sum("codegraph_ws_events_received_total") + m.sum("codegraph_ws_events_recovered_total");
-    assert!(through_gateway >= events.len() as f64, "{through_gateway} < {}", events.len());
+    // The client resumed from 0-0: events written before the gateway's room subscribed reached it through its own
+    // catch-up read of the stream, which neither Pub/Sub counter sees; the analysis itself arrived live. Every
+    // event went out as a frame.
+    assert!(m.sum("codegraph_ws_events_received_total") >= 1.0, "{:?}", m.samples);
     assert!(m.sum("codegraph_ws_frames_sent_total") >= events.len() as f64);
     let m = consumer.metrics().await;
     assert!(m.sum("codegraph_consumer_events_applied_total") >= events.len() as f64);

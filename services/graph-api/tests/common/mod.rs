@@ -22,28 +22,39 @@ impl GraphApi {
     }
 
     /// Starts the binary with extra `CODEGRAPH__…` settings and waits until it is ready.
+    /// A port another process took between the choice and the bind makes the binary exit: it is started again on
+    /// another port.
     pub async fn start_with(redis: &RedisServer, env: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_graph-api"))
-            .env("CODEGRAPH__REDIS__URL", redis.url())
-            .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{port}"))
-            .env("CODEGRAPH__TELEMETRY__LOG_LEVEL", "error")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start graph-api");
-        let api = Self { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() };
-        api.wait_ready(Duration::from_secs(20)).await;
-        api
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(env!("CARGO_BIN_EXE_graph-api"))
+                .env("CODEGRAPH__REDIS__URL", redis.url())
+                .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{port}"))
+                .env("CODEGRAPH__TELEMETRY__LOG_LEVEL", "error")
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start graph-api");
+            let mut api = Self { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() };
+            if api.wait_ready(Duration::from_secs(20)).await {
+                return api;
+            }
+        }
+        panic!("graph-api did not start on any of 5 ports");
     }
 
-    pub async fn wait_ready(&self, deadline: Duration) {
+    /// Waits until this process answers `/ready`; false when it exited first (panics after `deadline`).
+    pub async fn wait_ready(&mut self, deadline: Duration) -> bool {
         let start = Instant::now();
         loop {
+            if self.child.try_wait().expect("poll graph-api").is_some() {
+                return false;
+            }
             if let Ok(r) = self.http.get(self.url("/ready")).send().await {
-                if r.status().is_success() {
-                    return;
+                // Ours only if it is still running (a process that lost the port exits).
+                if r.status().is_success() && self.child.try_wait().expect("poll graph-api").is_none() {
+                    return true;
                 }
             }
             assert!(start.elapsed() < deadline, "graph-api not ready after {deadline:?}");
