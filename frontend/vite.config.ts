@@ -1,6 +1,6 @@
 /**
  * Build and dev server of the dashboard. In production nginx serves `dist/` and proxies `/api` and `/ws`; the dev
- * server does the same against the default ports of graph-api and ws-gateway (DESIGN.md, "Configuration and ports").
+ * server does the same against the default ports of graph-api and ws-gateway (docs/DESIGN.md, "Configuration and ports").
  */
 import { defineConfig } from 'vitest/config';
 import vue from '@vitejs/plugin-vue';

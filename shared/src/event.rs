@@ -115,7 +115,7 @@ impl EventType {
         }
     }
 
-    /// Every known type, in the order of DESIGN.md.
+    /// Every known type, in the order of docs/DESIGN.md.
     pub const ALL: [EventType; 12] = [
         Self::NodeAdded,
         Self::NodeUpdated,

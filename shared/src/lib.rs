@@ -1,7 +1,7 @@
 //! What every Code Graph Live service shares.
 //!
 //! Services depend on this crate and never on each other: the only thing between them is Redis. This crate fixes
-//! the names and formats that must agree across services (see `../shared/DESIGN.md` beside the checkout):
+//! the names and formats that must agree across services (see `docs/DESIGN.md`):
 //! configuration ([`settings`]), logs and traces ([`telemetry`]), the CDC event envelope ([`event`]), the graph
 //! entities ([`graph`]), project names ([`project`]), every Redis key and channel ([`names`]), the Redis Function
 //! library that performs every mutation together with its event ([`functions`]), the lazily connecting Redis

@@ -96,7 +96,7 @@ interface PendingPing {
   reject: (error: Error) => void;
 }
 
-/** Close codes of the WebSocket protocol (DESIGN.md, "WebSocket surface"). */
+/** Close codes of the WebSocket protocol (docs/DESIGN.md, "WebSocket surface"). */
 export const CloseCode = {
   normal: 1000,
   serviceRestart: 1012,

@@ -1,5 +1,5 @@
 /**
- * The CDC event envelope (DESIGN.md, "The event envelope"): the same JSON on the stream, on Pub/Sub and on the
+ * The CDC event envelope (docs/DESIGN.md, "The event envelope"): the same JSON on the stream, on Pub/Sub and on the
  * WebSocket, plus the control messages ws-gateway sends on the same socket.
  */
 import type { GraphNode, GraphRelationship } from '../api/types';

@@ -1,5 +1,5 @@
 /**
- * Redis Stream entry IDs (`<ms>-<seq>`), the offset every event carries (DESIGN.md, invariant 2).
+ * Redis Stream entry IDs (`<ms>-<seq>`), the offset every event carries (docs/DESIGN.md, invariant 2).
  *
  * IDs must be compared numerically part by part: as strings, "999-0" sorts after "1000-0". Both parts can exceed
  * 2^53 in theory, so they are compared as BigInt.

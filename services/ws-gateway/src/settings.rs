@@ -6,7 +6,7 @@ use std::time::Duration;
 use codegraph_shared::settings::{HttpSettings, RedisSettings, TelemetrySettings};
 use serde::{Deserialize, Serialize};
 
-/// Default listen address of the gateway (DESIGN.md, "Configuration and ports").
+/// Default listen address of the gateway (docs/DESIGN.md, "Configuration and ports").
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8001";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
