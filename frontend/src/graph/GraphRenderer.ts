@@ -5,6 +5,10 @@
  * Two costs are kept in check here: sigma re-indexes the whole graph for every dropped node, so large batches are
  * applied while sigma is detached (one re-index instead of thousands); and the layout only runs for a while after
  * the graph changed, instead of forever, restarted at most once a second while changes keep coming.
+ *
+ * What the drawing shows is also published as data attributes of the container (see publishViewState), for tests,
+ * debugging and assistive tooling: whether the layout or the camera still moves things, and where the node the
+ * camera last focused is drawn.
  */
 import Graph from 'graphology';
 import Sigma from 'sigma';
@@ -46,6 +50,9 @@ export class GraphRenderer {
   private layoutRestart: ReturnType<typeof setTimeout> | null = null;
   private suspended = false;
   private highlight: Highlight = { hiddenKinds: new Set(), selected: null, neighbors: new Set() };
+  /** The node the camera was last sent to (focus()); it stays focused after its selection is cleared. */
+  private focused: string | null = null;
+  private readonly resizeObserver: ResizeObserver;
 
   /** Throws when the browser has no WebGL; the caller shows the graph's numbers without the drawing. */
   constructor(
@@ -71,6 +78,12 @@ export class GraphRenderer {
     this.layout = new ForceLayout(graph, () =>
       this.sigma.refresh({ partialGraph: { nodes: graph.nodes() }, skipIndexation: false, schedule: true }),
     );
+    this.sigma.on('afterRender', () => this.publishViewState());
+    // sigma follows window resizes only; the container also changes size with the page around it (a scrollbar
+    // coming or going), and a drawing of the old size puts nodes where the mouse does not find them.
+    this.resizeObserver = new ResizeObserver(() => this.sigma.scheduleRefresh());
+    this.resizeObserver.observe(container);
+    this.publishViewState();
   }
 
   /** Stops drawing changes until resume(): the initial load is drawn once, when it is complete. */
@@ -112,7 +125,9 @@ export class GraphRenderer {
       this.layoutRestart = null;
       this.layoutStartedAt = Date.now();
       this.layout.run(Math.min(20_000, 3_000 + this.graph.order / 3));
+      this.publishViewState();
     }, wait);
+    this.publishViewState();
   }
 
   setHighlight(h: Highlight): void {
@@ -123,7 +138,9 @@ export class GraphRenderer {
   focus(id: string): void {
     const pos = this.sigma.getNodeDisplayData(id);
     if (!pos) return;
+    this.focused = id;
     void this.sigma.getCamera().animate({ x: pos.x, y: pos.y, ratio: 0.2 }, { duration: 500 });
+    this.publishViewState();
   }
 
   resetCamera(): void {
@@ -132,8 +149,26 @@ export class GraphRenderer {
 
   kill(): void {
     if (this.layoutRestart !== null) clearTimeout(this.layoutRestart);
+    this.resizeObserver.disconnect();
     this.layout.kill();
     this.sigma.kill();
+  }
+
+  /**
+   * Writes what the drawing shows to the container's data attributes, after every frame and whenever the layout or
+   * the camera starts moving: `data-layout-running` and `data-camera-moving` ("true" while nodes may still move on
+   * the screen), `data-focused-node` (the node focus() last went to) and `data-focused-x`/`data-focused-y` (where
+   * its centre is drawn, in CSS pixels from the container's top left corner; absent while it is not drawn).
+   */
+  private publishViewState(): void {
+    const container = this.sigma.getContainer();
+    setData(container, 'layoutRunning', String(this.layoutRestart !== null || this.layout.running));
+    setData(container, 'cameraMoving', String(this.sigma.getCamera().isAnimated()));
+    setData(container, 'focusedNode', this.focused ?? undefined);
+    const shown = this.focused === null ? undefined : this.sigma.getNodeDisplayData(this.focused);
+    const at = shown && !shown.hidden ? this.sigma.framedGraphToViewport(shown) : null;
+    setData(container, 'focusedX', at?.x.toFixed(1));
+    setData(container, 'focusedY', at?.y.toFixed(1));
   }
 
   /**
@@ -174,4 +209,10 @@ export class GraphRenderer {
     }
     return data;
   }
+}
+
+/** Sets (or, for undefined, removes) a data attribute, touching the DOM only when it changes. */
+function setData(element: HTMLElement, key: string, value: string | undefined): void {
+  if (value === undefined) delete element.dataset[key];
+  else if (element.dataset[key] !== value) element.dataset[key] = value;
 }

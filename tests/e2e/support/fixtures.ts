@@ -37,6 +37,30 @@ export class Dashboard {
     return this.page.getByTestId(id);
   }
 
+  /**
+   * Waits until the graph canvas is at rest (its layout done, its camera still) with the camera focused on node
+   * `id`, and returns where that node is drawn: its centre in pixels from the canvas's top left corner. GraphRenderer
+   * publishes all of this as data attributes of the canvas; they are read in one go, so they describe one moment.
+   */
+  async focusedNodeAtRest(id: string): Promise<{ x: number; y: number }> {
+    const canvas = this.testId('graph-canvas');
+    let view: Record<string, string | undefined> = {};
+    await expect
+      .poll(async () => (view = await canvas.evaluate((el) => ({ ...el.dataset }))), {
+        message: `the graph at rest, focused on ${id}`,
+        timeout: 60_000,
+      })
+      .toMatchObject({ layoutRunning: 'false', cameraMoving: 'false', focusedNode: id, focusedX: expect.any(String) });
+    const at = { x: Number(view.focusedX), y: Number(view.focusedY) };
+    const box = await canvas.boundingBox();
+    expect(box, 'the graph canvas is laid out').not.toBeNull();
+    expect(at.x, `${id} is drawn inside the canvas`).toBeGreaterThanOrEqual(0);
+    expect(at.x, `${id} is drawn inside the canvas`).toBeLessThan(box!.width);
+    expect(at.y, `${id} is drawn inside the canvas`).toBeGreaterThanOrEqual(0);
+    expect(at.y, `${id} is drawn inside the canvas`).toBeLessThan(box!.height);
+    return at;
+  }
+
   /** Waits until the numbers LiveStats shows equal `expected`. */
   async expectCounts(expected: { nodes: number; relationships: number }): Promise<void> {
     await expect(this.testId('node-count')).toHaveAttribute('data-value', String(expected.nodes));
