@@ -5,10 +5,10 @@
 //! Replies are decoded from raw values (RESP2 arrays and RESP3 maps alike), because an entry deleted while it
 //! was pending in a group comes back as `[id, nil]`, which the typed replies of the `redis` crate refuse.
 //!
-//! Retention rests on one fact of this project: streams are only trimmed from the front (`XTRIM MINID`, `XADD
-//! MAXLEN ~`), so what is gone lies before the first entry left. Whether any of it came after a reader's position
-//! is a count Redis keeps only for consumer groups (`lag`), and `max-deleted-entry-id` only records `XDEL`, not
-//! trimming; where neither answers, [`StreamInfo::gap_after`] assumes the worst (a resync, never a silent loss).
+//! Retention rests on one fact of this project: streams are only trimmed from the front (`XTRIM`, by the
+//! consumers and the writers' length cap), so what is gone lies before the first entry left. Whether any of it
+//! came after a reader's position is a count Redis keeps only for consumer groups (`lag`), and
+//! `max-deleted-entry-id` only records `XDEL`, not trimming; where neither answers, [`StreamInfo::gap_after`] assumes the worst (a resync, never a silent loss).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

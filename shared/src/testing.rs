@@ -17,10 +17,12 @@ pub struct RedisServer {
     extra: Vec<String>,
 }
 
-/// A free TCP port on loopback (bound and released, so a server can take it next). Chosen below Linux's ephemeral
-/// range (32768–60999), where the kernel never hands out the local port of an outgoing connection: a port from
-/// `bind(0)` could be taken by one of the many client connections of a test between the check and the server's own
-/// bind. Spread over the range by process and call, so parallel test binaries rarely try the same one.
+/// A free TCP port (bound and released, on every interface, so a server can take it next on loopback or on all
+/// interfaces, as FalkorDB's Bolt listener does). Chosen below Linux's ephemeral range (32768–60999), where the
+/// kernel never hands out the local port of an outgoing connection: a port from `bind(0)` could be taken by one of
+/// the many client connections of a test between the check and the server's own bind (and FalkorDB opens no Bolt
+/// listener above 32767). Spread over the range by process and call, so parallel test binaries rarely try the
+/// same one.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -34,7 +36,11 @@ pub fn free_port() -> u16 {
     for _ in 0..200 {
         let n = CALLS.fetch_add(1, Ordering::Relaxed);
         let port = (LOW + (seed + n * 2_654_435_761) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let v6_free = match TcpListener::bind(("::", port)) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::AddrInUse, // no IPv6 here
+        };
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() && v6_free {
             return port;
         }
     }
@@ -239,4 +245,57 @@ pub fn start_falkordb(module_args: &[&str]) -> RedisServer {
     let mut args = vec!["--loadmodule", module.as_str()];
     args.extend_from_slice(module_args);
     RedisServer::start_with(&server, &args)
+}
+
+/// The real load balancer in front of ws-gateway replicas: nginx with `deploy/nginx/locations.conf`, rendered by
+/// `deploy/nginx/render.sh` into a temporary run dir and run in the foreground on a free port.
+/// nginx over a list of gateways. Stopped (SIGTERM to the master, which takes its workers down) when dropped.
+pub struct Balancer {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Balancer {
+    /// Starts nginx over the gateways listening on `gateways` (loopback ports) and waits until it accepts.
+    pub fn start(gateways: &[u16]) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = free_port();
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let list: Vec<String> = gateways.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let rendered = Command::new(repo.join("deploy/nginx/render.sh"))
+            .arg("--run-dir")
+            .arg(dir.path())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--graph-api", "", "--daemon-off"])
+            .args(["--ws-gateway", &list.join(","), "--access-log", "off", "--fail-timeout", "1"])
+            .output()
+            .expect("run deploy/nginx/render.sh");
+        assert!(rendered.status.success(), "render.sh: {}", String::from_utf8_lossy(&rendered.stderr));
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx (apt-get install nginx-light)");
+        wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(10));
+        Self { port, child, _dir: dir }
+    }
+
+    /// A `ws://` URL through the balancer.
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of a child we own. TERM, not KILL: a killed master leaves its workers behind.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub use codegraph_shared::testing::{falkordb_paths, start_falkordb};
-use codegraph_shared::testing::{wait_for_port, RedisServer};
+use codegraph_shared::testing::{free_port, wait_for_port, RedisServer};
 use codegraph_shared::{
     event::{CdcEvent, EntityRef, EventType, StreamId},
     functions::{Expect, GraphWriter, Mutation, PublishMode},
@@ -21,24 +21,11 @@ use crate::sinks::{
     AnySink, Plan, Sink, SinkError, Writer,
 };
 
-/// A port no one listens on, below 32768: FalkorDB 4.16 opens no Bolt listener for a `BOLT_PORT` above that
-/// (and logs nothing), and the kernel's ephemeral ports are above it.
-pub fn free_bolt_port() -> u16 {
-    let seed = std::process::id() as u64 ^ std::time::UNIX_EPOCH.elapsed().map(|d| d.as_nanos() as u64).unwrap_or(7);
-    let start = 20_000 + (seed.wrapping_mul(2_654_435_761) % 12_000) as u16;
-    (start..32_768)
-        .chain(20_000..start)
-        .find(|p| {
-            std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok() && std::net::TcpListener::bind(("::", *p)).is_ok()
-        })
-        .expect("a free port below 32768")
-}
-
 /// FalkorDB with its Bolt port open (on every interface: FalkorDB does not take a bind address for it); the
 /// server and the Bolt port. It keeps no append-only file: a write over Bolt with AOF on aborts FalkorDB 4.16
 /// (Redis asserts `server.also_propagate.numops == 0` in blocked.c).
 pub fn falkordb_with_bolt() -> (RedisServer, u16) {
-    let port = free_bolt_port();
+    let port = free_port();
     let server = start_falkordb(&["BOLT_PORT", &port.to_string(), "--appendonly", "no"]);
     wait_for_port(std::net::SocketAddr::from(([127, 0, 0, 1], port)), std::time::Duration::from_secs(10));
     (server, port)

@@ -3,15 +3,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use codegraph_shared::{event::StreamId, testing::RedisServer};
+use codegraph_shared::{event::StreamId, stream::now_ms, testing::RedisServer};
 use common::*;
 use serde_json::Value;
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_client_is_cut_with_4008_and_the_fast_ones_stay_fast() {

@@ -6,8 +6,6 @@
 mod common;
 
 use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -17,60 +15,10 @@ use std::{
 
 use codegraph_shared::{
     event::StreamId,
-    testing::{free_port, wait_for_port, RedisServer},
+    testing::{Balancer, RedisServer},
 };
 use common::*;
 use tokio::sync::watch;
-
-/// nginx in the foreground with a config rendered into a temp dir. Stopped when dropped.
-struct Balancer {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Balancer {
-    fn start(gateways: &[u16]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let list: Vec<String> = gateways.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let rendered = Command::new(repo.join("deploy/nginx/render.sh"))
-            .arg("--run-dir")
-            .arg(dir.path())
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--graph-api", "", "--daemon-off"])
-            .args(["--ws-gateway", &list.join(","), "--access-log", "off", "--fail-timeout", "1"])
-            .output()
-            .expect("run deploy/nginx/render.sh");
-        assert!(rendered.status.success(), "render.sh: {}", String::from_utf8_lossy(&rendered.stderr));
-        let conf = dir.path().join("nginx.conf");
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx (apt-get install nginx-light)");
-        wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(10));
-        Self { port, child, _dir: dir }
-    }
-
-    fn ws(&self, path: &str) -> String {
-        format!("ws://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        // TERM to the master: it takes its workers down (a KILLed master would leave them behind).
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
 
 /// What one client saw: the ids it kept (after dropping repeats by id) and how often it reconnected.
 struct Seen {

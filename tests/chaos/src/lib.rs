@@ -14,14 +14,15 @@ use std::{
     collections::BTreeSet,
     fmt::Write as _,
     path::Path,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use codegraph_shared::{
     event::StreamId,
     names::RedisNames,
     project::ProjectName,
-    testing::{start_falkordb, wait_for_port, RedisServer},
+    stream::now_ms,
+    testing::{start_falkordb, wait_for_port, Balancer, RedisServer},
 };
 use serde_json::{json, Value};
 use stream_consumer::{
@@ -31,7 +32,7 @@ use stream_consumer::{
     },
     test_support::{dump_falkordb, dump_memgraph, expected_from_redis, falkordb_with_bolt, GraphDump},
 };
-use system_tests::{balancer::Balancer, proxy::TcpProxy, Service};
+use system_tests::{proxy::TcpProxy, Service};
 use tokio::sync::watch;
 
 use crate::{
@@ -195,10 +196,6 @@ pub fn table(rows: &[Row]) -> String {
         );
     }
     out
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
 }
 
 /// A stream position at the current time: every entry added later has a greater id (Redis ids are

@@ -1,11 +1,10 @@
 //! Support for cross-service tests: start the real binaries of the services (built into `target/debug` by
 //! `cargo build --workspace --bins`, which `make test` runs first) against a real Redis, and read their metrics.
-//! For fault injection: a service can be killed, paused and restarted on its port ([`Service`]), the real load
-//! balancer runs in front of gateways ([`balancer`]), and a TCP proxy can cut a link ([`proxy`]).
+//! For fault injection: a service can be killed, paused and restarted on its port ([`Service`]), and a TCP proxy
+//! can cut a link ([`proxy`]); the real load balancer is `codegraph_shared::testing::Balancer`.
 //! Compiled only with the `testing` feature, which the crate's tests (and the chaos suite's) enable.
 #![cfg(feature = "testing")]
 
-pub mod balancer;
 pub mod proxy;
 
 use std::{
