@@ -2,7 +2,7 @@
  * The client's copy of (part of) a project's graph, as a graphology graph that sigma renders.
  *
  * Pages from `GET /api/graph/subgraph` and live events arrive in any interleaving, and an event may be applied
- * twice, so every change is decided by version (DESIGN.md, invariant 3): an upsert older than what is here is
+ * twice, so every change is decided by version (docs/DESIGN.md, invariant 3): an upsert older than what is here is
  * ignored, and a delete leaves a tombstone so that a page read before the delete cannot bring the entity back.
  * A relationship whose endpoint is not loaded yet waits until that node arrives.
  */
