@@ -3,7 +3,9 @@
 //!
 //! Replies are decoded from raw values, because an entry that was trimmed while pending comes back without fields.
 
-use redis::{aio::ConnectionLike, RedisError, Value};
+use std::sync::LazyLock;
+
+use redis::{aio::ConnectionLike, RedisError, Script, Value};
 
 pub use codegraph_shared::stream::{Entry, Gap};
 use codegraph_shared::{
@@ -54,11 +56,51 @@ pub struct GroupStream {
     pub key: String,
     pub group: String,
     pub consumer: String,
+    /// The sink's lease generation counter: reads that take entries for this consumer first check that its
+    /// generation is still the newest.
+    pub generation_key: String,
+}
+
+/// KEYS: stream, generation counter. ARGV: group, consumer, count, generation. `{XINFO STREAM, XINFO GROUPS,
+/// XREADGROUP >}` in one step, or a `FENCED` error when a newer owner took the lease: a paused owner that wakes
+/// up must not take new entries into its pending list, where its successor would find them only later, after
+/// newer ones, and take them for already applied.
+static READ_NEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[2]) ~= ARGV[4] then
+            return redis.error_reply('FENCED generation ' .. ARGV[4] .. ' is no longer the newest of the lease')
+          end
+          local stream = redis.call('XINFO', 'STREAM', KEYS[1])
+          local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+          local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+          return {stream, groups, read}",
+    )
+});
+
+/// KEYS: stream, generation counter. ARGV: group, consumer, min idle, cursor, generation. One `XAUTOCLAIM …
+/// JUSTID` page, or `FENCED` (as [`READ_NEW`]: a stale owner must not take its successor's pending entries).
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[2]) ~= ARGV[5] then
+            return redis.error_reply('FENCED generation ' .. ARGV[5] .. ' is no longer the newest of the lease')
+          end
+          return redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', 1000, 'JUSTID')",
+    )
+});
+
+/// Whether Redis refused a read because the reader's lease generation is no longer the newest.
+pub fn is_fenced(e: &RedisError) -> bool {
+    e.code() == Some("FENCED")
 }
 
 impl GroupStream {
     pub fn new(names: &RedisNames, sink: &str, consumer: &str) -> Self {
-        Self { key: names.cdc_stream(), group: group_name(sink), consumer: consumer.to_owned() }
+        Self {
+            key: names.cdc_stream(),
+            group: group_name(sink),
+            consumer: consumer.to_owned(),
+            generation_key: names.cdc_owner_generation(sink),
+        }
     }
 
     /// Creates the group (at the start of the stream, so a new sink gets the whole history) unless it exists.
@@ -102,31 +144,23 @@ impl GroupStream {
         Ok(read_reply(reply))
     }
 
-    /// New entries (`>`), read in one `MULTI` with `XINFO STREAM` and `XINFO GROUPS`, so nothing is trimmed
-    /// between the counters and the read. Never blocks; see [`GroupStream::wait_for_new`].
+    /// New entries (`>`) for the owner of lease `generation`, read in one step with `XINFO STREAM` and `XINFO
+    /// GROUPS`, so nothing is trimmed between the counters and the read; a `FENCED` error ([`is_fenced`]) when
+    /// the generation is no longer the newest. Never blocks; see [`GroupStream::wait_for_new`].
     pub async fn read_new<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         count: usize,
+        generation: u64,
     ) -> Result<NewEntries, RedisError> {
-        let (stream, groups, read): (Value, Value, Value) = redis::pipe()
-            .atomic()
-            .cmd("XINFO")
-            .arg("STREAM")
-            .arg(&self.key)
-            .cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&self.key)
-            .cmd("XREADGROUP")
-            .arg("GROUP")
+        let (stream, groups, read): (Value, Value, Value) = READ_NEW
+            .key(&self.key)
+            .key(&self.generation_key)
             .arg(&self.group)
             .arg(&self.consumer)
-            .arg("COUNT")
             .arg(count)
-            .arg("STREAMS")
-            .arg(&self.key)
-            .arg(">")
-            .query_async(conn)
+            .arg(generation)
+            .invoke_async(conn)
             .await?;
         let group = self.group_info(groups).unwrap_or_default();
         Ok(NewEntries {
@@ -252,25 +286,25 @@ impl GroupStream {
     }
 
     /// Moves to this consumer every entry pending for longer than `min_idle_ms` (`XAUTOCLAIM`, all pages).
-    /// Returns how many it claimed.
+    /// Returns how many it claimed; `FENCED` ([`is_fenced`]) when `generation` is no longer the lease's newest.
     pub async fn claim_idle<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         min_idle_ms: u64,
+        generation: u64,
     ) -> Result<usize, RedisError> {
         let mut cursor = "0-0".to_owned();
         let mut claimed = 0;
         loop {
-            let reply: Value = redis::cmd("XAUTOCLAIM")
-                .arg(&self.key)
+            let reply: Value = CLAIM
+                .key(&self.key)
+                .key(&self.generation_key)
                 .arg(&self.group)
                 .arg(&self.consumer)
                 .arg(min_idle_ms)
                 .arg(&cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .arg("JUSTID")
-                .query_async(conn)
+                .arg(generation)
+                .invoke_async(conn)
                 .await?;
             let Value::Array(parts) = reply else { return Ok(claimed) };
             let mut parts = parts.into_iter();
@@ -382,5 +416,44 @@ impl GroupStream {
             Some(Value::Array(row)) if row.len() == 4 => text(&row[3]).parse().unwrap_or(0),
             _ => 0,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use codegraph_shared::{project::ProjectName, testing::RedisServer};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stale_generation_takes_no_entry() {
+        let redis = RedisServer::start();
+        let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let names = RedisNames::new(&ProjectName::parse("fenced").unwrap());
+        let (old, new) = (GroupStream::new(&names, "s", "old"), GroupStream::new(&names, "s", "new"));
+        old.ensure_group(&mut conn).await.unwrap();
+        for _ in 0..3 {
+            redis::cmd("XADD")
+                .arg(&old.key)
+                .arg("*")
+                .arg("e")
+                .arg("{}")
+                .query_async::<String>(&mut conn)
+                .await
+                .unwrap();
+        }
+        redis::cmd("SET").arg(&old.generation_key).arg(1).query_async::<()>(&mut conn).await.unwrap();
+        assert_eq!(old.read_new(&mut conn, 1, 1).await.unwrap().entries.len(), 1, "generation 1 owns the lease");
+
+        // Generation 2 takes over: the old owner can neither read new entries nor claim the new owner's.
+        redis::cmd("SET").arg(&old.generation_key).arg(2).query_async::<()>(&mut conn).await.unwrap();
+        let refused = old.read_new(&mut conn, 10, 1).await.unwrap_err();
+        assert!(is_fenced(&refused), "{refused}");
+        assert_eq!(new.read_new(&mut conn, 1, 2).await.unwrap().entries.len(), 1);
+        assert!(is_fenced(&old.claim_idle(&mut conn, 0, 1).await.unwrap_err()));
+        assert_eq!(new.claim_idle(&mut conn, 0, 2).await.unwrap(), 2, "the new owner takes both pending entries");
+        let pending = new.pending_by_consumer(&mut conn).await.unwrap();
+        assert_eq!(pending, [("new".to_owned(), 2)], "nothing is pending at the old owner");
+        assert_eq!(new.read_new(&mut conn, 10, 2).await.unwrap().entries.len(), 1, "the rest");
     }
 }

@@ -46,7 +46,7 @@ use crate::{
     },
     settings::ConsumerSettings,
     sinks::{Plan, Sink, SinkError, Writer},
-    stream::{Entry, Gap, GroupStream, ReadFrom},
+    stream::{is_fenced, Entry, Gap, GroupStream, ReadFrom},
 };
 
 /// Longest wait between two attempts at an unavailable sink or Redis.
@@ -186,6 +186,10 @@ impl<S: Sink> Worker<S> {
                     from = ReadFrom::PendingAfter(StreamId::ZERO);
                     continue;
                 }
+                Err(e) if is_fenced(&e) => {
+                    self.fenced(e.detail().unwrap_or_default().to_owned());
+                    break;
+                }
                 Err(e) => {
                     warn!(error = %e, "reading the stream failed");
                     if !self.pause(backoff).await {
@@ -289,7 +293,10 @@ impl<S: Sink> Worker<S> {
         };
         self.status(|s| s.last_applied = self.last_applied.map(|i| i.to_string()));
         let idle = self.ctx.settings.claim_idle_ms;
-        self.stream.claim_idle(&mut conn, idle).await.map_err(|e| format!("claim: {e}"))?;
+        match self.stream.claim_idle(&mut conn, idle, self.generation).await {
+            Err(e) if is_fenced(&e) => return Err(PrepareError::Fenced(e.detail().unwrap_or_default().to_owned())),
+            other => other.map_err(|e| format!("claim: {e}"))?,
+        };
         let pending = self.stream.pending_by_consumer(&mut conn).await.map_err(|e| format!("pending: {e}"))?;
         let others: u64 = pending.iter().filter(|(c, _)| *c != self.ctx.consumer).map(|(_, n)| n).sum();
         if others > 0 {
@@ -434,7 +441,7 @@ impl<S: Sink> Worker<S> {
         if let ReadFrom::PendingAfter(_) = from {
             return self.stream.read(reader, from, batch, 0).await.map(Read::Entries);
         }
-        let read = self.stream.read_new(reader, batch).await?;
+        let read = self.stream.read_new(reader, batch, self.generation).await?;
         if let Some(g) = read.gap(self.delivered.max(self.last_applied.unwrap_or(StreamId::ZERO))) {
             // Not applied past the gap, and still visible to whoever reads next (after a restart, too).
             self.stream.unread(reader, &read).await?;
@@ -546,12 +553,16 @@ impl<S: Sink> Worker<S> {
     /// The janitor: claims entries other consumers left pending longer than `claim_idle_ms`.
     async fn claim_abandoned(&self) -> usize {
         let mut conn = self.ctx.redis.conn();
-        match self.stream.claim_idle(&mut conn, self.ctx.settings.claim_idle_ms).await {
+        match self.stream.claim_idle(&mut conn, self.ctx.settings.claim_idle_ms, self.generation).await {
             Ok(n) => {
                 if n > 0 {
                     warn!(entries = n, "claimed entries another consumer left pending");
                 }
                 n
+            }
+            Err(e) if is_fenced(&e) => {
+                self.fenced(e.detail().unwrap_or_default().to_owned());
+                0
             }
             Err(e) => {
                 warn!(error = %e, "claiming abandoned entries failed");
