@@ -88,9 +88,9 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Whether Redis refused a read because the reader's lease generation is no longer the newest.
-pub fn is_fenced(e: &RedisError) -> bool {
-    e.code() == Some("FENCED")
+/// Why Redis refused a read, when it did because the reader's lease generation is no longer the newest.
+pub fn fenced(e: &RedisError) -> Option<String> {
+    (e.code() == Some("FENCED")).then(|| e.detail().unwrap_or_default().to_owned())
 }
 
 impl GroupStream {
@@ -145,7 +145,7 @@ impl GroupStream {
     }
 
     /// New entries (`>`) for the owner of lease `generation`, read in one step with `XINFO STREAM` and `XINFO
-    /// GROUPS`, so nothing is trimmed between the counters and the read; a `FENCED` error ([`is_fenced`]) when
+    /// GROUPS`, so nothing is trimmed between the counters and the read; a `FENCED` error ([`fenced`]) when
     /// the generation is no longer the newest. Never blocks; see [`GroupStream::wait_for_new`].
     pub async fn read_new<C: ConnectionLike + Send>(
         &self,
@@ -286,7 +286,7 @@ impl GroupStream {
     }
 
     /// Moves to this consumer every entry pending for longer than `min_idle_ms` (`XAUTOCLAIM`, all pages).
-    /// Returns how many it claimed; `FENCED` ([`is_fenced`]) when `generation` is no longer the lease's newest.
+    /// Returns how many it claimed; `FENCED` ([`fenced`]) when `generation` is no longer the lease's newest.
     pub async fn claim_idle<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -448,9 +448,9 @@ mod tests {
         // Generation 2 takes over: the old owner can neither read new entries nor claim the new owner's.
         redis::cmd("SET").arg(&old.generation_key).arg(2).query_async::<()>(&mut conn).await.unwrap();
         let refused = old.read_new(&mut conn, 10, 1).await.unwrap_err();
-        assert!(is_fenced(&refused), "{refused}");
+        assert!(fenced(&refused).is_some(), "{refused}");
         assert_eq!(new.read_new(&mut conn, 1, 2).await.unwrap().entries.len(), 1);
-        assert!(is_fenced(&old.claim_idle(&mut conn, 0, 1).await.unwrap_err()));
+        assert!(fenced(&old.claim_idle(&mut conn, 0, 1).await.unwrap_err()).is_some());
         assert_eq!(new.claim_idle(&mut conn, 0, 2).await.unwrap(), 2, "the new owner takes both pending entries");
         let pending = new.pending_by_consumer(&mut conn).await.unwrap();
         assert_eq!(pending, [("new".to_owned(), 2)], "nothing is pending at the old owner");

@@ -46,7 +46,7 @@ use crate::{
     },
     settings::ConsumerSettings,
     sinks::{Plan, Sink, SinkError, Writer},
-    stream::{is_fenced, Entry, Gap, GroupStream, ReadFrom},
+    stream::{self, Entry, Gap, GroupStream, ReadFrom},
 };
 
 /// Longest wait between two attempts at an unavailable sink or Redis.
@@ -186,11 +186,11 @@ impl<S: Sink> Worker<S> {
                     from = ReadFrom::PendingAfter(StreamId::ZERO);
                     continue;
                 }
-                Err(e) if is_fenced(&e) => {
-                    self.fenced(e.detail().unwrap_or_default().to_owned());
-                    break;
-                }
                 Err(e) => {
+                    if let Some(why) = stream::fenced(&e) {
+                        self.fenced(why);
+                        break;
+                    }
                     warn!(error = %e, "reading the stream failed");
                     if !self.pause(backoff).await {
                         break;
@@ -293,10 +293,12 @@ impl<S: Sink> Worker<S> {
         };
         self.status(|s| s.last_applied = self.last_applied.map(|i| i.to_string()));
         let idle = self.ctx.settings.claim_idle_ms;
-        match self.stream.claim_idle(&mut conn, idle, self.generation).await {
-            Err(e) if is_fenced(&e) => return Err(PrepareError::Fenced(e.detail().unwrap_or_default().to_owned())),
-            other => other.map_err(|e| format!("claim: {e}"))?,
-        };
+        if let Err(e) = self.stream.claim_idle(&mut conn, idle, self.generation).await {
+            return Err(match stream::fenced(&e) {
+                Some(why) => PrepareError::Fenced(why),
+                None => format!("claim: {e}").into(),
+            });
+        }
         let pending = self.stream.pending_by_consumer(&mut conn).await.map_err(|e| format!("pending: {e}"))?;
         let others: u64 = pending.iter().filter(|(c, _)| *c != self.ctx.consumer).map(|(_, n)| n).sum();
         if others > 0 {
@@ -560,12 +562,11 @@ impl<S: Sink> Worker<S> {
                 }
                 n
             }
-            Err(e) if is_fenced(&e) => {
-                self.fenced(e.detail().unwrap_or_default().to_owned());
-                0
-            }
             Err(e) => {
-                warn!(error = %e, "claiming abandoned entries failed");
+                match stream::fenced(&e) {
+                    Some(why) => self.fenced(why),
+                    None => warn!(error = %e, "claiming abandoned entries failed"),
+                }
                 0
             }
         }
