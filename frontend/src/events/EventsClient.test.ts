@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Snapshot } from '../api/types';
-import type { CdcEvent } from './envelope';
+import type { StreamEntry } from './envelope';
 import { EventsClient, type NetworkSignals, type SocketLike } from './EventsClient';
 
 /** A socket the test drives by hand: it records what the client sends and plays the server's part. */
@@ -51,7 +51,8 @@ class FakeNetwork implements NetworkSignals {
   }
 }
 
-function event(id: string, type = 'node_added', project = 'default'): CdcEvent {
+/** A frame in the single-event form (job events, graph_reset, streams written before change sets). */
+function event(id: string, type = 'node_added', project = 'default') {
   return {
     id,
     project,
@@ -63,11 +64,23 @@ function event(id: string, type = 'node_added', project = 'default'): CdcEvent {
   };
 }
 
+/** A change-set frame adding `nodes` nodes. */
+function changeSet(id: string, nodes: number, project = 'default') {
+  const changes = Array.from({ length: nodes }, (_, i) => ({
+    type: 'node_added',
+    entity: { kind: 'node', id: `n${id}.${i}` },
+    version: 1,
+    data: { id: `n${id}.${i}`, kind: 'function', name: `f${i}` },
+  }));
+  return { id, project, type: 'change_set', changes, ts: '2026-11-27T00:00:00.000Z' };
+}
+
 interface Harness {
   client: EventsClient;
   sockets: FakeSocket[];
   network: FakeNetwork;
   received: string[];
+  entries: StreamEntry[];
   snapshots: Snapshot[];
   loadSnapshot: ReturnType<typeof vi.fn>;
   last(): FakeSocket;
@@ -96,10 +109,23 @@ function harness(
     backoff: { baseMs: 1000, maxMs: 16_000, factor: 2 },
   });
   const received: string[] = [];
+  const entries: StreamEntry[] = [];
   const snapshots: Snapshot[] = [];
-  client.on('*', (e) => received.push(e.id));
+  client.onEntry((e) => {
+    received.push(e.id);
+    entries.push(e);
+  });
   client.onResync((s) => snapshots.push(s));
-  return { client, sockets, network, received, snapshots, loadSnapshot, last: () => sockets[sockets.length - 1] };
+  return {
+    client,
+    sockets,
+    network,
+    received,
+    entries,
+    snapshots,
+    loadSnapshot,
+    last: () => sockets[sockets.length - 1],
+  };
 }
 
 beforeEach(() => {
@@ -121,18 +147,21 @@ describe('EventsClient connection', () => {
     expect(h.client.status.state).toBe('open');
   });
 
-  it('delivers events by type and to wildcard subscribers, and counts them', () => {
+  it('delivers each frame whole as one entry, in both forms, and counts frames and changes', () => {
     const h = harness();
-    const added: string[] = [];
-    h.client.on('node_added', (e) => added.push(e.id));
     h.client.start();
     h.last().open();
-    h.last().receive(event('1-0'));
-    h.last().receive(event('2-0', 'relationship_added'));
-    expect(added).toEqual(['1-0']);
-    expect(h.received).toEqual(['1-0', '2-0']);
-    expect(h.client.status.eventCount).toBe(2);
-    expect(h.client.status.lastEventId).toBe('2-0');
+    h.last().receive(changeSet('1-0', 3));
+    h.last().receive(event('2-0', 'analysis_progress'));
+    h.last().receive(event('3-0', 'relationship_added'));
+    expect(h.received).toEqual(['1-0', '2-0', '3-0']);
+    expect(h.entries.map((e) => [e.isChangeSet, e.changes.length])).toEqual([
+      [true, 3],
+      [false, 1],
+      [false, 1],
+    ]);
+    expect(h.entries[0].changes.map((c) => `${c.id}#${c.index}`)).toEqual(['1-0#0', '1-0#1', '1-0#2']);
+    expect(h.client.status).toMatchObject({ frameCount: 3, changeCount: 5, lastEventId: '3-0' });
   });
 
   it('sends the access token when it has one', () => {
@@ -148,8 +177,11 @@ describe('EventsClient connection', () => {
     h.last().receive(event('1-0', 'node_added', 'other'));
     h.last().receive('not json');
     h.last().receive({ type: 'something_new' });
-    h.last().receive(event('2-0', 'type_from_the_future'));
-    expect(h.received).toEqual(['2-0']);
+    h.last().receive(changeSet('2-0', 1, 'other'));
+    h.last().receive({ ...changeSet('3-0', 1), changes: 'not a list' });
+    h.last().receive(event('4-0', 'type_from_the_future'));
+    expect(h.received).toEqual(['4-0']);
+    expect(h.client.status.lastEventId).toBe('4-0');
   });
 });
 
@@ -174,11 +206,27 @@ describe('EventsClient resume and de-duplication', () => {
     h.last().serverClose(1006);
     vi.runOnlyPendingTimers();
     h.last().open();
-    // The gateway replays from `since`, and a second copy of the live event may arrive as well.
+    // The gateway replays from `since`, and a second copy of the live frame may arrive as well.
     for (const id of ['10-1', '11-0', '12-0', '12-0', '13-0']) h.last().receive(event(id));
     expect(h.received).toEqual(['10-0', '10-1', '11-0', '12-0', '13-0']);
-    expect(h.client.status.eventCount).toBe(5);
+    expect(h.client.status.frameCount).toBe(5);
     expect(h.client.status.duplicates).toBe(3);
+  });
+
+  it('resumes after a change set by its entry id, and drops a replayed set whole', () => {
+    const h = harness();
+    h.client.start();
+    h.last().open();
+    h.last().receive(changeSet('20-0', 4));
+    h.last().receive(changeSet('21-0', 2));
+    h.last().serverClose(1006);
+    vi.runOnlyPendingTimers();
+    expect(h.last().query.get('since')).toBe('21-0');
+    h.last().open();
+    h.last().receive(changeSet('21-0', 2));
+    h.last().receive(changeSet('22-0', 3));
+    expect(h.received).toEqual(['20-0', '21-0', '22-0']);
+    expect(h.client.status).toMatchObject({ frameCount: 3, changeCount: 9, duplicates: 1 });
   });
 
   it('compares ids numerically part by part, not as strings', () => {

@@ -2,8 +2,9 @@
  * The dashboard's one connection to ws-gateway (`/ws/events?project=<p>`), free of Vue so it can be unit-tested.
  *
  * What it guarantees to the rest of the page:
- * - every event of the project is delivered once, in the order it arrives, across any number of reconnects: it
- *   resumes with `?since=<last id>` and drops duplicates by stream ID (see StreamCursor);
+ * - every stream entry of the project (one frame: a change set or a single event, read by decodeEntry) is delivered
+ *   once, whole, in the order it arrives, across any number of reconnects: it resumes with `?since=<last entry id>`
+ *   and drops duplicates by entry ID (see StreamCursor);
  * - it comes back by itself: exponential backoff with jitter after a failure, at once after a drain (1012) or a
  *   "too slow" close (4008), at once when the browser says it is online again;
  * - when the gap cannot be replayed (close 4009 or a `resync_required` message) it loads a snapshot, hands it to
@@ -13,7 +14,7 @@
  */
 import type { Snapshot } from '../api/types';
 import { DEFAULT_BACKOFF, backoffDelay, type BackoffOptions } from './backoff';
-import { isCdcEvent, type CdcEvent } from './envelope';
+import { decodeEntry, type StreamEntry } from './envelope';
 import { StreamCursor, type StreamId } from './streamId';
 
 /** The part of the browser's WebSocket this client uses (a fake in tests). */
@@ -57,8 +58,11 @@ export interface ConnectionStatus {
   lastError: { code: string; message: string } | null;
   browserOnline: boolean;
   lastEventId: StreamId | null;
-  /** Events delivered (duplicates not counted). */
-  eventCount: number;
+  /** Frames (stream entries) delivered; duplicates not counted. */
+  frameCount: number;
+  /** Changes in the delivered frames (a single event counts as one). */
+  changeCount: number;
+  /** Frames dropped because their entry was already delivered. */
   duplicates: number;
   lastEventAt: number | null;
   /** Round trip of the last answered ping, in ms. */
@@ -88,7 +92,7 @@ export interface EventsClientOptions {
   stableAfterMs?: number;
 }
 
-type EventHandler = (event: CdcEvent) => void;
+type EntryHandler = (entry: StreamEntry) => void;
 
 interface PendingPing {
   sentAt: number;
@@ -141,7 +145,7 @@ export class EventsClient {
   /** A resync failed: the next connect must load a snapshot first. */
   private needsResync = false;
   private unwatchNetwork: (() => void) | null = null;
-  private readonly handlers = new Map<string, Set<EventHandler>>();
+  private readonly entryHandlers = new Set<EntryHandler>();
   private readonly statusHandlers = new Set<(s: ConnectionStatus) => void>();
   private readonly resyncHandlers = new Set<(s: Snapshot) => void>();
   private statusValue: ConnectionStatus;
@@ -172,7 +176,8 @@ export class EventsClient {
       lastError: null,
       browserOnline: this.opts.network.isOnline(),
       lastEventId: this.cursor.last,
-      eventCount: 0,
+      frameCount: 0,
+      changeCount: 0,
       duplicates: 0,
       lastEventAt: null,
       lastRttMs: null,
@@ -184,12 +189,10 @@ export class EventsClient {
     return this.statusValue;
   }
 
-  /** Subscribes to one event type, or to every event with `'*'`. Returns the unsubscribe function. */
-  on(type: string, handler: EventHandler): () => void {
-    let set = this.handlers.get(type);
-    if (!set) this.handlers.set(type, (set = new Set()));
-    set.add(handler);
-    return () => set.delete(handler);
+  /** Subscribes to every stream entry, each handed over whole. Returns the unsubscribe function. */
+  onEntry(handler: EntryHandler): () => void {
+    this.entryHandlers.add(handler);
+    return () => this.entryHandlers.delete(handler);
   }
 
   onStatus(handler: (s: ConnectionStatus) => void): () => void {
@@ -308,29 +311,27 @@ export class EventsClient {
       this.update({ lastError: { code: String(m.code ?? 'error'), message: String(m.message ?? '') } });
       return;
     }
-    if (!isCdcEvent(msg) || msg.project !== this.project) return;
-    if (!this.cursor.accept(msg.id)) {
+    const entry = decodeEntry(msg);
+    if (entry === null || entry.project !== this.project) return;
+    if (!this.cursor.accept(entry.id)) {
       this.update({ duplicates: this.statusValue.duplicates + 1 });
       return;
     }
     this.update({
-      eventCount: this.statusValue.eventCount + 1,
+      frameCount: this.statusValue.frameCount + 1,
+      changeCount: this.statusValue.changeCount + entry.changes.length,
       lastEventAt: this.opts.now(),
       lastEventId: this.cursor.last,
     });
-    this.dispatch(msg);
+    this.dispatch(entry);
   }
 
-  private dispatch(event: CdcEvent): void {
-    for (const key of [event.type, '*']) {
-      const set = this.handlers.get(key);
-      if (!set) continue;
-      for (const handler of [...set]) {
-        try {
-          handler(event);
-        } catch (e) {
-          console.error(`handler for ${event.type} failed`, e);
-        }
+  private dispatch(entry: StreamEntry): void {
+    for (const handler of [...this.entryHandlers]) {
+      try {
+        handler(entry);
+      } catch (e) {
+        console.error(`handler of entry ${entry.id} failed`, e);
       }
     }
   }

@@ -1,6 +1,6 @@
 /**
  * The per-project dashboard session (one EventsClient, the live counts and the analysis jobs), provided by the
- * Dashboard to every component, and `useEvents()`, the composable components subscribe to events with.
+ * Dashboard to every component, and `useEvents()`, the composable components subscribe to stream entries with.
  */
 import { inject, markRaw, onBeforeUnmount, provide, ref, shallowRef, type InjectionKey, type Ref, type ShallowRef } from 'vue';
 import { frameRef } from '../composables/frameRef';
@@ -10,7 +10,7 @@ import type { GraphStats, Snapshot } from '../api/types';
 import { AnalysisJobs, type JobView } from '../state/analysisJobs';
 import { LiveCounts, type Counts } from '../state/liveCounts';
 import { backoffDelay } from './backoff';
-import type { CdcEvent } from './envelope';
+import type { StreamEntry } from './envelope';
 import { EventsClient, type ConnectionStatus } from './EventsClient';
 
 export interface DashboardSession {
@@ -68,9 +68,11 @@ export function createSession(project: string): DashboardSession {
 
   const offs = [
     client.onStatus((s) => status.set(() => s)),
-    client.on('*', (e: CdcEvent) => {
-      if (live.apply(e)) publishCounts();
-      if (jobs.apply(e)) refreshJobs();
+    client.onEntry((entry) => {
+      if (live.applyChanges(entry.changes)) publishCounts();
+      let jobsChanged = false;
+      for (const change of entry.changes) if (jobs.apply(change)) jobsChanged = true;
+      if (jobsChanged) refreshJobs();
     }),
     client.onResync((snapshot) => {
       live.setFromSnapshot(snapshot);
@@ -150,7 +152,8 @@ export function useSession(): DashboardSession {
 }
 
 /**
- * Subscribes the calling component to events by type (`'*'` for all); subscriptions end when it unmounts.
+ * Subscribes the calling component to stream entries, each a whole change set or a single event (decoded by
+ * decodeEntry); subscriptions end when it unmounts.
  */
 export function useEvents() {
   const session = useSession();
@@ -158,8 +161,8 @@ export function useEvents() {
   onBeforeUnmount(() => offs.splice(0).forEach((off) => off()));
   return {
     status: session.status,
-    on(types: string | string[], handler: (event: CdcEvent) => void): void {
-      for (const t of Array.isArray(types) ? types : [types]) offs.push(session.client.on(t, handler));
+    onEntry(handler: (entry: StreamEntry) => void): void {
+      offs.push(session.client.onEntry(handler));
     },
     onResync(handler: (snapshot: Snapshot) => void): void {
       offs.push(session.client.onResync(handler));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { GraphNode, GraphRelationship } from '../api/types';
-import type { CdcEvent } from '../events/envelope';
+import { decodeEntry, type CdcEvent } from '../events/envelope';
 import { GraphModel } from './GraphModel';
 
 const node = (id: string, kind = 'function', version = 1): GraphNode => ({ id, kind, name: id, version });
@@ -16,6 +16,7 @@ function ev(type: string, data: GraphNode | GraphRelationship, version = 1): Cdc
   const kind = type.startsWith('node_') ? 'node' : 'relationship';
   return {
     id: '1-0',
+    index: 0,
     project: 'default',
     type,
     entity: { kind, id: data.id },
@@ -86,5 +87,56 @@ describe('GraphModel', () => {
     expect(m.nodeCount).toBe(0);
     m.replace({ since: '9-0', nodes: [node('z')], relationships: [] });
     expect(m.graph.nodes()).toEqual(['z']);
+  });
+
+  describe('change sets', () => {
+    /** The changes of a change-set frame, decoded as the page decodes it. */
+    function set(id: string, ...changes: Array<[string, GraphNode | GraphRelationship, number?]>): CdcEvent[] {
+      const frame = {
+        id,
+        project: 'default',
+        type: 'change_set',
+        changes: changes.map(([type, data, version = 1]) => ({
+          type,
+          entity: { kind: type.startsWith('node_') ? 'node' : 'relationship', id: data.id },
+          version,
+          data,
+        })),
+        ts: '',
+      };
+      return decodeEntry(frame)!.changes;
+    }
+
+    it('applies a set whole: nodes and the relationships between them, whatever their order in it', () => {
+      const m = new GraphModel();
+      const changed = m.applyChangeSet(
+        set('5-0', ['relationship_added', rel('r', 'f', 'g', 'calls')], ['node_added', node('f')], ['node_added', node('g')]),
+      );
+      expect(changed).toBe(true);
+      expect([m.nodeCount, m.relationshipCount, m.waitingCount]).toEqual([2, 1, 0]);
+      expect(m.graph.source('r')).toBe('f');
+    });
+
+    it("applies a node delete's cascade (its relationships first, then the node) as one set", () => {
+      const m = new GraphModel();
+      m.applyChangeSet(
+        set('1-0', ['node_added', node('a')], ['node_added', node('b')], ['node_added', node('c')], ['relationship_added', rel('ab', 'a', 'b')], ['relationship_added', rel('bc', 'b', 'c')]),
+      );
+      expect([m.nodeCount, m.relationshipCount]).toEqual([3, 2]);
+      const cascade = set('2-0', ['relationship_deleted', rel('ab', 'a', 'b'), 2], ['relationship_deleted', rel('bc', 'b', 'c'), 2], ['node_deleted', node('b'), 2]);
+      expect(m.applyChangeSet(cascade)).toBe(true);
+      expect([m.nodeCount, m.relationshipCount]).toEqual([2, 0]);
+      // Applied twice (a replay), it changes nothing, and an older page cannot bring the deleted back.
+      expect(m.applyChangeSet(cascade)).toBe(false);
+      m.applyPage({ nodes: [node('b')], relationships: [rel('ab', 'a', 'b')] });
+      expect([m.nodeCount, m.relationshipCount]).toEqual([2, 0]);
+    });
+
+    it('says a set changed nothing when it holds only changes it does not draw', () => {
+      const m = new GraphModel();
+      const job = { ...ev('node_added', node('x')), type: 'analysis_progress', entity: { kind: 'job', id: 'j' } };
+      expect(m.applyChangeSet([job])).toBe(false);
+      expect(m.nodeCount).toBe(0);
+    });
   });
 });

@@ -103,7 +103,18 @@ export class GraphModel {
     this.waitingByNode.clear();
   }
 
-  /** Applies a CDC event; returns whether the graph changed. Other event types are ignored. */
+  /**
+   * Applies the changes of one stream entry (a change set, or a single event), in entry order, as one step of the
+   * graph; returns whether the graph changed. A deleted node's relationships come before it in its set (so each is
+   * dropped and tombstoned by its own change), and a relationship whose node comes later in the set waits for it.
+   */
+  applyChangeSet(changes: readonly CdcEvent[]): boolean {
+    let changed = false;
+    for (const change of changes) if (this.applyEvent(change)) changed = true;
+    return changed;
+  }
+
+  /** Applies one change; returns whether the graph changed. Other event types are ignored. */
   applyEvent(event: CdcEvent): boolean {
     switch (event.type) {
       case 'node_added':

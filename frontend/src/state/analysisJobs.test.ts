@@ -5,7 +5,7 @@ import { AnalysisJobs } from './analysisJobs';
 let seq = 0;
 function ev(type: string, data: Record<string, unknown>, ts = '2026-11-27T00:00:00.000Z'): CdcEvent {
   seq += 1;
-  return { id: `${seq}-0`, project: 'default', type, entity: { kind: 'job', id: 'j1' }, data, ts };
+  return { id: `${seq}-0`, index: 0, project: 'default', type, entity: { kind: 'job', id: 'j1' }, data, ts };
 }
 const now = () => Date.parse('2026-11-27T00:01:00.000Z');
 

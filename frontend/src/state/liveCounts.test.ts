@@ -3,7 +3,7 @@ import type { CdcEvent } from '../events/envelope';
 import { LiveCounts } from './liveCounts';
 
 function ev(id: string, type: string, data: Record<string, unknown>): CdcEvent {
-  return { id, project: 'default', type, entity: { kind: 'node', id: String(data.id) }, data, ts: '' };
+  return { id, index: 0, project: 'default', type, entity: { kind: 'node', id: String(data.id) }, data, ts: '' };
 }
 const stats = (last: string | null) => ({
   nodes: 10,
@@ -65,5 +65,21 @@ describe('LiveCounts', () => {
     });
     expect(c.value).toEqual({ nodes: 1, relationships: 1, nodeKinds: { file: 1 }, relationshipTypes: { contains: 1 } });
     expect(c.apply(ev('4-0', 'node_added', { id: 'b', kind: 'file' }))).toBe(false);
+  });
+
+  it("counts a set's changes together: a node delete's cascade lowers both counts", () => {
+    const c = new LiveCounts();
+    c.setBaseline(stats('100-0'));
+    const cascade = [
+      { ...ev('101-0', 'relationship_deleted', { id: 'r', type: 'contains' }), index: 0 },
+      { ...ev('101-0', 'relationship_deleted', { id: 's', type: 'contains' }), index: 1 },
+      { ...ev('101-0', 'node_deleted', { id: 'b', kind: 'file' }), index: 2 },
+    ];
+    expect(c.applyChanges(cascade)).toBe(true);
+    expect(c.value).toMatchObject({ nodes: 9, relationships: 2, relationshipTypes: { contains: 2 } });
+    // A set at or below the stats' position is in them already: none of its changes counts.
+    const old = [{ ...ev('100-0', 'node_added', { id: 'z', kind: 'file' }), index: 0 }, { ...ev('100-0', 'node_added', { id: 'y', kind: 'file' }), index: 1 }];
+    expect(c.applyChanges(old)).toBe(false);
+    expect(c.value.nodes).toBe(9);
   });
 });

@@ -18,7 +18,7 @@ export interface Counts {
 }
 
 /**
- * Events held back while no baseline is known. Past this the oldest are dropped: they are the ones most likely
+ * Changes held back while no baseline is known. Past this the oldest are dropped: they are the ones most likely
  * to be included in the stats that have not answered yet.
  */
 const MAX_HELD_BACK = 50_000;
@@ -73,7 +73,17 @@ export class LiveCounts {
     this.heldBack = [];
   }
 
-  /** Applies one event; returns whether the counts changed. */
+  /** Applies the changes of one stream entry; returns whether the counts changed. */
+  applyChanges(changes: readonly CdcEvent[]): boolean {
+    let changed = false;
+    for (const change of changes) if (this.apply(change)) changed = true;
+    return changed;
+  }
+
+  /**
+   * Applies one change; returns whether the counts changed. The baseline is compared with the change's entry ID,
+   * so the changes of one set are all counted or all skipped.
+   */
   apply(event: CdcEvent): boolean {
     if (this.baselineId === undefined) {
       this.heldBack.push(event);
