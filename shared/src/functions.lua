@@ -12,11 +12,16 @@
 -- without its state. (Redis refuses a call for OOM only at its first write, so OOM cannot stop one half-way.)
 -- Events are written to the stream without their id (field `e`) and published with it (the XADD id).
 --
+-- One call, one entry: `cg_mutate` writes everything it changed as one change set
+-- (`{"project","type":"change_set","changes":[{"type","entity","version","data"}…],"ts","trace"}`), one XADD and
+-- one publication, however many entities it touched (none when it changed nothing). `cg_emit` and `cg_reset`
+-- write one single event each. The writer bounds a call's size (`MAX_CHANGE_SET_BYTES` in functions.rs).
+--
 -- The stream's length cap (`maxlen`) never trims what a consumer group still needs (see `cap_stream`); `cg_trim`
 -- trims below what every group has acknowledged, in one atomic step.
 -- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
 
-local LIBRARY_VERSION = 6
+local LIBRARY_VERSION = 7
 
 -- An error reply whose first word is its code (CONFLICT, NOTFOUND, DANGLING, ERR), without a script position.
 local function fail(msg)
@@ -27,6 +32,14 @@ end
 -- need escaping (cjson.encode would also turn every '/' of a path into '\/').
 local function jstr(s)
   return '"' .. string.gsub(s, '[\\"]', '\\%0') .. '"'
+end
+
+-- The inside of a JSON string literal: `s` itself unless it holds a quote or backslash (no new string).
+local function jescape(s)
+  if string.find(s, '[\\"]') then
+    return (string.gsub(s, '[\\"]', '\\%0'))
+  end
+  return s
 end
 
 local function iso_time()
@@ -145,25 +158,40 @@ local function new_context(prefix, project, maxlen, publish, traceparent)
     stream = stream,
     held = stream .. ':held',
     channel = prefix .. ':events',
+    node_kinds = prefix .. ':node_kinds',
+    rel_types = prefix .. ':rel_types',
     nodes = cached_hash(prefix .. ':nodes'),
     rels = cached_hash(prefix .. ':rels'),
     versions = cached_hash(prefix .. ':versions'),
-    head = '{"project":' .. jstr(project) .. ',"type":"',
+    head = '"project":' .. jstr(project) .. ',"type":"',
     tail = ',"ts":"' .. iso_time() .. '"' .. trace .. '}',
     maxlen = maxlen,
     publish = publish,
     counts = {},
     sets = {},
-    events = {},
+    parts = {},
+    changes = 0,
   }
 end
 
--- Queues an event; `write_events` writes it once the state is. Returns its position, for the event id.
+-- Queues a change of the call's change set; `write_change_set` writes them once the state is. Returns its
+-- position (1-based) in the set. The pieces go into one table that becomes the entry with one concatenation:
+-- a string per change would be allocated, hashed (Lua interns every string) and collected for nothing.
 local function emit(ctx, etype, ekind, id, version, data)
-  local body = ctx.head .. etype .. '","entity":{"kind":"' .. ekind .. '","id":' .. jstr(id) ..
-    '},"version":' .. version .. ',"data":' .. data .. ctx.tail
-  ctx.events[#ctx.events + 1] = body
-  return #ctx.events
+  local parts, n = ctx.parts, #ctx.parts
+  ctx.changes = ctx.changes + 1
+  parts[n + 1] = ctx.changes == 1 and '{"type":"' or ',{"type":"'
+  parts[n + 2] = etype
+  parts[n + 3] = '","entity":{"kind":"'
+  parts[n + 4] = ekind
+  parts[n + 5] = '","id":"'
+  parts[n + 6] = jescape(id)
+  parts[n + 7] = '"},"version":'
+  parts[n + 8] = version
+  parts[n + 9] = ',"data":'
+  parts[n + 10] = data
+  parts[n + 11] = '}'
+  return ctx.changes
 end
 
 -- Set changes (the adjacency sets) are gathered per call as well: the last change of a member wins, and each key
@@ -189,8 +217,9 @@ local function set_members(ctx, key)
   return redis.call('SMEMBERS', key)
 end
 
+-- The entity's next version, as the string every use of it wants (Lua's number formatting is slow).
 local function bump(ctx, field)
-  local v = tonumber(hget(ctx.versions, field) or 0) + 1
+  local v = tostring(tonumber(hget(ctx.versions, field) or 0) + 1)
   hput(ctx.versions, field, v)
   return v
 end
@@ -225,7 +254,7 @@ local function delete_relationship(ctx, id)
   set_change(ctx, ctx.prefix .. ':out:' .. r.source, id, false)
   set_change(ctx, ctx.prefix .. ':in:' .. r.target, id, false)
   hput(ctx.rels, id, false)
-  count(ctx, ctx.prefix .. ':rel_types', r.type, -1)
+  count(ctx, ctx.rel_types, r.type, -1)
   local v = bump(ctx, 'r:' .. id)
   return v, emit(ctx, 'relationship_deleted', 'relationship', id, v, old)
 end
@@ -320,18 +349,18 @@ local function apply_op(ctx, op, id, label, source, target, data)
   if op == 'un' then
     local old = hget(ctx.nodes, id)
     if old == data then
-      return 'unchanged', hget(ctx.versions, 'n:' .. id) or 0, 0, 0
+      return 'unchanged', hget(ctx.versions, 'n:' .. id) or '0', 0, 0
     end
     local etype, status = 'node_added', 'created'
     if old then
       etype, status = 'node_updated', 'updated'
       local old_kind = cjson.decode(old).kind
       if old_kind ~= label then
-        count(ctx, p .. ':node_kinds', old_kind, -1)
-        count(ctx, p .. ':node_kinds', label, 1)
+        count(ctx, ctx.node_kinds, old_kind, -1)
+        count(ctx, ctx.node_kinds, label, 1)
       end
     else
-      count(ctx, p .. ':node_kinds', label, 1)
+      count(ctx, ctx.node_kinds, label, 1)
     end
     hput(ctx.nodes, id, data)
     local v = bump(ctx, 'n:' .. id)
@@ -339,7 +368,7 @@ local function apply_op(ctx, op, id, label, source, target, data)
   elseif op == 'ur' then
     local old = hget(ctx.rels, id)
     if old == data then
-      return 'unchanged', hget(ctx.versions, 'r:' .. id) or 0, 0, 0
+      return 'unchanged', hget(ctx.versions, 'r:' .. id) or '0', 0, 0
     end
     local etype, status = 'relationship_added', 'created'
     if old then
@@ -354,13 +383,13 @@ local function apply_op(ctx, op, id, label, source, target, data)
         set_change(ctx, p .. ':in:' .. target, id, true)
       end
       if r.type ~= label then
-        count(ctx, p .. ':rel_types', r.type, -1)
-        count(ctx, p .. ':rel_types', label, 1)
+        count(ctx, ctx.rel_types, r.type, -1)
+        count(ctx, ctx.rel_types, label, 1)
       end
     else
       set_change(ctx, p .. ':out:' .. source, id, true)
       set_change(ctx, p .. ':in:' .. target, id, true)
-      count(ctx, p .. ':rel_types', label, 1)
+      count(ctx, ctx.rel_types, label, 1)
     end
     hput(ctx.rels, id, data)
     local v = bump(ctx, 'r:' .. id)
@@ -368,7 +397,7 @@ local function apply_op(ctx, op, id, label, source, target, data)
   elseif op == 'dn' then
     local old = hget(ctx.nodes, id)
     if not old then
-      return 'not_found', hget(ctx.versions, 'n:' .. id) or 0, 0, 0
+      return 'not_found', hget(ctx.versions, 'n:' .. id) or '0', 0, 0
     end
     local cascaded = 0
     for _, key in ipairs({ p .. ':out:' .. id, p .. ':in:' .. id }) do
@@ -380,13 +409,13 @@ local function apply_op(ctx, op, id, label, source, target, data)
       ctx.sets[key] = nil
     end
     hput(ctx.nodes, id, false)
-    count(ctx, p .. ':node_kinds', cjson.decode(old).kind, -1)
+    count(ctx, ctx.node_kinds, cjson.decode(old).kind, -1)
     local v = bump(ctx, 'n:' .. id)
     return 'deleted', v, emit(ctx, 'node_deleted', 'node', id, v, old), cascaded
   else -- 'dr', the only other operation check_ops lets through
     local v, event = delete_relationship(ctx, id)
     if not v then
-      return 'not_found', hget(ctx.versions, 'r:' .. id) or 0, 0, 0
+      return 'not_found', hget(ctx.versions, 'r:' .. id) or '0', 0, 0
     end
     return 'deleted', v, event, 0
   end
@@ -485,21 +514,71 @@ local function cap_stream(ctx, added)
     ': group ' .. group .. ' still needs ' .. floor)
 end
 
--- XADDs and publishes the queued events in order, once the state is written; then applies the length cap.
--- Returns their ids.
-local function write_events(ctx)
-  local ids = {}
-  for i, body in ipairs(ctx.events) do
-    local eid = redis.call('XADD', ctx.stream, '*', 'e', body)
-    redis.call(ctx.publish, ctx.channel, '{"id":"' .. eid .. '",' .. string.sub(body, 2))
-    ids[i] = eid
+-- Joins the strings of `t` into one with as few intermediate strings as possible. Making a string costs Redis's
+-- Lua about 1.7 ns per byte (it hashes the whole string to intern it), and `table.concat` makes a string of every
+-- 8 KiB buffer and of every merge of them: for a 150 KB change set, five times the bytes. One `..` expression over
+-- many operands makes a single string; this joins 100 at a time, so a change set costs two or three.
+local CAT = 100
+
+local function cat100(t, i)
+  return
+    t[i] .. t[i + 1] .. t[i + 2] .. t[i + 3] .. t[i + 4] .. t[i + 5] .. t[i + 6] .. t[i + 7] .. t[i + 8] .. t[i + 9] ..
+    t[i + 10] .. t[i + 11] .. t[i + 12] .. t[i + 13] .. t[i + 14] .. t[i + 15] .. t[i + 16] .. t[i + 17] .. t[i + 18] .. t[i + 19] ..
+    t[i + 20] .. t[i + 21] .. t[i + 22] .. t[i + 23] .. t[i + 24] .. t[i + 25] .. t[i + 26] .. t[i + 27] .. t[i + 28] .. t[i + 29] ..
+    t[i + 30] .. t[i + 31] .. t[i + 32] .. t[i + 33] .. t[i + 34] .. t[i + 35] .. t[i + 36] .. t[i + 37] .. t[i + 38] .. t[i + 39] ..
+    t[i + 40] .. t[i + 41] .. t[i + 42] .. t[i + 43] .. t[i + 44] .. t[i + 45] .. t[i + 46] .. t[i + 47] .. t[i + 48] .. t[i + 49] ..
+    t[i + 50] .. t[i + 51] .. t[i + 52] .. t[i + 53] .. t[i + 54] .. t[i + 55] .. t[i + 56] .. t[i + 57] .. t[i + 58] .. t[i + 59] ..
+    t[i + 60] .. t[i + 61] .. t[i + 62] .. t[i + 63] .. t[i + 64] .. t[i + 65] .. t[i + 66] .. t[i + 67] .. t[i + 68] .. t[i + 69] ..
+    t[i + 70] .. t[i + 71] .. t[i + 72] .. t[i + 73] .. t[i + 74] .. t[i + 75] .. t[i + 76] .. t[i + 77] .. t[i + 78] .. t[i + 79] ..
+    t[i + 80] .. t[i + 81] .. t[i + 82] .. t[i + 83] .. t[i + 84] .. t[i + 85] .. t[i + 86] .. t[i + 87] .. t[i + 88] .. t[i + 89] ..
+    t[i + 90] .. t[i + 91] .. t[i + 92] .. t[i + 93] .. t[i + 94] .. t[i + 95] .. t[i + 96] .. t[i + 97] .. t[i + 98] .. t[i + 99]
+end
+
+local function join(t)
+  while #t > 1 do
+    local n = #t
+    for k = n + 1, math.ceil(n / CAT) * CAT do
+      t[k] = ''
+    end
+    local out = {}
+    for i = 1, n, CAT do
+      out[#out + 1] = cat100(t, i)
+    end
+    t = out
   end
-  cap_stream(ctx, #ctx.events)
-  return ids
+  return t[1] or ''
+end
+
+-- XADDs and publishes one entry, once the state is written; then applies the length cap. `rest` is the envelope
+-- after its opening brace: the stream stores it without the id, Pub/Sub carries it with the id (XADD's).
+-- Returns the id.
+local function write_entry(ctx, rest)
+  local eid = redis.call('XADD', ctx.stream, '*', 'e', '{' .. rest)
+  redis.call(ctx.publish, ctx.channel, '{"id":"' .. eid .. '",' .. rest)
+  cap_stream(ctx, 1)
+  return eid
+end
+
+-- Writes the queued changes as one change set; nil when the call changed nothing.
+local function write_change_set(ctx)
+  if ctx.changes == 0 then return nil end
+  local parts = ctx.parts
+  parts[#parts + 1] = ']'
+  parts[#parts + 1] = ctx.tail
+  table.insert(parts, 1, ctx.head .. 'change_set","changes":[')
+  return write_entry(ctx, join(parts))
+end
+
+-- Writes one single event (job events, graph_reset): the envelope of a change, with the call's context.
+local function write_single(ctx, etype, ekind, id, version, data)
+  return write_entry(ctx, ctx.head .. etype .. '","entity":{"kind":"' .. ekind .. '","id":' .. jstr(id) ..
+    '},"version":' .. version .. ',"data":' .. data .. ctx.tail)
 end
 
 -- cg_mutate KEYS: prefix; ARGV: project, maxlen, publish command, traceparent, op count, ops…
--- Returns a flat array, four entries per operation: status, version, event id ('' when none), cascaded deletes.
+-- Returns the change set's entry id ('' when nothing changed), then one string per operation:
+-- `status:version` when it changed nothing, else `status:version:index:cascaded` (index: 0-based position of
+-- its change in the set; cascaded: relationships deleted with a node). One string each keeps the reply small.
 local function cg_mutate(keys, argv)
   local n = tonumber(argv[5])
   if not n or #argv ~= 5 + n * OP_ARGS then
@@ -508,21 +587,19 @@ local function cg_mutate(keys, argv)
   local ctx = new_context(keys[1], argv[1], tonumber(argv[2]), argv[3], argv[4])
   prefetch_ops(ctx, argv, 6, n)
   check_ops(ctx, argv, 6, n)
-  local out, events = {}, {}
+  -- out[1] is the entry id, filled in once written; one short string per operation after it.
+  local out = { '' }
   for i = 0, n - 1 do
     local b = 6 + i * OP_ARGS
     local status, v, event, cascaded = apply_op(ctx, argv[b], argv[b + 1], argv[b + 2], argv[b + 3], argv[b + 4], argv[b + 5])
-    out[#out + 1] = status
-    out[#out + 1] = tostring(v)
-    out[#out + 1] = ''
-    out[#out + 1] = tostring(cascaded)
-    events[#out - 1] = event
+    if event > 0 then
+      out[i + 2] = status .. ':' .. v .. ':' .. (event - 1) .. ':' .. cascaded
+    else
+      out[i + 2] = status .. ':' .. v
+    end
   end
   flush(ctx)
-  local ids = write_events(ctx)
-  for slot, event in pairs(events) do
-    if event > 0 then out[slot] = ids[event] end
-  end
+  out[1] = write_change_set(ctx) or ''
   return out
 end
 
@@ -552,8 +629,7 @@ local function cg_emit(keys, argv)
     end
     redis.call('HSET', job, unpack(fields))
   end
-  emit(ctx, etype, ekind, id, v, data)
-  local eid = write_events(ctx)[1]
+  local eid = write_single(ctx, etype, ekind, id, v, data)
   if job then
     -- Known only once the event is written; the key was written just above, so this cannot fail.
     redis.call('HSET', job, 'last_event_id', eid)
@@ -576,8 +652,7 @@ local function cg_reset(keys, argv)
   local v = bump(ctx, 'p:' .. argv[1])
   flush_hash(ctx.versions)
   local data = '{"nodes":' .. removed .. ',"relationships":' .. removed_rels .. ',"reason":' .. jstr(argv[5]) .. '}'
-  emit(ctx, 'graph_reset', 'project', argv[1], v, data)
-  return write_events(ctx)[1]
+  return write_single(ctx, 'graph_reset', 'project', argv[1], v, data)
 end
 
 -- cg_trim KEYS: prefix; ARGV: keep_from, a stream ID: entries below it may go (the retention floor).

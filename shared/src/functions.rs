@@ -1,9 +1,11 @@
 //! The Redis Function library (`functions.lua`) and the typed calls into it.
 //!
 //! Every graph mutation goes through [`GraphWriter::mutate`]: one `FCALL cg_mutate` that checks all operations,
-//! applies them, bumps each entity's version, XADDs each event to the project's CDC stream and publishes it, in
-//! one atomic step (state first, events last, so a runtime error never leaves an event without its state). No
-//! Rust code writes graph state or events any other way.
+//! applies them, bumps each entity's version, and XADDs everything it changed to the project's CDC stream as one
+//! change set and publishes it, in one atomic step (state first, the entry last, so a runtime error never leaves
+//! an event without its state). No Rust code writes graph state or events any other way. A caller with more than
+//! one call's worth of operations splits them with [`calls`]: each call stays under [`MAX_OPS_PER_CALL`] and
+//! [`MAX_CHANGE_SET_BYTES`], and is one atomic change set.
 //!
 //! The stream is kept near the writer's length cap without ever trimming what a consumer group still needs; a
 //! stream a lagging group holds above its cap is recorded ([`cap_hold`]). Trimming below what every group has
@@ -122,10 +124,13 @@ pub struct Outcome {
     pub status: Status,
     /// The entity's version after the operation.
     pub version: u64,
-    /// The stream ID of the event, when there was one.
+    /// The stream ID of the change set that carries its change, when it changed something.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
-    /// Relationships deleted together with a node (each with its own event).
+    /// Its change's position in that change set (entry ID + index name the change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_index: Option<u32>,
+    /// Relationships deleted together with a node (each a change of the same change set, before the node's).
     #[serde(skip_serializing_if = "is_zero")]
     pub cascaded: u32,
 }
@@ -188,6 +193,80 @@ pub struct GraphWriter {
 /// Operations per `FCALL` when a caller hands over more: each chunk is atomic on its own.
 pub const MAX_OPS_PER_CALL: usize = 1000;
 
+/// The size a call's change set may reach, estimated from its operations' data: 256 KiB keeps one entry well
+/// below what a WebSocket client, a Pub/Sub output buffer or a sink transaction takes in one piece, and is ~500
+/// typical code-graph upserts. A call with one operation larger than this is still one call (a node's data is
+/// bounded by the API); the cascade of a node delete adds its relationships' changes beyond the estimate.
+pub const MAX_CHANGE_SET_BYTES: usize = 256 * 1024;
+
+/// What one operation adds to its change set, about: its data, id and the change's envelope.
+pub fn change_size(op: &Mutation) -> usize {
+    const ENVELOPE: usize = 96;
+    ENVELOPE
+        + match op {
+            Mutation::UpsertNode(n, _) => n.id.len() + n.canonical_json().len(),
+            Mutation::UpsertRelationship(r, _) => r.id.len() + r.canonical_json().len(),
+            Mutation::DeleteNode(id, _) | Mutation::DeleteRelationship(id, _) => 2 * id.len() + 64,
+        }
+}
+
+/// Splits `ops` into consecutive calls of at most `max_ops` operations (capped at [`MAX_OPS_PER_CALL`]) and about
+/// [`MAX_CHANGE_SET_BYTES`] of changes each, in order; every call is one atomic change set.
+pub fn calls(ops: &[Mutation], max_ops: usize) -> Vec<&[Mutation]> {
+    calls_by(ops, max_ops, |_| None::<()>)
+}
+
+/// Like [`calls`], and what belongs together stays together: `group` names an operation's group (e.g. the file
+/// it belongs to; `None`: no group), and a run of consecutive operations of one group goes into one call whole,
+/// with whole runs of other groups packed beside it while both bounds allow. Only a run larger than the bounds
+/// alone is split. So one file's update is one change set, and many small files share a few.
+pub fn calls_by<G: PartialEq>(
+    ops: &[Mutation],
+    max_ops: usize,
+    group: impl Fn(&Mutation) -> Option<G>,
+) -> Vec<&[Mutation]> {
+    let max_ops = max_ops.clamp(1, MAX_OPS_PER_CALL);
+    let sizes: Vec<usize> = ops.iter().map(change_size).collect();
+    let mut out = Vec::new();
+    // The call being filled: ops[start..end], `bytes` of changes.
+    let (mut start, mut end, mut bytes) = (0, 0, 0);
+    while end < ops.len() {
+        // The run of one group beginning at `end`.
+        let g = group(&ops[end]);
+        let mut run_end = end + 1;
+        while run_end < ops.len() && g.is_some() && group(&ops[run_end]) == g {
+            run_end += 1;
+        }
+        let run_bytes: usize = sizes[end..run_end].iter().sum();
+        let fits = |n: usize, b: usize| n <= max_ops && b <= MAX_CHANGE_SET_BYTES;
+        if fits(run_end - start, bytes + run_bytes) {
+            (end, bytes) = (run_end, bytes + run_bytes);
+            continue;
+        }
+        if end > start {
+            out.push(&ops[start..end]);
+            (start, bytes) = (end, 0);
+        }
+        if fits(run_end - start, run_bytes) {
+            (end, bytes) = (run_end, run_bytes);
+            continue;
+        }
+        // A run larger than one call: split it by the bounds; its tail stays open for what follows.
+        for i in end..run_end {
+            if i > start && !fits(i + 1 - start, bytes + sizes[i]) {
+                out.push(&ops[start..i]);
+                (start, bytes) = (i, 0);
+            }
+            bytes += sizes[i];
+        }
+        end = run_end;
+    }
+    if start < ops.len() {
+        out.push(&ops[start..]);
+    }
+    out
+}
+
 impl GraphWriter {
     /// `max_stream_len` caps the CDC stream's length (0: no cap). The cap is approximate: it is enforced once per
     /// 100 to 1,000 new entries (a tenth of the cap), in whole stream nodes, and never trims an entry a consumer
@@ -209,8 +288,8 @@ impl GraphWriter {
             .arg(traceparent.unwrap_or(""));
     }
 
-    /// Applies `ops` (at most [`MAX_OPS_PER_CALL`]) atomically: all of them with their events, or — when one is
-    /// refused — none of them and no event.
+    /// Applies `ops` (at most [`MAX_OPS_PER_CALL`]; see [`calls`]) atomically: all of them with their change set
+    /// (one stream entry, none when nothing changed), or — when one is refused — none of them and no event.
     pub async fn mutate<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -379,19 +458,28 @@ fn push_op(cmd: &mut redis::Cmd, op: &Mutation) {
     }
 }
 
-fn parse_outcomes(flat: &[String]) -> Vec<Outcome> {
-    flat.chunks_exact(4)
-        .map(|c| Outcome {
-            status: match c[0].as_str() {
+/// Reads `cg_mutate`'s reply: the entry id (`''`: none), then `status:version[:index:cascaded]` per operation.
+fn parse_outcomes(reply: &[String]) -> Vec<Outcome> {
+    let Some((entry, ops)) = reply.split_first() else { return Vec::new() };
+    ops.iter()
+        .map(|op| {
+            let mut parts = op.split(':');
+            let status = match parts.next().unwrap_or_default() {
                 "created" => Status::Created,
                 "updated" => Status::Updated,
                 "deleted" => Status::Deleted,
                 "not_found" => Status::NotFound,
                 _ => Status::Unchanged,
-            },
-            version: c[1].parse().unwrap_or(0),
-            event_id: (!c[2].is_empty()).then(|| c[2].clone()),
-            cascaded: c[3].parse().unwrap_or(0),
+            };
+            let version = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let change_index: Option<u32> = parts.next().and_then(|i| i.parse().ok());
+            Outcome {
+                status,
+                version,
+                event_id: change_index.is_some().then(|| entry.clone()),
+                change_index,
+                cascaded: parts.next().and_then(|c| c.parse().ok()).unwrap_or(0),
+            }
         })
         .collect()
 }
@@ -401,6 +489,57 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::graph::Node;
+
+    fn upsert(id: &str, file: &str, bytes: usize) -> Mutation {
+        let n = Node {
+            id: id.into(),
+            kind: "function".into(),
+            name: id.into(),
+            file: Some(file.into()),
+            line_start: None,
+            line_end: None,
+            properties: [("pad".to_owned(), "x".repeat(bytes).into())].into(),
+            version: None,
+        };
+        Mutation::UpsertNode(n, Expect::Any)
+    }
+
+    #[test]
+    fn calls_keep_order_and_bound_operations_and_bytes() {
+        let ops: Vec<_> = (0..25).map(|i| upsert(&format!("n{i}"), "f", 100)).collect();
+        let split = calls(&ops, 10);
+        assert_eq!(split.iter().map(|c| c.len()).collect::<Vec<_>>(), [10, 10, 5]);
+        assert_eq!(split.concat(), ops);
+        let big: Vec<_> = (0..10).map(|i| upsert(&format!("n{i}"), "f", MAX_CHANGE_SET_BYTES / 4)).collect();
+        let split = calls(&big, 1000);
+        assert!(split.len() >= 3, "{}", split.len());
+        for c in &split {
+            assert!(c.len() == 1 || c.iter().map(change_size).sum::<usize>() <= MAX_CHANGE_SET_BYTES);
+        }
+        assert_eq!(split.concat(), big);
+        assert!(calls(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn calls_by_group_keep_each_group_whole_and_pack_small_ones() {
+        let files = ["a", "a", "b", "b", "b", "c"];
+        let ops: Vec<_> = files.iter().enumerate().map(|(i, f)| upsert(&i.to_string(), f, 10)).collect();
+        let file = |op: &Mutation| match op {
+            Mutation::UpsertNode(n, _) => n.file.clone(),
+            _ => None,
+        };
+        let lens = |max| calls_by(&ops, max, file).iter().map(|c| c.len()).collect::<Vec<_>>();
+        assert_eq!(lens(1000), [6], "small groups share one call");
+        assert_eq!(lens(4), [2, 4], "a group that does not fit starts a new call");
+        assert_eq!(lens(3), [2, 3, 1]);
+        assert_eq!(lens(2), [2, 2, 2], "only a group larger than a call is split; its tail takes the next group");
+        for max in 1..8 {
+            assert_eq!(calls_by(&ops, max, file).concat(), ops);
+        }
+    }
+
     #[test]
     fn the_library_declares_its_version_and_name() {
         assert!(super::library_version() >= 1);

@@ -2,7 +2,7 @@
 //! stream's length cap and trimming next to consumer groups.
 
 use codegraph_shared::{
-    event::{CdcEvent, EventType, StreamId, STREAM_FIELD},
+    event::{decode_entry, decode_published, CdcEvent, ChangeSet, EventType, StreamId, STREAM_FIELD},
     functions::{
         cap_hold, ensure_loaded, trim_stream, Expect, GraphWriter, Mutation, MutationError, PublishMode, Status,
     },
@@ -46,16 +46,23 @@ async fn setup(server: &RedisServer) -> (redis::aio::MultiplexedConnection, Grap
     (conn, GraphWriter::new(names, 10_000, PublishMode::Classic))
 }
 
-async fn stream(conn: &mut redis::aio::MultiplexedConnection, names: &RedisNames) -> Vec<CdcEvent> {
+/// The stream's entries, whole.
+async fn entries(conn: &mut redis::aio::MultiplexedConnection, names: &RedisNames) -> Vec<ChangeSet> {
     let reply: redis::streams::StreamRangeReply = conn.xrange_all(names.cdc_stream()).await.unwrap();
     reply
         .ids
         .iter()
         .map(|e| {
             let body: String = e.get(STREAM_FIELD).unwrap();
-            CdcEvent::from_stream_entry(&e.id, &body).unwrap()
+            ChangeSet::from_stream_entry(&e.id, &body).unwrap()
         })
         .collect()
+}
+
+/// The stream's changes, one event each.
+async fn stream(conn: &mut redis::aio::MultiplexedConnection, names: &RedisNames) -> Vec<CdcEvent> {
+    let reply: redis::streams::StreamRangeReply = conn.xrange_all(names.cdc_stream()).await.unwrap();
+    reply.ids.iter().flat_map(|e| decode_entry(&e.id, &e.get::<String>(STREAM_FIELD).unwrap()).unwrap()).collect()
 }
 
 #[tokio::test]
@@ -80,6 +87,9 @@ async fn mutations_write_state_and_ordered_events_with_growing_versions() {
         .await
         .unwrap();
     assert_eq!(out.iter().map(|o| o.status).collect::<Vec<_>>(), [Status::Created; 3]);
+    // One call, one change set: every outcome names the same entry, each its own change in it.
+    assert!(out.iter().all(|o| o.event_id.is_some() && o.event_id == out[0].event_id));
+    assert_eq!(out.iter().map(|o| o.change_index).collect::<Vec<_>>(), [Some(0), Some(1), Some(2)]);
 
     // The same upsert again changes nothing and emits nothing; a real change bumps the version.
     let again = w.mutate(&mut conn, &[Mutation::UpsertNode(node("a", "function"), Expect::Any)], None).await.unwrap();
@@ -89,9 +99,15 @@ async fn mutations_write_state_and_ordered_events_with_growing_versions() {
     let upd = w.mutate(&mut conn, &[Mutation::UpsertNode(changed.clone(), Expect::Any)], None).await.unwrap();
     assert_eq!((upd[0].status, upd[0].version), (Status::Updated, 2));
 
-    // Deleting a node deletes its relationships, each with its own event.
+    // Deleting a node deletes its relationships, each a change of the same set, before the node's.
     let del = w.mutate(&mut conn, &[Mutation::DeleteNode("b".into(), Expect::Any)], None).await.unwrap();
-    assert_eq!((del[0].status, del[0].cascaded), (Status::Deleted, 1));
+    assert_eq!((del[0].status, del[0].cascaded, del[0].change_index), (Status::Deleted, 1, Some(1)));
+
+    let sets = entries(&mut conn, &names).await;
+    assert_eq!(sets.iter().map(|s| s.changes.len()).collect::<Vec<_>>(), [3, 1, 2], "the no-op call wrote no entry");
+    assert!(sets.iter().all(|s| !s.single));
+    assert_eq!(Some(sets[0].id.to_string()), out[0].event_id);
+    assert_eq!(Some(sets[2].id.to_string()), del[0].event_id);
 
     let events = stream(&mut conn, &names).await;
     let types: Vec<EventType> = events.iter().map(|e| e.event_type).collect();
@@ -106,7 +122,8 @@ async fn mutations_write_state_and_ordered_events_with_growing_versions() {
             EventType::NodeDeleted
         ]
     );
-    assert!(events.windows(2).all(|w| w[0].id < w[1].id), "ids grow");
+    assert!(events.windows(2).all(|w| (w[0].id, w[0].index) < (w[1].id, w[1].index)), "ids and indexes grow");
+    assert_eq!(events.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 1, 2, 0, 0, 1]);
     assert_eq!(events[0].traceparent(), Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
     assert_eq!(events[3].version, 2);
     assert_eq!(events[3].data["name"], "renamed/with\"quote");
@@ -114,13 +131,12 @@ async fn mutations_write_state_and_ordered_events_with_growing_versions() {
     assert!(events[0].ts.ends_with('Z') && events[0].ts.len() == 24, "{}", events[0].ts);
     assert_eq!(events[0].project, "demo");
 
-    // The live channel carries the same events, with their ids.
+    // The live channel carries the same change sets, one message each, with their ids.
     let mut live_messages = pubsub.on_message();
-    for expected in &events {
+    for expected in &sets {
         let msg = live_messages.next().await.unwrap();
         let payload: String = msg.get_payload().unwrap();
-        let live = CdcEvent::from_json(&payload).unwrap();
-        assert_eq!(&live, expected);
+        assert_eq!(&ChangeSet::from_json(&payload).unwrap(), expected);
     }
 
     // State and counters.
@@ -353,8 +369,8 @@ async fn a_failed_state_write_leaves_no_event() {
     let _: () = conn.del(&[names.node_kinds(), names.job("j1")]).await.unwrap();
     let ok = w.mutate(&mut conn, &[Mutation::UpsertNode(node("c", "function"), Expect::Any)], None).await.unwrap();
     let msg = pubsub.on_message().next().await.unwrap();
-    let live = CdcEvent::from_json(&msg.get_payload::<String>().unwrap()).unwrap();
-    assert_eq!(Some(live.id.to_string()), ok[0].event_id);
+    let live = decode_published(&msg.get_payload::<String>().unwrap()).unwrap();
+    assert_eq!(Some(live[0].id.to_string()), ok[0].event_id);
     assert_eq!(stream(&mut conn, &names).await.len(), 1);
 }
 
@@ -378,21 +394,18 @@ async fn a_stream_key_of_another_type_is_refused_before_any_write() {
     }
 }
 
-/// Upserts nodes `n<from>`… (a change each, so an event each), `per_call` per call; returns the event ids.
+/// Upserts nodes `n<from>`…, one call (so one change set, one entry) each; returns the entries' ids.
 async fn write_events(
     conn: &mut redis::aio::MultiplexedConnection,
     w: &GraphWriter,
     from: usize,
     count: usize,
-    per_call: usize,
 ) -> Vec<StreamId> {
     let mut ids = Vec::new();
-    let ops: Vec<Mutation> =
-        (from..from + count).map(|i| Mutation::UpsertNode(node(&format!("n{i}"), "function"), Expect::Any)).collect();
-    for chunk in ops.chunks(per_call) {
-        for out in w.mutate(conn, chunk, None).await.unwrap() {
-            ids.push(out.event_id.unwrap().parse().unwrap());
-        }
+    for i in from..from + count {
+        let op = Mutation::UpsertNode(node(&format!("n{i}"), "function"), Expect::Any);
+        let out = w.mutate(conn, &[op], None).await.unwrap();
+        ids.push(out[0].event_id.as_ref().unwrap().parse().unwrap());
     }
     ids
 }
@@ -443,11 +456,11 @@ async fn the_length_cap_never_trims_what_a_group_still_needs() {
     let w = GraphWriter::new(names.clone(), 100, PublishMode::Classic);
 
     // A group with ids[20..30] pending: delivered 30, acknowledged 20.
-    let mut ids = write_events(&mut conn, &w, 0, 50, 10).await;
+    let mut ids = write_events(&mut conn, &w, 0, 50).await;
     create_group(&mut conn, &names, "slow", "0").await;
     deliver(&mut conn, &names, "slow", 30).await;
     ack(&mut conn, &names, "slow", &ids[..20]).await;
-    ids.extend(write_events(&mut conn, &w, 50, 400, 10).await);
+    ids.extend(write_events(&mut conn, &w, 50, 400).await);
 
     // A cap of 100 would keep ~the last 100; the group's pending and undelivered entries all stay, and what it
     // acknowledged went (whole nodes of ten: exactly ids[..20]).
@@ -460,7 +473,7 @@ async fn the_length_cap_never_trims_what_a_group_still_needs() {
     deliver(&mut conn, &names, "slow", 1000).await;
     ack(&mut conn, &names, "slow", &ids[20..]).await;
     create_group(&mut conn, &names, "behind", &ids[300].to_string()).await;
-    ids.extend(write_events(&mut conn, &w, 450, 300, 10).await);
+    ids.extend(write_events(&mut conn, &w, 450, 300).await);
     let kept = stream_ids(&mut conn, &names).await;
     assert_eq!(kept[0], ids[300], "trimmed up to what `behind` still needs, in whole nodes");
     assert_eq!(kept, ids[300..]);
@@ -474,7 +487,7 @@ async fn the_length_cap_never_trims_what_a_group_still_needs() {
     deliver(&mut conn, &names, "slow", 1000).await;
     ack(&mut conn, &names, "slow", &ids[450..]).await;
     for from in (750..1250).step_by(10) {
-        let batch = write_events(&mut conn, &w, from, 10, 10).await;
+        let batch = write_events(&mut conn, &w, from, 10).await;
         deliver(&mut conn, &names, "slow", 10).await;
         ack(&mut conn, &names, "slow", &batch).await;
         ids.extend(batch);
@@ -495,7 +508,7 @@ async fn trimming_keeps_what_every_group_needs_and_the_retention_in_one_step() {
     let far_future = StreamId::new(u64::MAX / 2, 0);
 
     assert_eq!(trim_stream(&mut conn, &names, far_future).await.unwrap(), 0, "no stream");
-    let ids = write_events(&mut conn, &w, 0, 60, 10).await;
+    let ids = write_events(&mut conn, &w, 0, 60).await;
     assert_eq!(trim_stream(&mut conn, &names, far_future).await.unwrap(), 0, "a stream without groups stays");
     assert_eq!(stream_ids(&mut conn, &names).await, ids);
 
