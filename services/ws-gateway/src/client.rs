@@ -1,17 +1,19 @@
 //! One connected client as the rest of the gateway sees it: its outbox, its filter, and per followed project
 //! where its feed stands (live, or catching up from the stream).
 //!
-//! The fan-out calls [`Client::deliver`] for every live event of a project the client follows; a catch-up task
-//! calls [`Client::replay`] for events read from the stream and [`Client::finish_catch_up`] at the end of the
-//! stream; the connection's writer drains the outbox with [`Client::take`]. All of them meet under one mutex per
-//! client, never held across an await, so the order in the outbox is the order of the stream.
+//! The fan-out calls [`Client::deliver`] for every live stream entry (change set or single event) of a project the
+//! client follows; a catch-up task calls [`Client::replay`] for entries read from the stream and
+//! [`Client::finish_catch_up`] at the end of the stream; the connection's writer drains the outbox with
+//! [`Client::take`]. All of them meet under one mutex per client, never held across an await, so the order in the
+//! outbox is the order of the stream. Each entry becomes at most one frame, cut by the client's filter
+//! ([`EventFilter::frame`]) when it is queued.
 //!
-//! The seam between replay and live: while a project is catching up, its live events wait in `pending` (bounded
-//! like the outbox). At the end of the stream, under the lock, the pending events newer than the last replayed
-//! id go out and the feed turns live. Every event newer than the resume point is thus either read from the stream
-//! or pending (the client joined the project's room before the first read), and de-duplication by stream id
+//! The seam between replay and live: while a project is catching up, its live entries wait in `pending` (bounded
+//! like the outbox). At the end of the stream, under the lock, the pending entries newer than the last replayed
+//! id go out and the feed turns live. Every entry newer than the resume point is thus either read from the stream
+//! or pending (the client joined the project's room before the first read), and de-duplication by entry id
 //! removes the overlap. When `pending` overflows it is dropped and the replay simply reads further: the stream
-//! has those events too.
+//! has those entries too.
 
 use std::{
     collections::VecDeque,
@@ -144,10 +146,7 @@ impl Client {
                     return;
                 }
                 *last = Some(ev.id());
-                if !st.filter.matches(ev) {
-                    return;
-                }
-                let frame = Frame { text: ev.text().clone(), published_ms: Some(ev.id().ms) };
+                let Some(frame) = st.filter.frame(ev) else { return };
                 if st.outbox.push(frame).is_err() {
                     drop(guard);
                     self.stats.slow_client_cut();
@@ -228,14 +227,13 @@ impl Client {
                 if st.closing.is_some() || current_generation(&st, project) != Some(generation) {
                     return Err(ReplayStopped);
                 }
-                if st.outbox.has_room_for_replay(ev.len()) {
-                    if st.filter.matches(ev) {
-                        let frame = Frame { text: ev.text().clone(), published_ms: Some(ev.id().ms) };
-                        // Cannot fail: there is room.
-                        let _ = st.outbox.push(frame);
-                        drop(st);
-                        self.wake.notify_one();
-                    }
+                // Cut anew after each wait: the client may have changed its filter meanwhile.
+                let Some(frame) = st.filter.frame(ev) else { return Ok(()) };
+                if st.outbox.has_room_for_replay(frame.text.len()) {
+                    // Cannot fail: there is room.
+                    let _ = st.outbox.push(frame);
+                    drop(st);
+                    self.wake.notify_one();
                     return Ok(());
                 }
             }
@@ -271,8 +269,10 @@ impl Client {
                 continue;
             }
             last = ev.id();
-            if !too_slow && st.filter.matches(&ev) {
-                let frame = Frame { text: ev.text().clone(), published_ms: Some(ev.id().ms) };
+            if too_slow {
+                continue;
+            }
+            if let Some(frame) = st.filter.frame(&ev) {
                 too_slow = st.outbox.push(frame).is_err();
             }
         }
@@ -386,10 +386,44 @@ fn current_generation(st: &State, project: &ProjectName) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// A change set of two changes: node `n` and a relationship from `n` to `m`.
     fn ev(ms: u64) -> GatewayEvent {
+        set(ms, "n")
+    }
+
+    fn set(ms: u64, node: &str) -> GatewayEvent {
+        let body = format!(
+            r#"{{"project":"p","type":"change_set","changes":[{{"type":"node_added","entity":{{"kind":"node","id":"{node}"}},"version":1,"data":{{}}}},{{"type":"relationship_added","entity":{{"kind":"relationship","id":"r"}},"version":1,"data":{{"source":"{node}","target":"m"}}}}],"ts":"t"}}"#
+        );
+        GatewayEvent::from_stream_entry(&format!("{ms}-0"), &body).unwrap()
+    }
+
+    /// An entry of a stream written before change sets: one graph change.
+    fn single(ms: u64) -> GatewayEvent {
         let body =
             r#"{"project":"p","type":"node_added","entity":{"kind":"node","id":"n"},"version":1,"data":{},"ts":"t"}"#;
         GatewayEvent::from_stream_entry(&format!("{ms}-0"), body).unwrap()
+    }
+
+    fn filtered(filter: serde_json::Value) -> Client {
+        let filter = EventFilter::from_json(filter).unwrap();
+        Client::new(1, Endpoint::Filtered, 1 << 20, filter, Arc::new(Stats::default()))
+    }
+
+    /// The queued frames as (entry ms, indexes of the changes they carry; `None`: the whole entry as published).
+    fn frames(c: &Client) -> Vec<(u64, Option<Vec<u64>>)> {
+        let mut out = VecDeque::new();
+        c.take(&mut out);
+        out.iter()
+            .map(|f| {
+                let v: serde_json::Value = serde_json::from_str(f.text.as_str()).unwrap();
+                let indexes = v["changes"][0]
+                    .get("index")
+                    .map(|_| v["changes"].as_array().unwrap().iter().map(|c| c["index"].as_u64().unwrap()).collect());
+                assert_eq!(f.changes as usize, v["changes"].as_array().map_or(1, Vec::len));
+                (f.published_ms.unwrap(), indexes)
+            })
+            .collect()
     }
 
     fn client(limit: usize) -> Client {
@@ -448,6 +482,42 @@ mod tests {
         assert_eq!(c.replay(&p, generation, &ev(1)).await, Err(ReplayStopped));
         assert_eq!(c.finish_catch_up(&p, generation, StreamId::ZERO), CatchUpEnd::Stopped);
         assert!(c.wants_replay(&p, newer));
+    }
+
+    #[test]
+    fn old_and_new_entries_go_out_alike() {
+        let c = client(1 << 20);
+        let p = ProjectName::parse("p").unwrap();
+        c.start_feed(&p, None);
+        c.deliver(&p, &single(1));
+        c.deliver(&p, &ev(2));
+        c.deliver(&p, &single(2));
+        assert_eq!(frames(&c), [(1, None), (2, None)]);
+    }
+
+    #[tokio::test]
+    async fn a_filter_keeps_matching_changes_live_in_replay_and_at_the_seam() {
+        let c = filtered(serde_json::json!({"projects": ["p"], "event_types": ["relationship_added"]}));
+        let p = ProjectName::parse("p").unwrap();
+        let generation = c.start_feed(&p, Some(StreamId::ZERO)).unwrap();
+        c.deliver(&p, &ev(3));
+        c.deliver(&p, &single(4));
+        c.replay(&p, generation, &ev(1)).await.unwrap();
+        c.replay(&p, generation, &single(2)).await.unwrap();
+        assert_eq!(c.finish_catch_up(&p, generation, StreamId::new(2, 0)), CatchUpEnd::Live);
+        c.deliver(&p, &ev(5));
+        // Sets 1, 3, 5 give their relationship (index 1); the old-form node events give nothing.
+        assert_eq!(frames(&c), [(1, Some(vec![1])), (3, Some(vec![1])), (5, Some(vec![1]))]);
+
+        let c = filtered(serde_json::json!({"projects": ["p"], "node_ids": ["x"]}));
+        c.start_feed(&p, None);
+        c.deliver(&p, &set(1, "y"));
+        c.deliver(&p, &set(2, "x"));
+        assert_eq!(
+            frames(&c),
+            [(2, None)],
+            "a set with no match sends nothing; one whose changes all match is sent whole"
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! any id not newer than the last one dispatched. So a Pub/Sub outage costs latency, never events. If the
 //! stream no longer holds that position, the room's clients are told `resync_required`.
 //!
+//! Everything here goes by stream entry (a change set or a single event): one message, one id, one dispatch.
+//!
 //! One task owns every room (no locks on the dispatch path); joins and leaves come to it as commands, in order
 //! with the messages, so a client's registration has a definite place in the event sequence.
 
@@ -233,7 +235,7 @@ impl Fanout {
         let Some(room) = self.rooms.get_mut(msg.get_channel_name()) else { return };
         match GatewayEvent::from_published(msg.get_payload_bytes().to_vec()) {
             Ok(ev) => {
-                self.stats.event_received(false);
+                self.stats.entry_received(false);
                 room.dispatch(&ev);
             }
             Err(e) => tracing::warn!(channel = msg.get_channel_name(), error = %e, "dropped a malformed publication"),
@@ -368,7 +370,7 @@ impl Fanout {
                 after = id;
                 match GatewayEvent::from_entry(&entry) {
                     Ok(ev) => {
-                        self.stats.event_received(true);
+                        self.stats.entry_received(true);
                         room.dispatch(&ev);
                     }
                     Err(e) => {

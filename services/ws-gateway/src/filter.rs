@@ -1,14 +1,21 @@
 //! What a client of `/ws/events/filtered` asks for: projects, event types, entity kinds, node ids.
 //!
 //! A filter is validated once, when the client sends it; a bad filter gets an `error` message and leaves the
-//! previous one in place. The same filter applies to live events and to events replayed from the stream.
+//! previous one in place. The same filter applies to live entries and to entries replayed from the stream.
+//!
+//! It applies per change ([`EventFilter::frame`]): a stream entry whose changes all pass goes out as published, one
+//! whose changes all fail is not sent, and a change set of which only some pass goes out as a change set holding
+//! those, each with its `index` in the entry. A single event is a set of one.
 
 use std::collections::HashSet;
 
 use codegraph_shared::{event::EventType, project::ProjectName};
 use serde::Deserialize;
 
-use crate::gateway_event::GatewayEvent;
+use crate::{
+    gateway_event::{ChangeHead, GatewayEvent},
+    outbox::Frame,
+};
 
 /// Most projects one client may follow.
 pub const MAX_PROJECTS: usize = 32;
@@ -90,22 +97,45 @@ impl EventFilter {
         &self.projects
     }
 
-    /// True when the event passes every criterion (the project is checked by whoever routes the event).
-    pub fn matches(&self, ev: &GatewayEvent) -> bool {
+    /// True when nothing but the project is asked for: every change passes.
+    pub fn passes_everything(&self) -> bool {
+        self.event_types.is_none() && self.entity_kinds.is_none() && self.node_ids.is_none()
+    }
+
+    /// The frame a client with this filter gets for `ev`, if any: the entry as published when every change
+    /// passes, nothing when none does, else a change set of the passing changes with their indexes (see
+    /// [`GatewayEvent::partial_text`]). The project is checked by whoever routes the entry.
+    pub fn frame(&self, ev: &GatewayEvent) -> Option<Frame> {
+        let changes = ev.changes();
+        if self.passes_everything() {
+            return Some(Frame::entry(ev.text().clone(), ev.id(), changes.len()));
+        }
+        let kept: Vec<usize> = (0..changes.len()).filter(|&i| self.matches(&changes[i])).collect();
+        if kept.is_empty() {
+            None
+        } else if kept.len() == changes.len() {
+            Some(Frame::entry(ev.text().clone(), ev.id(), kept.len()))
+        } else {
+            Some(Frame::entry(ev.partial_text(&kept), ev.id(), kept.len()))
+        }
+    }
+
+    /// True when the change passes every criterion.
+    pub fn matches(&self, change: &ChangeHead) -> bool {
         if let Some(mask) = self.event_types {
-            match EventType::ALL.iter().position(|t| *t == ev.event_type()) {
+            match EventType::ALL.iter().position(|t| *t == change.event_type()) {
                 Some(pos) if mask & (1 << pos) != 0 => {}
                 _ => return false,
             }
         }
         if let Some(kinds) = &self.entity_kinds {
-            if !kinds.iter().any(|k| **k == *ev.entity_kind()) {
+            if !kinds.iter().any(|k| **k == *change.entity_kind()) {
                 return false;
             }
         }
         if let Some(ids) = &self.node_ids {
-            let about_node = ev.entity_kind() == "node" && ids.contains(ev.entity_id());
-            let touches_node = ev.ends().is_some_and(|(s, t)| ids.contains(s) || ids.contains(t));
+            let about_node = change.entity_kind() == "node" && ids.contains(change.entity_id());
+            let touches_node = change.ends().is_some_and(|(s, t)| ids.contains(s) || ids.contains(t));
             if !about_node && !touches_node {
                 return false;
             }
@@ -179,11 +209,18 @@ mod tests {
         GatewayEvent::from_stream_entry("1-0", &body).unwrap()
     }
 
+    /// Whether a client with filter `f` gets a frame for `ev`.
+    fn passes(f: &EventFilter, ev: &GatewayEvent) -> bool {
+        f.frame(ev).is_some()
+    }
+
     #[test]
     fn an_empty_filter_follows_the_default_project_and_passes_everything() {
         let f = EventFilter::from_json(json!({})).unwrap();
         assert_eq!(f.projects(), [ProjectName::default_project()]);
-        assert!(f.matches(&event("node_added", "node", "a", "{}")));
+        assert!(f.passes_everything());
+        assert!(passes(&f, &event("node_added", "node", "a", "{}")));
+        assert!(f.matches(&event("node_added", "node", "a", "{}").changes()[0]));
     }
 
     #[test]
@@ -195,13 +232,43 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(f.projects().len(), 2);
-        assert!(f.matches(&event("node_added", "node", "a", "{}")));
-        assert!(!f.matches(&event("node_added", "node", "b", "{}")));
-        assert!(!f.matches(&event("node_deleted", "node", "a", "{}")));
-        assert!(f.matches(&event("relationship_added", "relationship", "r", r#"{"source":"x","target":"a"}"#)));
+        assert!(passes(&f, &event("node_added", "node", "a", "{}")));
+        assert!(!passes(&f, &event("node_added", "node", "b", "{}")));
+        assert!(!passes(&f, &event("node_deleted", "node", "a", "{}")));
+        assert!(passes(&f, &event("relationship_added", "relationship", "r", r#"{"source":"x","target":"a"}"#)));
         let kinds = EventFilter::from_json(json!({"entity_kinds": ["job"]})).unwrap();
-        assert!(kinds.matches(&event("analysis_progress", "job", "j", "{}")));
-        assert!(!kinds.matches(&event("node_added", "node", "a", "{}")));
+        assert!(passes(&kinds, &event("analysis_progress", "job", "j", "{}")));
+        assert!(!passes(&kinds, &event("node_added", "node", "a", "{}")));
+    }
+
+    const SET: &str = r#"{"project":"p","type":"change_set","changes":[{"type":"node_added","entity":{"kind":"node","id":"a"},"version":1,"data":{}},{"type":"relationship_deleted","entity":{"kind":"relationship","id":"r"},"version":3,"data":{"source":"b","target":"c"}},{"type":"node_deleted","entity":{"kind":"node","id":"b"},"version":2,"data":{}}],"ts":"t"}"#;
+
+    #[test]
+    fn a_change_set_is_filtered_per_change() {
+        let set = GatewayEvent::from_stream_entry("5-0", SET).unwrap();
+        let frame = |filter: serde_json::Value| EventFilter::from_json(filter).unwrap().frame(&set);
+        // Every change passes: the entry as published.
+        let all = frame(json!({})).unwrap();
+        assert_eq!((&all.text, all.changes, all.published_ms), (set.text(), 3, Some(5)));
+        let all = frame(json!({"node_ids": ["a", "b"]})).unwrap();
+        assert_eq!((&all.text, all.changes), (set.text(), 3));
+        // None passes: nothing.
+        assert!(frame(json!({"event_types": ["node_updated"]})).is_none());
+        assert!(frame(json!({"entity_kinds": ["job"]})).is_none());
+        // Some pass: those, in order, with their indexes.
+        let some = frame(json!({"node_ids": ["b"]})).unwrap();
+        assert_eq!(some.changes, 2);
+        let v: serde_json::Value = serde_json::from_str(some.text.as_str()).unwrap();
+        let kept: Vec<_> =
+            v["changes"].as_array().unwrap().iter().map(|c| (c["index"].clone(), c["type"].clone())).collect();
+        assert_eq!(kept, [(json!(1), json!("relationship_deleted")), (json!(2), json!("node_deleted"))]);
+        assert_eq!(
+            (v["id"].as_str(), v["type"].as_str(), v["ts"].as_str()),
+            (Some("5-0"), Some("change_set"), Some("t"))
+        );
+        let one = frame(json!({"entity_kinds": ["node"], "event_types": ["node_added"]})).unwrap();
+        let v: serde_json::Value = serde_json::from_str(one.text.as_str()).unwrap();
+        assert_eq!((one.changes, v["changes"][0]["index"].as_u64()), (1, Some(0)));
     }
 
     #[test]

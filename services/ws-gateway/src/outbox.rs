@@ -1,6 +1,6 @@
 //! A client's outbox: the frames waiting to be written to its socket, bounded in bytes.
 //!
-//! The fan-out pushes live events here and never waits: a push that would take the outbox past its limit fails,
+//! The fan-out pushes live entries here and never waits: a push that would take the outbox past its limit fails,
 //! and the caller closes the client with 4008 (it resumes from its last id on reconnect). So one slow client can
 //! neither slow the others nor grow memory without bound. Replays from the stream, which can wait, only fill the
 //! outbox to half its limit ([`Outbox::has_room_for_replay`]), leaving the other half to live traffic.
@@ -8,18 +8,25 @@
 use std::collections::VecDeque;
 
 use axum::extract::ws::Utf8Bytes;
+use codegraph_shared::event::StreamId;
 
-/// One text frame and, for events, when Redis published it (the stream id's milliseconds), for the latency
-/// histogram and the client's lag.
+/// One text frame and, for a stream entry, when Redis published it (the stream id's milliseconds), for the
+/// latency histogram and the client's lag, and how many changes it carries, for the change counter.
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub text: Utf8Bytes,
     pub published_ms: Option<u64>,
+    pub changes: u32,
 }
 
 impl Frame {
     pub fn control(text: impl Into<Utf8Bytes>) -> Self {
-        Self { text: text.into(), published_ms: None }
+        Self { text: text.into(), published_ms: None, changes: 0 }
+    }
+
+    /// A frame of the stream entry `id` carrying `changes` changes.
+    pub fn entry(text: Utf8Bytes, id: StreamId, changes: usize) -> Self {
+        Self { text, published_ms: Some(id.ms), changes: changes.try_into().unwrap_or(u32::MAX) }
     }
 }
 

@@ -1,8 +1,11 @@
 //! The WebSocket protocol of the gateway: what a client may send, the control messages it gets, close codes.
 //!
-//! Events are the CDC envelope itself (one text frame each). Everything else is a JSON object with a `type`:
-//! client → gateway `ping`, `subscribe` (filtered endpoint), `resume`; gateway → client `pong`, `subscribed`,
-//! `resync_required`, `error`, `status`.
+//! Events go out as one text frame per stream entry: the CDC envelope itself, a change set
+//! (`"type":"change_set"`) or a single event, as published. A filter applies per change: a client whose filter
+//! keeps only some changes of a set gets a `change_set` frame of those, in order, each with `"index"` (its
+//! position in the entry), and one that keeps none gets nothing for that entry (see `filter.rs`). Resume points
+//! are entry ids. Everything else is a JSON object with a `type`: client → gateway `ping`, `subscribe` (filtered
+//! endpoint), `resume`; gateway → client `pong`, `subscribed`, `resync_required`, `error`, `status`.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,10 @@
 //! What the gateway knows about itself: counters, rates, the publish-to-send latency histogram, the state of its
 //! Redis connection. `GET /status` and `/ws/status` show it as JSON; `/metrics` shows the same counters to
 //! Prometheus (`codegraph_ws_*`).
+//!
+//! The unit is the stream entry (a change set or a single event): "events" received, recovered and sent count
+//! entries, and a client gets at most one frame per entry; the changes those frames carry are counted apart
+//! (`codegraph_ws_changes_sent_total`), since a filtered frame may carry only some of its entry's changes.
 
 use std::{
     sync::{
@@ -26,6 +30,7 @@ struct Metrics {
     recovered: IntCounter,
     sent: IntCounter,
     bytes: IntCounter,
+    changes: IntCounter,
     cut: IntCounter,
     connections: IntGauge,
     redis_up: IntGauge,
@@ -50,20 +55,27 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let latency = Histogram::with_opts(
         HistogramOpts::new(
             "codegraph_ws_publish_to_send_seconds",
-            "Time from the event's XADD/PUBLISH (its stream id) to its write to a client socket",
+            "Time from the entry's XADD/PUBLISH (its stream id) to the write of its frame to a client socket",
         )
         .buckets(buckets),
     )
     .expect("valid histogram");
     let _ = prometheus::register(Box::new(latency.clone()));
     Metrics {
-        received: counter("codegraph_ws_events_received_total", "Events received from Redis (live and recovered)"),
+        received: counter(
+            "codegraph_ws_events_received_total",
+            "Stream entries (change sets or single events) received from Redis, live and recovered",
+        ),
         recovered: counter(
             "codegraph_ws_events_recovered_total",
-            "Events the gateway read back from the stream after a Pub/Sub outage",
+            "Stream entries the gateway read back from the stream after a Pub/Sub outage",
         ),
-        sent: counter("codegraph_ws_frames_sent_total", "Event frames written to clients"),
-        bytes: counter("codegraph_ws_bytes_sent_total", "Bytes of event frames written to clients"),
+        sent: counter("codegraph_ws_frames_sent_total", "Frames of stream entries written to clients (one per entry)"),
+        bytes: counter("codegraph_ws_bytes_sent_total", "Bytes of stream-entry frames written to clients"),
+        changes: counter(
+            "codegraph_ws_changes_sent_total",
+            "Changes carried by the stream-entry frames written to clients (a single event is one)",
+        ),
         cut: counter(
             "codegraph_ws_slow_clients_closed_total",
             "Clients closed with 4008 because their outbox was full",
@@ -83,6 +95,7 @@ pub struct Stats {
     recovered: AtomicU64,
     sent: AtomicU64,
     bytes: AtomicU64,
+    changes: AtomicU64,
     cut: AtomicU64,
     accepted: AtomicU64,
     open: AtomicI64,
@@ -101,8 +114,10 @@ struct Rates {
     at: Instant,
     received: u64,
     sent: u64,
+    changes: u64,
     received_per_s: f64,
     sent_per_s: f64,
+    changes_per_s: f64,
 }
 
 impl Default for Stats {
@@ -114,6 +129,7 @@ impl Default for Stats {
             recovered: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
             cut: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             open: AtomicI64::new(0),
@@ -124,13 +140,22 @@ impl Default for Stats {
             draining: AtomicBool::new(false),
             latency: Default::default(),
             redis_error: Mutex::new(None),
-            rates: Mutex::new(Rates { at: now, received: 0, sent: 0, received_per_s: 0.0, sent_per_s: 0.0 }),
+            rates: Mutex::new(Rates {
+                at: now,
+                received: 0,
+                sent: 0,
+                changes: 0,
+                received_per_s: 0.0,
+                sent_per_s: 0.0,
+                changes_per_s: 0.0,
+            }),
         }
     }
 }
 
 impl Stats {
-    pub fn event_received(&self, recovered: bool) {
+    /// A stream entry came from Redis (`recovered`: read back from the stream after an outage).
+    pub fn entry_received(&self, recovered: bool) {
         self.received.fetch_add(1, Ordering::Relaxed);
         METRICS.received.inc();
         if recovered {
@@ -139,12 +164,14 @@ impl Stats {
         }
     }
 
-    /// Event frames written to one client, with their publication times.
-    pub fn frames_sent(&self, frames: u64, bytes: u64, published_ms: impl Iterator<Item = u64>) {
+    /// Stream-entry frames written to one client, the changes they carry, and their publication times.
+    pub fn frames_sent(&self, frames: u64, bytes: u64, changes: u64, published_ms: impl Iterator<Item = u64>) {
         self.sent.fetch_add(frames, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.changes.fetch_add(changes, Ordering::Relaxed);
         METRICS.sent.inc_by(frames);
         METRICS.bytes.inc_by(bytes);
+        METRICS.changes.inc_by(changes);
         let now = codegraph_shared::stream::now_ms();
         for t in published_ms {
             let ms = now.saturating_sub(t);
@@ -212,9 +239,11 @@ impl Stats {
         }
         let received = self.received.load(Ordering::Relaxed);
         let sent = self.sent.load(Ordering::Relaxed);
+        let changes = self.changes.load(Ordering::Relaxed);
         r.received_per_s = (received - r.received) as f64 / secs;
         r.sent_per_s = (sent - r.sent) as f64 / secs;
-        *r = Rates { at: now, received, sent, ..*r };
+        r.changes_per_s = (changes - r.changes) as f64 / secs;
+        *r = Rates { at: now, received, sent, changes, ..*r };
     }
 
     /// The status document of `GET /status` and `/ws/status`.
@@ -247,9 +276,11 @@ impl Stats {
             "events": {
                 "received_per_s": round1(rates.received_per_s),
                 "sent_per_s": round1(rates.sent_per_s),
+                "changes_sent_per_s": round1(rates.changes_per_s),
                 "received_total": self.received.load(Ordering::Relaxed),
                 "recovered_total": self.recovered.load(Ordering::Relaxed),
                 "sent_total": self.sent.load(Ordering::Relaxed),
+                "changes_sent_total": self.changes.load(Ordering::Relaxed),
                 "bytes_sent_total": self.bytes.load(Ordering::Relaxed),
             },
             "latency_ms": latency_json(&counts),
@@ -306,11 +337,12 @@ mod tests {
     fn latency_quantiles_come_from_the_buckets() {
         let s = Stats::default();
         let now = codegraph_shared::stream::now_ms();
-        s.frames_sent(100, 1000, (0..100).map(|i| if i < 98 { now } else { now - 300 }));
+        s.frames_sent(100, 1000, 250, (0..100).map(|i| if i < 98 { now } else { now - 300 }));
         let v = s.status(&Registry::default());
         assert_eq!(v["latency_ms"]["count"], 100);
         assert_eq!(v["latency_ms"]["p50_le"], 1);
         assert_eq!(v["latency_ms"]["p99_le"], 500);
         assert_eq!(v["events"]["sent_total"], 100);
+        assert_eq!(v["events"]["changes_sent_total"], 250);
     }
 }

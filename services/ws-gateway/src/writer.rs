@@ -114,18 +114,19 @@ async fn write_batch(
     stats: &Stats,
 ) -> Result<(), axum::Error> {
     published.clear();
-    let (mut events, mut bytes) = (0u64, 0u64);
+    let (mut frames, mut bytes, mut changes) = (0u64, 0u64, 0u64);
     while let Some(frame) = batch.pop_front() {
         if let Some(t) = frame.published_ms {
-            events += 1;
+            frames += 1;
             bytes += frame.text.len() as u64;
+            changes += u64::from(frame.changes);
             published.push(t);
         }
         sink.feed(Message::Text(frame.text)).await?;
     }
     sink.flush().await?;
-    if events > 0 {
-        stats.frames_sent(events, bytes, published.iter().copied());
+    if frames > 0 {
+        stats.frames_sent(frames, bytes, changes, published.iter().copied());
     }
     Ok(())
 }

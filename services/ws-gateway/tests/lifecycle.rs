@@ -22,7 +22,20 @@ async fn health_ready_status_and_metrics() {
     for i in 0..20 {
         w.upsert("a", i).await.unwrap();
     }
-    read_events(&mut ws, 20).await;
+    w.mutate_all(&[upsert_node("b", 1), upsert_node("c", 1), upsert_relationship("b-c", "b", "c")]).await.unwrap();
+    read_events(&mut ws, 21).await;
+    // The counters move once the frames are written; wait for them, then check frames and changes apart.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = gw.status().await["events"].clone();
+        if events["changes_sent_total"] == 23 {
+            assert_eq!(events["sent_total"], 21, "one frame per entry: {events}");
+            assert_eq!(events["received_total"], 21, "{events}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "changes never counted: {events}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let mut status_ws = connect(&gw.ws("/ws/status")).await;
     let pushed = wait_for_type(&mut status_ws, "status").await;
@@ -42,9 +55,13 @@ async fn health_ready_status_and_metrics() {
     assert!(status["events"]["received_total"].as_u64().unwrap() >= 20);
 
     let metrics = reqwest::get(gw.http("/metrics")).await.unwrap().text().await.unwrap();
-    for name in
-        ["codegraph_ws_frames_sent_total", "codegraph_ws_connections", "codegraph_ws_publish_to_send_seconds_bucket"]
-    {
+    for name in [
+        "codegraph_ws_frames_sent_total 21",
+        "codegraph_ws_changes_sent_total 23",
+        "codegraph_ws_events_received_total 21",
+        "codegraph_ws_connections",
+        "codegraph_ws_publish_to_send_seconds_bucket",
+    ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
 

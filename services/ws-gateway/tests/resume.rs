@@ -1,5 +1,7 @@
-//! Resume: a client that comes back with `since` (or sends `resume`) gets every event after it exactly once and
-//! continues live; a position the stream no longer holds gets `resync_required` and 4009, never a silent gap.
+//! Resume: a client that comes back with `since` (an entry id; or sends `resume`) gets every entry after it exactly
+//! once, as one frame each, and continues live; a position the stream no longer holds gets `resync_required` and
+//! 4009, never a silent gap. Streams hold change sets and, from before change sets, per-entity entries: both are
+//! replayed.
 
 mod common;
 
@@ -16,28 +18,32 @@ use codegraph_shared::{event::StreamId, testing::RedisServer};
 use common::*;
 use serde_json::json;
 
-/// Writes one event every millisecond or so until told to stop; returns how many it wrote.
+/// Writes a change set of one to four changes every millisecond or so until told to stop; returns how many
+/// changes it wrote.
 fn steady_writer(url: String, project: &'static str, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
         let mut w = Writer::new(&url, project).await;
-        let mut n = 0;
+        let (mut n, mut changes) = (0, 0);
         while !stop.load(Ordering::Relaxed) {
-            w.upsert(&format!("n{}", n % 20), n).await.unwrap();
+            let ops: Vec<_> = (0..=n % 4).map(|k| upsert_node(&format!("n{}-{k}", n % 5), n)).collect();
+            w.mutate_all(&ops).await.unwrap();
+            changes += ops.len() as u64;
             n += 1;
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        n
+        changes
     })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconnecting_with_since_delivers_every_event_exactly_once() {
+async fn reconnecting_mid_stream_of_change_sets_delivers_each_entry_once() {
     let redis = RedisServer::start();
     let gw = GatewayProcess::ready(&redis.url(), &[]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = steady_writer(redis.url(), "p", stop.clone());
 
     let mut seen: Vec<StreamId> = Vec::new();
+    let mut changes_seen = 0;
     // Three sessions: each reads a while, disconnects, writes go on, the next resumes from the last id seen.
     for round in 0..3 {
         let url = match seen.last() {
@@ -45,24 +51,58 @@ async fn reconnecting_with_since_delivers_every_event_exactly_once() {
             Some(last) => gw.ws(&format!("/ws/events?project=p&since={last}")),
         };
         let mut ws = connect(&url).await;
-        for ev in read_events(&mut ws, 150).await {
-            seen.push(event_id(&ev));
+        for frame in read_events(&mut ws, 150).await {
+            seen.push(event_id(&frame));
+            changes_seen += changes(&frame).len() as u64;
         }
         drop(ws);
         // Let mutations pile up while nobody listens.
         tokio::time::sleep(Duration::from_millis(50 * (round + 1))).await;
     }
     stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    let changes_written = writer.await.unwrap();
     // The last session picks up the rest after the writes stopped.
     let stream = stream_ids(&redis.url(), "p").await;
     let mut ws = connect(&gw.ws(&format!("/ws/events?project=p&since={}", seen.last().unwrap()))).await;
     let rest = stream.len() - seen.len();
-    for ev in read_events(&mut ws, rest).await {
-        seen.push(event_id(&ev));
+    for frame in read_events(&mut ws, rest).await {
+        seen.push(event_id(&frame));
+        changes_seen += changes(&frame).len() as u64;
     }
-    assert_eq!(seen, stream, "every event once, in order, across three reconnects");
+    assert_eq!(seen, stream, "every entry once, in order, across three reconnects");
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), seen.len());
+    assert_eq!(changes_seen, changes_written, "every change of every set");
+    assert!(changes_written > stream.len() as u64, "the sets held several changes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_form_entry_in_the_stream_is_delivered_on_catch_up() {
+    let redis = RedisServer::start();
+    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
+    let mut w = Writer::new(&redis.url(), "p").await;
+    let before = w.mutate_all(&[upsert_node("a", 1), upsert_node("b", 1)]).await.unwrap();
+    let old = append_old_form(&redis.url(), "p", "legacy").await;
+    let after =
+        w.mutate_all(&[upsert_node("legacy", 2), upsert_relationship("a-legacy", "a", "legacy")]).await.unwrap();
+
+    let mut ws = connect(&gw.ws("/ws/events?project=p&since=0")).await;
+    let got = read_events(&mut ws, 3).await;
+    assert_eq!(got.iter().map(event_id).collect::<Vec<_>>(), [before, old, after]);
+    assert_eq!(got[1]["type"], "node_added", "the old entry goes out in its own form");
+    assert_eq!(got[1]["entity"]["id"], "legacy");
+    assert_eq!((got[0]["type"].as_str(), got[2]["type"].as_str()), (Some("change_set"), Some("change_set")));
+
+    // Through a filter, the old entry is a set of one: sent whole when it matches, like the matching changes.
+    let mut ws = connect(&gw.ws("/ws/events/filtered")).await;
+    send_json(
+        &mut ws,
+        json!({"type": "subscribe", "filter": {"projects": ["p"], "node_ids": ["legacy"]}, "since": {"p": "0"}}),
+    )
+    .await;
+    let got = read_events(&mut ws, 2).await;
+    assert_eq!(got.iter().map(event_id).collect::<Vec<_>>(), [old, after]);
+    assert_eq!((got[0]["type"].as_str(), got[0].get("index")), (Some("node_added"), None));
+    assert_eq!(got[1]["changes"].as_array().unwrap().len(), 2, "both changes of the last set touch the node");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +116,8 @@ async fn the_seam_between_replay_and_live_has_no_gap_or_duplicate() {
     .await;
     let mut w = Writer::new(&redis.url(), "p").await;
     for i in 0..500 {
-        w.upsert(&format!("n{}", i % 20), i).await.unwrap();
+        let ops: Vec<_> = (0..=i % 3).map(|k| upsert_node(&format!("n{}-{k}", i % 20), i)).collect();
+        w.mutate_all(&ops).await.unwrap();
     }
     let stop = Arc::new(AtomicBool::new(false));
     let writer = steady_writer(redis.url(), "p", stop.clone());

@@ -1,5 +1,5 @@
 //! End to end through graph-api's HTTP API: every mutation made with `POST /api/graph/…` reaches `/ws/events`,
-//! in order, with the event id graph-api reported. Needs target/<profile>/graph-api (`cargo build --workspace
+//! in order, as the change of the entry id and index graph-api reported (one frame per call). Needs target/<profile>/graph-api (`cargo build --workspace
 //! --bins`, as `make test` does first).
 
 mod common;
@@ -60,16 +60,14 @@ impl Drop for GraphApi {
     }
 }
 
-/// Every `event_id` in a reply, in order.
-fn event_ids(reply: &Value, out: &mut Vec<String>) {
+/// Every change a reply names (`event_id` and `change_index`, 0 when absent), in order.
+fn event_ids(reply: &Value, out: &mut Vec<(String, u64)>) {
     match reply {
         Value::Object(map) => {
-            for (k, v) in map {
-                match (k.as_str(), v) {
-                    ("event_id", Value::String(id)) => out.push(id.clone()),
-                    _ => event_ids(v, out),
-                }
+            if let Some(Value::String(id)) = map.get("event_id") {
+                out.push((id.clone(), map.get("change_index").and_then(Value::as_u64).unwrap_or(0)));
             }
+            map.iter().filter(|(k, _)| *k != "event_id").for_each(|(_, v)| event_ids(v, out));
         }
         Value::Array(items) => items.iter().for_each(|v| event_ids(v, out)),
         _ => {}
@@ -95,13 +93,19 @@ async fn mutations_made_through_graph_api_arrive_in_order() {
             {"id": "contains:app:f0", "type": "contains", "source": "py:app.py", "target": "py:app.py:f0"}},
     ]});
     event_ids(&api.post("/api/graph/batch?project=web", batch).await, &mut reported);
-    assert_eq!(reported.len(), 32, "graph-api reported an event per mutation");
+    assert_eq!(reported.len(), 32, "graph-api reported a change per mutation");
 
-    let got = read_events(&mut ws, reported.len()).await;
-    let ids: Vec<String> = got.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, reported, "every mutation, in the order graph-api applied them");
-    assert_eq!(got[0]["type"], "node_added");
-    assert_eq!(got[0]["entity"]["id"], "py:app.py:f0");
-    assert_eq!(got[31]["type"], "relationship_added");
+    // 30 calls of one change and a batch of two: 31 frames.
+    let got = read_events(&mut ws, 31).await;
+    let delivered: Vec<(String, u64)> = got
+        .iter()
+        .flat_map(|f| {
+            changes(f).into_iter().map(|c| (f["id"].as_str().unwrap().to_owned(), c["index"].as_u64().unwrap()))
+        })
+        .collect();
+    assert_eq!(delivered, reported, "every mutation, in the order graph-api applied them");
+    assert_eq!(only_change(&got[0])["type"], "node_added");
+    assert_eq!(only_change(&got[0])["entity"]["id"], "py:app.py:f0");
+    assert_eq!(changes(&got[30])[1]["type"], "relationship_added");
     assert!(got.iter().all(|e| e["project"] == "web"));
 }

@@ -1,5 +1,6 @@
 //! Test harness of the ws-gateway integration tests: real gateway processes, real redis-server, real WebSocket
-//! clients, mutations written through the shared `GraphWriter` (the Function library, as graph-api does).
+//! clients, mutations written through the shared `GraphWriter` (the Function library, as graph-api does: one
+//! change set per call), and entries of the form written before change sets put straight into the stream.
 #![allow(dead_code)]
 
 use std::{
@@ -13,7 +14,7 @@ use std::{
 use codegraph_shared::{
     event::StreamId,
     functions::{GraphWriter, Mutation, PublishMode},
-    graph::Node,
+    graph::{Node, Relationship},
     names::RedisNames,
     project::ProjectName,
     testing::{free_port, wait_for_port},
@@ -147,7 +148,7 @@ pub fn project(name: &str) -> ProjectName {
     ProjectName::parse(name).unwrap()
 }
 
-/// Writes node upserts through the Function library, one event per call. Reconnects after a failure.
+/// Writes mutations through the Function library, one change set per call. Reconnects after a failure.
 pub struct Writer {
     url: String,
     conn: Option<redis::aio::MultiplexedConnection>,
@@ -177,10 +178,19 @@ impl Writer {
     }
 
     async fn mutate(&mut self, op: Mutation) -> Result<StreamId, String> {
+        self.mutate_all(&[op]).await
+    }
+
+    /// Applies `ops` in one call: one change set (its changes in the order of `ops`, a node delete's cascade
+    /// before the node). Returns the entry's id.
+    pub async fn mutate_all(&mut self, ops: &[Mutation]) -> Result<StreamId, String> {
         let writer = self.writer.clone();
         let conn = self.conn().await?;
-        match writer.mutate(conn, &[op], None).await {
-            Ok(out) => out[0].event_id.as_deref().ok_or("no event")?.parse().map_err(|_| "bad id".to_owned()),
+        match writer.mutate(conn, ops, None).await {
+            Ok(out) => {
+                let id = out.iter().find_map(|o| o.event_id.as_deref()).ok_or("no event")?;
+                id.parse().map_err(|_| "bad id".to_owned())
+            }
             Err(e) => {
                 self.conn = None;
                 Err(e.to_string())
@@ -198,17 +208,7 @@ impl Writer {
         for (k, v) in extra {
             props.insert(k.to_string(), v.clone());
         }
-        let node = Node {
-            id: id.to_owned(),
-            kind: "function".into(),
-            name: id.to_owned(),
-            file: None,
-            line_start: None,
-            line_end: None,
-            properties: props,
-            version: None,
-        };
-        self.mutate(Mutation::UpsertNode(node, Default::default())).await
+        self.mutate(Mutation::UpsertNode(node(id, props), Default::default())).await
     }
 
     /// Retries until Redis takes the write (for outage tests). `None` when a retry found the write already
@@ -230,6 +230,61 @@ impl Writer {
     pub async fn delete_node(&mut self, id: &str) -> StreamId {
         self.mutate(Mutation::DeleteNode(id.into(), Default::default())).await.unwrap()
     }
+}
+
+/// A node upsert of `id` with a property `n`.
+pub fn upsert_node(id: &str, n: u64) -> Mutation {
+    Mutation::UpsertNode(node(id, BTreeMap::from([("n".to_owned(), Value::from(n))])), Default::default())
+}
+
+/// A relationship upsert `id`: `source` calls `target`.
+pub fn upsert_relationship(id: &str, source: &str, target: &str) -> Mutation {
+    let r = Relationship {
+        id: id.to_owned(),
+        rel_type: "calls".into(),
+        source: source.to_owned(),
+        target: target.to_owned(),
+        properties: BTreeMap::new(),
+        version: None,
+    };
+    Mutation::UpsertRelationship(r, Default::default())
+}
+
+fn node(id: &str, properties: BTreeMap<String, Value>) -> Node {
+    Node {
+        id: id.to_owned(),
+        kind: "function".into(),
+        name: id.to_owned(),
+        file: None,
+        line_start: None,
+        line_end: None,
+        properties,
+        version: None,
+    }
+}
+
+/// Appends an entry of the form written before change sets (one graph change, `node_added` of `node`) straight
+/// to the project's stream, as an older Function library did; nothing is published. Returns its id.
+pub async fn append_old_form(redis_url: &str, project_name: &str, node: &str) -> StreamId {
+    let mut conn = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let key = RedisNames::new(&project(project_name)).cdc_stream();
+    let body = serde_json::json!({
+        "project": project_name,
+        "type": "node_added",
+        "entity": {"kind": "node", "id": node},
+        "version": 1,
+        "data": {"id": node, "kind": "function", "name": node, "properties": {}},
+        "ts": "2026-11-28T00:00:00.000Z",
+    });
+    let id: String = redis::cmd("XADD")
+        .arg(key)
+        .arg("*")
+        .arg(codegraph_shared::event::STREAM_FIELD)
+        .arg(body.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    id.parse().unwrap()
 }
 
 /// Every id of a project's stream, in order.
@@ -328,9 +383,40 @@ pub async fn send_json(ws: &mut Ws, v: Value) {
     ws.send(Message::text(v.to_string())).await.expect("send");
 }
 
-/// True for a CDC event (has an id and an entity), false for control messages.
+/// True for the frame of a stream entry (an id and a change set's changes or a single event's entity), false for
+/// control messages.
 pub fn is_event(v: &Value) -> bool {
-    v.get("id").is_some() && v.get("entity").is_some()
+    v.get("id").is_some() && (v.get("entity").is_some() || v.get("changes").is_some())
+}
+
+/// The changes a frame carries, each with its `index` in the entry: a single event is one change (index 0); a
+/// change set's changes carry `index` when the gateway filtered the set, else their position is their index.
+pub fn changes(v: &Value) -> Vec<Value> {
+    if v["type"] != "change_set" {
+        let mut single = v.clone();
+        single["index"] = 0.into();
+        return vec![single];
+    }
+    let list = v["changes"].as_array().expect("a change set has changes");
+    let filtered = list.iter().any(|c| c.get("index").is_some());
+    assert!(!filtered || list.iter().all(|c| c["index"].is_u64()), "every kept change has an index: {v}");
+    list.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut c = c.clone();
+            if !filtered {
+                c["index"] = i.into();
+            }
+            c
+        })
+        .collect()
+}
+
+/// The only change of a frame that carries one (a one-operation call, a single event).
+pub fn only_change(v: &Value) -> Value {
+    let mut all = changes(v);
+    assert_eq!(all.len(), 1, "one change expected: {v}");
+    all.remove(0)
 }
 
 pub fn event_id(v: &Value) -> StreamId {

@@ -9,11 +9,15 @@
 //!
 //! Usage (release build; the gateway binary is taken from beside this one):
 //!   ws-load idle [--connections 10000]
-//!   ws-load throughput [--clients 1000] [--rates 100,250,400] [--seconds 10]
-//!   ws-load latency [--clients 1000] [--rate 20] [--seconds 20]
+//!   ws-load throughput [--clients 1000] [--rates 100,250,400] [--seconds 10] [--changes N]
+//!   ws-load latency [--clients 1000] [--rate 20] [--seconds 20] [--changes N]
 //!   ws-load all
-//! Events are written with the Function library (`cg_emit`, one XADD + PUBLISH each), carrying the publish time
-//! as `"data":{"t":<µs>}`; receivers count those markers in the raw bytes they read.
+//! By default each publication is a single event written with the Function library (`cg_emit`, one XADD +
+//! PUBLISH), carrying the publish time as `"data":{"t":<µs>}`. With `--changes N` each publication is a change
+//! set of N node updates (`cg_mutate`, one call, one entry), the first carrying the time in its properties; the
+//! rates are then change sets per second, and the tables add the changes delivered, changes/s, and the frame
+//! latency. Receivers count the time markers (one per frame) and the changes (one `"entity"` per change, in
+//! either form of entry) in the raw bytes they read.
 
 mod receivers;
 mod scanner;
@@ -27,7 +31,8 @@ use std::{
 
 use codegraph_shared::{
     event::EventType,
-    functions::{GraphWriter, PublishMode},
+    functions::{GraphWriter, Mutation, PublishMode, MAX_OPS_PER_CALL},
+    graph::Node,
     names::RedisNames,
     project::ProjectName,
     testing::{free_port, wait_for_port, RedisServer},
@@ -49,6 +54,8 @@ struct Args {
     rates: Vec<u64>,
     rate: u64,
     seconds: Option<u64>,
+    /// Changes per published change set; `None`: single events.
+    changes: Option<usize>,
 }
 
 fn parse_args() -> Args {
@@ -59,6 +66,7 @@ fn parse_args() -> Args {
         rates: vec![100, 250, 400],
         rate: 20,
         seconds: None,
+        changes: None,
     };
     let mut it = std::env::args().skip(1);
     a.command = it.next().unwrap_or_else(|| usage());
@@ -71,6 +79,10 @@ fn parse_args() -> Args {
             "--rates" => a.rates = value.split(',').map(|r| r.parse().unwrap_or_else(|_| usage())).collect(),
             "--rate" => a.rate = num(),
             "--seconds" => a.seconds = Some(num()),
+            "--changes" => match num() as usize {
+                n @ 1..=MAX_OPS_PER_CALL => a.changes = Some(n),
+                _ => usage(),
+            },
             _ => usage(),
         }
     }
@@ -78,7 +90,10 @@ fn parse_args() -> Args {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: ws-load idle|throughput|latency|all [--connections N] [--clients N] [--rates a,b] [--rate R] [--seconds S]");
+    eprintln!(
+        "usage: ws-load idle|throughput|latency|all [--connections N] [--clients N] [--rates a,b] [--rate R] \
+         [--seconds S] [--changes 1..{MAX_OPS_PER_CALL}]"
+    );
     std::process::exit(2)
 }
 
@@ -197,9 +212,9 @@ where
     out
 }
 
-/// Publishes `rate` events a second for `seconds` through the Function library; returns how many and when the
-/// first and last went out (µs).
-async fn publish(redis_url: &str, rate: u64, seconds: u64) -> (u64, u64, u64) {
+/// Publishes `rate` entries a second for `seconds` through the Function library: single events, or change sets of
+/// `changes` node updates; returns how many and when the first and last went out (µs).
+async fn publish(redis_url: &str, rate: u64, seconds: u64, changes: Option<usize>) -> (u64, u64, u64) {
     let mut conn = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
     let writer = GraphWriter::new(RedisNames::new(&ProjectName::parse(PROJECT).unwrap()), 0, PublishMode::Classic);
     let total = rate * seconds;
@@ -208,14 +223,51 @@ async fn publish(redis_url: &str, rate: u64, seconds: u64) -> (u64, u64, u64) {
     for i in 0..total {
         let at = start + Duration::from_secs_f64(i as f64 / rate as f64);
         tokio::time::sleep_until(at.into()).await;
-        let data = serde_json::json!({"t": now_us()});
-        writer.emit(&mut conn, EventType::AnalysisProgress, "bench", "load", &data, None).await.expect("publish");
+        match changes {
+            None => {
+                let data = serde_json::json!({"t": now_us()});
+                writer
+                    .emit(&mut conn, EventType::AnalysisProgress, "bench", "load", &data, None)
+                    .await
+                    .expect("publish");
+            }
+            Some(n) => {
+                let t = now_us();
+                let ops: Vec<Mutation> = (0..n).map(|k| node_update(k, i, (k == 0).then_some(t))).collect();
+                writer.mutate(&mut conn, &ops, None).await.expect("publish");
+            }
+        }
     }
     (total, first, now_us())
 }
 
-/// Runs one measurement: the receivers read while `rate` events a second are published for `seconds`.
-async fn measure(bench: &Bench, sets: Vec<(&'static str, Vec<Receiver>)>, rate: u64, seconds: u64) -> Vec<Measurement> {
+/// An update of node `load-<k>` (a new `n` each round, so it changes); `t`, the publish time, on one node per set.
+fn node_update(k: usize, round: u64, t: Option<u64>) -> Mutation {
+    let mut properties = std::collections::BTreeMap::from([("n".to_owned(), serde_json::Value::from(round))]);
+    if let Some(t) = t {
+        properties.insert("t".to_owned(), t.into());
+    }
+    let node = Node {
+        id: format!("load-{k}"),
+        kind: "function".into(),
+        name: format!("load-{k}"),
+        file: None,
+        line_start: None,
+        line_end: None,
+        properties,
+        version: None,
+    };
+    Mutation::UpsertNode(node, Default::default())
+}
+
+/// Runs one measurement: the receivers read while `rate` entries a second are published for `seconds`.
+async fn measure(
+    bench: &Bench,
+    sets: Vec<(&'static str, Vec<Receiver>)>,
+    rate: u64,
+    seconds: u64,
+    changes: Option<usize>,
+) -> Vec<Measurement> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut running = Vec::new();
     for (name, conns) in sets {
@@ -226,19 +278,23 @@ async fn measure(bench: &Bench, sets: Vec<(&'static str, Vec<Receiver>)>, rate: 
             .collect();
         running.push((name, n, tasks));
     }
-    let (published, first, last) = publish(&bench.redis.url(), rate, seconds).await;
+    let (published, first, last) = publish(&bench.redis.url(), rate, seconds, changes).await;
     // Let the tail arrive (bounded).
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_tx.send_replace(true);
     let mut out = Vec::new();
     for (name, clients, tasks) in running {
         let mut all = Receipts::default();
+        let mut fewest_changes = u64::MAX;
         for t in tasks {
             let r = t.await.expect("reader");
+            fewest_changes = fewest_changes.min(r.change_count());
             all.published.extend(r.published);
             all.received.extend(r.received);
+            all.changes.extend(r.changes);
         }
-        out.push(Measurement::new(name, clients, published, first, last, all));
+        let per_entry = changes.unwrap_or(1) as u64;
+        out.push(Measurement::new(name, clients, published, per_entry, fewest_changes, first, last, all));
     }
     out
 }
@@ -246,13 +302,22 @@ async fn measure(bench: &Bench, sets: Vec<(&'static str, Vec<Receiver>)>, rate: 
 struct Measurement {
     name: &'static str,
     clients: usize,
+    /// Frames (one per published entry and receiver).
     expected: u64,
     delivered: u64,
-    /// Deliveries that arrived while publishing was going on, per second of publishing.
+    /// Changes (the entries' changes, to every receiver).
+    expected_changes: u64,
+    delivered_changes: u64,
+    /// The changes the receiver that got fewest got, against the changes published.
+    fewest_changes: u64,
+    published_changes: u64,
+    /// Frame deliveries that arrived while publishing was going on, per second of publishing.
     rate: f64,
+    /// Change deliveries that arrived while publishing was going on, per second of publishing.
+    changes_rate: f64,
     /// How long publishing took (the publisher waits for each call, so a saturated Redis stretches it).
     publish_secs: f64,
-    /// Publish-to-receive latency percentiles, µs.
+    /// Publish-to-receive latency percentiles of the frames, µs.
     p50: u64,
     p99: u64,
     p999: u64,
@@ -260,9 +325,20 @@ struct Measurement {
 }
 
 impl Measurement {
-    fn new(name: &'static str, clients: usize, published: u64, first: u64, last: u64, r: Receipts) -> Self {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: &'static str,
+        clients: usize,
+        published: u64,
+        per_entry: u64,
+        fewest_changes: u64,
+        first: u64,
+        last: u64,
+        r: Receipts,
+    ) -> Self {
         let window = (last - first).max(1);
         let in_window = r.received.iter().filter(|t| **t <= last).count() as f64;
+        let changes_in_window: u64 = r.changes.iter().filter(|(at, _)| *at <= last).map(|(_, n)| n).sum();
 
         let mut lat: Vec<u64> = r.published.iter().zip(&r.received).map(|(p, q)| q.saturating_sub(*p)).collect();
         lat.sort_unstable();
@@ -273,7 +349,12 @@ impl Measurement {
             clients,
             expected: published * clients as u64,
             delivered: lat.len() as u64,
+            expected_changes: published * per_entry * clients as u64,
+            delivered_changes: r.change_count(),
+            fewest_changes: if clients == 0 { 0 } else { fewest_changes },
+            published_changes: published * per_entry,
             rate: in_window / (window as f64 / 1e6),
+            changes_rate: changes_in_window as f64 / (window as f64 / 1e6),
             publish_secs: window as f64 / 1e6,
             p50: pct(0.50),
             p99: pct(0.99),
@@ -282,28 +363,60 @@ impl Measurement {
         }
     }
 
-    fn print(&self) {
-        println!(
-            "| {} | {} | {}/{} | {:.1} | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} |",
-            self.name,
-            self.clients,
-            self.delivered,
-            self.expected,
-            self.publish_secs,
-            self.rate,
-            self.p50 as f64 / 1000.0,
-            self.p99 as f64 / 1000.0,
-            self.p999 as f64 / 1000.0,
-            self.max as f64 / 1000.0
-        );
+    /// One table row; with `changes`, the change columns too (see [`table_header`]).
+    fn print(&self, changes: bool) {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if changes {
+            println!(
+                "| {} | {} | {}/{} | {}/{} | {}/{} | {:.1} | {:.0}/s | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} |",
+                self.name,
+                self.clients,
+                self.delivered,
+                self.expected,
+                self.delivered_changes,
+                self.expected_changes,
+                self.fewest_changes,
+                self.published_changes,
+                self.publish_secs,
+                self.rate,
+                self.changes_rate,
+                ms(self.p50),
+                ms(self.p99),
+                ms(self.p999),
+                ms(self.max)
+            );
+        } else {
+            println!(
+                "| {} | {} | {}/{} | {:.1} | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} |",
+                self.name,
+                self.clients,
+                self.delivered,
+                self.expected,
+                self.publish_secs,
+                self.rate,
+                ms(self.p50),
+                ms(self.p99),
+                ms(self.p999),
+                ms(self.max)
+            );
+        }
     }
 }
 
-fn table_header() {
-    println!(
-        "| receivers | count | delivered/expected | publish s | deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+fn table_header(changes: bool) {
+    if changes {
+        println!(
+            "| receivers | count | frames delivered/expected | changes delivered/expected | fewest changes per \
+             receiver/published | publish s | frames/s | changes/s | frame p50 ms | frame p99 ms | frame p99.9 ms | \
+             frame max ms |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    } else {
+        println!(
+            "| receivers | count | delivered/expected | publish s | deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    }
 }
 
 fn ratio(ours: &Measurement, base: &Measurement) {
@@ -337,35 +450,53 @@ async fn idle(connections: usize) {
     drop(conns);
 }
 
-async fn throughput(clients: usize, rates: &[u64], seconds: u64) {
+/// What one publication is, for the headings.
+fn unit(changes: Option<usize>) -> String {
+    match changes {
+        None => "events".to_owned(),
+        Some(n) => format!("change sets of {n} changes"),
+    }
+}
+
+async fn throughput(clients: usize, rates: &[u64], seconds: u64, changes: Option<usize>) {
     let bench = Bench::start().await;
-    println!("## throughput: {clients} receivers, {seconds} s per rate");
+    println!("## throughput: {clients} receivers, {seconds} s per rate, {}", unit(changes));
     for &rate in rates {
-        println!("\noffered: {rate} events/s × {clients} = {} deliveries/s", rate * clients as u64);
-        table_header();
-        let ours = measure(&bench, vec![("gateway", bench.gateway_clients(clients).await)], rate, seconds).await;
-        ours[0].print();
+        let per_entry = changes.unwrap_or(1) as u64;
+        println!(
+            "\noffered: {rate} {}/s × {clients} = {} frame deliveries/s, {} change deliveries/s",
+            unit(changes),
+            rate * clients as u64,
+            rate * per_entry * clients as u64
+        );
+        table_header(changes.is_some());
+        let gw = bench.gateway_clients(clients).await;
+        let ours = measure(&bench, vec![("gateway", gw)], rate, seconds, changes).await;
+        ours[0].print(changes.is_some());
         eprintln!("{}", bench.gateway_latency().await);
         // Let the gateway notice the closed sockets before the baseline runs.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let base = measure(&bench, vec![("redis", bench.redis_subscribers(clients).await)], rate, seconds).await;
-        base[0].print();
+        let rs = bench.redis_subscribers(clients).await;
+        let base = measure(&bench, vec![("redis", rs)], rate, seconds, changes).await;
+        base[0].print(changes.is_some());
         ratio(&ours[0], &base[0]);
     }
 }
 
-async fn latency(clients: usize, rate: u64, seconds: u64) {
+async fn latency(clients: usize, rate: u64, seconds: u64, changes: Option<usize>) {
     let bench = Bench::start().await;
     println!(
-        "## latency: {rate} events/s × {clients} = {} deliveries/s to each set, both sets on the same publications, {seconds} s",
+        "## latency: {rate} {}/s × {clients} = {} frame deliveries/s to each set, both sets on the same \
+         publications, {seconds} s",
+        unit(changes),
         rate * clients as u64
     );
     let gw = bench.gateway_clients(clients).await;
     let rs = bench.redis_subscribers(clients).await;
-    table_header();
-    let m = measure(&bench, vec![("gateway", gw), ("redis", rs)], rate, seconds).await;
-    m[0].print();
-    m[1].print();
+    table_header(changes.is_some());
+    let m = measure(&bench, vec![("gateway", gw), ("redis", rs)], rate, seconds, changes).await;
+    m[0].print(changes.is_some());
+    m[1].print(changes.is_some());
     ratio(&m[0], &m[1]);
     println!("{}", bench.gateway_latency().await);
 }
@@ -388,14 +519,14 @@ async fn main() {
     now_us();
     match args.command.as_str() {
         "idle" => idle(args.connections).await,
-        "throughput" => throughput(args.clients, &args.rates, args.seconds.unwrap_or(10)).await,
-        "latency" => latency(args.clients, args.rate, args.seconds.unwrap_or(20)).await,
+        "throughput" => throughput(args.clients, &args.rates, args.seconds.unwrap_or(10), args.changes).await,
+        "latency" => latency(args.clients, args.rate, args.seconds.unwrap_or(20), args.changes).await,
         "all" => {
             idle(args.connections).await;
             println!();
-            throughput(args.clients, &args.rates, args.seconds.unwrap_or(10)).await;
+            throughput(args.clients, &args.rates, args.seconds.unwrap_or(10), args.changes).await;
             println!();
-            latency(args.clients, args.rate, args.seconds.unwrap_or(20)).await;
+            latency(args.clients, args.rate, args.seconds.unwrap_or(20), args.changes).await;
         }
         _ => usage(),
     }

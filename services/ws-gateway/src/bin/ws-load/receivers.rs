@@ -10,7 +10,7 @@ use tokio::{
     sync::watch,
 };
 
-use crate::scanner::MarkerScanner;
+use crate::scanner::{ChangeCounter, MarkerScanner};
 
 /// Microseconds since the load generator started: the clock of the `"t"` marker and of every receipt.
 pub fn now_us() -> u64 {
@@ -77,16 +77,25 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// What one receiver saw: for each delivery, when it was published and when it arrived (µs).
+/// What one receiver saw: for each delivered frame, when it was published and when it arrived (µs); for each
+/// read that completed changes, when and how many.
 #[derive(Default)]
 pub struct Receipts {
     pub published: Vec<u64>,
     pub received: Vec<u64>,
+    pub changes: Vec<(u64, u64)>,
 }
 
-/// Reads until `stop` turns true or the peer closes, noting every marker.
+impl Receipts {
+    pub fn change_count(&self) -> u64 {
+        self.changes.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Reads until `stop` turns true or the peer closes, noting every marker and counting the changes.
 pub async fn read_deliveries(mut s: TcpStream, first: Vec<u8>, mut stop: watch::Receiver<bool>) -> Receipts {
     let mut scanner = MarkerScanner::default();
+    let mut counter = ChangeCounter::default();
     let mut out = Receipts::default();
     let mut note = |bytes: &[u8], out: &mut Receipts| {
         let at = now_us();
@@ -94,6 +103,10 @@ pub async fn read_deliveries(mut s: TcpStream, first: Vec<u8>, mut stop: watch::
             out.published.push(t);
             out.received.push(at);
         });
+        let changes = counter.feed(bytes);
+        if changes > 0 {
+            out.changes.push((at, changes));
+        }
     };
     note(&first, &mut out);
     let mut buf = vec![0u8; 16 * 1024];

@@ -1,8 +1,11 @@
-//! Finds the publish timestamps (`"t":<micros>`) in a byte stream that arrives in chunks of any size.
+//! Finds the publish timestamps (`"t":<micros>`) and counts the changes (`"entity":`) in a byte stream that
+//! arrives in chunks of any size.
 //!
 //! Both kinds of receiver (WebSocket clients of the gateway and plain Redis Pub/Sub subscribers) read raw bytes
-//! and count these markers, so neither pays for a parser the other skips: each publication carries exactly one
-//! marker, so one marker is one delivery.
+//! and count these markers, so neither pays for a parser the other skips: each publication (one stream entry, one
+//! frame) carries exactly one timestamp, so one timestamp is one delivered frame; and each change carries exactly
+//! one `entity`, in either form of entry (a change set's changes, or a single event), while the load's data has
+//! no key of that name, so the `entity` keys count the delivered changes.
 
 const MARKER: &[u8] = b"\"t\":";
 /// A marker and its digits never span more than this (4 + 20 digits).
@@ -25,6 +28,39 @@ impl MarkerScanner {
             let rest = scan(&buf, &mut found);
             self.carry.extend_from_slice(&buf[rest..]);
         }
+    }
+}
+
+/// The key every change has once, in either form of entry.
+const CHANGE: &[u8] = b"\"entity\":";
+
+/// Counts changes (see the module doc) across chunks.
+#[derive(Default)]
+pub struct ChangeCounter {
+    /// The last bytes of the previous chunk, which may hold the start of a key.
+    carry: Vec<u8>,
+}
+
+impl ChangeCounter {
+    /// The changes whose key ends in `chunk`.
+    pub fn feed(&mut self, chunk: &[u8]) -> u64 {
+        // The carry is shorter than a key, so a key found in carry + the head of `chunk` straddles the two.
+        let keep = CHANGE.len() - 1;
+        let carried = self.carry.len();
+        self.carry.extend_from_slice(&chunk[..chunk.len().min(keep)]);
+        let straddling = self.carry.windows(CHANGE.len()).filter(|w| *w == CHANGE).count();
+        let inside = chunk.windows(CHANGE.len()).filter(|w| *w == CHANGE).count();
+        if chunk.len() >= keep {
+            self.carry.clear();
+            self.carry.extend_from_slice(&chunk[chunk.len() - keep..]);
+        } else {
+            // A short chunk: the tail of the earlier chunks stays in front of it.
+            self.carry.truncate(carried);
+            self.carry.extend_from_slice(chunk);
+            let excess = self.carry.len().saturating_sub(keep);
+            self.carry.drain(..excess);
+        }
+        (straddling + inside) as u64
     }
 }
 
@@ -70,6 +106,24 @@ mod tests {
                 s.feed(&stream[split2..], |t| got.push(t));
                 assert_eq!(got, [12345, 7, 99], "split at {split}/{split2}");
             }
+        }
+    }
+
+    #[test]
+    fn counts_changes_of_both_forms_across_any_split() {
+        let set = br#"{"id":"1-0","type":"change_set","changes":[{"type":"node_updated","entity":{"kind":"node","id":"a"},"data":{"t":5}},{"type":"node_updated","entity":{"kind":"node","id":"b"}}]}"#;
+        let single = br#"{"id":"2-0","type":"analysis_progress","entity":{"kind":"job","id":"j"},"data":{"t":6}}"#;
+        let stream = [&set[..], &single[..], &set[..]].concat();
+        for split in 0..stream.len() {
+            for split2 in split..stream.len() {
+                let mut c = ChangeCounter::default();
+                let n = c.feed(&stream[..split]) + c.feed(&stream[split..split2]) + c.feed(&stream[split2..]);
+                assert_eq!(n, 5, "split at {split}/{split2}");
+            }
+        }
+        for size in 1..12 {
+            let mut c = ChangeCounter::default();
+            assert_eq!(stream.chunks(size).map(|chunk| c.feed(chunk)).sum::<u64>(), 5, "chunks of {size}");
         }
     }
 }
