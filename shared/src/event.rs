@@ -184,6 +184,10 @@ pub const CHANGE_SET_TYPE: &str = "change_set";
 /// One change of a change set: a per-entity event without what the set carries once (id, project, ts, trace).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Change {
+    /// Its position in the entry's set, present only where it differs from the position in this list: on the
+    /// changes a WebSocket filter kept of a set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
     #[serde(rename = "type")]
     pub event_type: EventType,
     pub entity: EntityRef,
@@ -246,7 +250,7 @@ impl ChangeSet {
         } else {
             let entity = env.entity.ok_or_else(|| err(serde::de::Error::missing_field("entity")))?;
             let event_type = serde_json::from_value(serde_json::Value::String(env.kind)).map_err(err)?;
-            (vec![Change { event_type, entity, version: env.version, data: env.data }], true)
+            (vec![Change { index: None, event_type, entity, version: env.version, data: env.data }], true)
         };
         Ok(Self { id: env.id, project: env.project, ts: env.ts, trace: env.trace, changes, single })
     }
@@ -255,7 +259,7 @@ impl ChangeSet {
     pub fn events(&self) -> impl Iterator<Item = CdcEvent> + '_ {
         self.changes.iter().enumerate().map(|(i, c)| CdcEvent {
             id: self.id,
-            index: i as u32,
+            index: c.index.unwrap_or(i as u32),
             project: self.project.clone(),
             event_type: c.event_type,
             entity: c.entity.clone(),
@@ -399,6 +403,13 @@ mod tests {
         assert!(events.iter().all(|e| e.id == set.id && e.ts == "t" && e.traceparent() == Some("00-ab-cd-01")));
         // Published and read back, it is the same set.
         assert_eq!(ChangeSet::from_json(&set.to_json()).unwrap(), set);
+    }
+
+    #[test]
+    fn the_kept_changes_of_a_filtered_frame_keep_their_indexes() {
+        let frame = r#"{"id":"9-2","project":"p","type":"change_set","changes":[{"index":1,"type":"relationship_deleted","entity":{"kind":"relationship","id":"r"},"version":3,"data":{}}],"ts":"t"}"#;
+        let events = decode_published(frame).unwrap();
+        assert_eq!((events.len(), events[0].index, events[0].entity.id.as_str()), (1, 1, "r"));
     }
 
     #[test]
