@@ -12,6 +12,7 @@ test('the progress appears during a re-analysis, shows a percentage, and the cou
   api,
   stack,
   project,
+  frames,
 }) => {
   const repo = writeFixtureRepo(stack.fixturesDir, project, 150);
   await dashboard.openConnected();
@@ -42,6 +43,15 @@ test('the progress appears during a re-analysis, shows a percentage, and the cou
   expect(stats.node_kinds).toMatchObject({ class: 150 });
   await dashboard.expectCounts(stats);
   await expect(dashboard.testId('graph-node-count')).toHaveAttribute('data-value', String(stats.nodes));
+  // The page counted each change and frame the wire carried once. The graph changes came in change sets of many
+  // changes each; only job events came one per frame.
+  const shown = async (id: string) => Number(await dashboard.testId(id).getAttribute('data-value'));
+  const [changes, frameCount] = [await shown('change-count'), await shown('frame-count')];
+  await expect.poll(() => [frames.changes(), frames.entries().length]).toEqual([changes, frameCount]);
+  const entries = frames.entries();
+  const sets = entries.filter((e) => e.isChangeSet);
+  expect(entries.filter((e) => !e.isChangeSet).every((e) => e.changes[0].type.startsWith('analysis_'))).toBe(true);
+  expect(sets.reduce((n, s) => n + s.changes.length, 0)).toBeGreaterThan(2 * sets.length);
   // It hides itself a moment after completion.
   await expect(progress).toBeHidden({ timeout: 15_000 });
 });

@@ -3,7 +3,7 @@ import { expect, needs, test } from '../support/fixtures';
 
 test.beforeEach(({ stack }) => needs(stack, 'graph-api', 'ws-gateway'));
 
-test('the event log shows on a 1920×1080 screen, coloured by kind of change', async ({ dashboard, api }) => {
+test('the event log shows on a 1920×1080 screen, coloured by kind of change', async ({ dashboard, api, frames }) => {
   await dashboard.openConnected();
   await expect(dashboard.testId('event-log')).toBeVisible();
   await api.createNode('log:a', 'alpha');
@@ -22,6 +22,20 @@ test('the event log shows on a 1920×1080 screen, coloured by kind of change', a
   expect(await entries.last().evaluate((el) => getComputedStyle(el).borderLeftColor)).not.toBe(
     await entries.first().evaluate((el) => getComputedStyle(el).borderLeftColor),
   );
+
+  // The delete is one change set of two changes, shown one per line, each naming the set's entry and its position.
+  const deleteSet = (await frames.waitForEntries(4))[3];
+  const [node, relationship] = [entries.nth(0), entries.nth(1)];
+  await expect(node).toHaveAttribute('data-type', 'node_deleted');
+  await expect(relationship).toHaveAttribute('data-type', 'relationship_deleted');
+  for (const [line, index] of [
+    [node, 1],
+    [relationship, 0],
+  ] as const) {
+    await expect(line).toHaveAttribute('data-entry-id', deleteSet.id);
+    await expect(line).toHaveAttribute('data-index', String(index));
+    await expect(line.getByTestId('event-log-position')).toHaveText(`${deleteSet.id} #${index}`);
+  }
 });
 
 test('the filter buttons show only events of one type', async ({ dashboard, api }) => {

@@ -44,9 +44,10 @@ test('shows nodes that are added while the page is open', async ({ dashboard, ap
   await expect(dashboard.testId('node-neighbor')).toHaveCount(1);
   await expect(dashboard.testId('node-neighbor')).toContainText('live_0');
 
-  // And it goes away when deleted.
+  // And it goes away when deleted, with its relationship (both in one change set).
   await api.deleteNode('live:new');
   await expect(count).toHaveAttribute('data-value', '3');
+  await expect(dashboard.testId('graph-relationship-count')).toHaveAttribute('data-value', '2');
   await expect(dashboard.testId('node-details')).toBeHidden();
 });
 

@@ -28,15 +28,26 @@ test('the connection indicator pulses while connected', async ({ dashboard }) =>
   expect(parseFloat(animation.duration)).toBeGreaterThan(0);
 });
 
-test('the event counter counts the events as they come', async ({ dashboard, api }) => {
+test('the counters count the changes as they come, and the frames they came in', async ({ dashboard, api, frames }) => {
   await dashboard.openConnected();
-  await expect(dashboard.testId('event-count')).toHaveAttribute('data-value', '0');
+  await dashboard.expectReceived({ changes: 0, frames: 0 });
   await expect(dashboard.testId('last-event-time')).toHaveText('never');
   await api.createNode('ev:a', 'alpha');
   await api.createNode('ev:b', 'beta');
   await api.createRelationship('ev:r', 'calls', 'ev:a', 'ev:b');
-  await expect(dashboard.testId('event-count')).toHaveAttribute('data-value', '3');
+  await dashboard.expectReceived({ changes: 3, frames: 3 });
   await expect(dashboard.testId('last-event-time')).toHaveText(/^\d+ s ago$/);
+
+  // Deleting a node is one change set: its relationship first, then the node.
+  await api.deleteNode('ev:b');
+  await dashboard.expectReceived({ changes: 5, frames: 4 });
+  const entries = await frames.waitForEntries(4);
+  expect(entries.every((e) => e.isChangeSet), 'every graph change comes in a change set').toBe(true);
+  expect(entries[3].changes.map((c) => [c.index, c.type, c.entity.id])).toEqual([
+    [0, 'relationship_deleted', 'ev:r'],
+    [1, 'node_deleted', 'ev:b'],
+  ]);
+  await expect(dashboard.testId('frame-count')).toHaveText('in 4 frames');
 });
 
 test('node and relationship counts start from the stats and follow the events', async ({ dashboard, api }) => {

@@ -20,6 +20,7 @@ test("after an offline/online cycle the page's counts equal the server's", async
   context,
   api,
   page,
+  frames,
 }) => {
   await api.batch(nodeOps('off', 5));
   await dashboard.openConnected();
@@ -45,9 +46,14 @@ test("after an offline/online cycle the page's counts equal the server's", async
   // It resumed from where it was instead of starting over.
   expect(resumes.length).toBeGreaterThan(0);
   expect(resumes[0]).toMatch(/^\d+-\d+$/);
-  // Each event was counted once: 5+4 seeded before the page opened, 1 before going offline, then the gap.
-  const events = Number(await dashboard.testId('event-count').getAttribute('data-value'));
-  expect(events).toBe(1 + 13 + 2 + 1);
+  // Each change was counted once: 5+4 seeded before the page opened, 1 before going offline, then the gap (the
+  // batch, the delete with its relationship, the late node) ...
+  const changes = Number(await dashboard.testId('change-count').getAttribute('data-value'));
+  expect(changes).toBe(1 + 13 + 2 + 1);
+  // ... in one change set per write, each counted once however often a reconnect replayed it.
+  const entries = await frames.waitForEntries(4);
+  expect(entries.map((e) => e.changes.length)).toEqual([1, 13, 2, 1]);
+  await dashboard.expectReceived({ changes, frames: entries.length });
 });
 
 test('a page whose position was trimmed from the stream resyncs from a snapshot', async ({
@@ -95,18 +101,19 @@ test('a gateway that drains (1012) hands the page to another replica without los
   const sockets: string[] = [];
   page.on('websocket', (ws) => sockets.push(ws.url()));
   await dashboard.openConnected();
-  let expectedEvents = 0;
+  // Each write is one change set of one change.
+  let expected = 0;
   // One replica at a time, so the page is moved at least once, whichever replica it was on.
   for (const [i, gateway] of gateways.entries()) {
     await api.createNode(`drain:${i}:before`, `before_${i}`);
-    expectedEvents += 1;
-    await expect(dashboard.testId('event-count')).toHaveAttribute('data-value', String(expectedEvents));
+    expected += 1;
+    await dashboard.expectReceived({ changes: expected, frames: expected });
     await gateway.stop();
     try {
       await api.createNode(`drain:${i}:during`, `during_${i}`);
-      expectedEvents += 1;
+      expected += 1;
       await dashboard.expectConnected();
-      await expect(dashboard.testId('event-count')).toHaveAttribute('data-value', String(expectedEvents));
+      await dashboard.expectReceived({ changes: expected, frames: expected });
     } finally {
       gateway.start();
     }

@@ -1,11 +1,13 @@
 /**
  * What every test gets: the running stack, a project of its own (so no test sees another's events), a graph-api
- * client for that project, and a `dashboard` that opens the page on that project. Uncaught page errors fail the
- * test that caused them.
+ * client for that project, a `dashboard` that opens the page on that project, and `frames`, the stream entries its
+ * event sockets received. Uncaught page errors, and frames the dashboard's decoder cannot read, fail the test that
+ * caused them.
  */
 import { test as base, expect, type Locator, type Page } from '@playwright/test';
 import { randomUUID } from 'node:crypto';
 import { TestApi } from './api';
+import { FrameRecorder } from './frames';
 import { loadStack, type StackInfo } from './stack';
 
 export class Dashboard {
@@ -61,6 +63,12 @@ export class Dashboard {
     return at;
   }
 
+  /** Waits until LiveStats shows that many changes received, in that many frames (stream entries). */
+  async expectReceived(expected: { changes: number; frames: number }): Promise<void> {
+    await expect(this.testId('change-count')).toHaveAttribute('data-value', String(expected.changes));
+    await expect(this.testId('frame-count')).toHaveAttribute('data-value', String(expected.frames));
+  }
+
   /** Waits until the numbers LiveStats shows equal `expected`. */
   async expectCounts(expected: { nodes: number; relationships: number }): Promise<void> {
     await expect(this.testId('node-count')).toHaveAttribute('data-value', String(expected.nodes));
@@ -73,6 +81,7 @@ interface Fixtures {
   project: string;
   api: TestApi;
   dashboard: Dashboard;
+  frames: FrameRecorder;
   pageErrors: string[];
 }
 
@@ -91,6 +100,14 @@ export const test = base.extend<Fixtures>({
   dashboard: async ({ page, stack, project }, use) => {
     await use(new Dashboard(page, `${stack.baseUrl}?project=${project}`));
   },
+  frames: [
+    async ({ page }, use) => {
+      const frames = new FrameRecorder(page);
+      await use(frames);
+      expect(frames.unreadable, 'frames the dashboard cannot read').toEqual([]);
+    },
+    { auto: true },
+  ],
   pageErrors: [
     async ({ page }, use) => {
       const errors: string[] = [];
