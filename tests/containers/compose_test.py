@@ -229,9 +229,23 @@ class WebSocket:
             pass
 
 
+def frame_changes(event):
+    """The changes a CDC frame carries, each as (entry id, index): a change set holds many (a partly filtered one
+    gives each kept change its `index`), a single event (job events, graph_reset, streams written before change
+    sets) is one. None for a control message."""
+    if "id" not in event:
+        return None
+    if event.get("type") == "change_set":
+        return [(event["id"], change.get("index", position)) for position, change in enumerate(event["changes"])]
+    if "entity" in event:
+        return [(event["id"], 0)]
+    return None
+
+
 class StreamingClient(threading.Thread):
     """Follows GRAPH_PROJECT's events through nginx like the dashboard does: on a cut or a 1012 it reconnects with
-    ?since=<last id>, so it should miss nothing. Records every event id it got and every close code."""
+    ?since=<last entry id>, so it should miss nothing. Records every change it got, as (entry id, index), and
+    every close code."""
 
     def __init__(self):
         super().__init__(daemon=True)
@@ -252,10 +266,11 @@ class StreamingClient(threading.Thread):
         return ws
 
     def record(self, msg):
-        """Keeps a CDC event's id; returns the message's type."""
+        """Keeps a CDC frame's changes; returns the message's type."""
         event = json.loads(msg)
-        if "id" in event and "entity" in event:  # a CDC event, not a control message
-            self.ids.append(event["id"])
+        changes = frame_changes(event)
+        if changes:
+            self.ids.extend(changes)
             self.last = event["id"]
         return event.get("type")
 
@@ -337,7 +352,7 @@ def write_node(i):
 
 def stream_through(disruption, clients_n=9):
     """Starts clients_n streaming clients, writes nodes before, during and after `disruption()`, and checks that
-    every client got every event. Returns the clients."""
+    every client got every change (each write is one change set of one change). Returns the clients."""
     clients = [StreamingClient() for _ in range(clients_n)]
     for c in clients:
         c.start()
@@ -352,10 +367,10 @@ def stream_through(disruption, clients_n=9):
     try:
         wait_for("every streaming client to get every event",
                  lambda: all(len(set(c.ids)) >= expected for c in clients)
-                 or AssertionError(f"events per client {[len(set(c.ids)) for c in clients]} of {expected}, "
+                 or AssertionError(f"changes per client {[len(set(c.ids)) for c in clients]} of {expected}, "
                                    f"closes {[c.closes for c in clients]}"))
         for c in clients:
-            assert len(c.ids) == len(set(c.ids)) == expected, f"a client got {len(c.ids)} events, expected {expected}"
+            assert len(c.ids) == len(set(c.ids)) == expected, f"a client got {len(c.ids)} changes, expected {expected}"
     finally:
         for c in clients:
             c.stop()

@@ -2,8 +2,10 @@
 //! the FalkorDB sink and — over FalkorDB's Bolt port — the Memgraph sink, graph-api, three ws-gateways behind
 //! nginx, two stream-consumers, the analysis-worker), a steady load (mutations through graph-api, an analysis
 //! job, 200 resuming WebSocket clients), and one fault at a time ([`Fault`]). After each fault the harness
-//! measures recovery, stops the load, waits for quiescence and checks every client against the stream and every
-//! sink against the Redis graph ([`Row`]). `CHAOS_LONG=1` selects the longer [`Plan`].
+//! measures recovery, stops the load, waits for quiescence and checks every client against the stream, the stream
+//! against the Redis graph and every sink against the Redis graph ([`Row`]). A stream entry is a change set (or a
+//! single event): every count is of changes, each named by entry id and index ([`clients::ChangeId`]).
+//! `CHAOS_LONG=1` selects the longer [`Plan`].
 //! Compiled only with the `testing` feature, which the suite's tests enable.
 #![cfg(feature = "testing")]
 
@@ -18,7 +20,8 @@ use std::{
 };
 
 use codegraph_shared::{
-    event::StreamId,
+    event::{Change, ChangeSet, EventType, StreamId, STREAM_FIELD},
+    graph::{Node, Relationship},
     names::RedisNames,
     project::ProjectName,
     stream::now_ms,
@@ -27,7 +30,8 @@ use codegraph_shared::{
 use serde_json::{json, Value};
 use stream_consumer::{
     sinks::{
-        falkordb::FalkorClient,
+        falkordb::{query::NODE_LABEL, FalkorClient},
+        mapping::{edge_props, node_props, props_json},
         memgraph::{MemgraphSettings, MemgraphSink},
     },
     test_support::{dump_falkordb, dump_memgraph, expected_from_redis, falkordb_with_bolt, GraphDump},
@@ -36,7 +40,7 @@ use system_tests::{proxy::TcpProxy, Service};
 use tokio::sync::watch;
 
 use crate::{
-    clients::{Client, Pace},
+    clients::{ChangeId, Client, Pace},
     load::{send_retrying, MutationLoad},
 };
 
@@ -160,13 +164,13 @@ impl Fault {
 #[derive(Debug, Clone)]
 pub struct Row {
     pub fault: Fault,
-    /// Events written between the injection and the recovery (they crossed the faulty or recovering system).
+    /// Changes written between the injection and the recovery (they crossed the faulty or recovering system).
     pub in_flight: u64,
-    /// Events of the phase some client never got (summed over clients).
+    /// Changes of the phase some client never got (summed over clients).
     pub lost: u64,
-    /// Events some client received again and dropped by id (summed over clients).
+    /// Changes some client received again and dropped by entry id and index (summed over clients).
     pub duplicated: u64,
-    /// Events received after a later one (summed over clients).
+    /// Changes received after a later one (summed over clients).
     pub out_of_order: u64,
     /// Entities (nodes, relationships) on which a sink differs from the Redis graph after quiescence.
     pub sink_diffs: u64,
@@ -390,28 +394,43 @@ impl Cluster {
         if let Err(e) = self.wait_clients(&streams).await {
             problems.push(e);
         }
+        // The stream is the record every reader follows: replayed, it must build the graph Redis holds (a change
+        // missing from a set, such as a relationship deleted with its node, shows here).
+        for (project, stream) in PROJECTS.iter().zip(&streams) {
+            match (stream.replay(), self.expected(project)) {
+                (Ok(got), Ok(want)) if got == want => {}
+                (Ok(got), Ok(want)) => {
+                    problems.push(format!("the {project} stream replayed differs from Redis: {}", got.diff(&want)))
+                }
+                (Err(e), _) | (_, Err(e)) => problems.push(format!("the {project} stream replayed: {e}")),
+            }
+        }
         // A system that did not recover within the deadline already had its time: its sinks are compared once.
         let sink_deadline = if recovered_in.is_some() { DEADLINE } else { Duration::ZERO };
         let sink_diffs = self.wait_sinks_equal(sink_deadline, &mut problems).await;
         self.check_answers(&mut problems).await;
 
+        let wants: Vec<Vec<ChangeId>> = streams.iter().map(ProjectStream::changes).collect();
         let mut lost = 0;
         for (i, client) in self.clients.iter().enumerate() {
             let log = client.snapshot();
-            let want = &streams[PROJECTS.iter().position(|p| *p == client.project).expect("a known project")];
-            let held: BTreeSet<StreamId> = log.ids.iter().copied().collect();
-            lost += want.iter().filter(|id| **id > phase_start && !held.contains(id)).count() as u64;
-            if log.ids != *want {
-                let extra = log.ids.iter().filter(|id| want.binary_search(id).is_err()).count();
+            let want = &wants[PROJECTS.iter().position(|p| *p == client.project).expect("a known project")];
+            let held: BTreeSet<ChangeId> = log.changes.iter().copied().collect();
+            lost += want.iter().filter(|c| c.entry > phase_start && !held.contains(c)).count() as u64;
+            if log.changes != *want {
+                let extra = log.changes.iter().filter(|c| want.binary_search(c).is_err()).count();
                 problems.push(format!(
-                    "client {i} ({}): holds {} events, the stream {} ({extra} not in the stream)",
+                    "client {i} ({}): holds {} changes, the stream {} ({extra} not in the stream)",
                     client.project,
-                    log.ids.len(),
+                    log.changes.len(),
                     want.len()
                 ));
             }
             if log.resyncs > 0 {
                 problems.push(format!("client {i}: {} resync_required", log.resyncs));
+            }
+            for frame in &log.malformed {
+                problems.push(format!("client {i}: unreadable frame {frame}"));
             }
         }
         if fault == Fault::SlowClient {
@@ -421,10 +440,10 @@ impl Cluster {
             }
         }
         let recovered_at = injected_at.ms + recovered_in.unwrap_or(DEADLINE).as_millis() as u64;
-        let in_flight = streams
+        let in_flight = wants
             .iter()
             .flatten()
-            .filter(|id| **id > injected_at && **id < StreamId::new(recovered_at + 1, 0))
+            .filter(|c| c.entry > injected_at && c.entry < StreamId::new(recovered_at + 1, 0))
             .count() as u64;
         let row = Row {
             fault,
@@ -509,8 +528,9 @@ impl Cluster {
     }
 
     /// A client of its own project, straight to a gateway (nginx would buffer what it does not read), that reads
-    /// one frame per 100 ms; a burst of 1 KiB events into its project until a gateway reports it cut as too slow.
-    /// Then the client reads at full speed: what its socket still held, the 4008 close, and it resumes.
+    /// one frame per 100 ms; a burst of batches into its project (each one change set of 20 changes of 1 KiB, a
+    /// 20 KiB frame) until a gateway reports it cut as too slow. Then the client reads at full speed: what its
+    /// socket still held, the 4008 close, and it resumes.
     async fn slow_client(&mut self) -> Result<(), String> {
         let cut_total = |statuses: Vec<Value>| -> u64 {
             statuses.iter().map(|s| s["clients"]["closed_too_slow_total"].as_u64().unwrap_or(0)).sum()
@@ -633,8 +653,8 @@ impl Cluster {
         Ok(true)
     }
 
-    /// Waits until every client holds the last id of its project's stream.
-    async fn wait_clients(&self, streams: &[Vec<StreamId>]) -> Result<(), String> {
+    /// Waits until every client holds the last entry of its project's stream.
+    async fn wait_clients(&self, streams: &[ProjectStream]) -> Result<(), String> {
         let start = Instant::now();
         loop {
             let behind = self
@@ -642,7 +662,7 @@ impl Cluster {
                 .iter()
                 .filter(|c| {
                     let want = &streams[PROJECTS.iter().position(|p| *p == c.project).expect("a known project")];
-                    c.last() < want.last().copied()
+                    c.last() < want.last()
                 })
                 .count();
             if behind == 0 {
@@ -738,16 +758,32 @@ impl Cluster {
         [falkor, memgraph]
     }
 
+    /// The id of the last entry of a project's stream.
     async fn stream_last(&self, project: &str) -> Result<StreamId, String> {
-        self.stream(project).await?.last().copied().ok_or_else(|| format!("the {project} stream is empty"))
+        let mut conn = self.stream_connection().await?;
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(names(project).cdc_stream())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let last = reply.ids.first().ok_or_else(|| format!("the {project} stream is empty"))?;
+        last.id.parse().map_err(|_| format!("bad id {}", last.id))
     }
 
-    /// Every id of a project's stream, in order.
-    async fn stream(&self, project: &str) -> Result<Vec<StreamId>, String> {
+    async fn stream_connection(&self) -> Result<redis::aio::MultiplexedConnection, String> {
         let client = redis::Client::open(self.redis.url()).map_err(|e| e.to_string())?;
         // The machine is loaded: a long answer is slow, not lost.
         let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
-        let mut conn = client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| e.to_string())?;
+        client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| e.to_string())
+    }
+
+    /// A project's whole stream, every entry decoded (change set or single event), in order.
+    async fn stream(&self, project: &str) -> Result<ProjectStream, String> {
+        let mut conn = self.stream_connection().await?;
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(names(project).cdc_stream())
             .arg("-")
@@ -755,16 +791,78 @@ impl Cluster {
             .query_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        reply.ids.iter().map(|e| e.id.parse().map_err(|_| format!("bad id {}", e.id))).collect()
+        let sets = reply
+            .ids
+            .iter()
+            .map(|entry| {
+                let body: String =
+                    entry.get(STREAM_FIELD).ok_or_else(|| format!("entry {} has no field {STREAM_FIELD}", entry.id))?;
+                ChangeSet::from_stream_entry(&entry.id, &body).map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ProjectStream { sets })
     }
 
     /// The streams of every project, in the order of `PROJECTS`.
-    async fn streams(&self) -> Vec<Vec<StreamId>> {
+    async fn streams(&self) -> Vec<ProjectStream> {
         let mut out = Vec::new();
         for project in PROJECTS {
             out.push(self.stream(project).await.unwrap_or_else(|e| panic!("read the {project} stream: {e}")));
         }
         out
+    }
+}
+
+/// A project's stream read whole: its entries in order, each a change set or a single event (a set of one).
+pub struct ProjectStream {
+    pub sets: Vec<ChangeSet>,
+}
+
+impl ProjectStream {
+    /// Every change of the stream, in stream order: what each client must hold, once each.
+    pub fn changes(&self) -> Vec<ChangeId> {
+        self.sets
+            .iter()
+            .flat_map(|set| {
+                let index = |(i, c): (usize, &Change)| c.index.unwrap_or(i as u32);
+                set.changes.iter().enumerate().map(index).map(|index| ChangeId { entry: set.id, index })
+            })
+            .collect()
+    }
+
+    pub fn last(&self) -> Option<StreamId> {
+        self.sets.last().map(|set| set.id)
+    }
+
+    /// The graph the stream's changes build, applied in order and mapped as the sinks map entities (so it compares
+    /// with [`expected_from_redis`]). Job events change no graph.
+    pub fn replay(&self) -> Result<GraphDump, String> {
+        let mut graph = GraphDump::default();
+        for event in self.sets.iter().flat_map(ChangeSet::events) {
+            let at = |e: serde_json::Error| format!("change {}/{}: {e}", event.id, event.index);
+            match event.event_type {
+                EventType::NodeAdded | EventType::NodeUpdated => {
+                    let node: Node = serde_json::from_value(event.data.clone()).map_err(at)?;
+                    let mut labels = vec![NODE_LABEL.to_owned(), node.kind.clone()];
+                    labels.sort();
+                    graph.nodes.insert(node.id.clone(), (labels, props_json(&node_props(&node, event.version))));
+                }
+                EventType::NodeDeleted => {
+                    graph.nodes.remove(&event.entity.id);
+                }
+                EventType::RelationshipAdded | EventType::RelationshipUpdated => {
+                    let rel: Relationship = serde_json::from_value(event.data.clone()).map_err(at)?;
+                    let props = props_json(&edge_props(&rel, event.version));
+                    graph.edges.insert(rel.id.clone(), (rel.rel_type, rel.source, rel.target, props));
+                }
+                EventType::RelationshipDeleted => {
+                    graph.edges.remove(&event.entity.id);
+                }
+                EventType::GraphReset => graph = GraphDump::default(),
+                _ => {}
+            }
+        }
+        Ok(graph)
     }
 }
 
@@ -779,4 +877,57 @@ fn differing(got: &GraphDump, want: &GraphDump) -> u64 {
 
 fn redis_binary() -> std::path::PathBuf {
     std::env::var_os("REDIS_SERVER").map(Into::into).unwrap_or_else(|| "redis-server".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn entry(id: &str, body: Value) -> ChangeSet {
+        ChangeSet::from_stream_entry(id, &body.to_string()).expect("an entry")
+    }
+
+    fn node(id: &str) -> Value {
+        json!({"type": "node_added", "entity": {"kind": "node", "id": id}, "version": 1,
+               "data": {"id": id, "kind": "function", "name": id}})
+    }
+
+    fn edge(change: &str, version: u64) -> Value {
+        json!({"type": change, "entity": {"kind": "relationship", "id": "a|calls|b"}, "version": version,
+               "data": {"id": "a|calls|b", "type": "calls", "source": "a", "target": "b"}})
+    }
+
+    #[test]
+    fn a_replay_applies_every_change_in_order_and_only_what_the_sets_say() {
+        let added = entry(
+            "1-0",
+            json!({"project": "p", "type": "change_set", "changes": [node("a"), node("b"), edge("relationship_added", 1)],
+                   "ts": "t"}),
+        );
+        let job = entry(
+            "2-0",
+            json!({"project": "p", "type": "analysis_started", "entity": {"kind": "job", "id": "j"}, "version": 1,
+                   "ts": "t"}),
+        );
+        let gone_a = json!({"type": "node_deleted", "entity": {"kind": "node", "id": "a"}, "version": 2});
+        let cascade = entry(
+            "3-0",
+            json!({"project": "p", "type": "change_set", "changes": [edge("relationship_deleted", 2), gone_a.clone()],
+                   "ts": "t"}),
+        );
+        let stream = ProjectStream { sets: vec![added.clone(), job.clone(), cascade] };
+        let ids = |s: &ProjectStream| s.changes().iter().map(|c| (c.entry.ms, c.index)).collect::<Vec<_>>();
+        assert_eq!(ids(&stream), [(1, 0), (1, 1), (1, 2), (2, 0), (3, 0), (3, 1)]);
+        assert_eq!(stream.last(), Some(StreamId::new(3, 0)));
+        let graph = stream.replay().unwrap();
+        assert_eq!((graph.nodes.keys().map(String::as_str).collect::<Vec<_>>(), graph.edges.len()), (vec!["b"], 0));
+
+        // A node delete whose set lacks its relationship's delete leaves the edge: the replay then differs from
+        // the Redis graph, which the suite reports.
+        let no_cascade = entry("3-0", json!({"project": "p", "type": "change_set", "changes": [gone_a], "ts": "t"}));
+        let graph = ProjectStream { sets: vec![added, job, no_cascade] }.replay().unwrap();
+        assert_eq!(graph.edges.len(), 1);
+    }
 }

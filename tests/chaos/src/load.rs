@@ -1,6 +1,7 @@
 //! The steady load: mutations through graph-api's HTTP API at a fixed rate (node upserts, relationship upserts,
-//! deletes of both), retried through outages the way a client of the API would (a retried upsert that already
-//! landed is `unchanged` and emits nothing; a delete of what is gone is a 404).
+//! deletes of both, small batches), retried through outages the way a client of the API would (a retried upsert
+//! that already landed is `unchanged` and emits nothing; a delete of what is gone is a 404). Each request is one
+//! atomic call, so one stream entry: a single change, or several (a node deleted with its relationships, a batch).
 
 use std::{
     sync::{
@@ -88,12 +89,30 @@ impl MutationLoad {
                     let rel_type = REL_TYPES[next(3) as usize];
                     let body = json!({"type": rel_type, "source": s, "target": t, "properties": {"serial": serial}});
                     (reqwest::Method::POST, "/api/graph/relationships".to_owned(), Some(body))
-                } else if roll < 92 {
+                } else if roll < 88 {
                     let rel_type = REL_TYPES[next(3) as usize];
                     let id = Relationship::derived_id(&node(next(NODES)), rel_type, &node(next(NODES)));
                     (reqwest::Method::DELETE, format!("/api/graph/relationships/{}", id.replace('|', "%7C")), None)
-                } else {
+                } else if roll < 96 {
                     (reqwest::Method::DELETE, format!("/api/graph/nodes/{}", node(next(NODES))), None)
+                } else {
+                    // Two nodes, a relationship between them and the delete of another: one change set of up to
+                    // four changes (far below graph-api's chunk, so the batch is one atomic call).
+                    let (a, b) = (node(next(NODES)), node(next(NODES)));
+                    let rel_type = REL_TYPES[next(3) as usize];
+                    let gone = Relationship::derived_id(&node(next(NODES)), rel_type, &node(next(NODES)));
+                    let upsert = |id: &str| {
+                        json!({"op": "upsert_node",
+                               "node": {"id": id, "kind": "function", "name": id, "properties": {"serial": serial}}})
+                    };
+                    let operations = json!([
+                        upsert(&a),
+                        upsert(&b),
+                        {"op": "upsert_relationship",
+                         "relationship": {"type": rel_type, "source": a, "target": b, "properties": {"serial": serial}}},
+                        {"op": "delete_relationship", "id": gone},
+                    ]);
+                    (reqwest::Method::POST, "/api/graph/batch".to_owned(), Some(json!({"operations": operations})))
                 };
                 let sep = if path.contains('?') { '&' } else { '?' };
                 let url = format!("{api}{path}{sep}project={project}");

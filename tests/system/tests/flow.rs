@@ -1,10 +1,14 @@
 //! The whole system at once: an analysis job queued through graph-api is run by the analysis-worker, its
-//! events reach a browser-like WebSocket client through ws-gateway in stream order, the stream-consumer makes
-//! FalkorDB equal to the graph in Redis, and every service's `/metrics` is valid Prometheus text that moves.
+//! events reach a browser-like WebSocket client through ws-gateway in stream order (one frame per stream entry:
+//! a change set for graph changes, a single event for job events), the stream-consumer makes FalkorDB equal to
+//! the graph in Redis, and every service's `/metrics` is valid Prometheus text that moves.
 
 use std::time::{Duration, Instant};
 
-use codegraph_shared::testing::{start_falkordb, RedisServer};
+use codegraph_shared::{
+    event::{decode_entry, decode_published, CdcEvent, EventType, STREAM_FIELD},
+    testing::{start_falkordb, RedisServer},
+};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use system_tests::{fixture_repo, Service};
@@ -55,8 +59,8 @@ async fn analysis_flows_to_the_browser_and_into_falkordb() {
         .unwrap();
     let job_id = job["job_id"].as_str().expect("a job id").to_owned();
 
-    // Every event up to the job's completion, as the browser sees them.
-    let mut events: Vec<Value> = Vec::new();
+    // Every frame up to the job's completion, as the browser sees them.
+    let mut frames: Vec<Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -68,25 +72,49 @@ async fn analysis_flows_to_the_browser_and_into_falkordb() {
             continue;
         }
         let done = v["type"] == "analysis_completed" || v["type"] == "analysis_failed";
-        events.push(v);
+        frames.push(v);
         if done {
             break;
         }
     }
-    let last = events.last().unwrap();
+    let last = frames.last().unwrap();
     assert_eq!(last["type"], "analysis_completed", "{last}");
     assert_eq!(last["data"]["job_id"], job_id.as_str());
-    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let events: Vec<CdcEvent> =
+        frames.iter().flat_map(|f| decode_published(&f.to_string()).unwrap_or_else(|e| panic!("{e}: {f}"))).collect();
+    let types: Vec<EventType> = events.iter().map(|e| e.event_type).collect();
     assert!(
-        types.contains(&"analysis_started") && types.contains(&"node_added") && types.contains(&"relationship_added")
+        [EventType::AnalysisStarted, EventType::NodeAdded, EventType::RelationshipAdded]
+            .iter()
+            .all(|t| types.contains(t)),
+        "{types:?}"
     );
+    // A stream written by this build holds graph changes in change sets only; job events stay single.
+    for frame in &frames {
+        let t = frame["type"].as_str().unwrap_or_default();
+        assert!(
+            !t.starts_with("node_") && !t.starts_with("relationship_"),
+            "a graph change outside a change set: {frame}"
+        );
+    }
 
-    // The browser saw exactly the stream, in order.
+    // The browser saw exactly the stream, in order: one frame per entry, every change of each entry.
     let stream: redis::streams::StreamRangeReply =
         redis::cmd("XRANGE").arg("code_graph:{demo}:cdc").arg("-").arg("+").query(&mut redis.connection()).unwrap();
     let stream_ids: Vec<&str> = stream.ids.iter().map(|e| e.id.as_str()).collect();
-    let seen_ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(seen_ids, stream_ids, "the WebSocket client got every event of the stream, once, in order");
+    let seen_ids: Vec<&str> = frames.iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert_eq!(seen_ids, stream_ids, "the WebSocket client got one frame per entry of the stream, once, in order");
+    let stream_events: Vec<CdcEvent> = stream
+        .ids
+        .iter()
+        .flat_map(|e| decode_entry(&e.id, &e.get::<String>(STREAM_FIELD).expect("an envelope")).unwrap())
+        .collect();
+    let key = |e: &CdcEvent| (e.id, e.index, e.event_type, e.entity.id.clone(), e.version);
+    assert_eq!(
+        events.iter().map(key).collect::<Vec<_>>(),
+        stream_events.iter().map(key).collect::<Vec<_>>(),
+        "the WebSocket client got every change of the stream, once, in order"
+    );
 
     // FalkorDB catches up with Redis.
     let stats: Value = http.get(api.url("/api/graph/stats?project=demo")).send().await.unwrap().json().await.unwrap();
@@ -129,11 +157,12 @@ async fn analysis_flows_to_the_browser_and_into_falkordb() {
     let m = gateway.metrics().await;
     // The client resumed from 0-0: events written before the gateway's room subscribed reached it through its own
     // catch-up read of the stream, which neither Pub/Sub counter sees; the analysis itself arrived live. Every
-    // event went out as a frame.
+    // entry went out as a frame.
     assert!(m.sum("codegraph_ws_events_received_total") >= 1.0, "{:?}", m.samples);
-    assert!(m.sum("codegraph_ws_frames_sent_total") >= events.len() as f64);
+    assert!(m.sum("codegraph_ws_frames_sent_total") >= frames.len() as f64);
     let m = consumer.metrics().await;
-    assert!(m.sum("codegraph_consumer_events_applied_total") >= events.len() as f64);
+    // Every entry the client saw was applied (whether the counter counts entries or their changes).
+    assert!(m.sum("codegraph_consumer_events_applied_total") >= frames.len() as f64, "{:?}", m.samples);
     assert!(m.has("codegraph_consumer_lag_seconds_bucket"));
     let m = worker.metrics().await;
     assert!(m.sum("codegraph_analysis_files_total") >= 3.0, "{:?}", m.samples);

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use codegraph_shared::testing::{start_falkordb, OtlpReceiver, RedisServer};
+use codegraph_shared::{
+    event::{ChangeSet, STREAM_FIELD},
+    testing::{start_falkordb, OtlpReceiver, RedisServer},
+};
 use futures_util::StreamExt;
 use serde_json::json;
 use system_tests::{fixture_repo, Service};
@@ -37,7 +40,9 @@ async fn one_mutation_is_one_trace_across_graph_api_gateway_and_sink() {
         .unwrap();
     assert_eq!(resp.status(), 201);
     let delivered = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
-    assert!(delivered.to_text().unwrap().contains(trace_id), "the envelope carries the trace: {delivered}");
+    // The node's change set carries the trace once, for all its changes.
+    let set = ChangeSet::from_json(delivered.to_text().unwrap()).unwrap();
+    assert!(!set.single && set.traceparent().is_some_and(|tp| tp.contains(trace_id)), "{delivered}");
 
     otlp.wait_for(
         Duration::from_secs(20),
@@ -78,9 +83,19 @@ async fn an_analysis_job_continues_the_trace_of_the_request_that_queued_it() {
         spans.iter().any(|s| s.service == "analysis-worker" && s.name == "analysis_job" && s.trace_id == trace_id)
     })
     .await;
-    // The graph events the job wrote carry the same trace.
+    // Every change set the job wrote carries the same trace, once for all its changes.
     let stream: redis::streams::StreamRangeReply =
         redis::cmd("XRANGE").arg("code_graph:{jobs}:cdc").arg("-").arg("+").query(&mut redis.connection()).unwrap();
-    let traced = stream.ids.iter().filter(|e| e.get::<String>("e").is_some_and(|body| body.contains(trace_id))).count();
-    assert!(traced > 3, "{traced} of {} events carry the job's trace", stream.ids.len());
+    let sets: Vec<ChangeSet> = stream
+        .ids
+        .iter()
+        .map(|e| ChangeSet::from_stream_entry(&e.id, &e.get::<String>(STREAM_FIELD).expect("an envelope")).unwrap())
+        .filter(|set| !set.single)
+        .collect();
+    let changes: usize = sets.iter().map(|set| set.changes.len()).sum();
+    assert!(changes > 3, "the job wrote {changes} graph changes in {} change sets", sets.len());
+    for set in &sets {
+        let traceparent = set.traceparent().unwrap_or_default();
+        assert!(traceparent.contains(trace_id), "change set {} carries {traceparent:?}, not the job's trace", set.id);
+    }
 }
