@@ -1,8 +1,10 @@
-//! Dead letters: an event that a sink failed to apply `max_deliveries` times is moved, with its error, to the
-//! stream `code_graph:{p}:cdc:dlq:<sink>` and acknowledged, so the sink goes on with the rest.
+//! Dead letters: a stream entry that a sink failed to apply `max_deliveries` times (it cannot be decoded, or one
+//! of its changes cannot be applied) is moved, with its error, to the stream `code_graph:{p}:cdc:dlq:<sink>` and
+//! acknowledged, so the sink goes on with the rest. A letter is a whole entry — a change set is applied whole or
+//! not at all, so none of its changes is applied without the others.
 //!
-//! Fields of a dead letter: `id` (the CDC stream ID), `e` (the envelope as stored), `error`, `deliveries`,
-//! `consumer`. The stream is capped at [`MAX_DEAD_LETTERS`] (approximately).
+//! Fields of a dead letter: `id` (the entry's CDC stream ID), `e` (the envelope as stored), `error`,
+//! `deliveries`, `consumer`. The stream is capped at [`MAX_DEAD_LETTERS`] (approximately).
 
 use redis::{aio::ConnectionLike, RedisError, Value};
 use serde::Serialize;
@@ -21,8 +23,8 @@ pub const MAX_DEAD_LETTERS: u64 = 100_000;
 pub struct DeadLetter {
     /// ID of the dead letter itself.
     pub dlq_id: String,
-    /// ID of the event in the CDC stream.
-    pub event_id: StreamId,
+    /// ID of the entry in the CDC stream.
+    pub entry_id: StreamId,
     pub body: String,
     pub error: String,
     pub deliveries: u64,
@@ -45,7 +47,7 @@ impl DeadLetters {
     pub async fn send<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
-        event_id: StreamId,
+        entry_id: StreamId,
         body: &str,
         error: &str,
         deliveries: u64,
@@ -58,7 +60,7 @@ impl DeadLetters {
             .arg(MAX_DEAD_LETTERS)
             .arg("*")
             .arg("id")
-            .arg(event_id.to_string())
+            .arg(entry_id.to_string())
             .arg("e")
             .arg(body)
             .arg("error")
@@ -100,7 +102,7 @@ fn dead_letter(entry: Value) -> Option<DeadLetter> {
     let body = field(STREAM_FIELD);
     Some(DeadLetter {
         dlq_id: entry.id.to_string(),
-        event_id: field("id").parse().ok()?,
+        entry_id: field("id").parse().ok()?,
         body,
         error: field("error"),
         deliveries: field("deliveries").parse().unwrap_or(0),

@@ -7,6 +7,14 @@
 //! after the sink committed it together with its stream ID ([`sinks::Sink`]); a sink skips what is at or below the
 //! ID it recorded, and writes only versions newer than what it holds, so redelivery changes nothing.
 //!
+//! # Change sets
+//! An entry is one change set (everything one graph mutation changed) or a single event (job events,
+//! `graph_reset`, and every graph change of a stream written before change sets); both are read as a
+//! `ChangeSet`. A set is applied to each sink whole, in one commit — one FalkorDB query, one Memgraph transaction
+//! — of whole sets of at most `batch_size` changes (a larger set alone), so a reader of the sink never sees part
+//! of one ([`sinks::plan`], [`run::worker`]). The recorded position stays an entry ID; dead letters, redrive,
+//! rebuilds and replays handle whole entries too.
+//!
 //! # Sharing the work without breaking order: per-project ownership
 //! Order matters per entity, and one project's stream is the unit of order, so each (project, sink) is applied by
 //! exactly one process at a time: the holder of the lease `code_graph:{p}:cdc:owner:<sink>` ([`run::lease`]), a
@@ -33,10 +41,10 @@
 //! that sink: from the stream when it still holds every entry, else from a snapshot ([`rebuild`]).
 //!
 //! # Failures
-//! A sink that is unreachable makes the worker re-read the same entries after a pause, without limit. An event the
-//! sink refuses (or that cannot be decoded) is delivered again until `max_deliveries`, then moved with its error to
-//! `code_graph:{p}:cdc:dlq:<sink>` and acknowledged ([`dead_letters`]); `stream-consumer dlq list|redrive` shows and
-//! re-applies them. `stream-consumer replay` rebuilds a sink from the stream or a snapshot ([`commands::replay`]).
+//! A sink that is unreachable makes the worker re-read the same entries after a pause, without limit. An entry the
+//! sink refuses (or that cannot be decoded) is delivered again until `max_deliveries`, then moved whole with its
+//! error to `code_graph:{p}:cdc:dlq:<sink>` and acknowledged ([`dead_letters`]); `stream-consumer dlq list|redrive`
+//! shows and re-applies them. `stream-consumer replay` rebuilds a sink from the stream or a snapshot ([`commands::replay`]).
 //!
 //! # Trimming
 //! The owner trims the stream (`XTRIM MINID ~`) below what every group acknowledged and below the retention

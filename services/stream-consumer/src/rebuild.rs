@@ -3,7 +3,9 @@
 //! had, and by `stream-consumer replay`; either way the caller holds the project's lease, and every write carries
 //! its generation (so a rebuild that lost the lease is fenced out like any writer).
 //!
-//! Events that cannot be applied are skipped and reported (the live consumer dead-letters them).
+//! The stream is applied in commits of whole change sets (at most `batch` changes each, a larger set alone), as
+//! the live consumer does. Entries that cannot be applied are skipped whole and reported (the live consumer
+//! dead-letters them).
 
 use std::{future::Future, time::Duration};
 
@@ -13,7 +15,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use codegraph_shared::{
-    event::{CdcEvent, StreamId},
+    event::{ChangeSet, StreamId},
     names::RedisNames,
     project::ProjectName,
     redis_handle::RedisHandle,
@@ -22,14 +24,16 @@ use codegraph_shared::{
 
 use crate::{
     progress::ProgressBar,
-    sinks::{Plan, Sink, SinkError, Writer},
+    sinks::{plan::commit_len, Plan, Sink, SinkError, Writer},
     snapshot,
 };
 
 #[derive(Debug, Default, Serialize)]
 pub struct RebuildReport {
     pub snapshot_entities: u64,
-    pub stream_events: u64,
+    /// Stream entries read (change sets and single events), and their changes.
+    pub stream_entries: u64,
+    pub stream_changes: u64,
     pub skipped: Vec<String>,
     pub last_id: Option<StreamId>,
 }
@@ -41,9 +45,9 @@ pub struct Rebuild<'a, S: Sink> {
     pub project: ProjectName,
     pub generation: u64,
     /// The ID the sink has recorded: every commit records at least this (the recorded ID only grows, so a replay
-    /// from an older ID re-applies the events, which versions keep from undoing newer state, and keeps the record).
+    /// from an older ID re-applies the entries, which versions keep from undoing newer state, and keeps the record).
     pub recorded: StreamId,
-    /// Events per sink commit.
+    /// Changes per sink commit (whole change sets: a larger one is a commit of its own).
     pub batch: usize,
     /// Draw progress bars on stderr.
     pub show_progress: bool,
@@ -66,11 +70,11 @@ impl<S: Sink> Rebuild<'_, S> {
             None => snapshot::from_redis(&mut self.redis.conn(), &names).await?,
         };
         let (since, entries_read) = (snap.since, snap.entries_read);
-        let (nodes, rels) = snap.into_events(self.project.as_str());
+        let (nodes, rels) = snap.into_sets(self.project.as_str());
         while_unavailable(|| self.sink.open(&self.project, self.generation)).await?;
         let mut bar = self.bar("snapshot", (nodes.len() + rels.len()) as u64);
-        for events in [nodes, rels] {
-            for chunk in events.chunks(self.batch.max(1)) {
+        for entities in [nodes, rels] {
+            for chunk in entities.chunks(self.batch.max(1)) {
                 self.apply(chunk, since, report).await?;
                 report.snapshot_entities += chunk.len() as u64;
                 bar.inc(chunk.len() as u64);
@@ -99,16 +103,27 @@ impl<S: Sink> Rebuild<'_, S> {
                 .await?;
             let entries: Vec<Entry> = range_reply(reply);
             let Some(last) = entries.last().map(|e| e.id) else { break };
-            let mut events = Vec::with_capacity(entries.len());
+            let mut sets = Vec::with_capacity(entries.len());
             for entry in &entries {
                 let body = entry.body.as_deref().unwrap_or_default();
-                match CdcEvent::from_stream_entry(&entry.id.to_string(), body) {
-                    Ok(e) => events.push(e),
+                match ChangeSet::from_stream_entry(&entry.id.to_string(), body) {
+                    Ok(set) => sets.push(set),
                     Err(e) => report.skipped.push(format!("{}: {e}", entry.id)),
                 }
             }
-            self.apply(&events, last, report).await?;
-            report.stream_events += entries.len() as u64;
+            report.stream_changes += sets.iter().map(|s| s.changes.len() as u64).sum::<u64>();
+            // Whole change sets per commit; the page's last commit records its last entry, even a skipped one.
+            let mut rest = sets.as_slice();
+            loop {
+                let (now, after) = rest.split_at(commit_len(rest.iter().map(|s| s.changes.len()), self.batch));
+                let upto = now.last().filter(|_| !after.is_empty()).map_or(last, |s| s.id);
+                self.apply(now, upto, report).await?;
+                rest = after;
+                if rest.is_empty() {
+                    break;
+                }
+            }
+            report.stream_entries += entries.len() as u64;
             bar.inc(entries.len() as u64);
             if let Ok(len) = redis::cmd("XLEN").arg(&key).query_async::<u64>(&mut conn).await {
                 bar.set_total(len);
@@ -119,21 +134,20 @@ impl<S: Sink> Rebuild<'_, S> {
         Ok(())
     }
 
-    /// Applies `events` recording `last`, leaving out (and reporting) the ones the sink refuses.
-    async fn apply(&mut self, events: &[CdcEvent], last: StreamId, report: &mut RebuildReport) -> anyhow::Result<()> {
+    /// Applies `sets` recording `last`, leaving out (and reporting) the entries the sink refuses, each whole.
+    async fn apply(&mut self, sets: &[ChangeSet], last: StreamId, report: &mut RebuildReport) -> anyhow::Result<()> {
         let last = last.max(self.recorded);
-        let mut rest = events;
+        let mut rest = sets;
         loop {
             match Plan::build(rest, last) {
                 Ok(plan) => match self.commit(&plan).await {
                     Ok(()) => break,
                     Err(SinkError::Rejected(e)) if rest.len() > 1 => {
-                        warn!(error = %e, "the sink refused a batch; applying it event by event");
-                        for event in rest {
-                            let one = std::slice::from_ref(event);
-                            match self.commit(&Plan::build(one, last).expect("built before")).await {
+                        warn!(error = %e, "the sink refused a batch; applying it entry by entry");
+                        for set in rest {
+                            match self.commit(&Plan::build([set], last).expect("built before")).await {
                                 Ok(()) => {}
-                                Err(e @ SinkError::Rejected(_)) => report.skipped.push(format!("{}: {e}", event.id)),
+                                Err(e @ SinkError::Rejected(_)) => report.skipped.push(format!("{}: {e}", set.id)),
                                 Err(e) => bail!(e),
                             }
                         }
@@ -147,7 +161,7 @@ impl<S: Sink> Rebuild<'_, S> {
                 },
                 Err(bad) => {
                     if bad.index > 0 {
-                        let plan = Plan::build(&rest[..bad.index], last).expect("the events before the first bad one");
+                        let plan = Plan::build(&rest[..bad.index], last).expect("the entries before the first bad one");
                         self.commit(&plan).await?;
                     }
                     report.skipped.push(bad.to_string());

@@ -39,7 +39,8 @@ pub struct ConsumerSettings {
     /// Consumer name in every group; empty: the host (pod) name. Must be stable across restarts of one process
     /// slot, so a restarted process finds its own pending entries, and unique among live processes.
     pub name: String,
-    /// Most entries read (and applied in one sink commit) at once.
+    /// Most entries read at once, and most changes applied in one sink commit: a commit holds whole change sets
+    /// only, and a set larger than this is a commit of its own.
     pub batch_size: usize,
     /// How long one read waits for new entries before the loop checks its lease and shutdown again.
     pub block_ms: u64,
@@ -50,7 +51,7 @@ pub struct ConsumerSettings {
     /// Entries pending at another consumer for longer than this are claimed (XAUTOCLAIM). Must exceed the
     /// slowest batch, so an entry still being applied by a live consumer is never taken from it.
     pub claim_idle_ms: u64,
-    /// Deliveries after which a failing event goes to the dead-letter stream.
+    /// Deliveries after which a failing entry (a whole change set) goes to the dead-letter stream.
     pub max_deliveries: u64,
     /// Period of the stream trimming; 0: never trim.
     pub trim_interval_ms: u64,

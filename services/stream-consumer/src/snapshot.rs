@@ -7,7 +7,7 @@ use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
 use codegraph_shared::{
-    event::{CdcEvent, EntityRef, EventType, StreamId},
+    event::{Change, ChangeSet, EntityRef, EventType, StreamId},
     graph::{Node, Relationship},
     names::RedisNames,
     stream::{newest_entry_cmd, newest_entry_id, StreamInfo},
@@ -99,19 +99,23 @@ pub async fn from_redis<C: ConnectionLike + Send>(conn: &mut C, names: &RedisNam
 }
 
 impl Snapshot {
-    /// The snapshot as `*_added` events at `since`: first every node, then every relationship (whose endpoints
-    /// must exist when it is written).
-    pub fn into_events(self, project: &str) -> (Vec<CdcEvent>, Vec<CdcEvent>) {
+    /// The snapshot as `*_added` changes at `since`, each an entry of its own (so one the sink refuses is left out
+    /// alone): first every node, then every relationship (whose endpoints must exist when it is written).
+    pub fn into_sets(self, project: &str) -> (Vec<ChangeSet>, Vec<ChangeSet>) {
         let since = self.since;
-        let event = |t: EventType, kind: &str, id: String, version: Option<u64>, data: serde_json::Value| CdcEvent {
+        let set = |t: EventType, kind: &str, id: String, version: Option<u64>, data: serde_json::Value| ChangeSet {
             id: since,
             project: project.to_owned(),
-            event_type: t,
-            entity: EntityRef { kind: kind.to_owned(), id },
-            version: version.unwrap_or(1),
-            data,
             ts: String::new(),
             trace: None,
+            changes: vec![Change {
+                index: None,
+                event_type: t,
+                entity: EntityRef { kind: kind.to_owned(), id },
+                version: version.unwrap_or(1),
+                data,
+            }],
+            single: true,
         };
         let nodes = self
             .nodes
@@ -119,7 +123,7 @@ impl Snapshot {
             .map(|mut n| {
                 let version = n.version.take();
                 let data = serde_json::to_value(&n).expect("a node serializes");
-                event(EventType::NodeAdded, "node", n.id, version, data)
+                set(EventType::NodeAdded, "node", n.id, version, data)
             })
             .collect();
         let rels = self
@@ -128,7 +132,7 @@ impl Snapshot {
             .map(|mut r| {
                 let version = r.version.take();
                 let data = serde_json::to_value(&r).expect("a relationship serializes");
-                event(EventType::RelationshipAdded, "relationship", r.id, version, data)
+                set(EventType::RelationshipAdded, "relationship", r.id, version, data)
             })
             .collect();
         (nodes, rels)

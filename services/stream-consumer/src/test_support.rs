@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub use codegraph_shared::testing::{falkordb_paths, start_falkordb};
 use codegraph_shared::testing::{free_port, wait_for_port, RedisServer};
 use codegraph_shared::{
-    event::{CdcEvent, EntityRef, EventType, StreamId},
+    event::{Change, ChangeSet, EntityRef, EventType, StreamId},
     functions::{Expect, GraphWriter, Mutation, PublishMode},
     graph::{Node, Relationship},
     names::RedisNames,
@@ -152,24 +152,52 @@ fn text(v: &Value) -> String {
     v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
 }
 
+/// A change of type `t` to entity `id` (of kind `node`, `relationship` or `job`, after the type).
+pub fn change(t: EventType, id: &str, version: u64, data: Value) -> Change {
+    let kind = match t.as_str() {
+        n if n.starts_with("node") => "node",
+        r if r.starts_with("relationship") => "relationship",
+        "graph_reset" => "project",
+        _ => "job",
+    };
+    Change { index: None, event_type: t, entity: EntityRef { kind: kind.into(), id: id.into() }, version, data }
+}
+
+/// The change set of stream entry `id` (project `p`).
+pub fn change_set(id: StreamId, changes: Vec<Change>) -> ChangeSet {
+    ChangeSet { id, project: "p".into(), ts: String::new(), trace: None, changes, single: false }
+}
+
+/// A single-event entry `id` (a job event, `graph_reset`, or a graph change as streams before change sets held
+/// them).
+pub fn single(id: StreamId, change: Change) -> ChangeSet {
+    ChangeSet { single: true, ..change_set(id, vec![change]) }
+}
+
+/// The entries of a project's CDC stream, in order, read as change sets.
+pub async fn read_stream<C: redis::aio::ConnectionLike + Send>(conn: &mut C, names: &RedisNames) -> Vec<ChangeSet> {
+    let entries: redis::Value =
+        redis::cmd("XRANGE").arg(names.cdc_stream()).arg("-").arg("+").query_async(conn).await.unwrap();
+    let redis::Value::Array(entries) = entries else { panic!("XRANGE answered {entries:?}") };
+    entries
+        .into_iter()
+        .filter_map(codegraph_shared::stream::parse_entry::<codegraph_shared::stream::Entry>)
+        .map(|e| ChangeSet::from_stream_entry(&e.id.to_string(), &e.body.unwrap()).unwrap())
+        .collect()
+}
+
 /// A project `name` given [`mixed_mutations`] (seed 7, 40 rounds of 25 operations) through the Function library,
-/// and its CDC stream read back as events, in order.
-pub async fn mixed_project(redis: &RedisServer, name: &str) -> (ProjectName, RedisNames, Vec<CdcEvent>) {
+/// and its CDC stream read back as change sets (one per round that changed something), in order.
+pub async fn mixed_project(redis: &RedisServer, name: &str) -> (ProjectName, RedisNames, Vec<ChangeSet>) {
     let project = ProjectName::parse(name).unwrap();
     let names = RedisNames::new(&project);
     let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let writer = GraphWriter::new(names.clone(), 0, PublishMode::Classic);
     let written = mixed_mutations(&mut conn, &writer, 7, 40, 25).await;
-    assert!(written > 500, "{written} events");
-    let entries: redis::Value =
-        redis::cmd("XRANGE").arg(names.cdc_stream()).arg("-").arg("+").query_async(&mut conn).await.unwrap();
-    let redis::Value::Array(entries) = entries else { panic!("XRANGE answered {entries:?}") };
-    let events = entries
-        .into_iter()
-        .filter_map(codegraph_shared::stream::parse_entry::<codegraph_shared::stream::Entry>)
-        .map(|e| CdcEvent::from_stream_entry(&e.id.to_string(), &e.body.unwrap()).unwrap())
-        .collect();
-    (project, names, events)
+    assert!(written > 500, "{written} changes");
+    let sets = read_stream(&mut conn, &names).await;
+    assert_eq!(sets.iter().map(|s| s.changes.len()).sum::<usize>(), written);
+    (project, names, sets)
 }
 
 /// Asserts that a sink's graph equals the project's graph in Redis (a meaningful one): counts by label and by
@@ -189,7 +217,7 @@ pub fn assert_equals_redis(got: &GraphDump, redis: &RedisServer, names: &RedisNa
 
 /// Applies a reproducible mix of mutations to a project through the Function library: nodes of several kinds
 /// created, updated (properties and kind), deleted (with their relationships); relationships created, updated
-/// and deleted. Returns how many events it produced.
+/// and deleted; each round is one call, so one change set. Returns how many changes it produced.
 pub async fn mixed_mutations<C: redis::aio::ConnectionLike + Send>(
     conn: &mut C,
     writer: &GraphWriter,
@@ -208,7 +236,7 @@ pub async fn mixed_mutations<C: redis::aio::ConnectionLike + Send>(
     };
     let mut alive: Vec<String> = Vec::new();
     let mut rels: Vec<(String, String, String, String)> = Vec::new();
-    let mut events = 0;
+    let mut changes = 0;
     let mut serial = 0;
     for _ in 0..rounds {
         let mut ops = Vec::new();
@@ -260,9 +288,9 @@ pub async fn mixed_mutations<C: redis::aio::ConnectionLike + Send>(
             }
         }
         let outcomes = writer.mutate(conn, &ops, None).await.expect("mutations apply");
-        events += outcomes.iter().map(|o| usize::from(o.event_id.is_some()) + o.cascaded as usize).sum::<usize>();
+        changes += outcomes.iter().map(|o| usize::from(o.event_id.is_some()) + o.cascaded as usize).sum::<usize>();
     }
-    events
+    changes
 }
 
 /// Applies `plan` as the writer of `generation` that knows the sink's current record (read by opening it).
@@ -283,17 +311,11 @@ pub async fn dump_sink(sink: &AnySink, project: &ProjectName) -> GraphDump {
 /// nothing (apply, open, reset), and the recorded ID never goes backwards, not even for the current owner; a
 /// record behind what the writer knows is reported as lost data.
 pub async fn assert_fencing(sink: &AnySink, project: &ProjectName) {
-    let node = |seq: u64, id: &str, version: u64, t: EventType| CdcEvent {
-        id: StreamId::new(10, seq),
-        project: project.to_string(),
-        event_type: t,
-        entity: EntityRef { kind: "node".into(), id: id.into() },
-        version,
-        data: serde_json::json!({"id": id, "kind": "file", "name": id}),
-        ts: String::new(),
-        trace: None,
+    let node = |seq: u64, id: &str, version: u64, t: EventType| {
+        let data = serde_json::json!({"id": id, "kind": "file", "name": id});
+        single(StreamId::new(10, seq), change(t, id, version, data))
     };
-    let plan = |events: &[CdcEvent]| Plan::build(events, events[events.len() - 1].id).unwrap();
+    let plan = |sets: &[ChangeSet]| Plan::build(sets, sets[sets.len() - 1].id).unwrap();
     let ids = |dump: GraphDump| dump.nodes.into_keys().collect::<Vec<_>>();
 
     assert_eq!(sink.open(project, 5).await.unwrap(), None);

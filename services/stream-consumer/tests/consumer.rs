@@ -1,6 +1,7 @@
 //! The stream-consumer binary against a real Redis and a real FalkorDB: the sink ends equal to the Redis graph
-//! through kill -9 and take-over, poison events go to the dead letters while the rest flows, replays from the
-//! start and from a snapshot agree, and trimming respects every group.
+//! through kill -9 and take-over, a change set shows in the sink whole or not at all, poison entries go to the
+//! dead letters whole while the rest flows, replays from the start and from a snapshot agree, a stream written
+//! before change sets still replays, and trimming respects every group.
 
 use std::{
     net::SocketAddr,
@@ -14,6 +15,7 @@ use std::{
 
 use codegraph_shared::{
     functions::{Expect, GraphWriter, Mutation, PublishMode},
+    graph::{Node, Relationship},
     names::RedisNames,
     project::ProjectName,
     testing::{free_port, wait_for_port, RedisServer},
@@ -153,8 +155,8 @@ async fn kill_9_then_take_over_and_restart_ends_equal() {
     let small_batches = [("CODEGRAPH__CONSUMER__BATCH_SIZE", "20")];
     let (mut a, _) = env.consumer("consumer-a", &small_batches);
     let (mut conn, writer, names) = env.writer("killed").await;
-    let events = mixed_mutations(&mut conn, &writer, 11, 120, 40).await;
-    assert!(events > 3000, "{events} events");
+    let changes = mixed_mutations(&mut conn, &writer, 11, 120, 40).await;
+    assert!(changes > 3000, "{changes} changes");
     applied_some(&env, "killed").await;
     kill9(&mut a);
     let at_kill = env.dump("killed").await;
@@ -181,6 +183,7 @@ async fn kill_9_then_take_over_and_restart_ends_equal() {
     assert_eq!(ready.status(), 200);
     let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("codegraph_consumer_events_applied_total"), "{metrics}");
+    assert!(counter(&metrics, "codegraph_consumer_changes_applied_total{sink=\"falkordb\"}") > 0, "{metrics}");
     stop(&mut b);
 }
 
@@ -194,6 +197,10 @@ async fn poison_events_go_to_the_dead_letters_while_the_rest_flows() {
     let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("e").arg("not json at all").query(&mut sync).unwrap();
     let bad_kind = r#"{"project":"poisoned","type":"node_added","entity":{"kind":"node","id":"x"},"version":1,"data":{"id":"x","kind":"no spaces allowed","name":"x"},"ts":"t"}"#;
     let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("e").arg(bad_kind).query(&mut sync).unwrap();
+    // A change set whose second change cannot be applied: none of it may reach the sink (its first node is not
+    // in Redis either, so the sink would not equal Redis), and it is one dead letter.
+    let bad_set = r#"{"project":"poisoned","type":"change_set","changes":[{"type":"node_added","entity":{"kind":"node","id":"y"},"version":1,"data":{"id":"y","kind":"file","name":"y"}},{"type":"node_added","entity":{"kind":"node","id":"z"},"version":1,"data":{"id":"z","kind":"not a label","name":"z"}}],"ts":"t"}"#;
+    let bad_set_id: String = redis::cmd("XADD").arg(&stream).arg("*").arg("e").arg(bad_set).query(&mut sync).unwrap();
     mixed_mutations(&mut conn, &writer, 22, 5, 20).await;
 
     let (mut c, _) = env.consumer("consumer-p", &[("CODEGRAPH__CONSUMER__MAX_DELIVERIES", "3")]);
@@ -208,15 +215,20 @@ async fn poison_events_go_to_the_dead_letters_while_the_rest_flows() {
     let listed = env.cli(&["dlq", "list", "--sink", "falkordb", "--project", "poisoned"]);
     let letters: Vec<serde_json::Value> =
         String::from_utf8_lossy(&listed.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(letters.len(), 3, "{letters:?}");
     assert!(letters[0]["error"].as_str().unwrap().contains("not a JSON object"), "{letters:?}");
     assert!(letters[1]["error"].as_str().unwrap().contains("kind"), "{letters:?}");
     assert_eq!(letters[1]["deliveries"], 3);
+    assert_eq!(letters[2]["entry_id"], serde_json::json!(bad_set_id), "{letters:?}");
+    assert_eq!(letters[2]["body"], serde_json::json!(bad_set), "the entry as stored");
+    assert!(letters[2]["error"].as_str().unwrap().contains("change 1"), "{letters:?}");
+    assert!(!env.dump("poisoned").await.nodes.contains_key("y"), "no change of a dead-lettered set is applied");
 
-    // Re-driving: the bad-kind event is not the entity's state in Redis (superseded), the garbage still fails.
+    // Re-driving: the bad-kind event and the bad set are not their entities' state in Redis (superseded), the
+    // garbage still fails.
     let out = env.cli(&["dlq", "redrive", "--sink", "falkordb", "--project", "poisoned"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["superseded"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["superseded"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(report["still_failing"].as_array().unwrap().len(), 1, "{report}");
     let listed = env.cli(&["dlq", "list", "--sink", "falkordb", "--project", "poisoned"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 1);
@@ -230,7 +242,9 @@ async fn replay_from_the_start_and_from_a_snapshot_agree() {
 
     let out = env.cli(&["replay", "--sink", "falkordb", "--project", "replayed"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(report["stream_events"].as_u64().unwrap() > 500, "{report}");
+    assert!(report["stream_changes"].as_u64().unwrap() > 500, "{report}");
+    let entries: u64 = redis::cmd("XLEN").arg(names.cdc_stream()).query(&mut env.redis.connection()).unwrap();
+    assert_eq!(report["stream_entries"], entries, "{report}");
     let from_start = env.wait_equal(&names, Duration::from_secs(1)).await;
 
     // More changes, then a rebuild from a snapshot (the Redis hashes) plus the stream after it.
@@ -250,7 +264,8 @@ async fn replay_from_the_start_and_from_a_snapshot_agree() {
 async fn the_stream_is_trimmed_only_below_what_every_group_acknowledged() {
     let env = Env::start();
     let (mut conn, writer, names) = env.writer("trimmed").await;
-    mixed_mutations(&mut conn, &writer, 41, 30, 40).await;
+    // Three stream nodes' worth of entries (100 each), so the approximate trimming has whole nodes to remove.
+    mixed_mutations(&mut conn, &writer, 41, 300, 4).await;
     let stream = names.cdc_stream();
     let mut sync = env.redis.connection();
     let len = |sync: &mut redis::Connection| -> u64 { redis::cmd("XLEN").arg(&stream).query(sync).unwrap() };
@@ -345,7 +360,7 @@ async fn a_consumer_behind_a_trimmed_stream_resyncs_instead_of_skipping() {
 
     // While no consumer runs, entries the group was never given are trimmed from outside (the writers' cap never
     // trims what a group needs; an operator's XTRIM can).
-    mixed_mutations(&mut conn, &writer, 62, 40, 40).await;
+    mixed_mutations(&mut conn, &writer, 62, 200, 8).await;
     let trimmed: u64 =
         redis::cmd("XTRIM").arg(names.cdc_stream()).arg("MAXLEN").arg(100).query(&mut env.redis.connection()).unwrap();
     assert!(trimmed > 0, "the stream held more than 100 entries");
@@ -466,7 +481,7 @@ async fn replay_from_graph_apis_snapshot_while_writes_go_on_ends_equal() {
     };
     let len = || -> u64 { redis::cmd("XLEN").arg(names.cdc_stream()).query(&mut env.redis.connection()).unwrap() };
     let before = len();
-    while len() < before + 50 {
+    while len() < before + 5 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let args = ["replay", "--sink", "falkordb", "--project", "viaapi", "--from-snapshot", "--api", &base];
@@ -507,7 +522,7 @@ async fn steady_load(env: &Env, project: &str, done: Arc<AtomicBool>) -> tokio::
     })
 }
 
-/// Waits until the stream has grown by `n` entries.
+/// Waits until the stream has grown by `n` entries (each a round of [`steady_load`]).
 async fn stream_grows(env: &Env, names: &RedisNames, n: u64) {
     let len = || -> u64 { redis::cmd("XLEN").arg(names.cdc_stream()).query(&mut env.redis.connection()).unwrap() };
     let (before, start) = (len(), Instant::now());
@@ -542,10 +557,10 @@ async fn a_sink_that_lost_its_data_is_refilled_without_an_operator() {
     // Emptied (FLUSHALL) while writes go on: the next commit finds no record, and the project is rebuilt.
     let done = Arc::new(AtomicBool::new(false));
     let load = steady_load(&env, "refilled", done.clone()).await;
-    stream_grows(&env, &names, 40).await;
+    stream_grows(&env, &names, 4).await;
     redis::cmd("FLUSHALL").query::<()>(&mut env.falkor.connection()).unwrap();
     wait_status(addr, "refilled after FLUSHALL", refills(1)).await;
-    stream_grows(&env, &names, 40).await;
+    stream_grows(&env, &names, 4).await;
     done.store(true, Ordering::Relaxed);
     assert!(load.await.unwrap() > 2);
     env.wait_equal(&names, Duration::from_secs(30)).await;
@@ -553,10 +568,10 @@ async fn a_sink_that_lost_its_data_is_refilled_without_an_operator() {
     // Restarted without its data (files deleted) while writes go on: the same.
     let done = Arc::new(AtomicBool::new(false));
     let load = steady_load(&env, "refilled", done.clone()).await;
-    stream_grows(&env, &names, 40).await;
+    stream_grows(&env, &names, 4).await;
     restart_without_data(&mut env);
     wait_status(addr, "refilled after a restart without data", refills(2)).await;
-    stream_grows(&env, &names, 40).await;
+    stream_grows(&env, &names, 4).await;
     done.store(true, Ordering::Relaxed);
     load.await.unwrap();
     env.wait_equal(&names, Duration::from_secs(30)).await;
@@ -619,7 +634,7 @@ async fn an_owner_paused_past_its_lease_writes_nothing_after_its_successor() {
     // A is paused mid-load, past its lease; B takes the project over and deletes entities.
     let done = Arc::new(AtomicBool::new(false));
     let load = steady_load(&env, "paused", done.clone()).await;
-    stream_grows(&env, &names, 60).await;
+    stream_grows(&env, &names, 6).await;
     signal(&a, "-STOP");
     let (mut b, addr_b) = env.consumer("consumer-b", &small);
     wait_status(addr_b, "B owns the project", |s| s["sinks"]["falkordb"]["paused"]["state"] == "running").await;
@@ -657,7 +672,7 @@ async fn an_owner_paused_past_its_lease_writes_nothing_after_its_successor() {
         s["sinks"]["falkordb"].get("paused").is_none_or(|p| p["state"] == "fenced")
     })
     .await;
-    stream_grows(&env, &names, 40).await;
+    stream_grows(&env, &names, 4).await;
     done.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let end = env.wait_equal(&names, Duration::from_secs(30)).await;
@@ -668,4 +683,211 @@ async fn an_owner_paused_past_its_lease_writes_nothing_after_its_successor() {
     assert!(victims.iter().all(|v| !end.nodes.contains_key(v)), "the deleted nodes stay deleted");
     stop(&mut a);
     stop(&mut b);
+}
+
+/// Set `k`: `n` nodes in a ring of `calls` relationships, every node and relationship at revision `rev`. One call,
+/// so one change set of `2 n` changes.
+fn ring(k: usize, n: usize, rev: u64) -> Vec<Mutation> {
+    let id = |i: usize| format!("s{k}n{i}");
+    let mut ops: Vec<Mutation> = (0..n)
+        .map(|i| {
+            let node: Node = serde_json::from_value(serde_json::json!({
+                "id": id(i), "kind": "function", "name": id(i), "properties": {"set": k, "rev": rev}
+            }))
+            .unwrap();
+            Mutation::UpsertNode(node, Expect::Any)
+        })
+        .collect();
+    ops.extend((0..n).map(|i| {
+        let (s, t) = (id(i), id((i + 1) % n));
+        let rel: Relationship = serde_json::from_value(serde_json::json!({
+            "id": Relationship::derived_id(&s, "calls", &t), "type": "calls", "source": s, "target": t,
+            "properties": {"rev": rev}
+        }))
+        .unwrap();
+        Mutation::UpsertRelationship(rel, Expect::Any)
+    }));
+    ops
+}
+
+/// What one read of the sink shows of each ring (see [`ring`]): set → revision, when the set is there whole (all
+/// `n` nodes at one revision, each with its one relationship at the same revision). Panics on any other shape:
+/// a reader saw part of a change set.
+async fn rings(client: &FalkorClient, graph: &str, n: i64) -> std::collections::BTreeMap<i64, i64> {
+    // One query, so one consistent view of the graph.
+    let q = "MATCH (n:Node) OPTIONAL MATCH (n)-[e]->() RETURN n.set, n.rev, e.rev, count(*)";
+    let mut groups: std::collections::BTreeMap<i64, Vec<(serde_json::Value, serde_json::Value, i64)>> =
+        Default::default();
+    // No graph yet (the consumer has not started it): nothing there.
+    for row in client.read(graph, q).await.unwrap_or_default() {
+        let count = row[3].as_i64().unwrap();
+        groups.entry(row[0].as_i64().unwrap()).or_default().push((row[1].clone(), row[2].clone(), count));
+    }
+    groups
+        .into_iter()
+        .map(|(set, g)| match g.as_slice() {
+            [(nrev, erev, count)] if nrev == erev && *count == n && nrev.is_i64() => (set, nrev.as_i64().unwrap()),
+            other => panic!("a reader saw part of change set {set}: (node rev, relationship rev, count) {other:?}"),
+        })
+        .collect()
+}
+
+/// Polls the rings in the sink until `done` holds for what it shows; returns how many polls showed rings in
+/// different states (some applied, others not yet), i.e. were taken while the consumer was applying them.
+fn watch_rings(
+    env: &Env,
+    graph: String,
+    n: i64,
+    done: impl Fn(&std::collections::BTreeMap<i64, i64>) -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<usize> {
+    let client = FalkorClient::open(&env.falkor.url()).unwrap();
+    tokio::spawn(async move {
+        let (start, mut between) = (Instant::now(), 0);
+        loop {
+            let seen = rings(&client, &graph, n).await;
+            if done(&seen) {
+                return between;
+            }
+            let states: std::collections::BTreeSet<Option<&i64>> = (0..SETS as i64).map(|k| seen.get(&k)).collect();
+            between += usize::from(states.len() > 1);
+            assert!(start.elapsed() < Duration::from_secs(60), "the rings were not applied: {seen:?}");
+        }
+    })
+}
+
+const SETS: usize = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_set_shows_in_the_sink_whole_and_is_never_split_across_commits() {
+    let env = Env::start();
+    let (mut conn, writer, names) = env.writer("atomic").await;
+    // Change sets of 120 changes, six times the batch size.
+    const NODES: usize = 60;
+    let batch = [("CODEGRAPH__CONSUMER__BATCH_SIZE", "20")];
+    for k in 0..SETS {
+        writer.mutate(&mut conn, &ring(k, NODES, 0), None).await.unwrap();
+    }
+    let entries: u64 = redis::cmd("XLEN").arg(names.cdc_stream()).query(&mut env.redis.connection()).unwrap();
+    assert_eq!(entries, SETS as u64, "one entry per call");
+
+    // A backlog applied from a cold start, watched by a reader all along.
+    let graph = "codegraph_atomic".to_owned();
+    let all_at = |rev: i64| {
+        move |seen: &std::collections::BTreeMap<i64, i64>| seen.len() == SETS && seen.values().all(|r| *r == rev)
+    };
+    let watcher = watch_rings(&env, graph.clone(), NODES as i64, all_at(0));
+    let (mut c, addr) = env.consumer("consumer-atomic", &batch);
+    let between = watcher.await.unwrap();
+    assert!(between > 0, "no read fell between two commits");
+
+    // Each set was one commit of its own: never split, though larger than the batch size.
+    let start = Instant::now();
+    let m = loop {
+        let m = metrics(addr).await;
+        if counter(&m, "codegraph_consumer_changes_applied_total{sink=\"falkordb\"}") == (SETS * 2 * NODES) as u64 {
+            break m;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(counter(&m, "codegraph_consumer_batches_total{sink=\"falkordb\"}"), SETS as u64, "{m}");
+    assert_eq!(counter(&m, "codegraph_consumer_events_applied_total{sink=\"falkordb\"}"), SETS as u64, "{m}");
+
+    // Updates of every node and relationship of each set while the consumer follows the stream.
+    let watcher = watch_rings(&env, graph, NODES as i64, all_at(1));
+    for k in 0..SETS {
+        writer.mutate(&mut conn, &ring(k, NODES, 1), None).await.unwrap();
+    }
+    let between = watcher.await.unwrap();
+    assert!(between > 0, "no read fell between two commits");
+    env.wait_equal(&names, Duration::from_secs(10)).await;
+    stop(&mut c);
+}
+
+/// A sink's graph as nodes (id, labels) and edges (id, type, source, target).
+type Shape = (Vec<(String, Vec<String>)>, Vec<(String, String, String, String)>);
+
+fn shape(dump: &GraphDump) -> Shape {
+    let nodes = dump.nodes.iter().map(|(id, (labels, _))| (id.clone(), labels.clone())).collect();
+    let edges = dump.edges.iter().map(|(id, (t, s, d, _))| (id.clone(), t.clone(), s.clone(), d.clone())).collect();
+    (nodes, edges)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_written_before_change_sets_still_replays_into_the_sink() {
+    let env = Env::start();
+    let (mut conn, writer, names) = env.writer("upgraded").await;
+    let stream = names.cdc_stream();
+    let mut sync = env.redis.connection();
+    // Entries as the Function library wrote them before change sets: one graph change per entry.
+    let node = |t: &str, id: &str, v: u64, kind: &str| {
+        format!(
+            r#"{{"project":"upgraded","type":"{t}","entity":{{"kind":"node","id":"{id}"}},"version":{v},"data":{{"id":"{id}","kind":"{kind}","name":"{id}"}},"ts":"t"}}"#
+        )
+    };
+    let rel = |t: &str, s: &str, ty: &str, d: &str, v: u64| {
+        let id = Relationship::derived_id(s, ty, d);
+        format!(
+            r#"{{"project":"upgraded","type":"{t}","entity":{{"kind":"relationship","id":"{id}"}},"version":{v},"data":{{"id":"{id}","type":"{ty}","source":"{s}","target":"{d}"}},"ts":"t"}}"#
+        )
+    };
+    let old_form = [
+        node("node_added", "a", 1, "file"),
+        node("node_added", "b", 1, "class"),
+        rel("relationship_added", "a", "calls", "b", 1),
+        node("node_updated", "a", 2, "module"),
+        node("node_added", "c", 1, "file"),
+        rel("relationship_added", "c", "imports", "a", 1),
+        rel("relationship_deleted", "c", "imports", "a", 2),
+        node("node_deleted", "c", 2, "file"),
+        r#"{"project":"upgraded","type":"analysis_progress","entity":{"kind":"job","id":"j"},"version":1,"data":{"percent":50},"ts":"t"}"#.to_owned(),
+    ];
+    for body in &old_form {
+        let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("e").arg(body).query(&mut sync).unwrap();
+    }
+    // Then the same stream goes on in the new form: one change set per call.
+    let upsert = |id: &str| {
+        let node: Node = serde_json::from_value(serde_json::json!({"id": id, "kind": "file", "name": id})).unwrap();
+        Mutation::UpsertNode(node, Expect::Any)
+    };
+    let rel_de: Relationship = serde_json::from_value(serde_json::json!({
+        "id": Relationship::derived_id("d", "calls", "e"), "type": "calls", "source": "d", "target": "e"
+    }))
+    .unwrap();
+    let ops = [upsert("d"), upsert("e"), Mutation::UpsertRelationship(rel_de, Expect::Any)];
+    writer.mutate(&mut conn, &ops, None).await.unwrap();
+    let entries: u64 = redis::cmd("XLEN").arg(&stream).query(&mut sync).unwrap();
+    assert_eq!(entries, old_form.len() as u64 + 1);
+
+    let labels = |kind: &str| vec!["Node".to_owned(), kind.to_owned()];
+    let edge = |s: &str, t: &str| (Relationship::derived_id(s, "calls", t), "calls".into(), s.into(), t.into());
+    let want: Shape = (
+        vec![
+            ("a".into(), labels("module")),
+            ("b".into(), labels("class")),
+            ("d".into(), labels("file")),
+            ("e".into(), labels("file")),
+        ],
+        vec![edge("a", "b"), edge("d", "e")],
+    );
+
+    // The live consumer.
+    let (mut c, _) = env.consumer("consumer-upgraded", &[]);
+    let start = Instant::now();
+    while shape(&env.dump("upgraded").await) != want {
+        assert!(start.elapsed() < Duration::from_secs(20), "{:?}", shape(&env.dump("upgraded").await));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop(&mut c);
+
+    // A replay from the start.
+    let out = env.cli(&["replay", "--sink", "falkordb", "--project", "upgraded", "--from", "0"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["stream_entries"].as_u64(), report["stream_changes"].as_u64()),
+        (Some(entries), Some(12)),
+        "{report}"
+    );
+    assert_eq!(report["skipped"], serde_json::json!([]), "{report}");
+    assert_eq!(shape(&env.dump("upgraded").await), want);
 }

@@ -1,11 +1,14 @@
 //! Benchmark of the FalkorDB sink through the real consumer loop, against a private Redis and FalkorDB.
 //!
-//! 1. Throughput: a backlog of `--backlog` events (node and relationship adds and updates, written through the
-//!    Function library) is applied from a cold start; events per second until the sink recorded the last ID.
-//! 2. Lag: a producer writes `--rate` events per second for `--seconds`; for each event, the time from its XADD
-//!    (the stream ID's milliseconds) to the sink commit that recorded it. Prints p50, p99, max.
+//! 1. Throughput: a backlog of `--backlog` operations (node and relationship adds and updates), written through
+//!    the Function library `--set` operations per call — so one change set (stream entry) of that many changes
+//!    per call — is applied from a cold start; changes and entries per second until the sink recorded the last
+//!    entry (the sink apply rate).
+//! 2. Lag: a producer writes `--rate` changes per second (change sets of 50) for `--seconds`; for each entry, the
+//!    time from its XADD (the stream ID's milliseconds) to the sink commit that recorded it. Prints p50, p99, max.
 //!
-//! Usage: consumer-bench [--backlog 100000] [--rate 5000] [--seconds 20] [--batch 1000]
+//! Usage: consumer-bench [--backlog 100000] [--set 500] [--rate 5000] [--seconds 20] [--batch 1000]
+//! (`--batch`: the consumer's `batch_size`, changes per sink commit.)
 
 use std::{
     sync::{Arc, Mutex},
@@ -14,7 +17,7 @@ use std::{
 
 use codegraph_shared::{
     event::StreamId,
-    functions::{Expect, GraphWriter, Mutation, PublishMode},
+    functions::{calls, Expect, GraphWriter, Mutation, PublishMode},
     graph::{Node, Relationship},
     names::RedisNames,
     project::ProjectName,
@@ -64,18 +67,20 @@ impl Sink for Timed {
 
 struct Args {
     backlog: usize,
+    set: usize,
     rate: usize,
     seconds: u64,
     batch: usize,
 }
 
 fn args() -> Args {
-    let mut a = Args { backlog: 100_000, rate: 5_000, seconds: 20, batch: 1000 };
+    let mut a = Args { backlog: 100_000, set: 500, rate: 5_000, seconds: 20, batch: 1000 };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
         let value = pair.get(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{}: a number", pair[0]));
         match pair[0].as_str() {
             "--backlog" => a.backlog = value,
+            "--set" => a.set = value.max(1),
             "--rate" => a.rate = value,
             "--seconds" => a.seconds = value as u64,
             "--batch" => a.batch = value,
@@ -168,23 +173,30 @@ async fn main() {
     // 1. Throughput from a backlog.
     let names = RedisNames::new(&ProjectName::parse("backlog").unwrap());
     let writer = GraphWriter::new(names.clone(), 0, PublishMode::Classic);
-    let mut written = 0;
+    let (mut written, mut changes) = (0, 0u64);
     while written < a.backlog {
-        let n = 500.min(a.backlog - written);
-        writer.mutate(&mut conn, &ops(written, n), None).await.unwrap();
+        let n = a.set.min(a.backlog - written);
+        // Split only where one call's bounds require (a set of more than ~256 KiB of changes).
+        for call in calls(&ops(written, n), n) {
+            let outcomes = writer.mutate(&mut conn, call, None).await.unwrap();
+            changes += outcomes.iter().map(|o| u64::from(o.event_id.is_some()) + u64::from(o.cascaded)).sum::<u64>();
+        }
         written += n;
     }
-    let events: u64 = redis::cmd("XLEN").arg(names.cdc_stream()).query_async(&mut conn).await.unwrap();
+    let entries: u64 = redis::cmd("XLEN").arg(names.cdc_stream()).query_async(&mut conn).await.unwrap();
     let target = last_id(&mut conn, &names).await;
     let started = Instant::now();
     let (sink, shutdown) = start_consumer(&redis, &falkor, a.batch);
     let done = wait_committed(&sink, target, Duration::from_secs(600)).await;
     let secs = (done - started).as_secs_f64();
-    let batches = sink.commits.lock().unwrap().len();
+    let commits = sink.commits.lock().unwrap().len();
     println!(
-        "throughput: {events} events in {secs:.2}s = {:.0} events/s ({batches} commits, batch size {})",
-        events as f64 / secs,
-        a.batch
+        "throughput: {changes} changes in {entries} entries in {secs:.2}s = {:.0} changes/s, {:.0} entries/s applied \
+         into FalkorDB ({commits} commits, batch size {} changes, change sets of up to {})",
+        changes as f64 / secs,
+        entries as f64 / secs,
+        a.batch,
+        a.set
     );
 
     // 2. Lag under a sustained rate, on another project (the consumer discovers it).
@@ -194,19 +206,22 @@ async fn main() {
     let period = Duration::from_secs_f64(per_call as f64 / a.rate as f64);
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    // One entry per call: its ID, taken from the outcomes of its changes.
     let mut ids: Vec<StreamId> = Vec::new();
+    let mut changes = 0u64;
     let begin = Instant::now();
     let mut i = 0;
     while begin.elapsed() < Duration::from_secs(a.seconds) {
         ticker.tick().await;
         let outcomes = writer.mutate(&mut conn, &ops(i, per_call), None).await.unwrap();
         i += per_call;
-        ids.extend(outcomes.iter().filter_map(|o| o.event_id.as_deref()?.parse::<StreamId>().ok()));
+        changes += outcomes.iter().map(|o| u64::from(o.event_id.is_some()) + u64::from(o.cascaded)).sum::<u64>();
+        ids.extend(outcomes.iter().find_map(|o| o.event_id.as_deref()?.parse::<StreamId>().ok()));
     }
-    let produced = ids.len() as f64 / begin.elapsed().as_secs_f64();
+    let produced = changes as f64 / begin.elapsed().as_secs_f64();
     wait_committed(&sink, *ids.last().unwrap(), Duration::from_secs(60)).await;
     shutdown.trigger();
-    // This project's commits, in stream order: the first one at or past an event's ID committed it.
+    // This project's commits, in stream order: the first one at or past an entry's ID committed it.
     let commits: Vec<(StreamId, u64)> =
         sink.commits.lock().unwrap().iter().filter(|(l, _)| *l >= ids[0]).copied().collect();
     let mut lags: Vec<u64> = ids
@@ -218,7 +233,7 @@ async fn main() {
         .collect();
     lags.sort_unstable();
     println!(
-        "lag at {produced:.0} events/s for {}s ({} events): p50 {} ms, p99 {} ms, max {} ms",
+        "lag at {produced:.0} changes/s for {}s ({changes} changes in {} entries): p50 {} ms, p99 {} ms, max {} ms",
         a.seconds,
         lags.len(),
         percentile(&lags, 0.50),

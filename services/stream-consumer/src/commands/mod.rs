@@ -52,7 +52,7 @@ enum Command {
         /// graph-api base URL for --from-snapshot, e.g. http://127.0.0.1:8000; without it Redis is read.
         #[arg(long)]
         api: Option<String>,
-        /// Events per sink commit.
+        /// Changes per sink commit (whole change sets; a larger set is a commit of its own).
         #[arg(long, default_value_t = 1000)]
         batch: usize,
     },
@@ -80,7 +80,7 @@ enum DlqAction {
         sink: String,
         #[arg(long)]
         project: String,
-        /// Only this dead letter (its own ID or the event's stream ID).
+        /// Only this dead letter (its own ID or its entry's stream ID).
         #[arg(long)]
         id: Option<String>,
     },

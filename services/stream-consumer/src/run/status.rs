@@ -12,7 +12,10 @@ use prometheus::{
 use serde::Serialize;
 
 pub struct Metrics {
+    /// Stream entries (change sets and single events) committed.
     pub applied: IntCounterVec,
+    /// Changes of those entries (a single event is one).
+    pub changes_applied: IntCounterVec,
     pub batches: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub sink_errors: IntCounterVec,
@@ -27,17 +30,28 @@ pub struct Metrics {
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    // The name is older than change sets: it counts stream entries (one change set or one single event each).
     applied: register_int_counter_vec!(
         "codegraph_consumer_events_applied_total",
-        "CDC events committed to a sink",
+        "CDC stream entries (change sets and single events) committed to a sink",
         &["sink"]
     )
     .expect("register metric"),
-    batches: register_int_counter_vec!("codegraph_consumer_batches_total", "Batches committed to a sink", &["sink"])
-        .expect("register metric"),
+    changes_applied: register_int_counter_vec!(
+        "codegraph_consumer_changes_applied_total",
+        "Changes committed to a sink (each change of a change set; a single-event entry is one)",
+        &["sink"]
+    )
+    .expect("register metric"),
+    batches: register_int_counter_vec!(
+        "codegraph_consumer_batches_total",
+        "Commits to a sink (each of whole change sets)",
+        &["sink"]
+    )
+    .expect("register metric"),
     dead_letters: register_int_counter_vec!(
         "codegraph_consumer_dead_letters_total",
-        "Events moved to a dead-letter stream",
+        "Stream entries (whole change sets or single events) moved to a dead-letter stream",
         &["sink"]
     )
     .expect("register metric"),
@@ -49,7 +63,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     .expect("register metric"),
     lag_seconds: register_histogram_vec!(
         "codegraph_consumer_lag_seconds",
-        "Time from XADD to the sink's commit, per event",
+        "Time from XADD to the sink's commit, per stream entry",
         &["sink"],
         vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
     )
@@ -115,7 +129,11 @@ pub struct ProjectStatus {
     /// Refills of a sink that lost data, since this process took the project.
     pub refills: u64,
     pub last_applied: Option<String>,
+    /// Stream entries committed (change sets and single events).
     pub applied: u64,
+    /// Their changes.
+    pub changes_applied: u64,
+    /// Entries moved to the dead letters.
     pub dead_letters: u64,
     pub last_error: Option<String>,
 }

