@@ -161,8 +161,9 @@ async fn analysis_flows_to_the_browser_and_into_falkordb() {
     assert!(m.sum("codegraph_ws_events_received_total") >= 1.0, "{:?}", m.samples);
     assert!(m.sum("codegraph_ws_frames_sent_total") >= frames.len() as f64);
     let m = consumer.metrics().await;
-    // Every entry the client saw was applied (whether the counter counts entries or their changes).
+    // Every entry the client saw was applied, and every change in it.
     assert!(m.sum("codegraph_consumer_events_applied_total") >= frames.len() as f64, "{:?}", m.samples);
+    assert!(m.sum("codegraph_consumer_changes_applied_total") >= events.len() as f64, "{:?}", m.samples);
     assert!(m.has("codegraph_consumer_lag_seconds_bucket"));
     let m = worker.metrics().await;
     assert!(m.sum("codegraph_analysis_files_total") >= 3.0, "{:?}", m.samples);
