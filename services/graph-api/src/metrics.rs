@@ -10,6 +10,7 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub events_published: IntCounter,
+    pub change_sets_published: IntCounter,
     pub operations: IntCounterVec,
 }
 
@@ -34,9 +35,15 @@ impl Metrics {
                 .expect("register codegraph_http_request_duration_seconds"),
                 events_published: register_int_counter!(
                     "codegraph_events_published_total",
-                    "CDC events written to the streams (and published) by this process"
+                    "CDC changes written to the streams (and published) by this process: the changes of its change sets \
+                     (a cascade's too) and its single events"
                 )
                 .expect("register codegraph_events_published_total"),
+                change_sets_published: register_int_counter!(
+                    "codegraph_change_sets_published_total",
+                    "Change sets (stream entries of graph mutations) written and published by this process"
+                )
+                .expect("register codegraph_change_sets_published_total"),
                 operations: register_int_counter_vec!(
                     "codegraph_graph_operations_total",
                     "Graph operations applied, by outcome",
@@ -55,6 +62,10 @@ impl Metrics {
         for o in outcomes {
             by_status[o.status as usize] += 1;
             events += u64::from(o.event_id.is_some()) + u64::from(o.cascaded);
+        }
+        // One call, one change set: its outcomes that changed something all name the same entry.
+        if outcomes.iter().any(|o| o.event_id.is_some()) {
+            self.change_sets_published.inc();
         }
         for status in [Status::Created, Status::Updated, Status::Unchanged, Status::Deleted, Status::NotFound] {
             let n = by_status[status as usize];

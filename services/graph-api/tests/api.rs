@@ -56,11 +56,12 @@ async fn node_lifecycle_writes_state_and_ordered_events() {
     assert!(events.iter().all(|e| e.project == "default" && e.entity.kind == "node" && e.entity.id == "py:a.py:f"));
     assert_eq!(events[1].data["name"], "g");
 
+    // Each single mutation is one change set of one change, published as such.
     let mut messages = live.on_message();
     for expected in &events {
         let msg = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await.unwrap().unwrap();
         let payload: String = msg.get_payload().unwrap();
-        assert_eq!(&codegraph_shared::event::CdcEvent::from_json(&payload).unwrap(), expected);
+        assert_eq!(codegraph_shared::event::decode_published(&payload).unwrap(), std::slice::from_ref(expected));
     }
 }
 
@@ -118,6 +119,12 @@ async fn batch_applies_in_order_and_skips_unchanged_upserts() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["applied"], 6);
     assert_eq!(body["events"], 5);
+    assert_eq!(body["change_sets"].as_array().unwrap().len(), 1, "one chunk, one change set: {body}");
+    assert_eq!(body["change_sets"][0], body["last_event_id"]);
+    assert_eq!(
+        (&body["results"][2]["event_id"], &body["results"][2]["change_index"]),
+        (&body["change_sets"][0], &json!(2))
+    );
     assert_eq!(body["counts"], json!({"created": 4, "deleted": 1, "not_found": 1}));
     assert_eq!(body["results"][2]["id"], "m-c");
     assert_eq!(body["results"][5]["status"], "not_found");
@@ -144,6 +151,44 @@ async fn batch_applies_in_order_and_skips_unchanged_upserts() {
     assert_error(&refused, 422, "dangling_relationship");
     assert_error(&api.get("/api/graph/nodes/new?project=demo").await, 404, "not_found");
     assert_eq!(stream_events(&redis, "demo").len(), 7);
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_one_call_is_several_change_sets_in_order() {
+    let redis = RedisServer::start();
+    let api = GraphApi::start_with(&redis, &[("CODEGRAPH__API__CHUNK_SIZE", "3")]).await;
+    api.post("/api/graph/nodes?project=demo", node("n1", "function")).await;
+    let before = stream_events(&redis, "demo").len();
+    // n1 is already as upserted: it changes nothing and is in no set; the chunk of n4..n6 is its own set.
+    let ops: Vec<Value> =
+        (1..=7).map(|i| json!({"op": "upsert_node", "node": node(&format!("n{i}"), "function")})).collect();
+    let (status, body) = api.post("/api/graph/batch?project=demo", json!({"operations": ops})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["chunks"], &body["events"]), (&json!(3), &json!(6)), "{body}");
+    let sets: Vec<String> = serde_json::from_value(body["change_sets"].clone()).unwrap();
+    assert_eq!(sets.len(), 3, "{body}");
+    assert_eq!(body["results"][0]["status"], "unchanged");
+    assert!(body["results"][0].get("event_id").is_none(), "{body}");
+
+    let events = &stream_events(&redis, "demo")[before..];
+    let got: Vec<(String, u32, &str)> =
+        events.iter().map(|e| (e.id.to_string(), e.index, e.entity.id.as_str())).collect();
+    let want: Vec<(String, u32, &str)> = vec![
+        (sets[0].clone(), 0, "n2"),
+        (sets[0].clone(), 1, "n3"),
+        (sets[1].clone(), 0, "n4"),
+        (sets[1].clone(), 1, "n5"),
+        (sets[1].clone(), 2, "n6"),
+        (sets[2].clone(), 0, "n7"),
+    ];
+    assert_eq!(got, want, "each chunk its own entry; together the batch's changes, in order");
+    for (i, r) in body["results"].as_array().unwrap().iter().enumerate().skip(1) {
+        let e = &events[i - 1];
+        assert_eq!(
+            (r["event_id"].as_str(), r["change_index"].as_u64()),
+            (Some(e.id.to_string().as_str()), Some(u64::from(e.index)))
+        );
+    }
 }
 
 #[tokio::test]

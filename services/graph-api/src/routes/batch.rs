@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::{extract::State, http::StatusCode, Json};
 use codegraph_shared::{
-    functions::{Expect, Mutation, Outcome, Status},
+    functions::{self, Expect, Mutation, Outcome, Status},
     graph::Node,
     http::ApiError,
     telemetry::current_traceparent,
@@ -48,10 +48,12 @@ pub struct BatchResponse {
     pub applied: usize,
     /// Atomic Function calls the batch took.
     pub chunks: usize,
-    /// Events written, including relationships deleted with their nodes.
+    /// Changes written, including relationships deleted with their nodes.
     pub events: u64,
-    /// The stream ID of the last event written, if any.
+    /// The stream ID of the last change set written, if any.
     pub last_event_id: Option<String>,
+    /// The stream IDs of the change sets written, in order: one per chunk that changed something.
+    pub change_sets: Vec<String>,
     /// Operations by outcome: created, updated, unchanged, deleted, not_found.
     pub counts: BTreeMap<&'static str, usize>,
     /// One entry per operation, in request order.
@@ -75,8 +77,9 @@ fn to_mutation(index: usize, op: BatchOperation) -> Result<(String, Mutation), A
 }
 
 /// Apply many operations in order. Every operation is checked before anything is written; then they are
-/// applied in chunks (`api.chunk_size`), each chunk one atomic Function call with its events. An upsert that
-/// changes nothing produces no event. If a chunk is refused (e.g. a relationship to a missing node), the chunks
+/// applied in chunks of at most `api.chunk_size` operations and about 256 KiB of changes, each chunk one atomic
+/// Function call written as one change set (one stream entry, one frame). An upsert that changes nothing produces
+/// no change; a chunk that changes nothing, no entry. If a chunk is refused (e.g. a relationship to a missing node), the chunks
 /// before it stay applied and the error's `details` say how far the batch got.
 #[utoipa::path(post, path = "/batch", tag = "batch", params(ProjectParam), request_body = BatchRequest,
     responses((status = 200, body = BatchResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -100,11 +103,13 @@ pub async fn batch(
     let tp = current_traceparent();
     let mut conn = state.conn();
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(mutations.len());
-    let chunk_size = state.settings.api.chunk_size.clamp(1, codegraph_shared::functions::MAX_OPS_PER_CALL);
-    for (n, chunk) in mutations.chunks(chunk_size).enumerate() {
+    let chunks = functions::calls(&mutations, state.settings.api.chunk_size);
+    let mut change_sets = Vec::new();
+    for (n, chunk) in chunks.iter().enumerate() {
         match writer.mutate(&mut conn, chunk, tp.as_deref()).await {
             Ok(done) => {
                 state.metrics.record_outcomes(&done);
+                change_sets.extend(done.iter().find_map(|o| o.event_id.clone()));
                 outcomes.extend(done);
             }
             Err(e) => {
@@ -130,9 +135,10 @@ pub async fn batch(
     debug_assert!(outcomes.iter().all(|o| o.status != Status::Unchanged || o.event_id.is_none()));
     Ok(Json(BatchResponse {
         applied: outcomes.len(),
-        chunks: mutations.len().div_ceil(chunk_size),
+        chunks: chunks.len(),
         events,
         last_event_id,
+        change_sets,
         counts,
         results: ids.into_iter().zip(outcomes).map(|(id, outcome)| OperationResult { id, outcome }).collect(),
     }))

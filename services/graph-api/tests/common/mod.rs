@@ -107,7 +107,7 @@ impl Drop for GraphApi {
     }
 }
 
-/// Every event on a project's CDC stream, as envelopes with their ids.
+/// Every change on a project's CDC stream, as events with their entry ids and indexes (both entry forms).
 pub fn stream_events(redis: &RedisServer, project: &str) -> Vec<codegraph_shared::event::CdcEvent> {
     let mut conn = redis.connection();
     let reply: redis::streams::StreamRangeReply =
@@ -115,9 +115,9 @@ pub fn stream_events(redis: &RedisServer, project: &str) -> Vec<codegraph_shared
     reply
         .ids
         .iter()
-        .map(|e| {
+        .flat_map(|e| {
             let body: String = e.get(codegraph_shared::event::STREAM_FIELD).unwrap();
-            codegraph_shared::event::CdcEvent::from_stream_entry(&e.id, &body).unwrap()
+            codegraph_shared::event::decode_entry(&e.id, &body).unwrap()
         })
         .collect()
 }
