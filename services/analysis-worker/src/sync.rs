@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use codegraph_shared::functions::{GraphWriter, MutationError, MAX_OPS_PER_CALL};
+use codegraph_shared::functions::{calls, GraphWriter, MutationError, MAX_OPS_PER_CALL};
 use redis::aio::ConnectionLike;
 
 use crate::{
@@ -163,6 +163,12 @@ pub struct Applied {
 
 /// Writes the plan chunk by chunk, checking `cancelled` between chunks, then records the hashes (only when
 /// everything was written, so an interrupted sync is redone next time).
+///
+/// Each chunk is one atomic call and so one change set (one stream entry, one WebSocket frame): as many operations
+/// as fit [`MAX_OPS_PER_CALL`] and about 256 KiB of changes (`functions::calls`). A watched edit's delta fits one,
+/// so it reaches clients and sinks as one set; a fresh analysis packs many files into each. The operations keep
+/// the delta's order (relationship deletes, node upserts, relationship upserts, node deletes), which references
+/// across files need: a call of relationships comes after the calls that create both their ends.
 pub async fn apply<C: ConnectionLike + Send>(
     conn: &mut C,
     writer: &GraphWriter,
@@ -173,7 +179,7 @@ pub async fn apply<C: ConnectionLike + Send>(
 ) -> Result<Applied, MutationError> {
     let ops = plan.delta.mutations();
     let mut applied = Applied::default();
-    for chunk in ops.chunks(MAX_OPS_PER_CALL) {
+    for chunk in calls(&ops, MAX_OPS_PER_CALL) {
         if cancelled() {
             applied.cancelled = true;
             return Ok(applied);

@@ -11,7 +11,11 @@ use analysis_worker::{
     sync::Mode,
 };
 use codegraph_shared::{
-    event::CdcEvent, names::RedisNames, project::ProjectName, redis_handle::RedisHandle, settings::RedisSettings,
+    event::{decode_entry, CdcEvent},
+    names::RedisNames,
+    project::ProjectName,
+    redis_handle::RedisHandle,
+    settings::RedisSettings,
     testing::RedisServer,
 };
 
@@ -118,6 +122,10 @@ impl Harness {
             .collect();
         let count = events[self.seen..].iter().filter(|e| e.entity.kind != "job").count();
         assert_eq!(count, new.len(), "an entity changed twice in one run");
+        // An edit's whole delta is one atomic call: one change set, so one frame for a browser.
+        let sets: BTreeSet<String> =
+            events[self.seen..].iter().filter(|e| e.entity.kind != "job").map(|e| e.id.to_string()).collect();
+        assert!(sets.len() <= 1, "one run wrote {} change sets: {sets:?}", sets.len());
         self.seen = events.len();
         new
     }
@@ -130,9 +138,9 @@ impl Harness {
         entries
             .ids
             .iter()
-            .map(|e| {
+            .flat_map(|e| {
                 let body: String = e.get("e").unwrap();
-                CdcEvent::from_stream_entry(&e.id, &body).unwrap()
+                decode_entry(&e.id, &body).unwrap()
             })
             .collect()
     }

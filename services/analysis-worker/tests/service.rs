@@ -9,7 +9,7 @@ use std::{
 };
 
 use codegraph_shared::{
-    event::{CdcEvent, EventType},
+    event::{decode_entry, CdcEvent, EventType},
     names::{RedisNames, JOBS_CANCEL_CHANNEL, JOBS_STREAM},
     project::ProjectName,
     testing::{free_port, wait_for_port, RedisServer},
@@ -93,7 +93,7 @@ fn events(conn: &mut redis::Connection, project: &str) -> Vec<CdcEvent> {
     let stream = RedisNames::new(&ProjectName::parse(project).unwrap()).cdc_stream();
     let reply: redis::streams::StreamRangeReply =
         redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(conn).unwrap();
-    reply.ids.iter().map(|e| CdcEvent::from_stream_entry(&e.id, &e.get::<String>("e").unwrap()).unwrap()).collect()
+    reply.ids.iter().flat_map(|e| decode_entry(&e.id, &e.get::<String>("e").unwrap()).unwrap()).collect()
 }
 
 fn job_events(conn: &mut redis::Connection, project: &str, job_id: &str) -> Vec<CdcEvent> {

@@ -10,7 +10,7 @@ use std::{
 };
 
 use codegraph_shared::{
-    event::{CdcEvent, EventType},
+    event::{decode_entry, CdcEvent, EventType},
     names::RedisNames,
     project::ProjectName,
     testing::RedisServer,
@@ -59,9 +59,9 @@ impl Stream {
                 .unwrap();
             for entry in reply.keys.iter().flat_map(|k| &k.ids) {
                 self.last = entry.id.clone();
-                let e = CdcEvent::from_stream_entry(&entry.id, &entry.get::<String>("e").unwrap()).unwrap();
-                let done = e.event_type == EventType::AnalysisCompleted;
-                batch.push(e);
+                let events = decode_entry(&entry.id, &entry.get::<String>("e").unwrap()).unwrap();
+                let done = events.iter().any(|e| e.event_type == EventType::AnalysisCompleted);
+                batch.extend(events);
                 if done {
                     return batch;
                 }
