@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Frames and bytes a browser receives for one fresh analysis (docs/BENCHMARKS.md, "Change sets").
+#
+#   scripts/bench/analysis-frames.sh <analysis-worker binary> <folder> [label]
+#
+# Starts a private redis-server, runs `<binary> analyze` of <folder> into a fresh project (timing it, with the
+# worker's peak RSS from /usr/bin/time and Redis's used_memory before and after), then reads the project's CDC
+# stream: an unfiltered WebSocket client receives exactly one frame per entry, the published text, which is
+# the stored envelope with `"id":"<entry id>",` spliced in after its opening brace. Prints entries (frames),
+# changes, job events and bytes. Works with any version of the binary (per-entity or change-set streams).
+set -euo pipefail
+bin=$1 dir=$(cd "$2" && pwd) label=${3:-$1}
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+work=$(mktemp -d)
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
+redis_pid=$!
+trap 'kill $redis_pid 2>/dev/null; wait $redis_pid 2>/dev/null; rm -rf "$work"' EXIT
+until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+memory() { redis-cli -p "$port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }
+before=$(memory)
+start=$(date +%s.%N)
+CODEGRAPH__REDIS__URL="redis://127.0.0.1:$port" CODEGRAPH__ANALYSIS__ALLOWED_ROOTS="$dir" \
+  /usr/bin/time -f %M -o "$work/rss" "$bin" analyze --project frames --path "$dir" >/dev/null
+end=$(date +%s.%N)
+after=$(memory)
+python3 - "$port" "$label" "$start" "$end" "$(cat "$work/rss")" "$before" "$after" <<'PY'
+import json, socket, sys
+port, label, start, end = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+rss_kib, mem_before, mem_after = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+s = socket.create_connection(("127.0.0.1", port))
+f = s.makefile("rb")
+def cmd(*args):
+    s.sendall(b"".join([b"*%d\r\n" % len(args)] + [b"$%d\r\n%s\r\n" % (len(a), a) for a in (x.encode() for x in args)]))
+    return read()
+def read():
+    line = f.readline()
+    t, rest = line[:1], line[1:-2]
+    if t == b"*":
+        n = int(rest)
+        return None if n < 0 else [read() for _ in range(n)]
+    if t == b"$":
+        n = int(rest)
+        if n < 0: return None
+        data = f.read(n + 2)[:-2]
+        return data
+    if t == b":": return int(rest)
+    if t == b"-": raise RuntimeError(rest.decode())
+    return rest
+entries = changes = jobs = nbytes = 0
+last = "-"
+while True:
+    batch = cmd("XRANGE", "code_graph:{frames}:cdc", last, "+", "COUNT", "1000")
+    if not batch: break
+    for eid, fields in batch:
+        body = dict(zip(fields[::2], fields[1::2]))[b"e"]
+        entries += 1
+        nbytes += len(body) + len(eid) + len(b'"id":"",')
+        env = json.loads(body)
+        if env["type"] == "change_set": changes += len(env["changes"])
+        elif env["entity"]["kind"] == "job": jobs += 1
+        else: changes += 1
+    last = "(" + batch[-1][0].decode()
+    if len(batch) < 1000: break
+print(f"{label}: {entries} frames ({changes} graph changes, {jobs} job events), {nbytes} bytes, "
+      f"{nbytes / max(entries, 1):.0f} bytes/frame; analyze {end - start:.2f} s, worker peak RSS "
+      f"{rss_kib / 1024:.0f} MiB, Redis used_memory +{(mem_after - mem_before) / 2**20:.0f} MiB")
+PY
