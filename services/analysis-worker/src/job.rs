@@ -1,6 +1,8 @@
 //! One analysis job from start to end: check the path, discover, parse, resolve, write the difference, and
 //! tell the world through `analysis_*` events on entity kind `job` (which also keep the job hash current).
-//! Used alike by the queue consumer, the `analyze` command and watch mode.
+//! Used alike by the queue consumer, the `analyze` command and watch mode. A finished job's hash expires after
+//! `job_ttl_secs` (a running one never does); a Redis error's text goes to the log, and the job record, which
+//! clients read, gets a generic message with the id of that log line.
 
 use std::{
     collections::BTreeMap,
@@ -13,8 +15,13 @@ use std::{
 };
 
 use codegraph_shared::{
-    event::EventType, functions::GraphWriter, names::RedisNames, project::ProjectName, redis_handle::RedisHandle,
-    settings::RedisSettings, telemetry::current_traceparent,
+    event::EventType,
+    functions::{GraphWriter, MutationError},
+    names::RedisNames,
+    project::ProjectName,
+    redis_handle::RedisHandle,
+    settings::RedisSettings,
+    telemetry::current_traceparent,
 };
 use serde_json::{json, Value};
 
@@ -25,6 +32,14 @@ use crate::{
     settings::AnalysisSettings,
     sync::{self, Mode},
 };
+
+/// What a job's record says when Redis failed: the step and the id of the log line with Redis' own text, which
+/// may describe the server (its configuration, scripts, keys) and so stays out of what clients read.
+fn redis_failure(step: &str, e: &redis::RedisError) -> String {
+    let error_id = codegraph_shared::http::error_id();
+    tracing::error!(error = %e, error_id, step, "redis error during an analysis job");
+    format!("{step} failed: redis error (error id {error_id}; the details are in the analysis-worker log)")
+}
 
 /// Longest list of failed files reported in `analysis_completed`.
 const MAX_REPORTED_FAILURES: usize = 20;
@@ -157,7 +172,22 @@ impl JobRunner {
                 self.emit(&writer, EventType::AnalysisFailed, job_id, data).await;
             }
         }
+        self.expire_record(&writer, job_id).await;
         (analyzer, end)
+    }
+
+    /// Gives the finished job's hash its time to live (the job → project index follows, see
+    /// [`crate::retention`]). A failure is only logged: the retention sweep sets what was missed.
+    async fn expire_record(&self, writer: &GraphWriter, job_id: &str) {
+        let Some(ttl) = self.settings.job_ttl() else { return };
+        let r: redis::RedisResult<i64> = redis::cmd("EXPIRE")
+            .arg(writer.names().job(job_id))
+            .arg(ttl.as_secs())
+            .query_async(&mut self.redis.conn())
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, job_id, "could not set the finished job's time to live");
+        }
     }
 
     async fn run_inner(
@@ -263,7 +293,7 @@ impl JobRunner {
         let mut conn = self.redis.conn();
         let plan = match sync::plan(&mut conn, writer, &analysis, spec.mode).await {
             Ok(p) => p,
-            Err(e) => return (analyzer, Err(format!("reading the current graph failed: {e}"))),
+            Err(e) => return (analyzer, Err(redis_failure("reading the current graph", &e))),
         };
         steps.plan = started.elapsed();
         let started = Instant::now();
@@ -276,6 +306,8 @@ impl JobRunner {
         let tp = current_traceparent();
         let applied = match sync::apply(&mut conn, writer, &plan, tp.as_deref(), &cancelled, &mut on_chunk).await {
             Ok(a) => a,
+            Err(MutationError::Redis(e)) => return (analyzer, Err(redis_failure("writing the graph", &e))),
+            // The Function library's own refusals name ids of this job's graph, not Redis internals.
             Err(e) => return (analyzer, Err(format!("writing the graph failed: {e}"))),
         };
         if applied.cancelled {

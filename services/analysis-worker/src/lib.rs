@@ -2,7 +2,8 @@
 //!
 //! Map: [`discover`] picks the files, [`lang`] (one analyzer per language) extracts [`facts`] from each (pass 1),
 //! [`symbols`] and [`resolve`] link them (pass 2), [`desired`] turns that into nodes and relationships by owner,
-//! [`analysis`] runs those steps in memory. Everything after that talks to Redis.
+//! [`analysis`] runs those steps in memory. Everything after that talks to Redis: [`job`] runs one job,
+//! [`queue`] takes them from the jobs stream, [`retention`] expires finished job records, [`watch`] follows a folder.
 
 pub mod alloc;
 pub mod analysis;
@@ -17,6 +18,7 @@ pub mod lang;
 pub mod progress;
 pub mod queue;
 pub mod resolve;
+pub mod retention;
 pub mod settings;
 pub mod status;
 pub mod symbols;

@@ -1,12 +1,14 @@
 //! `analysis-worker`: with no subcommand, the service (job queue consumer plus `/health`, `/ready`,
-//! `/metrics`, `/status`); `analyze` analyses one folder once; `watch` keeps a folder's graph current.
+//! `/metrics`, `/status`, and the sweep that expires finished job records); `analyze` analyses one folder once;
+//! `watch` keeps a folder's graph current. Queued jobs may read only the configured allowed roots (none by
+//! default); the two commands may also read the folder given with `--path`.
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use analysis_worker::{
     http::{router, AppState},
     job::{CancelFlag, JobEnd, JobRunner, JobSpec},
-    queue,
+    queue, retention,
     settings::{WorkerSettings, SERVICE},
     status::WorkerStatus,
     sync::Mode,
@@ -73,10 +75,16 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        let mut analysis = settings.analysis.clone();
+        // A folder named on the command line is allowed: whoever runs the command already has it. Queued jobs
+        // stay limited to the configured roots (none by default).
+        if let Some(Command::Analyze { path, .. } | Command::Watch { path, .. }) = &cli.command {
+            analysis.grant(path.clone());
+        }
         let runner = JobRunner {
             redis: redis.clone(),
             redis_settings: settings.redis.clone(),
-            settings: settings.analysis.clone(),
+            settings: analysis,
             show_bar: cli.command.is_some(),
         };
         match cli.command {
@@ -200,10 +208,12 @@ async fn serve(settings: WorkerSettings, redis: RedisHandle, runner: JobRunner) 
     );
     let status = Arc::new(WorkerStatus::new(consumer));
     let app = router(AppState { redis, status: status.clone() });
+    let sweeps = tokio::spawn(retention::run(runner.clone(), shutdown.clone()));
     let jobs = tokio::spawn(queue::run(runner, status, shutdown.clone()));
     let served = codegraph_shared::http::serve(&settings.http.addr, app, shutdown.clone()).await;
     shutdown.trigger();
     let _ = jobs.await;
+    let _ = sweeps.await;
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

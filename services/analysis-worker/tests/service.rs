@@ -1,6 +1,7 @@
 //! The worker binary as a service against a real redis-server: jobs from `code_graph:jobs`, progress events in
 //! order with growing counts, cancel within a second with a consistent graph, a killed worker's job taken over
-//! by another, and a path outside the allowed roots refused.
+//! by another, a path outside the allowed roots refused (every path when none is configured, even the working
+//! directory), `analyze --path` allowed without roots, and finished job records given a time to live.
 
 use std::{
     collections::BTreeSet,
@@ -20,15 +21,24 @@ struct Worker {
 }
 
 impl Worker {
+    /// A worker whose allowed root is `root`.
     fn start(redis: &RedisServer, root: &std::path::Path) -> Self {
+        Self::start_with(redis, root, &[("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS", &root.display().to_string())])
+    }
+
+    /// A worker with `env` on top of the test defaults (no allowed root unless `env` names one); `dir` holds
+    /// no config file, so only the environment configures it.
+    fn start_with(redis: &RedisServer, dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_analysis-worker"))
             .env("CODEGRAPH__REDIS__URL", redis.url())
             .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{port}"))
-            .env("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS", root.display().to_string())
             .env("CODEGRAPH__ANALYSIS__CLAIM_IDLE_MS", "1000")
             .env("CODEGRAPH__ANALYSIS__PROGRESS_INTERVAL_MS", "20")
-            .env("CODEGRAPH_CONFIG_DIR", root.join("no-config"))
+            .env("CODEGRAPH_CONFIG_DIR", dir.join("no-config"))
+            .env_remove("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS")
+            .envs(env.iter().copied())
+            .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -227,6 +237,88 @@ fn a_path_outside_the_allowed_roots_fails_clearly() {
     let error = evs.last().unwrap().data["error"].as_str().unwrap().to_owned();
     assert!(error.contains("outside the allowed roots"), "{error}");
     assert!(events(&mut conn, "outside").iter().all(|e| e.entity.kind == "job"));
+}
+
+#[test]
+fn with_no_allowed_roots_configured_every_queued_job_is_refused() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = project_tree(dir.path(), "here", 3);
+    // Not even the worker's working directory (the old default) is allowed.
+    let _worker = Worker::start_with(&redis, dir.path(), &[]);
+    let mut conn = redis.connection();
+    enqueue(&mut conn, "job-none", "none", &path);
+    let evs = wait_for(&mut conn, "none", "job-none", EventType::AnalysisFailed, Duration::from_secs(30));
+    let error = evs.last().unwrap().data["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("outside the allowed roots (none configured)"), "{error}");
+    assert!(error.contains("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS"), "{error}");
+    let names = RedisNames::new(&ProjectName::parse("none").unwrap());
+    let status: String = redis::cmd("HGET").arg(names.job("job-none")).arg("status").query(&mut conn).unwrap();
+    assert_eq!(status, "failed");
+    assert!(events(&mut conn, "none").iter().all(|e| e.entity.kind == "job"), "a refused job wrote the graph");
+}
+
+#[test]
+fn the_command_line_may_analyse_its_own_path_without_configured_roots() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = project_tree(dir.path(), "mine", 5);
+    let out = Command::new(env!("CARGO_BIN_EXE_analysis-worker"))
+        .args(["analyze", "--project", "cli", "--path"])
+        .arg(&path)
+        .env("CODEGRAPH__REDIS__URL", redis.url())
+        .env("CODEGRAPH__ANALYSIS__JOB_TTL_SECS", "600")
+        .env("CODEGRAPH_CONFIG_DIR", dir.path().join("no-config"))
+        .env_remove("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS")
+        .output()
+        .expect("run analysis-worker analyze");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut conn = redis.connection();
+    let names = RedisNames::new(&ProjectName::parse("cli").unwrap());
+    let nodes: usize = redis::cmd("HLEN").arg(names.nodes()).query(&mut conn).unwrap();
+    assert!(nodes > 5, "the folder was not analysed: {nodes} nodes");
+    // Its job record expires like any other finished job.
+    let jobs: Vec<String> = redis::cmd("KEYS").arg(names.job("cli-*")).query(&mut conn).unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let ttl: i64 = redis::cmd("TTL").arg(&jobs[0]).query(&mut conn).unwrap();
+    assert!((1..=600).contains(&ttl), "ttl {ttl}");
+}
+
+#[test]
+fn a_finished_job_record_expires_and_a_running_one_does_not() {
+    let redis = RedisServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let path = project_tree(root.path(), "ttl", 1500);
+    let roots = root.path().display().to_string();
+    let _worker = Worker::start_with(
+        &redis,
+        root.path(),
+        &[("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS", &roots), ("CODEGRAPH__ANALYSIS__JOB_TTL_SECS", "1000")],
+    );
+    let mut conn = redis.connection();
+    let key = RedisNames::new(&ProjectName::parse("ttl").unwrap()).job("job-ttl");
+    enqueue(&mut conn, "job-ttl", "ttl", &path);
+    // Queued: no time to live.
+    assert_eq!(redis::cmd("TTL").arg(&key).query::<i64>(&mut conn).unwrap(), -1);
+    wait_for(&mut conn, "ttl", "job-ttl", EventType::AnalysisStarted, Duration::from_secs(60));
+    let (status, ttl): (String, i64) =
+        redis::pipe().atomic().hget(&key, "status").cmd("TTL").arg(&key).query(&mut conn).unwrap();
+    if status == "running" {
+        assert_eq!(ttl, -1, "a running job's record must not expire");
+    }
+    wait_for(&mut conn, "ttl", "job-ttl", EventType::AnalysisCompleted, Duration::from_secs(120));
+    // The TTL is set just after the last event: wait for it, with a deadline.
+    let start = Instant::now();
+    let ttl = loop {
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut conn).unwrap();
+        if ttl != -1 || start.elapsed() > Duration::from_secs(10) {
+            break ttl;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!((1..=1000).contains(&ttl), "a finished job's record has ttl {ttl}");
+    let status: String = redis::cmd("HGET").arg(&key).arg("status").query(&mut conn).unwrap();
+    assert_eq!(status, "completed");
 }
 
 /// A worker keeps the last job's analyzer for the next job on the same project and folder: a second job on an
