@@ -27,6 +27,7 @@ use codegraph_shared::{event::StreamId, project::ProjectName, stream::now_ms};
 use tokio::sync::Notify;
 
 use crate::{
+    budget::MemoryBudget,
     filter::EventFilter,
     gateway_event::GatewayEvent,
     outbox::{Frame, Outbox},
@@ -56,6 +57,7 @@ pub struct Client {
     /// How many messages (of any kind, pongs included) the client has sent.
     heard: AtomicU64,
     stats: Arc<Stats>,
+    budget: Arc<MemoryBudget>,
 }
 
 struct State {
@@ -101,12 +103,19 @@ pub struct QueueReport {
 }
 
 impl Client {
-    pub fn new(id: u64, endpoint: Endpoint, outbox_limit: usize, filter: EventFilter, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        id: u64,
+        endpoint: Endpoint,
+        outbox_limit: usize,
+        filter: EventFilter,
+        stats: Arc<Stats>,
+        budget: Arc<MemoryBudget>,
+    ) -> Self {
         Self {
             id,
             endpoint,
             state: Mutex::new(State {
-                outbox: Outbox::new(outbox_limit),
+                outbox: Outbox::new(outbox_limit, budget.clone()),
                 filter,
                 feeds: Vec::new(),
                 closing: None,
@@ -117,6 +126,7 @@ impl Client {
             room: Notify::new(),
             heard: AtomicU64::new(0),
             stats,
+            budget,
         }
     }
 
@@ -170,7 +180,16 @@ impl Client {
             }
         }
         drop(guard);
+        self.queued();
+    }
+
+    /// Frames were queued: wakes the writer, and brings the gateway back within its memory budget if this push
+    /// took it over (which may cut this client or others).
+    fn queued(&self) {
         self.wake.notify_one();
+        if self.budget.exceeded() {
+            self.budget.relieve();
+        }
     }
 
     /// Starts following `project` (or restarts its feed): live from now, or catching up from `since`.
@@ -233,7 +252,7 @@ impl Client {
                     // Cannot fail: there is room.
                     let _ = st.outbox.push(frame);
                     drop(st);
-                    self.wake.notify_one();
+                    self.queued();
                     return Ok(());
                 }
             }
@@ -283,7 +302,7 @@ impl Client {
             self.close(CloseReason::TooSlow, None);
             return CatchUpEnd::Stopped;
         }
-        self.wake.notify_one();
+        self.queued();
         CatchUpEnd::Live
     }
 
@@ -297,7 +316,7 @@ impl Client {
             st.outbox.push(Frame::control(text)).is_ok()
         };
         if pushed {
-            self.wake.notify_one();
+            self.queued();
         } else {
             self.stats.slow_client_cut();
             self.close(CloseReason::TooSlow, None);
@@ -310,12 +329,13 @@ impl Client {
         self.close(CloseReason::ResyncRequired, Some(format!("resync required for project {project}")));
     }
 
-    /// Asks the writer to close the connection. The first reason wins.
-    pub fn close(&self, reason: CloseReason, text: Option<String>) {
+    /// Asks the writer to close the connection. The first reason wins: returns false when the client was already
+    /// closing.
+    pub fn close(&self, reason: CloseReason, text: Option<String>) -> bool {
         {
             let mut st = self.lock();
             if st.closing.is_some() {
-                return;
+                return false;
             }
             if !reason.flushes_outbox() {
                 st.outbox.clear();
@@ -325,10 +345,16 @@ impl Client {
         self.wake.notify_one();
         self.cut.notify_one();
         self.room.notify_waiters();
+        true
     }
 
     pub fn closing(&self) -> Option<CloseReason> {
         self.lock().closing.as_ref().map(|(r, _)| *r)
+    }
+
+    /// The text of the close frame to send, once a close was requested.
+    pub fn close_text(&self) -> Option<String> {
+        self.lock().closing.as_ref().map(|(_, text)| text.clone())
     }
 
     /// For the writer: moves the queued frames to `out`; returns the close request, if any.
@@ -340,6 +366,16 @@ impl Client {
         };
         self.room.notify_waiters();
         closing
+    }
+
+    /// For the writer: everything it took has been written.
+    pub fn batch_written(&self) {
+        self.lock().outbox.written();
+    }
+
+    /// Bytes charged to the gateway's memory budget for this client (queued and being written).
+    pub fn held_bytes(&self) -> usize {
+        self.lock().outbox.held()
     }
 
     /// Resolves when frames may be waiting (or a close was requested).
@@ -407,7 +443,7 @@ mod tests {
 
     fn filtered(filter: serde_json::Value) -> Client {
         let filter = EventFilter::from_json(filter).unwrap();
-        Client::new(1, Endpoint::Filtered, 1 << 20, filter, Arc::new(Stats::default()))
+        Client::new(1, Endpoint::Filtered, 1 << 20, filter, Arc::new(Stats::default()), MemoryBudget::unlimited())
     }
 
     /// The queued frames as (entry ms, indexes of the changes they carry; `None`: the whole entry as published).
@@ -428,7 +464,8 @@ mod tests {
 
     fn client(limit: usize) -> Client {
         let p = ProjectName::parse("p").unwrap();
-        Client::new(1, Endpoint::Events, limit, EventFilter::projects_only(vec![p]), Arc::new(Stats::default()))
+        let filter = EventFilter::projects_only(vec![p]);
+        Client::new(1, Endpoint::Events, limit, filter, Arc::new(Stats::default()), MemoryBudget::unlimited())
     }
 
     fn ids(c: &Client) -> Vec<u64> {

@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 
 use crate::{
     access::Access,
+    budget::MemoryBudget,
     catch_up::Replayer,
     fanout::Hub,
     registry::Registry,
@@ -20,8 +21,10 @@ pub struct Gateway {
     pub settings: GatewaySettings,
     pub hub: Hub,
     pub replayer: Replayer,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub stats: Arc<Stats>,
+    /// Bytes waiting for all clients together.
+    pub budget: Arc<MemoryBudget>,
     pub access: Access,
     /// One permit per open WebSocket connection.
     pub connections: Arc<Semaphore>,
@@ -35,12 +38,15 @@ impl Gateway {
         let g = &settings.gateway;
         let stats = Arc::new(Stats::default());
         let hub = Hub::start(redis.clone(), g.replay_page, g.redis_ping_interval(), stats.clone());
+        let registry = Arc::new(Registry::default());
+        let budget = Arc::new(MemoryBudget::new(g.total_outbox_max_bytes, Arc::downgrade(&registry), stats.clone()));
         let gateway = Arc::new(Self {
             settings: g.clone(),
             replayer: Replayer { redis, hub: hub.clone(), page: g.replay_page.max(1) },
             hub,
-            registry: Registry::default(),
+            registry,
             stats: stats.clone(),
+            budget: budget.clone(),
             access: Access::new(g.token_list(), g.origin_list()),
             connections: Arc::new(Semaphore::new(g.max_connections)),
             shutdown,
@@ -51,9 +57,16 @@ impl Gateway {
             loop {
                 tick.tick().await;
                 stats.sample_rates();
+                stats.set_budget(budget.used(), budget.limit());
             }
         });
         Ok(gateway)
+    }
+
+    /// The status document (`GET /status`, `/ws/status`), with the budget as it is now.
+    pub fn status(&self) -> serde_json::Value {
+        self.stats.set_budget(self.budget.used(), self.budget.limit());
+        self.stats.status(&self.registry)
     }
 
     pub fn keepalive(&self) -> KeepAlive {

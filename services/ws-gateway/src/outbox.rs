@@ -4,11 +4,16 @@
 //! and the caller closes the client with 4008 (it resumes from its last id on reconnect). So one slow client can
 //! neither slow the others nor grow memory without bound. Replays from the stream, which can wait, only fill the
 //! outbox to half its limit ([`Outbox::has_room_for_replay`]), leaving the other half to live traffic.
+//!
+//! Every byte queued here, and every byte the writer has taken and not yet written, is also charged to the
+//! gateway's [`MemoryBudget`] (all clients together) until it is written or dropped.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use axum::extract::ws::Utf8Bytes;
 use codegraph_shared::event::StreamId;
+
+use crate::budget::MemoryBudget;
 
 /// One text frame and, for a stream entry, when Redis published it (the stream id's milliseconds), for the
 /// latency histogram and the client's lag, and how many changes it carries, for the change counter.
@@ -34,16 +39,18 @@ impl Frame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overflow;
 
-#[derive(Debug)]
 pub struct Outbox {
     frames: VecDeque<Frame>,
     bytes: usize,
     limit: usize,
+    /// Bytes the writer has taken and not yet written (still charged to the budget).
+    in_flight: usize,
+    budget: Arc<MemoryBudget>,
 }
 
 impl Outbox {
-    pub fn new(limit: usize) -> Self {
-        Self { frames: VecDeque::new(), bytes: 0, limit }
+    pub fn new(limit: usize, budget: Arc<MemoryBudget>) -> Self {
+        Self { frames: VecDeque::new(), bytes: 0, limit, in_flight: 0, budget }
     }
 
     /// Queues a frame unless that would pass the byte limit. A frame larger than the whole limit is still taken
@@ -54,33 +61,47 @@ impl Outbox {
             return Err(Overflow);
         }
         self.bytes += len;
+        self.budget.charge(len);
         self.frames.push_back(frame);
         Ok(())
     }
 
-    /// True when a replayed frame of `len` bytes fits in the replay half of the outbox.
+    /// True when a replayed frame of `len` bytes fits in the replay half of the outbox and of the gateway's
+    /// budget. An empty outbox always takes one, so every replay makes progress, a frame at a time at worst.
     pub fn has_room_for_replay(&self, len: usize) -> bool {
-        self.frames.is_empty() || self.bytes + len <= self.limit / 2
+        self.frames.is_empty() || (self.bytes + len <= self.limit / 2 && self.budget.has_room_for_replay(len))
     }
 
-    /// Moves every queued frame to `out` (in order), emptying the outbox.
+    /// Moves every queued frame to `out` (in order), emptying the outbox; their bytes stay charged (in flight)
+    /// until [`Outbox::written`].
     pub fn take_into(&mut self, out: &mut VecDeque<Frame>) {
         if out.is_empty() {
             std::mem::swap(&mut self.frames, out);
         } else {
             out.append(&mut self.frames);
         }
+        self.in_flight += self.bytes;
         self.bytes = 0;
     }
 
-    /// Drops everything queued (the client is being cut).
+    /// Everything taken so far has been written to the socket.
+    pub fn written(&mut self) {
+        self.budget.release(std::mem::take(&mut self.in_flight));
+    }
+
+    /// Drops everything queued (the client is being cut); what the writer holds is its to drop.
     pub fn clear(&mut self) {
         self.frames = VecDeque::new();
-        self.bytes = 0;
+        self.budget.release(std::mem::take(&mut self.bytes) + std::mem::take(&mut self.in_flight));
     }
 
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Bytes charged to the budget for this client: queued and being written.
+    pub fn held(&self) -> usize {
+        self.bytes + self.in_flight
     }
 
     pub fn len(&self) -> usize {
@@ -101,9 +122,25 @@ impl Outbox {
     }
 }
 
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes + self.in_flight);
+    }
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("frames", &self.frames.len()).field("bytes", &self.bytes).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn outbox(limit: usize) -> Outbox {
+        Outbox::new(limit, MemoryBudget::unlimited())
+    }
 
     fn frame(n: usize) -> Frame {
         Frame::control("x".repeat(n))
@@ -111,7 +148,7 @@ mod tests {
 
     #[test]
     fn refuses_what_would_pass_the_limit() {
-        let mut o = Outbox::new(10);
+        let mut o = outbox(10);
         o.push(frame(6)).unwrap();
         o.push(frame(4)).unwrap();
         assert_eq!(o.push(frame(1)), Err(Overflow));
@@ -120,14 +157,14 @@ mod tests {
 
     #[test]
     fn an_oversized_frame_still_goes_alone() {
-        let mut o = Outbox::new(10);
+        let mut o = outbox(10);
         o.push(frame(50)).unwrap();
         assert_eq!(o.push(frame(1)), Err(Overflow));
     }
 
     #[test]
     fn taking_empties_and_keeps_order() {
-        let mut o = Outbox::new(100);
+        let mut o = outbox(100);
         for n in 1..=3 {
             o.push(frame(n)).unwrap();
         }
@@ -141,7 +178,7 @@ mod tests {
 
     #[test]
     fn replays_use_half_the_outbox() {
-        let mut o = Outbox::new(100);
+        let mut o = outbox(100);
         assert!(o.has_room_for_replay(1000));
         o.push(frame(40)).unwrap();
         assert!(o.has_room_for_replay(10));

@@ -73,7 +73,7 @@ fn serve(endpoint: Endpoint) -> Opening {
 }
 
 async fn status(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
-    Json(gw.stats.status(&gw.registry))
+    Json(gw.status())
 }
 
 /// Ready while the Pub/Sub connection to Redis is up and the gateway is not draining.

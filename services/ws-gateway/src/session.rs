@@ -46,16 +46,26 @@ pub async fn run(socket: WebSocket, gw: Arc<Gateway>, opening: Opening, _permit:
         Opening::Serve { projects, .. } => EventFilter::projects_only(projects.clone()),
         Opening::Refuse(..) => EventFilter::projects_only(Vec::new()),
     };
-    let client =
-        Arc::new(Client::new(gw.registry.next_id(), endpoint, gw.settings.outbox_max_bytes, filter, gw.stats.clone()));
+    let client = Arc::new(Client::new(
+        gw.registry.next_id(),
+        endpoint,
+        gw.settings.outbox_max_bytes,
+        filter,
+        gw.stats.clone(),
+        gw.budget.clone(),
+    ));
     gw.registry.insert(client.clone());
     gw.stats.connection_opened();
     let (sink, mut stream) = socket.split();
     let mut writer = tokio::spawn(writer::run(client.clone(), sink, gw.keepalive(), gw.stats.clone()));
     let mut session = Session { gw: gw.clone(), client: client.clone(), errors: 0 };
     match opening {
-        Opening::Refuse(reason, text) => client.close(reason, Some(text)),
-        Opening::Serve { .. } if gw.shutdown.is_triggered() => client.close(CloseReason::Restart, None),
+        Opening::Refuse(reason, text) => {
+            client.close(reason, Some(text));
+        }
+        Opening::Serve { .. } if gw.shutdown.is_triggered() => {
+            client.close(CloseReason::Restart, None);
+        }
         Opening::Serve { endpoint: Endpoint::Status, .. } => session.push_status(),
         Opening::Serve { endpoint: Endpoint::Filtered, .. } => {}
         Opening::Serve { endpoint: Endpoint::Events, projects, since } => {
@@ -139,7 +149,7 @@ impl Session {
                 if client.closing().is_some() {
                     return;
                 }
-                let status = gw.stats.status(&gw.registry);
+                let status = gw.status();
                 client.send_control(serde_json::json!({"type": "status", "status": status}).to_string());
             }
         });

@@ -40,6 +40,9 @@ pub struct GatewaySettings {
     pub pong_timeout_ms: u64,
     /// Bytes of events that may wait for one client; more and the client is closed with 4008.
     pub outbox_max_bytes: usize,
+    /// Bytes that may wait for all clients together (outboxes and frames being written); when a push passes it,
+    /// the clients holding the most are closed with 4008 until the total is back under 15/16 of it.
+    pub total_outbox_max_bytes: usize,
     /// Open WebSocket connections per process; more are refused with HTTP 503.
     pub max_connections: usize,
     /// Largest message a client may send, in bytes; larger ones close the connection with 4413.
@@ -65,6 +68,7 @@ impl Default for GatewaySettings {
             ping_interval_ms: 30_000,
             pong_timeout_ms: 10_000,
             outbox_max_bytes: 1024 * 1024,
+            total_outbox_max_bytes: 512 * 1024 * 1024,
             max_connections: 20_000,
             max_message_bytes: 64 * 1024,
             tokens: String::new(),

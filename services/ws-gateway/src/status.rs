@@ -32,6 +32,9 @@ struct Metrics {
     bytes: IntCounter,
     changes: IntCounter,
     cut: IntCounter,
+    over_budget: IntCounter,
+    held_bytes: IntGauge,
+    budget_bytes: IntGauge,
     connections: IntGauge,
     redis_up: IntGauge,
     redis_reconnects: IntCounter,
@@ -80,6 +83,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "codegraph_ws_slow_clients_closed_total",
             "Clients closed with 4008 because their outbox was full",
         ),
+        over_budget: counter(
+            "codegraph_ws_budget_clients_closed_total",
+            "Clients closed with 4008 because the bytes queued for all clients passed total_outbox_max_bytes (they held the most)",
+        ),
+        held_bytes: gauge(
+            "codegraph_ws_outbox_bytes",
+            "Bytes queued for all clients together (outboxes and frames being written), sampled every status interval",
+        ),
+        budget_bytes: gauge("codegraph_ws_outbox_budget_bytes", "The total outbox budget (total_outbox_max_bytes)"),
         connections: gauge("codegraph_ws_connections", "Open WebSocket connections"),
         redis_up: gauge("codegraph_ws_redis_pubsub_connected", "1 while the Pub/Sub connection to Redis is up"),
         redis_reconnects: counter("codegraph_ws_redis_reconnects_total", "Pub/Sub connections made after the first"),
@@ -97,6 +109,9 @@ pub struct Stats {
     bytes: AtomicU64,
     changes: AtomicU64,
     cut: AtomicU64,
+    over_budget: AtomicU64,
+    held_bytes: AtomicU64,
+    budget_bytes: AtomicU64,
     accepted: AtomicU64,
     open: AtomicI64,
     redis_connected: AtomicBool,
@@ -131,6 +146,9 @@ impl Default for Stats {
             bytes: AtomicU64::new(0),
             changes: AtomicU64::new(0),
             cut: AtomicU64::new(0),
+            over_budget: AtomicU64::new(0),
+            held_bytes: AtomicU64::new(0),
+            budget_bytes: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             open: AtomicI64::new(0),
             redis_connected: AtomicBool::new(false),
@@ -184,6 +202,20 @@ impl Stats {
     pub fn slow_client_cut(&self) {
         self.cut.fetch_add(1, Ordering::Relaxed);
         METRICS.cut.inc();
+    }
+
+    /// A client was closed with 4008 to bring the gateway back within its memory budget.
+    pub fn over_budget_cut(&self) {
+        self.over_budget.fetch_add(1, Ordering::Relaxed);
+        METRICS.over_budget.inc();
+    }
+
+    /// The bytes queued for all clients, and the budget; called by the status ticker.
+    pub fn set_budget(&self, held: usize, limit: usize) {
+        self.held_bytes.store(held as u64, Ordering::Relaxed);
+        self.budget_bytes.store(limit as u64, Ordering::Relaxed);
+        METRICS.held_bytes.set(held.try_into().unwrap_or(i64::MAX));
+        METRICS.budget_bytes.set(limit.try_into().unwrap_or(i64::MAX));
     }
 
     pub fn connection_opened(&self) {
@@ -272,6 +304,7 @@ impl Stats {
                 "by_endpoint": endpoints,
                 "accepted_total": self.accepted.load(Ordering::Relaxed),
                 "closed_too_slow_total": self.cut.load(Ordering::Relaxed),
+                "closed_over_budget_total": self.over_budget.load(Ordering::Relaxed),
             },
             "events": {
                 "received_per_s": round1(rates.received_per_s),
@@ -288,6 +321,10 @@ impl Stats {
                 "total_bytes": total_bytes,
                 "max_bytes": max_bytes,
                 "max_lag_ms": max_lag,
+                "budget": {
+                    "held_bytes": self.held_bytes.load(Ordering::Relaxed),
+                    "limit_bytes": self.budget_bytes.load(Ordering::Relaxed),
+                },
                 "fullest": reports,
             },
             "redis": {

@@ -56,12 +56,17 @@ pub async fn run(client: Arc<Client>, mut sink: Sink, keepalive: KeepAlive, stat
                 }
             };
             match outcome {
-                Ok(()) => continue,
+                Ok(()) => {
+                    client.batch_written();
+                    continue;
+                }
                 Err(CloseReason::TooSlow) => {
+                    // The cut released the batch from the budget; free its memory too before the slow close.
+                    batch.clear();
                     // The close frame queues behind what the socket still holds; a client that is slow but
                     // alive reads its way to it within the pong timeout.
-                    let text = CloseReason::TooSlow.default_text();
-                    send_close(&mut sink, CloseReason::TooSlow, text, keepalive.pong_timeout).await;
+                    let text = client.close_text().unwrap_or_else(|| CloseReason::TooSlow.default_text().to_owned());
+                    send_close(&mut sink, CloseReason::TooSlow, &text, keepalive.pong_timeout).await;
                     return CloseReason::TooSlow;
                 }
                 Err(reason) => {
