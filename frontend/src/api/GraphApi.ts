@@ -1,8 +1,11 @@
 /**
  * graph-api over HTTP (`/api/graph/...`, behind the same origin as the page). Every call names its project;
- * failures become an ApiError carrying the server's `{"error": {"code", "message"}}` when there is one.
+ * failures become an ApiError carrying the server's `{"error": {"code", "message"}}` when there is one. The access
+ * token, when the user gave one, goes as `Authorization: Bearer`; a 401 asks the page for one. Every POST carries a
+ * JSON body with `Content-Type: application/json` (graph-api refuses other POSTs, so an HTML form on another site
+ * cannot make one).
  */
-import { accessToken } from './accessToken';
+import { accessToken, reportUnauthorized } from './accessToken';
 import type {
   AnalysisMode,
   ApiErrorBody,
@@ -29,21 +32,29 @@ const TIMEOUT_MS = 15_000;
 
 type Query = Record<string, string | number | null | undefined>;
 
-async function request<T>(path: string, query: Query, init: RequestInit = {}): Promise<T> {
+/** The options of a request: what `fetch` takes, and `fetch` itself (a fake in tests). */
+export type RequestOptions = RequestInit & { fetch?: typeof fetch };
+
+/** The headers of a request: JSON accepted, JSON sent whenever there is a body, the token if there is one. */
+export function requestHeaders(token: string | null, hasBody: boolean): Record<string, string> {
+  return {
+    Accept: 'application/json',
+    ...(hasBody ? { 'Content-Type': 'application/json' } : {}),
+    ...(token ? { Authorization: `Bearer ${token}` } : {}),
+  };
+}
+
+export async function request<T>(path: string, query: Query, init: RequestOptions = {}): Promise<T> {
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(query)) if (v !== null && v !== undefined && v !== '') params.set(k, String(v));
   const qs = params.toString();
-  const token = accessToken();
+  const { fetch: doFetch = fetch, ...options } = init;
   let response: Response;
   try {
-    response = await fetch(`/api/graph${path}${qs ? `?${qs}` : ''}`, {
-      ...init,
-      headers: {
-        Accept: 'application/json',
-        ...(init.body ? { 'Content-Type': 'application/json' } : {}),
-        ...(token ? { Authorization: `Bearer ${token}` } : {}),
-      },
-      signal: init.signal ?? AbortSignal.timeout(TIMEOUT_MS),
+    response = await doFetch(`/api/graph${path}${qs ? `?${qs}` : ''}`, {
+      ...options,
+      headers: requestHeaders(accessToken(), options.body !== undefined && options.body !== null),
+      signal: options.signal ?? AbortSignal.timeout(TIMEOUT_MS),
     });
   } catch (e) {
     throw new ApiError(`graph-api unreachable: ${(e as Error).message}`, 0, 'unreachable');
@@ -57,11 +68,9 @@ async function request<T>(path: string, query: Query, init: RequestInit = {}): P
   }
   if (!response.ok) {
     const err = (body as ApiErrorBody | null)?.error;
-    throw new ApiError(
-      err?.message ?? `${response.status} ${response.statusText}`.trim(),
-      response.status,
-      err?.code ?? `http_${response.status}`,
-    );
+    const message = err?.message ?? `${response.status} ${response.statusText}`.trim();
+    if (response.status === 401) reportUnauthorized('graph-api', message);
+    throw new ApiError(message, response.status, err?.code ?? `http_${response.status}`);
   }
   return body as T;
 }
@@ -120,6 +129,6 @@ export class GraphApi {
   }
 
   cancelJob(jobId: string): Promise<unknown> {
-    return request(`/admin/jobs/${encodeURIComponent(jobId)}/cancel`, this.q(), { method: 'POST' });
+    return request(`/admin/jobs/${encodeURIComponent(jobId)}/cancel`, this.q(), { method: 'POST', body: '{}' });
   }
 }

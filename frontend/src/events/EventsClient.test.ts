@@ -12,7 +12,10 @@ class FakeSocket implements SocketLike {
   sent: string[] = [];
   closedWith: { code?: number; reason?: string } | null = null;
 
-  constructor(readonly url: string) {}
+  constructor(
+    readonly url: string,
+    readonly protocols: string[] = [],
+  ) {}
 
   get query(): URLSearchParams {
     return new URL(this.url).searchParams;
@@ -99,8 +102,8 @@ function harness(
     project: 'default',
     loadSnapshot,
     network,
-    createSocket: (url) => {
-      const s = new FakeSocket(url);
+    createSocket: (url, protocols) => {
+      const s = new FakeSocket(url, protocols);
       sockets.push(s);
       return s;
     },
@@ -164,10 +167,29 @@ describe('EventsClient connection', () => {
     expect(h.client.status).toMatchObject({ frameCount: 3, changeCount: 5, lastEventId: '3-0' });
   });
 
-  it('sends the access token when it has one', () => {
-    const h = harness({ token: () => 's3cret' });
+  it('offers the access token as a subprotocol, never in the URL', () => {
+    let token: string | null = 's3cret';
+    const h = harness({ token: () => token });
     h.client.start();
-    expect(h.last().query.get('token')).toBe('s3cret');
+    expect(h.last().query.has('token')).toBe(false);
+    expect(h.last().url).not.toContain('s3cret');
+    expect(h.last().protocols).toEqual(['codegraph.v1', 'codegraph.bearer.czNjcmV0']);
+    // Each connection reads the token anew; without one nothing is offered.
+    token = null;
+    h.last().serverClose(1012);
+    vi.advanceTimersByTime(0);
+    expect(h.sockets).toHaveLength(2);
+    expect(h.last().protocols).toEqual([]);
+  });
+
+  it('stops on 4401 (no or a refused token) and says why', () => {
+    const h = harness({ token: () => 'wrong' });
+    h.client.start();
+    h.last().serverClose(4401, 'invalid token');
+    expect(h.client.status).toMatchObject({ state: 'stopped', lastClose: { code: 4401 } });
+    expect(h.client.status.stopReason).toContain('invalid token');
+    vi.advanceTimersByTime(60_000);
+    expect(h.sockets).toHaveLength(1);
   });
 
   it('ignores events of other projects, malformed messages and unknown control types', () => {

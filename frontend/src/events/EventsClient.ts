@@ -10,8 +10,11 @@
  * - when the gap cannot be replayed (close 4009 or a `resync_required` message) it loads a snapshot, hands it to
  *   `onResync` listeners and resumes from the snapshot's `since`;
  * - a 44xx close means the server refuses us: it stops and says why instead of hammering the server;
+ * - the access token, when there is one, goes in the `Sec-WebSocket-Protocol` offer (`codegraph.v1,
+ *   codegraph.bearer.<base64url>`), never in the URL, where proxies and browser history would keep it;
  * - a keep-alive `{"type":"ping"}` every 30 s; a missing `pong` means a dead connection, which is replaced.
  */
+import { bearerSubprotocols } from '../api/accessToken';
 import type { Snapshot } from '../api/types';
 import { DEFAULT_BACKOFF, backoffDelay, type BackoffOptions } from './backoff';
 import { decodeEntry, type StreamEntry } from './envelope';
@@ -77,11 +80,11 @@ export interface EventsClientOptions {
   project: string;
   /** Resume point to start from; null starts with live events. */
   since?: StreamId | null;
-  /** Access token for a gateway that requires one (sent as `?token=`). */
+  /** Access token for a gateway that requires one (offered as a subprotocol, see `bearerSubprotocols`). */
   token?: () => string | null;
   /** Loads a whole snapshot for a resync. */
   loadSnapshot: () => Promise<Snapshot>;
-  createSocket?: (url: string) => SocketLike;
+  createSocket?: (url: string, protocols: string[]) => SocketLike;
   network?: NetworkSignals;
   backoff?: BackoffOptions;
   random?: () => number;
@@ -155,7 +158,7 @@ export class EventsClient {
     // An option given as `undefined` keeps its default.
     const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     this.opts = {
-      createSocket: (url) => new WebSocket(url) as unknown as SocketLike,
+      createSocket: (url, protocols) => new WebSocket(url, protocols) as unknown as SocketLike,
       network: browserNetwork,
       backoff: DEFAULT_BACKOFF,
       random: Math.random,
@@ -268,9 +271,7 @@ export class EventsClient {
     }
     const params = new URLSearchParams({ project: this.project });
     if (this.cursor.last !== null) params.set('since', this.cursor.last);
-    const token = this.opts.token();
-    if (token) params.set('token', token);
-    const socket = this.opts.createSocket(`${this.opts.url}?${params}`);
+    const socket = this.opts.createSocket(`${this.opts.url}?${params}`, bearerSubprotocols(this.opts.token()));
     this.socket = socket;
     this.openedAt = null;
     this.update({ state: 'connecting', retryAt: null });

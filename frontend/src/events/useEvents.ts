@@ -4,7 +4,7 @@
  */
 import { inject, markRaw, onBeforeUnmount, provide, ref, shallowRef, type InjectionKey, type Ref, type ShallowRef } from 'vue';
 import { frameRef } from '../composables/frameRef';
-import { accessToken } from '../api/accessToken';
+import { accessToken, reportUnauthorized } from '../api/accessToken';
 import { GraphApi } from '../api/GraphApi';
 import type { GraphStats, Snapshot } from '../api/types';
 import { AnalysisJobs, type JobView } from '../state/analysisJobs';
@@ -67,7 +67,11 @@ export function createSession(project: string): DashboardSession {
   let disposed = false;
 
   const offs = [
-    client.onStatus((s) => status.set(() => s)),
+    client.onStatus((s) => {
+      status.set(() => s);
+      // 4401: no token, or one the gateway does not know; the page asks for one.
+      if (s.state === 'stopped' && s.lastClose?.code === 4401) reportUnauthorized('ws-gateway', s.lastClose.reason || 'unauthorized');
+    }),
     client.onEntry((entry) => {
       if (live.applyChanges(entry.changes)) publishCounts();
       let jobsChanged = false;
