@@ -12,6 +12,7 @@
 //! With the `testing` feature, which only tests enable (every crate's `[dev-dependencies]`), [`testing`] starts
 //! real servers for integration tests.
 
+pub mod auth;
 pub mod event;
 pub mod functions;
 pub mod graph;
