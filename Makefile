@@ -1,5 +1,5 @@
 # The two commands of the README's Quick start, and the steps they are made of.
-.PHONY: run test deps build stop images
+.PHONY: run test deps build stop images fuzz
 
 deps:
 	@bash scripts/install-deps.sh
@@ -19,3 +19,11 @@ stop:
 
 test: deps
 	@bash scripts/test.sh
+
+# The fuzz targets of fuzz/ (see fuzz/README.md), one after the other, FUZZ_SECONDS each; FUZZ_TARGETS picks some
+# (e.g. `make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS=bolt_packstream`). `make test` runs each for 20 s.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?=
+fuzz: deps
+	@bash fuzz/run.sh build
+	@bash fuzz/run.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)

@@ -25,11 +25,17 @@ step() {
   fi
 }
 
-step "rustfmt" cargo fmt --all -- --check
+step "rustfmt" bash -c 'cargo fmt --all -- --check && cargo fmt --manifest-path fuzz/Cargo.toml -- --check'
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 # Cross-service tests start the other services' binaries from target/debug.
 step "build binaries" cargo build --workspace --bins
 step "cargo test" cargo test --workspace --no-fail-fast
+# The fuzz targets (fuzz/, libFuzzer on stable Rust), each FUZZ_TEST_SECONDS from its seeds and what earlier runs
+# found: a crash or a failed property fails the step. `make fuzz` runs them longer.
+step "fuzz targets (${FUZZ_TEST_SECONDS:-20} s each)" bash -c 'fuzz/run.sh build && fuzz/run.sh run "${FUZZ_TEST_SECONDS:-20}"'
+# schemathesis against graph-api's /openapi.json with scoped tokens (no 5xx), and every write route refused
+# without the write scope with nothing written.
+step "security: schemathesis and write scopes" python3 tests/security/api_attack.py
 if [ -f frontend/package.json ]; then
   step "frontend unit tests" bash -c 'cd frontend && npm test'
 fi

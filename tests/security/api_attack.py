@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""The schema-driven attack run on graph-api (a step of `make test`; docs/SECURITY.md quotes its summary).
+
+Starts its own redis-server and graph-api (target/debug/graph-api, or $STACK_BIN_DIR/graph-api) on free ports with
+three scoped tokens and one token that holds every scope, waits until graph-api is ready, then:
+
+  (a) runs schemathesis against graph-api's own /openapi.json with the all-scope token: every operation, positive
+      and negative data, the stateful phase; any 5xx fails the run. A second schemathesis run checks the responses
+      against the document (schema, status codes, content types) and prints what does not conform: findings about
+      the document, reported, not failed on (set ATTACK_STRICT_SCHEMA=1 to fail on them);
+  (b) sends every write operation of the document (POST, PATCH, PUT, DELETE), with a valid body aimed at entities
+      that exist, with the read-only token (403 expected), with no token and with an unknown token (401), and checks
+      that nothing was written: the whole data set's digest (DEBUG DIGEST), the CDC stream's length, the node count
+      and the jobs stream's length are unchanged. Then the same delete with the write token does change them, so
+      the check can fail;
+  (c) prints a short summary.
+
+Until graph-api has scoped tokens (CODEGRAPH__AUTH__*), a build that leaves reads open with them is started again
+with the legacy CODEGRAPH__API__TOKENS (every scope), and (b) expects 401 for the read token, which it does not know.
+
+Environment: ATTACK_EXAMPLES (schemathesis examples per operation, default 30), ATTACK_SEED (default 1),
+ATTACK_KEEP=1 keeps the work directory (logs, schemathesis reports).
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN_DIR = os.environ.get("STACK_BIN_DIR", os.path.join(ROOT, "target", "debug"))
+EXAMPLES = int(os.environ.get("ATTACK_EXAMPLES", "30"))
+SEED = os.environ.get("ATTACK_SEED", "1")
+STRICT_SCHEMA = os.environ.get("ATTACK_STRICT_SCHEMA") == "1"
+
+TOKENS = {
+    "all": "attack-all-2f1c7d",
+    "read": "attack-read-8b3e90",
+    "write": "attack-write-41d6aa",
+    "admin": "attack-admin-c0ffee",
+}
+PROJECT = "attack"
+NODE_A, NODE_B = "attack.py", "attack.py::target"
+REL = f"{NODE_A}|calls|{NODE_B}"
+# A valid body for each write operation of the document, by method and path template.
+BODIES = {
+    ("post", "/api/graph/nodes"): {"id": "attack.py::new", "kind": "function", "name": "new"},
+    ("patch", "/api/graph/nodes/{id}"): {"name": "renamed"},
+    ("post", "/api/graph/relationships"): {"type": "imports", "source": NODE_B, "target": NODE_A},
+    ("patch", "/api/graph/relationships/{id}"): {"properties": {"weight": 2}},
+    ("post", "/api/graph/batch"): {
+        "operations": [
+            {"op": "upsert_node", "node": {"id": "attack.py::batch", "kind": "function", "name": "batch"}},
+            {"op": "delete_node", "id": NODE_B},
+        ]
+    },
+    ("post", "/api/graph/admin/reanalyze"): {"path": "/tmp"},
+    ("post", "/api/graph/admin/jobs/{id}/cancel"): {},
+    ("post", "/api/graph/admin/reset"): {},
+}
+WRITE_METHODS = ("post", "put", "patch", "delete")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+class Stack:
+    """redis-server and graph-api, on free ports, in a work directory."""
+
+    def __init__(self, work):
+        self.work = work
+        self.redis_port = free_port()
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--enable-debug-command", "local", "--dir", work],
+            stdout=open(os.path.join(work, "redis.log"), "wb"), stderr=subprocess.STDOUT)
+        self.api = None
+        self.base = None
+        wait_until(lambda: self.redis_cli("PING") == "PONG", 10, "redis-server answers PING")
+
+    def start_api(self, env_tokens):
+        self.stop_api()
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CODEGRAPH__")}
+        env.update({
+            "CODEGRAPH__REDIS__URL": f"redis://127.0.0.1:{self.redis_port}",
+            "CODEGRAPH__HTTP__ADDR": f"127.0.0.1:{port}",
+            "RUST_LOG": "warn",
+        })
+        env.update(env_tokens)
+        self.api = subprocess.Popen([os.path.join(BIN_DIR, "graph-api")], env=env,
+                                    stdout=open(os.path.join(self.work, "graph-api.log"), "ab"),
+                                    stderr=subprocess.STDOUT)
+        self.base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: self.request("GET", "/ready")[0] == 200, 30, "graph-api is ready")
+
+    def stop_api(self):
+        if self.api:
+            self.api.terminate()
+            self.api.wait(10)
+            self.api = None
+
+    def stop(self):
+        self.stop_api()
+        self.redis.terminate()
+        self.redis.wait(10)
+
+    def redis_cli(self, *args):
+        out = subprocess.run(["redis-cli", "-p", str(self.redis_port), "--no-raw", *args],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().strip('"').removeprefix("(integer) ")
+
+    def request(self, method, path, token=None, body=None, headers=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method.upper())
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except OSError:
+            return 0, b""
+
+    def state(self):
+        """What a write would change: the data set's digest, the CDC stream, the nodes, the jobs stream."""
+        return {
+            "digest": self.redis_cli("DEBUG", "DIGEST"),
+            "cdc_entries": self.redis_cli("XLEN", f"code_graph:{{{PROJECT}}}:cdc"),
+            "nodes": self.redis_cli("HLEN", f"code_graph:{{{PROJECT}}}:nodes"),
+            "jobs": self.redis_cli("XLEN", "code_graph:jobs"),
+        }
+
+
+def wait_until(cond, seconds, what):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"timed out after {seconds} s waiting until {what}")
+
+
+def scoped_env():
+    t = TOKENS
+    return {
+        "CODEGRAPH__AUTH__READ_TOKENS": f"{t['all']},{t['read']}",
+        "CODEGRAPH__AUTH__WRITE_TOKENS": f"{t['all']},{t['write']}",
+        "CODEGRAPH__AUTH__ADMIN_TOKENS": f"{t['all']},{t['admin']}",
+    }
+
+
+def run_schemathesis(stack, work, schema_file, name, checks, extra=()):
+    report = os.path.join(work, f"{name}.junit.xml")
+    cmd = ["st", "run", schema_file, "--url", stack.base, "-H", f"Authorization: Bearer {TOKENS['all']}",
+           "--checks", checks, "-n", str(EXAMPLES), "--seed", SEED, "--workers", "1", "--request-timeout", "10",
+           "--suppress-health-check", "all", "--report", "junit", "--report-junit-path", report, *extra]
+    shown = " ".join(a if a != TOKENS["all"] and "Bearer" not in a else "Authorization: Bearer $TOKEN" for a in cmd)
+    log(f"$ {shown}")
+    start = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=600)
+    text = out.stdout + out.stderr
+    open(os.path.join(work, f"{name}.log"), "w").write(text)
+    return out.returncode, text, time.monotonic() - start
+
+
+def summary_of(text):
+    """schemathesis' SUMMARY block (operations, phases, failures, test cases)."""
+    lines = text.splitlines()
+    start = next((i for i, l in enumerate(lines) if "SUMMARY" in l), len(lines))
+    return [l for l in lines[start + 1:] if l.strip() and not l.startswith("=")] + \
+        [l for l in lines[start:] if l.startswith("=") and "SUMMARY" not in l][-1:]
+
+
+def findings(junit_path):
+    """The failures of a schemathesis JUnit report, grouped: (code, what) → operations."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    grouped = {}
+    for case in ET.parse(junit_path).getroot().iter("testcase"):
+        for failure in case.iter("failure"):
+            blocks = re.split(r"^- (?=ST\d+ )", failure.text or "", flags=re.M)[1:]
+            for block in blocks:
+                lines = [l.strip() for l in block.splitlines() if l.strip()]
+                code = lines[0].split()[0]
+                if code == "ST103":
+                    what = " ".join(l for l in lines[1:3])
+                elif code == "ST202":
+                    # The response follows the last check of a test case: look past this block when needed.
+                    rest = lines + [l.strip() for l in (failure.text or "").split(block, 1)[-1].splitlines()]
+                    status = next((l for l in rest if l.startswith("[")), "")
+                    body = next((l for l in rest if l.startswith("`{")), "")
+                    err = re.search(r'"code":"([^"]+)"', body)
+                    what = f"valid by the document, answered {status.split(']')[0].strip('[')}" + \
+                        (f" {err.group(1)}" if err else "")
+                else:
+                    what = lines[1] if len(lines) > 1 else lines[0]
+                grouped.setdefault((code, what), set()).add(case.get("name"))
+    return grouped
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="attack-")
+    stack = Stack(work)
+    failures = []
+    try:
+        stack.start_api(scoped_env())
+        scoped = stack.request("GET", f"/api/graph/stats?project={PROJECT}")[0] == 401
+        if not scoped:
+            log("graph-api does not know scoped tokens yet (reads stay open): restarting it with the legacy "
+                "CODEGRAPH__API__TOKENS; the read token is then an unknown token (401)")
+            stack.start_api({"CODEGRAPH__API__TOKENS": TOKENS["all"]})
+        read_refusal = 403 if scoped else 401
+
+        status, schema = stack.request("GET", "/openapi.json", TOKENS["all"])
+        assert status == 200, f"/openapi.json answered {status}"
+        spec = json.loads(schema)
+        schema_file = os.path.join(work, "openapi.json")
+        open(schema_file, "wb").write(schema)
+        if scoped:
+            status, _ = stack.request("GET", "/openapi.json")
+            if status != 401:
+                failures.append(f"/openapi.json without a token answered {status}, not 401")
+
+        # (a) schemathesis: no 5xx anywhere (plus, once the document declares its security scheme, no route
+        # that answers without a token).
+        log("\n== (a) schemathesis: no 5xx")
+        hard = "not_a_server_error"
+        if spec.get("components", {}).get("securitySchemes"):
+            hard += ",ignored_auth"
+        rc, text, took = run_schemathesis(stack, work, schema_file, "server-errors", hard)
+        log("\n".join(summary_of(text)))
+        log(f"({took:.0f} s)")
+        if rc != 0:
+            failures.append(f"schemathesis ({hard}) failed: see the report above")
+            log(text[-12000:])
+
+        log("\n== (a) schemathesis: responses against the document")
+        conformance = "status_code_conformance,content_type_conformance,response_schema_conformance," \
+                      "response_headers_conformance,negative_data_rejection,positive_data_acceptance"
+        rc, text, took = run_schemathesis(stack, work, schema_file, "conformance", conformance,
+                                          ["--phases", "examples,coverage,fuzzing", "--continue-on-failure"])
+        log("\n".join(summary_of(text)))
+        log(f"({took:.0f} s; findings about the document: {'fail' if STRICT_SCHEMA else 'reported, not failed on'})")
+        if rc != 0:
+            for (code, what), operations in sorted(findings(os.path.join(work, "conformance.junit.xml")).items()):
+                ops = sorted(operations)
+                shown = ", ".join(ops[:4]) + (f" and {len(ops) - 4} more" if len(ops) > 4 else "")
+                log(f"  finding {code}: {what} — {len(ops)} operation(s): {shown}")
+            if STRICT_SCHEMA:
+                failures.append("responses do not conform to the document")
+
+        # (b) the write operations with the read-only token, no token, an unknown token: refused, nothing written.
+        log(f"\n== (b) write operations without the write scope ({'scoped tokens' if scoped else 'legacy token'})")
+        seed_graph(stack)
+        job = json.loads(stack.request("POST", f"/api/graph/admin/reanalyze?project={PROJECT}", TOKENS["all"],
+                                       {"path": "/tmp"})[1])["job_id"]
+        ids = {"/api/graph/nodes/{id}": NODE_A, "/api/graph/relationships/{id}": REL,
+               "/api/graph/admin/jobs/{id}/cancel": job}
+        before = stack.state()
+        tried = 0
+        writes = [(m, p) for p, item in spec["paths"].items() for m in item if m in WRITE_METHODS]
+        for method, template in sorted(writes):
+            path = template.replace("{id}", urllib.request.quote(ids.get(template, "x"), safe="")) + \
+                f"?project={PROJECT}"
+            body = BODIES.get((method, template))
+            if body is None and method != "delete":
+                body = {}
+            for who, token, expected in [("read token", TOKENS["read"], read_refusal), ("no token", None, 401),
+                                         ("unknown token", "attack-nobody", 401)]:
+                status, answer = stack.request(method, path, token, body)
+                tried += 1
+                ok = status == expected
+                if not ok:
+                    failures.append(f"{method.upper()} {template} with the {who} answered {status}, not {expected}: "
+                                    f"{answer[:200]!r}")
+                log(f"  {method.upper():6} {template:40} {who:13} → {status} {'ok' if ok else 'WRONG'}")
+            if scoped and template == "/api/graph/admin/reset":
+                status, _ = stack.request(method, path, TOKENS["write"], body)
+                tried += 1
+                if status != 403:
+                    failures.append(f"POST /admin/reset with the write token answered {status}, not 403")
+                log(f"  {method.upper():6} {template:40} {'write token':13} → {status} "
+                    f"{'ok' if status == 403 else 'WRONG'}")
+        after = stack.state()
+        if after != before:
+            failures.append(f"refused writes changed Redis: {before} → {after}")
+        log(f"  Redis before and after: {before['cdc_entries']} CDC entries, {before['nodes']} nodes, "
+            f"{before['jobs']} jobs, digest {'unchanged' if after == before else 'CHANGED'}")
+        # The reads still work with the read token (it was refused for its scope, not for being unknown).
+        if scoped:
+            status, _ = stack.request("GET", f"/api/graph/nodes/{urllib.request.quote(NODE_A, safe='')}"
+                                             f"?project={PROJECT}", TOKENS["read"])
+            if status != 200:
+                failures.append(f"the read token cannot read: {status}")
+        # The check can fail: the same delete with a write-scoped token changes what was compared.
+        writer = TOKENS["write"] if scoped else TOKENS["all"]
+        status, _ = stack.request("DELETE", f"/api/graph/nodes/{urllib.request.quote(NODE_A, safe='')}"
+                                            f"?project={PROJECT}", writer)
+        changed = stack.state()
+        if status != 200 or changed["digest"] == before["digest"] or changed["cdc_entries"] == before["cdc_entries"]:
+            failures.append(f"the control delete with the write token did not write ({status}, {changed})")
+        log(f"  control: DELETE with the write token → {status}, Redis changed: "
+            f"{changed['digest'] != before['digest']}")
+
+        # (c) summary.
+        log("\n== summary")
+        log(f"schemathesis: {len(spec['paths'])} paths of /openapi.json, {EXAMPLES} examples per operation, seed "
+            f"{SEED}; write operations refused without the write scope: {len(writes)} operations, {tried} requests, "
+            f"Redis unchanged: {after == before}")
+    finally:
+        stack.stop()
+        if os.environ.get("ATTACK_KEEP") == "1":
+            log(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    if failures:
+        log("\nFAILED:")
+        for f in failures:
+            log(f"  - {f}")
+        log("attack: 0 passed, 1 failed")
+        return 1
+    log("attack: 1 passed, 0 failed")
+    return 0
+
+
+def seed_graph(stack):
+    body = {"operations": [
+        {"op": "upsert_node", "node": {"id": NODE_A, "kind": "file", "name": NODE_A, "file": NODE_A}},
+        {"op": "upsert_node", "node": {"id": NODE_B, "kind": "function", "name": "target", "file": NODE_A}},
+        {"op": "upsert_relationship", "relationship": {"type": "calls", "source": NODE_A, "target": NODE_B}},
+    ]}
+    status, answer = stack.request("POST", f"/api/graph/batch?project={PROJECT}", TOKENS["all"], body)
+    assert status == 200, f"seeding the graph answered {status}: {answer[:300]!r}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
