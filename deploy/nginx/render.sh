@@ -18,7 +18,8 @@
 #   --daemon-off           write `daemon off;` so nginx stays in the foreground (for a supervisor or a test).
 #   --workers N            worker_processes (default 1; `auto` in containers).
 #   --error-log PATH       default DIR/error.log (`/dev/stderr` in containers).
-#   --access-log PATH|off  default DIR/access.log (`/dev/stdout` in containers).
+#   --access-log PATH|off  default DIR/access.log (`/dev/stdout` in containers), in the `codegraph` format of
+#                          http.conf: no query string is ever logged (`?token=`).
 #   --fail-timeout SECS    how long a replica that failed is skipped (default 5).
 #   --user USER            worker user when nginx starts as root. Default: whoever runs render.sh, so a run dir
 #                          in a private temp dir stays readable and writable to the workers (tests run as root).
@@ -142,11 +143,12 @@ EOF
     fi
 }
 
+# The `codegraph` format (http.conf) logs no query string, so no `?token=` lands in the log.
 access_directive() {
     if [ "$access_log" = off ]; then
         echo "    access_log off;"
     else
-        echo "    access_log $access_log;"
+        echo "    access_log $access_log codegraph;"
     fi
 }
 
@@ -174,6 +176,7 @@ EOF
     mime_types
     cat <<EOF
     default_type application/octet-stream;
+    include $here/http.conf;
 EOF
     access_directive
     cat <<EOF
@@ -182,8 +185,6 @@ EOF
     fastcgi_temp_path $run_dir/tmp/fastcgi;
     uwsgi_temp_path $run_dir/tmp/uwsgi;
     scgi_temp_path $run_dir/tmp/scgi;
-
-    include $here/http.conf;
 
 EOF
     upstream_block graph_api "$graph_api"

@@ -2,7 +2,8 @@
 """Runs the real load balancer (deploy/nginx/render.sh + locations.conf) against stub replicas and checks what
 the services rely on: /api/ reaches graph-api with its path, /ws/ upgrades to a WebSocket that carries frames
 both ways, the gateways share the connections round robin, a dead replica is skipped, the dashboard's SPA
-fallback and asset caching work, and none of it needs root (as root, nginx runs as `nobody`).
+fallback and asset caching work, the access log never records a query string (`?token=`), and none of it needs
+root (as root, nginx runs as `nobody`).
 
 Standard library only. Exit 0 when every check passes. Stubs and nginx are stopped on exit.
 """
@@ -148,9 +149,10 @@ def websocket_roundtrip(lb_port, path, message):
         return read_frame(f).decode()
 
 
-def http_get(lb_port, path):
+def http_get(lb_port, path, headers=None):
+    request = urllib.request.Request(f"http://127.0.0.1:{lb_port}{path}", headers=headers or {})
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{lb_port}{path}", timeout=DEADLINE_S) as r:
+        with urllib.request.urlopen(request, timeout=DEADLINE_S) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
@@ -174,6 +176,14 @@ def read(path):
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()[-2000:]
+    except OSError:
+        return ""
+
+
+def read_all(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
     except OSError:
         return ""
 
@@ -262,11 +272,31 @@ def main():
             status, headers, _ = http_get(lb_port, "/")
             assert status == 200 and headers.get("Cache-Control") == "no-cache", headers
 
+        def access_log_never_records_a_token():
+            secrets = ["tok-api-5b1e", "tok-ws-9c2d", "tok-ref-77aa"]
+            status, _, _ = http_get(lb_port, f"/api/graph/stats?project=default&token={secrets[0]}",
+                                    {"Referer": f"http://127.0.0.1:{lb_port}/graph?token={secrets[2]}"})
+            assert status == 200, status
+            websocket_roundtrip(lb_port, f"/ws/events?token={secrets[1]}&since=0-0", "x")
+            log_path = os.path.join(run_dir, "access.log")
+            deadline = time.monotonic() + DEADLINE_S
+            # nginx writes a request's line when it ends (a WebSocket's when it closes): wait for both.
+            while True:
+                log = read_all(log_path)
+                if "/api/graph/stats" in log and "/ws/events" in log:
+                    break
+                assert time.monotonic() < deadline, f"no access log lines for the requests: {log[-500:]!r}"
+                time.sleep(0.02)
+            leaked = [t for t in secrets if t in log]
+            assert not leaked, f"the access log holds {leaked}: {log[-800:]}"
+            assert "token=" not in log and "?" not in log, log[-800:]
+
         check("/api/ reaches graph-api with its path and forwarding headers", api_path_and_headers)
         check("/ws/ upgrades and carries frames both ways", websocket_frames_both_ways)
         check("/ws/ round robin over 3 gateways, dead replica skipped", round_robin_skips_dead_replica)
         check("/ws/ without upgrade closes the upstream connection", plain_request_to_ws_closes_upstream)
         check("/ SPA fallback, immutable assets, uncached index.html", spa_fallback_and_caching)
+        check("the access log never records ?token= (paths only, Referer cut too)", access_log_never_records_a_token)
     except Exception as e:
         failures.append("nginx start")
         print(f"  FAIL nginx start: {e}")

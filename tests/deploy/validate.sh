@@ -7,7 +7,12 @@
 #   - docker-compose-multi.yml passes `docker-compose config -q`,
 #   - the Dockerfiles name only stages and files that exist, and the Kubernetes manifests run the images the
 #     compose file builds on their ports (check_dockerfiles.py),
-#   - every kustomize overlay renders and passes `kubernetes-validate --strict`,
+#   - every kustomize overlay renders and passes `kubernetes-validate --strict`; every pod runs locked down
+#     (securityContext), NetworkPolicies deny by default both ways and let exactly the needed flows through, and
+#     prod requires its token and Redis CA Secrets (check_k8s_security.py, with a self-test that breaks each rule),
+#   - nginx's access log format records no query string (`?token=`; lb_test.py checks the real log),
+#   - docker-compose-multi.yml publishes only on 127.0.0.1 and is open on purpose (ALLOW_OPEN, with how to set
+#     tokens),
 #   - the observability configs and the Grafana dashboard parse.
 # One PASS/FAIL line per check (a failure shows the check's output), then `N passed, M failed`; exit 1 on any
 # failure. Tools come from scripts/deps/30-deploy.sh (make deps).
@@ -105,6 +110,51 @@ overlay_renders_and_validates() {
   fi
 }
 
+k8s_security() {
+  local overlay
+  for overlay in dev prod; do
+    kubectl_kustomize "deploy/k8s/overlays/$overlay" >"$tmp/sec-$overlay.yaml" || return 1
+  done
+  python3 tests/deploy/check_k8s_security.py "$tmp/sec-dev.yaml" "$tmp/sec-prod.yaml" &&
+    python3 tests/deploy/check_k8s_security.py --self-test "$tmp/sec-dev.yaml" "$tmp/sec-prod.yaml"
+}
+
+# The rendered config logs in the `codegraph` format only, and that format names no variable holding the query.
+nginx_log_has_no_query_string() {
+  sh deploy/nginx/render.sh --run-dir "$tmp/logfmt" --daemon-off >/dev/null || return 1
+  local conf=$tmp/logfmt/nginx.conf format
+  grep -E '^\s*access_log ' "$conf" | grep -vqE ' codegraph;$| off;$' && { echo "an access_log without the codegraph format" >&2; return 1; }
+  format=$(sed -n '/^log_format codegraph/,/;$/p' deploy/nginx/http.conf)
+  [ -n "$format" ] || { echo "no log_format codegraph in http.conf" >&2; return 1; }
+  # shellcheck disable=SC2016 # a regular expression naming nginx variables, not a shell expansion
+  if grep -qE '\$(request|request_uri|args|arg_[a-z_]+|query_string|http_referer)\b' <<<"$format"; then
+    echo "log_format codegraph logs a variable that holds the query string: $format" >&2
+    return 1
+  fi
+}
+
+compose_is_local_and_open_on_purpose() {
+  local rendered=$tmp/compose.yaml
+  if command -v docker-compose >/dev/null; then
+    docker-compose -f docker-compose-multi.yml --profile observability --profile memgraph config >"$rendered"
+  else
+    docker compose -f docker-compose-multi.yml --profile observability --profile memgraph config >"$rendered"
+  fi || return 1
+  grep -q 'CODEGRAPH__AUTH__.*_TOKENS_FILE' docker-compose-multi.yml ||
+    { echo "the compose file does not say how to set tokens (the _FILE settings)" >&2; return 1; }
+  python3 - "$rendered" <<'EOF'
+import sys, yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+for name, svc in services.items():
+    for p in svc.get("ports", []):
+        host_ip = p.get("host_ip") if isinstance(p, dict) else str(p).rsplit(":", 2)[0]
+        assert host_ip == "127.0.0.1", f"{name} publishes {p} beyond 127.0.0.1"
+for name in ["graph-api", "ws-gateway"]:
+    env = services[name].get("environment", {})
+    assert str(env.get("CODEGRAPH__AUTH__ALLOW_OPEN")).lower() == "true", f"{name}: CODEGRAPH__AUTH__ALLOW_OPEN"
+EOF
+}
+
 observability_configs_parse() {
   python3 - <<'EOF'
 import glob, json, re, yaml
@@ -132,6 +182,9 @@ for overlay in deploy/k8s/overlays/*/; do
   overlay=$(basename "$overlay")
   check "k8s overlay $overlay: kustomize + kubernetes-validate --strict" overlay_renders_and_validates "$overlay"
 done
+check "k8s: every pod locked down, default-deny NetworkPolicies with exactly the needed flows, prod requires its Secrets" k8s_security
+check "nginx access log format records no query string (?token=)" nginx_log_has_no_query_string
+check "docker-compose-multi.yml publishes only on 127.0.0.1, open on purpose with how to set tokens" compose_is_local_and_open_on_purpose
 check "otel, prometheus, grafana configs parse; dashboard covers every metric" observability_configs_parse
 
 echo "$passed passed, $failed failed"
