@@ -19,9 +19,23 @@
 --
 -- The stream's length cap (`maxlen`) never trims what a consumer group still needs (see `cap_stream`); `cg_trim`
 -- trims below what every group has acknowledged, in one atomic step.
+--
+-- Bounded work (no call blocks Redis for long, whatever the graph's size):
+-- * Generations. The adjacency sets (`out:<node>`, `in:<node>`) live under a generation, `<prefix>:g<n>:…`
+--   (generation 0, before the first reset of library 8, is `<prefix>:…` itself); `<prefix>:generation` holds the
+--   current one. `cg_reset` is O(1): it RENAMEs the few big keys (nodes, rels, counters, file hashes) aside to
+--   `<prefix>:old:<generation>:…`, bumps the generation and records the old one in `<prefix>:sweep`; `cg_sweep`
+--   then UNLINKs the old generation's keys a bounded number per call. A current key is never an old one.
+-- * Cascades. A `cg_mutate` call deletes at most MAX_CASCADE relationships with the nodes it deletes (CASCADE
+--   error otherwise, before any write); `cg_detach` deletes a node's relationships a bounded chunk per call, each
+--   one change set, so a node with any number of relationships goes in bounded steps, each a valid graph.
 -- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
 
-local LIBRARY_VERSION = 7
+local LIBRARY_VERSION = 8
+
+-- Most relationships one `cg_mutate` call deletes together with the nodes it deletes (MAX_CASCADE in
+-- functions.rs): about 2 ms of Redis time.
+local MAX_CASCADE = 500
 
 -- An error reply whose first word is its code (CONFLICT, NOTFOUND, DANGLING, ERR), without a script position.
 local function fail(msg)
@@ -137,6 +151,17 @@ local function flush_hash(h)
   h.dirty = {}
 end
 
+-- The prefix of the adjacency keys of generation `gen` (a string of digits; generation 0 is the prefix itself).
+local function adjacency_prefix(prefix, gen)
+  if not gen or gen == '0' then return prefix end
+  return prefix .. ':g' .. gen
+end
+
+-- The project's current generation, as a string of digits.
+local function current_generation(prefix)
+  return redis.call('GET', prefix .. ':generation') or '0'
+end
+
 -- The context shared by every event of one call.
 local function new_context(prefix, project, maxlen, publish, traceparent)
   if publish ~= 'PUBLISH' and publish ~= 'SPUBLISH' then
@@ -155,6 +180,7 @@ local function new_context(prefix, project, maxlen, publish, traceparent)
   end
   return {
     prefix = prefix,
+    adj = adjacency_prefix(prefix, current_generation(prefix)),
     stream = stream,
     held = stream .. ':held',
     channel = prefix .. ':events',
@@ -251,8 +277,8 @@ local function delete_relationship(ctx, id)
   local old = hget(ctx.rels, id)
   if not old then return nil end
   local r = cjson.decode(old)
-  set_change(ctx, ctx.prefix .. ':out:' .. r.source, id, false)
-  set_change(ctx, ctx.prefix .. ':in:' .. r.target, id, false)
+  set_change(ctx, ctx.adj .. ':out:' .. r.source, id, false)
+  set_change(ctx, ctx.adj .. ':in:' .. r.target, id, false)
   hput(ctx.rels, id, false)
   count(ctx, ctx.rel_types, r.type, -1)
   local v = bump(ctx, 'r:' .. id)
@@ -314,6 +340,8 @@ local function check_ops(ctx, argv, first, n)
   local function version(field)
     return hget(ctx.versions, field) or 0
   end
+  -- Relationships the call's node deletes take with them (a relationship to the node itself counts twice).
+  local cascade = 0
   for i = 0, n - 1 do
     local base = first + i * OP_ARGS
     local op, id, expect = argv[base], argv[base + 1], argv[base + 6]
@@ -332,6 +360,12 @@ local function check_ops(ctx, argv, first, n)
       rel_seen[id] = true
     elseif op == 'dn' then
       if expect ~= '' then check_expect(node_exists(id), version('n:' .. id), expect, 'node', id) end
+      local has = redis.call('SCARD', ctx.adj .. ':out:' .. id) + redis.call('SCARD', ctx.adj .. ':in:' .. id)
+      cascade = cascade + has
+      if cascade > MAX_CASCADE then
+        fail('CASCADE node ' .. id .. ' has ' .. has .. ' relationships; one call deletes at most ' .. MAX_CASCADE ..
+          ' with its nodes: delete them first (cg_detach)')
+      end
       node_seen[id] = false
     elseif op == 'dr' then
       if expect ~= '' then check_expect(rel_exists(id), version('r:' .. id), expect, 'relationship', id) end
@@ -345,7 +379,7 @@ end
 -- Applies one operation; returns status, version, position of its queued event (0: none), relationships deleted
 -- with it.
 local function apply_op(ctx, op, id, label, source, target, data)
-  local p = ctx.prefix
+  local p = ctx.adj
   if op == 'un' then
     local old = hget(ctx.nodes, id)
     if old == data then
@@ -637,22 +671,118 @@ local function cg_emit(keys, argv)
   return eid
 end
 
+-- The keys that `cg_reset` moves aside as a whole (RENAME is O(1)); everything else of a generation is its
+-- adjacency sets, found through its nodes.
+local MOVED_KEYS = { 'nodes', 'rels', 'node_kinds', 'rel_types', 'file_hashes' }
+
 -- cg_reset KEYS: prefix; ARGV: project, maxlen, publish command, traceparent, reason.
--- Removes the whole graph of the project (versions are kept, so they keep growing) and emits graph_reset.
+-- Removes the whole graph of the project and emits graph_reset, in O(1): the graph's big keys move aside to
+-- `<prefix>:old:<generation>:…`, the generation grows (so the adjacency sets of the old one are out of sight), and
+-- the old generation is recorded in `<prefix>:sweep` (generation → HSCAN cursor) for `cg_sweep` to remove. Versions
+-- are kept, so they keep growing.
 local function cg_reset(keys, argv)
   if #argv ~= 5 then fail('ERR cg_reset expects 5 arguments') end
   local p = keys[1]
   local ctx = new_context(p, argv[1], tonumber(argv[2]), argv[3], argv[4])
   local removed = redis.call('HLEN', p .. ':nodes')
   local removed_rels = redis.call('HLEN', p .. ':rels')
-  for _, id in ipairs(redis.call('HKEYS', p .. ':nodes')) do
-    redis.call('DEL', p .. ':out:' .. id, p .. ':in:' .. id)
+  local gen = current_generation(p)
+  local old = p .. ':old:' .. gen
+  local moved = false
+  for _, name in ipairs(MOVED_KEYS) do
+    if redis.call('EXISTS', p .. ':' .. name) == 1 then
+      redis.call('RENAME', p .. ':' .. name, old .. ':' .. name)
+      moved = true
+    end
   end
-  redis.call('DEL', p .. ':nodes', p .. ':rels', p .. ':node_kinds', p .. ':rel_types', p .. ':file_hashes')
+  if moved then
+    redis.call('HSET', p .. ':sweep', gen, '0')
+  end
+  redis.call('SET', p .. ':generation', string.format('%.0f', tonumber(gen) + 1))
   local v = bump(ctx, 'p:' .. argv[1])
   flush_hash(ctx.versions)
   local data = '{"nodes":' .. removed .. ',"relationships":' .. removed_rels .. ',"reason":' .. jstr(argv[5]) .. '}'
   return write_single(ctx, 'graph_reset', 'project', argv[1], v, data)
+end
+
+-- `UNLINK` of `keys`, a few hundred per command. UNLINK frees a large value in a background thread.
+local function unlink_all(keys)
+  for i = 1, #keys, FIELDS_PER_CALL do
+    redis.call('UNLINK', unpack(keys, i, math.min(i + FIELDS_PER_CALL - 1, #keys)))
+  end
+end
+
+-- cg_sweep KEYS: prefix; ARGV: budget, the most node ids of an old generation one call looks at.
+-- Removes what `cg_reset` moved aside, a bounded step per call: the adjacency sets of `budget` nodes of the oldest
+-- generation recorded in `<prefix>:sweep` (its position kept there), and once they are all gone the moved keys and
+-- the record. Never a key of the current generation: an old generation is always below it. Returns how many
+-- generations are left to sweep (0: done). Safe to run from several processes at once and to resume after a crash.
+local function cg_sweep(keys, argv)
+  local budget = tonumber(argv[1])
+  if #argv ~= 1 or not budget or budget < 1 then fail('ERR cg_sweep expects 1 argument, a positive count') end
+  local p = keys[1]
+  local record = p .. ':sweep'
+  local pending = redis.call('HGETALL', record)
+  if #pending == 0 then return 0 end
+  local gen, cursor = pending[1], pending[2]
+  for i = 3, #pending, 2 do
+    if tonumber(pending[i]) < tonumber(gen) then gen, cursor = pending[i], pending[i + 1] end
+  end
+  local left = #pending / 2
+  if not tonumber(gen) or tonumber(gen) >= tonumber(current_generation(p)) then
+    -- Not a generation any reset left behind: the record goes, every key stays.
+    redis.call('HDEL', record, gen)
+    return left - 1
+  end
+  local old = p .. ':old:' .. gen
+  local adj = adjacency_prefix(p, gen)
+  local scan = redis.call('HSCAN', old .. ':nodes', cursor, 'COUNT', budget)
+  local doomed = {}
+  for i = 1, #scan[2], 2 do
+    doomed[#doomed + 1] = adj .. ':out:' .. scan[2][i]
+    doomed[#doomed + 1] = adj .. ':in:' .. scan[2][i]
+  end
+  unlink_all(doomed)
+  if scan[1] ~= '0' then
+    redis.call('HSET', record, gen, scan[1])
+    return left
+  end
+  local moved = {}
+  for _, name in ipairs(MOVED_KEYS) do
+    moved[#moved + 1] = old .. ':' .. name
+  end
+  unlink_all(moved)
+  redis.call('HDEL', record, gen)
+  return left - 1
+end
+
+-- cg_detach KEYS: prefix; ARGV: project, maxlen, publish command, traceparent, node id, `out` or `in`, cursor,
+-- most.
+-- Deletes about `most` (at most MAX_CASCADE) of the node's relationships in that direction, as one change set:
+-- one SSCAN step of its adjacency set from `cursor`. Returns the change set's entry id (`''`: none), the next
+-- cursor (`0`: the set has been walked) and how many were deleted. The node stays; every state between two
+-- calls is a valid graph. Relationships added meanwhile may be missed by a walk: walk again until the node's
+-- delete is no longer refused.
+local function cg_detach(keys, argv)
+  if #argv ~= 8 then fail('ERR cg_detach expects 8 arguments') end
+  local dir, cursor, most = argv[6], argv[7], tonumber(argv[8])
+  if (dir ~= 'out' and dir ~= 'in') or not string.match(cursor, '^%d+$') or not most or most < 1 then
+    fail('ERR cg_detach expects a direction (out, in), a cursor and a positive count')
+  end
+  local ctx = new_context(keys[1], argv[1], tonumber(argv[2]), argv[3], argv[4])
+  local scan = redis.call('SSCAN', ctx.adj .. ':' .. dir .. ':' .. argv[5], cursor, 'COUNT', math.min(most, MAX_CASCADE))
+  local ids, fields = scan[2], {}
+  for i, id in ipairs(ids) do
+    fields[i] = 'r:' .. id
+  end
+  prefetch(ctx.rels, ids)
+  prefetch(ctx.versions, fields)
+  local deleted = 0
+  for _, id in ipairs(ids) do
+    if delete_relationship(ctx, id) then deleted = deleted + 1 end
+  end
+  flush(ctx)
+  return { write_change_set(ctx) or '', scan[1], deleted }
 end
 
 -- cg_trim KEYS: prefix; ARGV: keep_from, a stream ID: entries below it may go (the retention floor).
@@ -683,6 +813,9 @@ end
 redis.register_function('cg_mutate', cg_mutate)
 redis.register_function('cg_emit', cg_emit)
 redis.register_function('cg_reset', cg_reset)
+redis.register_function('cg_detach', cg_detach)
+-- Sweeping only frees memory, so it runs even when Redis is out of it.
+redis.register_function { function_name = 'cg_sweep', callback = cg_sweep, flags = { 'allow-oom' } }
 -- Trimming only frees memory, so it runs even when Redis is out of it.
 redis.register_function { function_name = 'cg_trim', callback = cg_trim, flags = { 'allow-oom' } }
 redis.register_function { function_name = 'cg_version', callback = cg_version, flags = { 'no-writes' } }

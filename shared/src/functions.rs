@@ -10,6 +10,11 @@
 //! The stream is kept near the writer's length cap without ever trimming what a consumer group still needs; a
 //! stream a lagging group holds above its cap is recorded ([`cap_hold`]). Trimming below what every group has
 //! acknowledged is [`trim_stream`], one atomic `FCALL cg_trim`.
+//!
+//! Admin work is bounded per call: [`GraphWriter::reset`] is O(1) inside Redis (a generation switch) and leaves
+//! the old graph to [`sweep`], a bounded step per call; a node delete takes at most [`MAX_CASCADE`] relationships
+//! with it in one call, and [`GraphWriter::detach`] / [`GraphWriter::mutate_detaching`] delete larger cascades
+//! in chunks first, each one change set.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -18,7 +23,7 @@ use redis::{aio::ConnectionLike, RedisError};
 use crate::{
     event::StreamId,
     graph::{Node, Relationship},
-    names::{RedisNames, PROJECTS_KEY},
+    names::{Generation, RedisNames, PROJECTS_KEY},
 };
 
 /// The library source, loaded with `FUNCTION LOAD`.
@@ -153,6 +158,12 @@ pub enum MutationError {
 }
 
 impl MutationError {
+    /// True when the call was refused because its node deletes would take more than [`MAX_CASCADE`]
+    /// relationships with them (code `CASCADE`; nothing was written): delete them first ([`GraphWriter::detach`]).
+    pub fn is_cascade_refusal(&self) -> bool {
+        matches!(self, Self::Redis(e) if e.code() == Some("CASCADE"))
+    }
+
     fn from_redis(e: RedisError) -> Self {
         let detail = || e.detail().unwrap_or_default().to_owned();
         match e.code() {
@@ -192,6 +203,33 @@ pub struct GraphWriter {
 
 /// Operations per `FCALL` when a caller hands over more: each chunk is atomic on its own.
 pub const MAX_OPS_PER_CALL: usize = 1000;
+
+/// Most relationships one `cg_mutate` call deletes together with the nodes it deletes (`MAX_CASCADE` in
+/// `functions.lua`), and the chunk [`GraphWriter::detach`] deletes per call: about 2 ms of Redis time. A call
+/// over it is refused before it writes anything ([`MutationError::is_cascade_refusal`]).
+pub const MAX_CASCADE: usize = 500;
+
+/// How many times a delete detaches its nodes again when writers keep adding relationships to them.
+const DETACH_ATTEMPTS: usize = 8;
+
+/// Node ids of an old generation that one `cg_sweep` call looks at (two adjacency sets each): about 1 ms.
+pub const SWEEP_BUDGET: usize = 500;
+
+/// What [`GraphWriter::detach`] deleted before the node itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Detached {
+    /// Relationships deleted.
+    pub relationships: u64,
+    /// The change sets that carry their deletes, in order (each at most [`MAX_CASCADE`] changes).
+    pub change_sets: Vec<String>,
+}
+
+impl Detached {
+    fn add(&mut self, other: Detached) {
+        self.relationships += other.relationships;
+        self.change_sets.extend(other.change_sets);
+    }
+}
 
 /// The size a call's change set may reach, estimated from its operations' data: 256 KiB keeps one entry well
 /// below what a WebSocket client, a Pub/Sub output buffer or a sink transaction takes in one piece, and is ~500
@@ -335,7 +373,70 @@ impl GraphWriter {
         Ok(id)
     }
 
-    /// Removes the project's whole graph and emits `graph_reset`.
+    /// Like [`GraphWriter::mutate`], and a call refused because its node deletes would cascade over
+    /// [`MAX_CASCADE`] relationships is applied anyway, in bounded steps: the relationships of every node it
+    /// deletes go first ([`GraphWriter::detach`], change sets of their own, each leaving a valid graph), then the
+    /// call is made again. Those relationship deletes stay even if the call is then refused for another reason
+    /// (each was a valid change on its own).
+    pub async fn mutate_detaching<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        ops: &[Mutation],
+        traceparent: Option<&str>,
+    ) -> Result<(Vec<Outcome>, Detached), MutationError> {
+        let mut detached = Detached::default();
+        for _ in 0..DETACH_ATTEMPTS {
+            match self.mutate(conn, ops, traceparent).await {
+                Err(e) if e.is_cascade_refusal() => {
+                    for op in ops {
+                        if let Mutation::DeleteNode(id, _) = op {
+                            detached.add(self.detach(conn, id, traceparent).await?);
+                        }
+                    }
+                }
+                other => return other.map(|outcomes| (outcomes, detached)),
+            }
+        }
+        // Writers kept adding relationships faster than they went: give up with the refusal.
+        self.mutate(conn, ops, traceparent).await.map(|outcomes| (outcomes, detached))
+    }
+
+    /// Deletes the relationships of a node (not the node), at most [`MAX_CASCADE`] per call, each call one change
+    /// set: one walk over its outgoing and incoming sets. Relationships added during the walk may stay.
+    pub async fn detach<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        node_id: &str,
+        traceparent: Option<&str>,
+    ) -> Result<Detached, RedisError> {
+        let mut done = Detached::default();
+        for direction in ["out", "in"] {
+            let mut cursor = "0".to_owned();
+            loop {
+                let mut cmd = redis::cmd("FCALL");
+                cmd.arg("cg_detach");
+                self.common_args(&mut cmd, traceparent);
+                cmd.arg(node_id).arg(direction).arg(&cursor).arg(MAX_CASCADE);
+                let (entry, next, deleted): (String, String, u64) = call_function(conn, &cmd).await?;
+                if !entry.is_empty() {
+                    done.change_sets.push(entry);
+                }
+                done.relationships += deleted;
+                cursor = next;
+                if cursor == "0" {
+                    break;
+                }
+            }
+        }
+        if !done.change_sets.is_empty() {
+            self.register_project(conn).await?;
+        }
+        Ok(done)
+    }
+
+    /// Removes the project's whole graph and emits `graph_reset`, in O(1) inside Redis: the graph moves aside as a
+    /// new generation begins, and [`sweep`] removes the old one afterwards in bounded steps (call it after a reset;
+    /// what a crash leaves unswept stays recorded for any later sweep).
     pub async fn reset<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -383,6 +484,61 @@ pub async fn trim_stream<C: ConnectionLike + Send>(
     let mut cmd = redis::cmd("FCALL");
     cmd.arg("cg_trim").arg(1).arg(names.prefix()).arg(keep_from.to_string());
     call_function(conn, &cmd).await
+}
+
+/// One bounded step of removing what resets left behind (`cg_sweep`): the adjacency sets of at most `budget`
+/// nodes of the oldest old generation, or, once they are gone, its moved-aside keys (`UNLINK`, freed in the
+/// background). Returns how many old generations are left (0: nothing to do). Never touches the current graph.
+pub async fn sweep<C: ConnectionLike + Send>(
+    conn: &mut C,
+    names: &RedisNames,
+    budget: usize,
+) -> Result<u64, RedisError> {
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg("cg_sweep").arg(1).arg(names.prefix()).arg(budget.max(1));
+    call_function(conn, &cmd).await
+}
+
+/// Sweeps until every old generation of the project is gone, [`SWEEP_BUDGET`] nodes per call (other clients'
+/// commands run between the calls). Returns the number of calls made.
+pub async fn sweep_all<C: ConnectionLike + Send>(conn: &mut C, names: &RedisNames) -> Result<u64, RedisError> {
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        if sweep(conn, names, SWEEP_BUDGET).await? == 0 {
+            return Ok(calls);
+        }
+    }
+}
+
+/// The project's current generation of adjacency keys.
+pub async fn generation<C: ConnectionLike + Send>(conn: &mut C, names: &RedisNames) -> Result<Generation, RedisError> {
+    let g: Option<u64> = redis::cmd("GET").arg(names.generation()).query_async(conn).await?;
+    Ok(Generation(g.unwrap_or(0)))
+}
+
+/// Runs the reads `build` adds for a generation (e.g. `SMEMBERS` of [`RedisNames::outgoing`]) in one `MULTI`
+/// with a check that it is still the current generation, so the reads are of the current graph at one moment;
+/// when a reset came in between, runs them again for the new one. Returns the generation and the reads' replies.
+pub async fn read_at_generation<C: ConnectionLike + Send, T: redis::FromRedisValue>(
+    conn: &mut C,
+    names: &RedisNames,
+    build: impl Fn(&mut redis::Pipeline, Generation),
+) -> Result<(Generation, T), RedisError> {
+    let mut at = generation(conn, names).await?;
+    loop {
+        let mut pipe = redis::pipe();
+        pipe.atomic().get(names.generation());
+        build(&mut pipe, at);
+        let reply: Vec<redis::Value> = pipe.query_async(conn).await?;
+        let mut replies = reply.into_iter();
+        let now: Option<u64> = redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))?;
+        let now = Generation(now.unwrap_or(0));
+        if now == at {
+            return Ok((at, redis::from_redis_value(redis::Value::Array(replies.collect()))?));
+        }
+        at = now;
+    }
 }
 
 /// A CDC stream held above its length cap because a consumer group still needs older entries, as the cap found
@@ -538,6 +694,15 @@ mod tests {
         for max in 1..8 {
             assert_eq!(calls_by(&ops, max, file).concat(), ops);
         }
+    }
+
+    #[test]
+    fn the_cascade_bound_is_the_library_s() {
+        let lua = super::SOURCE
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("local MAX_CASCADE = "))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        assert_eq!(lua, Some(MAX_CASCADE));
     }
 
     #[test]

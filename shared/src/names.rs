@@ -23,6 +23,11 @@ pub fn sink_consumers(sink: &str) -> String {
     format!("code_graph:cdc:consumers:{sink}")
 }
 
+/// A generation of a project's adjacency keys: every reset starts a new one, so that the old graph can be removed
+/// in bounded steps after the reset (DESIGN.md, "The Function library").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Generation(pub u64);
+
 /// Keys and channels of one project.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisNames {
@@ -101,14 +106,40 @@ impl RedisNames {
         format!("{}:rel_types", self.prefix)
     }
 
-    /// Set of the ids of the relationships leaving a node.
-    pub fn outgoing(&self, node_id: &str) -> String {
-        format!("{}:out:{node_id}", self.prefix)
+    /// Set of the ids of the relationships leaving a node, in generation `generation` (read it with
+    /// `functions::read_at_generation`, so the read and the generation are of one moment).
+    pub fn outgoing(&self, generation: Generation, node_id: &str) -> String {
+        format!("{}:out:{node_id}", self.adjacency_prefix(generation))
     }
 
-    /// Set of the ids of the relationships entering a node.
-    pub fn incoming(&self, node_id: &str) -> String {
-        format!("{}:in:{node_id}", self.prefix)
+    /// Set of the ids of the relationships entering a node, in generation `generation`.
+    pub fn incoming(&self, generation: Generation, node_id: &str) -> String {
+        format!("{}:in:{node_id}", self.adjacency_prefix(generation))
+    }
+
+    /// What the adjacency keys of a generation begin with: the prefix itself for generation 0 (the layout before
+    /// generations, so a graph written by library 7 needs no migration), `<prefix>:g<n>` after.
+    fn adjacency_prefix(&self, generation: Generation) -> String {
+        match generation.0 {
+            0 => self.prefix.clone(),
+            n => format!("{}:g{n}", self.prefix),
+        }
+    }
+
+    /// String: the current generation of the adjacency keys (absent: 0). Grown by every reset (`cg_reset`).
+    pub fn generation(&self) -> String {
+        format!("{}:generation", self.prefix)
+    }
+
+    /// Hash of the generations a reset left behind → the position of `cg_sweep` in their nodes; empty once swept.
+    pub fn sweep(&self) -> String {
+        format!("{}:sweep", self.prefix)
+    }
+
+    /// Where `cg_reset` moved one of the graph's big keys (`nodes`, `rels`, `node_kinds`, `rel_types`,
+    /// `file_hashes`) of an old generation, until `cg_sweep` removes it.
+    pub fn moved_aside(&self, generation: Generation, key: &str) -> String {
+        format!("{}:old:{}:{key}", self.prefix, generation.0)
     }
 
     /// Hash describing one analysis job of the project.
@@ -132,8 +163,17 @@ mod tests {
         assert_eq!(n.cdc_stream(), "code_graph:{demo}:cdc");
         assert_eq!(n.events_channel(), "code_graph:{demo}:events");
         assert_eq!(n.dead_letters("falkordb"), "code_graph:{demo}:cdc:dlq:falkordb");
-        for key in [n.nodes(), n.relationships(), n.versions(), n.outgoing("a"), n.job("j")] {
+        let g0 = Generation(0);
+        for key in [n.nodes(), n.relationships(), n.versions(), n.outgoing(g0, "a"), n.job("j"), n.generation()] {
             assert!(key.starts_with("code_graph:{demo}:"), "{key}");
         }
+    }
+
+    #[test]
+    fn generation_zero_is_the_layout_before_generations() {
+        let n = RedisNames::new(&ProjectName::parse("demo").unwrap());
+        assert_eq!(n.outgoing(Generation(0), "a"), "code_graph:{demo}:out:a");
+        assert_eq!(n.incoming(Generation(3), "a"), "code_graph:{demo}:g3:in:a");
+        assert_eq!(n.moved_aside(Generation(3), "nodes"), "code_graph:{demo}:old:3:nodes");
     }
 }

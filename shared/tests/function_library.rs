@@ -4,10 +4,11 @@
 use codegraph_shared::{
     event::{decode_entry, decode_published, CdcEvent, ChangeSet, EventType, StreamId, STREAM_FIELD},
     functions::{
-        cap_hold, ensure_loaded, trim_stream, Expect, GraphWriter, Mutation, MutationError, PublishMode, Status,
+        calls, cap_hold, ensure_loaded, sweep, sweep_all, trim_stream, Expect, GraphWriter, Mutation, MutationError,
+        PublishMode, Status, MAX_CASCADE,
     },
     graph::{Node, Relationship},
-    names::{RedisNames, PROJECTS_KEY},
+    names::{Generation, RedisNames, PROJECTS_KEY},
     project::ProjectName,
     testing::RedisServer,
 };
@@ -283,8 +284,8 @@ async fn one_call_that_touches_the_same_entities_again_and_again() {
     assert_eq!(versions, [("n:a".into(), 3), ("n:b".into(), 1), ("r:a-b".into(), 3), ("r:b-a".into(), 2)].into());
     let rels: Vec<String> = conn.hkeys(names.relationships()).await.unwrap();
     assert_eq!(rels, ["a-b"]);
-    let out_a: Vec<String> = conn.smembers(names.outgoing("a")).await.unwrap();
-    let in_a: Vec<String> = conn.smembers(names.incoming("a")).await.unwrap();
+    let out_a: Vec<String> = conn.smembers(names.outgoing(Generation(0), "a")).await.unwrap();
+    let in_a: Vec<String> = conn.smembers(names.incoming(Generation(0), "a")).await.unwrap();
     assert_eq!((out_a, in_a), (vec!["a-b".to_string()], vec![]));
     let kinds: std::collections::HashMap<String, i64> = conn.hgetall(names.node_kinds()).await.unwrap();
     assert_eq!(kinds, [("function".into(), 1), ("class".into(), 1)].into());
@@ -319,10 +320,10 @@ async fn adjacency_follows_moved_and_self_relationships_within_one_call() {
     let rels: Vec<String> = conn.hkeys(names.relationships()).await.unwrap();
     assert_eq!(rels, ["moved"]);
     for (key, expected) in [
-        (names.outgoing("a"), vec![]),
-        (names.incoming("a"), vec![]),
-        (names.outgoing("c"), vec!["moved".to_string()]),
-        (names.incoming("b"), vec!["moved".to_string()]),
+        (names.outgoing(Generation(0), "a"), vec![]),
+        (names.incoming(Generation(0), "a"), vec![]),
+        (names.outgoing(Generation(0), "c"), vec!["moved".to_string()]),
+        (names.incoming(Generation(0), "b"), vec!["moved".to_string()]),
     ] {
         let members: Vec<String> = conn.smembers(&key).await.unwrap();
         assert_eq!(members, expected, "{key}");
@@ -548,4 +549,220 @@ async fn trimming_keeps_what_every_group_needs_and_the_retention_in_one_step() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("stream ID"), "{err}");
+}
+
+/// A ring of `size` nodes `<prefix><i>`, each calling the next (`<prefix><i>>`), written in bounded calls.
+async fn ring(conn: &mut redis::aio::MultiplexedConnection, w: &GraphWriter, prefix: &str, size: usize) {
+    let id = |i: usize| format!("{prefix}{}", i % size);
+    let mut ops: Vec<Mutation> =
+        (0..size).map(|i| Mutation::UpsertNode(node(&id(i), "function"), Expect::Any)).collect();
+    ops.extend(
+        (0..size).map(|i| {
+            Mutation::UpsertRelationship(rel(&format!("{}>", id(i)), "calls", &id(i), &id(i + 1)), Expect::Any)
+        }),
+    );
+    for call in calls(&ops, 1000) {
+        w.mutate(conn, call, None).await.unwrap();
+    }
+}
+
+async fn keys(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> std::collections::BTreeSet<String> {
+    redis::cmd("KEYS").arg(pattern).query_async(conn).await.unwrap()
+}
+
+/// Commands Redis ran (Function calls' own included) since the last `CONFIG RESETSTAT`, but the test's own.
+async fn commands_run(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter(|l| !l.starts_with("config") && !l.starts_with("info") && !l.starts_with("fcall"))
+        .filter_map(|l| l.split_once("calls=")?.1.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_reset_is_one_event_costs_the_same_at_any_size_and_keeps_versions() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+    let mut per_reset = Vec::new();
+    for (round, size) in [100usize, 3000].into_iter().enumerate() {
+        ring(&mut conn, &w, "n", size).await;
+        let before = entries(&mut conn, &names).await.len();
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.unwrap();
+        w.reset(&mut conn, "test", None).await.unwrap();
+        per_reset.push(commands_run(&mut conn).await);
+
+        let after = entries(&mut conn, &names).await;
+        assert_eq!(after.len(), before + 1, "one entry");
+        let reset = &after.last().unwrap().changes;
+        assert_eq!(reset.len(), 1);
+        let event = stream(&mut conn, &names).await.pop().unwrap();
+        assert_eq!(event.event_type, EventType::GraphReset);
+        assert_eq!(
+            (event.data["nodes"].as_u64(), event.data["relationships"].as_u64()),
+            (Some(size as u64), Some(size as u64))
+        );
+        let generation: u64 = conn.get(names.generation()).await.unwrap();
+        assert_eq!(generation, round as u64 + 1);
+        let n: i64 = conn.hlen(names.nodes()).await.unwrap();
+        assert_eq!(n, 0, "the graph is gone at once");
+        assert!(
+            keys(&mut conn, &format!("{}:old:{round}:*", names.prefix()))
+                .await
+                .contains(&names.moved_aside(Generation(round as u64), "nodes")),
+            "the old graph waits for the sweep"
+        );
+        sweep_all(&mut conn, &names).await.unwrap();
+    }
+    assert_eq!(per_reset[0], per_reset[1], "a reset runs as many commands for 3,000 nodes as for 100");
+    assert!(per_reset[0] < 40, "{}", per_reset[0]);
+
+    // Versions survived both resets; writing after a reset works, with adjacency in the new generation.
+    let out = w.mutate(&mut conn, &[Mutation::UpsertNode(node("n0", "function"), Expect::Any)], None).await.unwrap();
+    assert_eq!((out[0].status, out[0].version), (Status::Created, 3), "created twice before, so version 3");
+    let out = w
+        .mutate(&mut conn, &[Mutation::UpsertRelationship(rel("n0>", "calls", "n0", "n0"), Expect::Any)], None)
+        .await
+        .unwrap();
+    assert_eq!(out[0].version, 3);
+    let members: Vec<String> = conn.smembers(names.outgoing(Generation(2), "n0")).await.unwrap();
+    assert_eq!(members, ["n0>"]);
+    let out = w.mutate(&mut conn, &[Mutation::DeleteNode("n0".into(), Expect::Any)], None).await.unwrap();
+    assert_eq!((out[0].status, out[0].cascaded), (Status::Deleted, 1), "the cascade finds the new generation's sets");
+}
+
+#[tokio::test]
+async fn sweeping_removes_the_old_graph_and_never_a_current_key() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+    let p = names.prefix().to_owned();
+    ring(&mut conn, &w, "n", 200).await;
+    let _: () = conn.hset(names.file_hashes(), "src/a.py", "h").await.unwrap();
+    w.reset(&mut conn, "test", None).await.unwrap();
+    // The same ids again, in generation 1.
+    ring(&mut conn, &w, "n", 200).await;
+    let current = keys(&mut conn, &format!("{p}:g1:*")).await;
+    assert_eq!(current.len(), 400, "an outgoing and an incoming set per node");
+    assert_eq!(keys(&mut conn, &format!("{p}:out:*")).await.len(), 200, "generation 0's sets wait");
+
+    // A record naming the current generation (no reset writes one) removes nothing.
+    let _: () = conn.hset(names.sweep(), "1", "0").await.unwrap();
+    let mut steps = 0;
+    while sweep(&mut conn, &names, 7).await.unwrap() > 0 {
+        steps += 1;
+        assert_eq!(keys(&mut conn, &format!("{p}:g1:*")).await, current, "the current graph stays whole");
+    }
+    assert!(steps > 10, "bounded steps: {steps}");
+    for gone in ["out:*", "in:*", "old:*", "sweep"] {
+        assert!(keys(&mut conn, &format!("{p}:{gone}")).await.is_empty(), "{gone}");
+    }
+    assert_eq!(keys(&mut conn, &format!("{p}:g1:*")).await, current);
+    let n: i64 = conn.hlen(names.nodes()).await.unwrap();
+    assert_eq!(n, 200);
+}
+
+#[tokio::test]
+async fn a_sweep_cut_short_is_finished_by_any_later_one() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+    let p = names.prefix().to_owned();
+    ring(&mut conn, &w, "a", 300).await;
+    w.reset(&mut conn, "first", None).await.unwrap();
+    ring(&mut conn, &w, "b", 300).await;
+    w.reset(&mut conn, "second", None).await.unwrap();
+    assert_eq!(sweep(&mut conn, &names, 10).await.unwrap(), 2, "one step, then the process dies");
+    let record: std::collections::HashMap<String, String> = conn.hgetall(names.sweep()).await.unwrap();
+    assert_eq!(record.len(), 2);
+    assert_ne!(record["0"], "0", "the position of the sweep is kept");
+    drop(conn);
+
+    let (mut conn, _) = setup(&server).await;
+    sweep_all(&mut conn, &names).await.unwrap();
+    let left: Vec<String> = keys(&mut conn, &format!("{p}:*")).await.into_iter().collect();
+    assert_eq!(
+        left,
+        [names.cdc_stream(), names.generation(), names.versions()]
+            .map(String::from)
+            .to_vec()
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        "nothing of either old graph"
+    );
+}
+
+#[tokio::test]
+async fn a_cascade_over_the_bound_is_refused_and_goes_in_valid_bounded_steps() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+    let leaves = 2 * MAX_CASCADE + 100;
+    let leaf = |i: usize| format!("leaf{i}");
+    let mut ops = vec![Mutation::UpsertNode(node("hub", "class"), Expect::Any)];
+    ops.extend((0..leaves).map(|i| Mutation::UpsertNode(node(&leaf(i), "function"), Expect::Any)));
+    ops.push(Mutation::UpsertRelationship(rel("self", "calls", "hub", "hub"), Expect::Any));
+    for i in 0..leaves {
+        let (s, t) = if i % 2 == 0 { ("hub".to_owned(), leaf(i)) } else { (leaf(i), "hub".to_owned()) };
+        ops.push(Mutation::UpsertRelationship(rel(&format!("h{i}"), "calls", &s, &t), Expect::Any));
+        if i > 0 {
+            ops.push(Mutation::UpsertRelationship(rel(&format!("l{i}"), "next", &leaf(i - 1), &leaf(i)), Expect::Any));
+        }
+    }
+    for call in calls(&ops, 1000) {
+        w.mutate(&mut conn, call, None).await.unwrap();
+    }
+    let built = entries(&mut conn, &names).await.len();
+    let rels_before: i64 = conn.hlen(names.relationships()).await.unwrap();
+
+    let refused = w.mutate(&mut conn, &[Mutation::DeleteNode("hub".into(), Expect::Any)], None).await.unwrap_err();
+    assert!(refused.is_cascade_refusal(), "{refused}");
+    assert_eq!(entries(&mut conn, &names).await.len(), built, "a refused call writes no event");
+    let rels: i64 = conn.hlen(names.relationships()).await.unwrap();
+    assert_eq!(rels, rels_before, "and no state");
+
+    let (out, detached) =
+        w.mutate_detaching(&mut conn, &[Mutation::DeleteNode("hub".into(), Expect::Any)], None).await.unwrap();
+    assert_eq!(out[0].status, Status::Deleted);
+    assert_eq!(detached.relationships + u64::from(out[0].cascaded), leaves as u64 + 1);
+    assert!(detached.change_sets.len() >= 3, "{}", detached.change_sets.len());
+    let rels: i64 = conn.hlen(names.relationships()).await.unwrap();
+    assert_eq!(rels as usize, leaves - 1, "the leaves' own relationships stay");
+
+    // Replayed entry by entry, every state the stream passes through is a valid graph, and every step after the
+    // build is bounded.
+    let reply: redis::streams::StreamRangeReply = conn.xrange_all(names.cdc_stream()).await.unwrap();
+    let (mut graph_nodes, mut graph_rels) =
+        (std::collections::HashSet::new(), std::collections::HashMap::<String, (String, String)>::new());
+    for (n, entry) in reply.ids.iter().enumerate() {
+        let events = decode_entry(&entry.id, &entry.get::<String>(STREAM_FIELD).unwrap()).unwrap();
+        if n >= built {
+            assert!(events.len() <= MAX_CASCADE + 1, "entry {n}: {} changes", events.len());
+        }
+        for e in events {
+            match e.event_type {
+                EventType::NodeAdded | EventType::NodeUpdated => {
+                    graph_nodes.insert(e.entity.id);
+                }
+                EventType::NodeDeleted => {
+                    graph_nodes.remove(&e.entity.id);
+                }
+                EventType::RelationshipAdded | EventType::RelationshipUpdated => {
+                    let ends = (e.data["source"].as_str().unwrap().into(), e.data["target"].as_str().unwrap().into());
+                    graph_rels.insert(e.entity.id, ends);
+                }
+                EventType::RelationshipDeleted => {
+                    graph_rels.remove(&e.entity.id);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        for (id, (s, t)) in &graph_rels {
+            assert!(graph_nodes.contains(s) && graph_nodes.contains(t), "entry {n}: {id} dangles");
+        }
+    }
+    assert!(!graph_nodes.contains("hub"));
 }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use codegraph_shared::{
+    functions::read_at_generation,
     graph::{Node, Relationship},
     names::RedisNames,
 };
@@ -38,15 +39,34 @@ async fn hmget<C: ConnectionLike + Send, T: serde::de::DeserializeOwned>(
     Ok(raw.into_iter().map(|r| r.and_then(|s| serde_json::from_str(&s).ok())).collect())
 }
 
-async fn members<C: ConnectionLike + Send>(conn: &mut C, keys: &[String]) -> redis::RedisResult<Vec<Vec<String>>> {
-    if keys.is_empty() {
+/// Which adjacency set of a node.
+#[derive(Clone, Copy)]
+enum Adjacent {
+    Outgoing,
+    Incoming,
+}
+
+/// The relationship ids of each node's adjacency set, read in the graph's current generation (a reset starts a
+/// new one) in one `MULTI`.
+async fn members<C: ConnectionLike + Send>(
+    conn: &mut C,
+    names: &RedisNames,
+    side: Adjacent,
+    node_ids: &[String],
+) -> redis::RedisResult<Vec<Vec<String>>> {
+    if node_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for k in keys {
-        pipe.cmd("SMEMBERS").arg(k);
-    }
-    pipe.query_async(conn).await
+    let (_, sets) = read_at_generation(conn, names, |pipe, generation| {
+        for id in node_ids {
+            pipe.smembers(match side {
+                Adjacent::Outgoing => names.outgoing(generation, id),
+                Adjacent::Incoming => names.incoming(generation, id),
+            });
+        }
+    })
+    .await?;
+    Ok(sets)
 }
 
 /// The current entities of `owners` (owners with nothing in Redis come back empty).
@@ -66,7 +86,7 @@ pub async fn read_owned<C: ConnectionLike + Send>(
         })
         .collect();
     let root_ids: Vec<String> = roots.iter().map(|(_, id)| id.clone()).collect();
-    let incoming = members(conn, &root_ids.iter().map(|id| names.incoming(id)).collect::<Vec<_>>()).await?;
+    let incoming = members(conn, names, Adjacent::Incoming, &root_ids).await?;
     let in_ids: Vec<String> = incoming.into_iter().flatten().collect();
     let in_rels: Vec<Option<Relationship>> = hmget(conn, &names.relationships(), &in_ids).await?;
     for r in in_rels.into_iter().flatten() {
@@ -91,7 +111,8 @@ pub async fn read_owned<C: ConnectionLike + Send>(
             out.get_mut(&owner).expect("owner").nodes.insert(id.clone(), node);
             kept.push((owner, id));
         }
-        let outgoing = members(conn, &kept.iter().map(|(_, id)| names.outgoing(id)).collect::<Vec<_>>()).await?;
+        let kept_ids: Vec<String> = kept.iter().map(|(_, id)| id.clone()).collect();
+        let outgoing = members(conn, names, Adjacent::Outgoing, &kept_ids).await?;
         let rel_ids: Vec<(Owner, String)> = kept
             .iter()
             .zip(outgoing)
@@ -129,7 +150,7 @@ pub async fn outside_referrers<C: ConnectionLike + Send>(
 ) -> redis::RedisResult<BTreeSet<Owner>> {
     let node_ids: Vec<String> = current.values().flat_map(|o| o.nodes.keys().cloned()).collect();
     let known: BTreeSet<&String> = current.values().flat_map(|o| o.rels.keys()).collect();
-    let incoming = members(conn, &node_ids.iter().map(|id| names.incoming(id)).collect::<Vec<_>>()).await?;
+    let incoming = members(conn, names, Adjacent::Incoming, &node_ids).await?;
     let rel_ids: Vec<String> = incoming.into_iter().flatten().filter(|r| !known.contains(r)).collect();
     let rels: Vec<Option<Relationship>> = hmget(conn, &names.relationships(), &rel_ids).await?;
     let sources: Vec<String> =

@@ -184,9 +184,13 @@ pub async fn apply<C: ConnectionLike + Send>(
             applied.cancelled = true;
             return Ok(applied);
         }
-        let outcomes = writer.mutate(conn, chunk, traceparent).await?;
+        // A node delete never relies on a cascade larger than one call takes: relationships no analysed owner
+        // holds (added through the API) go first, in bounded change sets of their own.
+        let (outcomes, detached) = writer.mutate_detaching(conn, chunk, traceparent).await?;
         applied.written += chunk.len();
-        applied.events += outcomes.iter().filter(|o| o.event_id.is_some()).count() + cascaded(&outcomes);
+        applied.events += outcomes.iter().filter(|o| o.event_id.is_some()).count()
+            + cascaded(&outcomes)
+            + detached.relationships as usize;
         on_chunk(applied.written, ops.len());
     }
     let key = writer.names().file_hashes();

@@ -6,8 +6,9 @@ use axum::{
     Json,
 };
 use codegraph_shared::{
+    functions,
     http::ApiError,
-    names::{RedisNames, JOBS_CANCEL_CHANNEL, JOBS_STREAM, JOB_PROJECTS_KEY},
+    names::{RedisNames, JOBS_CANCEL_CHANNEL, JOBS_STREAM, JOB_PROJECTS_KEY, PROJECTS_KEY},
     project::ProjectName,
     telemetry::current_traceparent,
 };
@@ -218,13 +219,44 @@ pub struct ResetDone {
     pub event_id: String,
 }
 
-/// Remove the project's whole graph (one `graph_reset` event). Versions keep growing afterwards.
+/// Remove the project's whole graph (one `graph_reset` event). Versions keep growing afterwards. The reset itself
+/// is O(1) inside Redis (a new generation begins); the old graph's keys are removed afterwards in the background,
+/// in bounded steps.
 #[utoipa::path(post, path = "/admin/reset", tag = "admin", params(ProjectParam), responses((status = 200, body = ResetDone)))]
 pub async fn reset(State(state): State<AppState>, project: Project) -> Result<Json<ResetDone>, ApiError> {
     let tp = current_traceparent();
-    let event_id = state.writer(&project.0).reset(&mut state.conn(), "admin reset", tp.as_deref()).await?;
+    let writer = state.writer(&project.0);
+    let event_id = writer.reset(&mut state.conn(), "admin reset", tp.as_deref()).await?;
     state.metrics.events_published.inc();
+    // Also finishes what an earlier reset whose sweep was cut short (a crash) left behind.
+    tokio::spawn(sweep_project(state.clone(), writer.names().clone()));
     Ok(Json(ResetDone { event_id }))
+}
+
+/// Removes what resets left behind in one project, in bounded `cg_sweep` calls; logs and gives up on an error
+/// (the work stays recorded in Redis for the next sweep).
+async fn sweep_project(state: AppState, names: RedisNames) {
+    match functions::sweep_all(&mut state.conn(), &names).await {
+        Ok(calls) => tracing::debug!(project = %names.project(), calls, "swept the graph a reset left behind"),
+        Err(e) => {
+            tracing::warn!(project = %names.project(), error = %e, "sweeping after a reset failed; retried at the next reset or start")
+        }
+    }
+}
+
+/// Finishes the sweeps of every project, e.g. those a crashed graph-api left half done. For graph-api's start:
+/// `tokio::spawn(routes::admin::sweep_every_project(state.clone()))`.
+pub async fn sweep_every_project(state: AppState) {
+    let projects: Vec<String> = match redis::cmd("SMEMBERS").arg(PROJECTS_KEY).query_async(&mut state.conn()).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list projects to sweep; retried at the next reset or start");
+            return;
+        }
+    };
+    for project in projects.iter().filter_map(|p| ProjectName::parse(p).ok()) {
+        sweep_project(state.clone(), RedisNames::new(&project)).await;
+    }
 }
 
 #[cfg(test)]

@@ -80,7 +80,9 @@ fn to_mutation(index: usize, op: BatchOperation) -> Result<(String, Mutation), A
 /// applied in chunks of at most `api.chunk_size` operations and about 256 KiB of changes, each chunk one atomic
 /// Function call written as one change set (one stream entry, one frame). An upsert that changes nothing produces
 /// no change; a chunk that changes nothing, no entry. If a chunk is refused (e.g. a relationship to a missing node), the chunks
-/// before it stay applied and the error's `details` say how far the batch got.
+/// before it stay applied and the error's `details` say how far the batch got. A chunk whose node deletes would take
+/// more than 500 relationships with them deletes those relationships first, in change sets of their own of at most
+/// 500 (listed in `change_sets` before the chunk's), so no call blocks Redis for long.
 #[utoipa::path(post, path = "/batch", tag = "batch", params(ProjectParam), request_body = BatchRequest,
     responses((status = 200, body = BatchResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn batch(
@@ -105,10 +107,14 @@ pub async fn batch(
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(mutations.len());
     let chunks = functions::calls(&mutations, state.settings.api.chunk_size);
     let mut change_sets = Vec::new();
+    // Relationships deleted ahead of their nodes (cascades over MAX_CASCADE), each in change sets of their own.
+    let mut detached_events = 0u64;
     for (n, chunk) in chunks.iter().enumerate() {
-        match writer.mutate(&mut conn, chunk, tp.as_deref()).await {
-            Ok(done) => {
+        match writer.mutate_detaching(&mut conn, chunk, tp.as_deref()).await {
+            Ok((done, detached)) => {
                 state.metrics.record_outcomes(&done);
+                detached_events += detached.relationships;
+                change_sets.extend(detached.change_sets);
                 change_sets.extend(done.iter().find_map(|o| o.event_id.clone()));
                 outcomes.extend(done);
             }
@@ -123,8 +129,8 @@ pub async fn batch(
     }
 
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-    let mut events = 0u64;
-    let mut last_event_id = None;
+    let mut events = detached_events;
+    let mut last_event_id = change_sets.last().cloned();
     for o in &outcomes {
         *counts.entry(o.status.as_str()).or_default() += 1;
         if let Some(id) = &o.event_id {

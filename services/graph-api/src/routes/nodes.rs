@@ -182,7 +182,9 @@ pub(crate) async fn update_entity<T: Editable>(
     Err(MutationError::Conflict(format!("{} {id:?} kept changing; try again", T::WHAT)).into())
 }
 
-/// Delete a node and, each with its own event, every relationship that touches it.
+/// Delete a node and every relationship that touches it. `cascaded` counts those relationships. Up to 500 go in
+/// the node's own change set (before the node's change); a node with more has them deleted first, in change sets of
+/// at most 500 each (every state in between is a valid graph), then goes with what is left.
 #[utoipa::path(delete, path = "/nodes/{id}", tag = "nodes", params(("id" = String, Path), ProjectParam),
     responses((status = 200, body = WriteResult), (status = 404, body = ErrorBody)))]
 pub async fn delete_node(
@@ -190,9 +192,15 @@ pub async fn delete_node(
     project: Project,
     Path(id): Path<String>,
 ) -> Result<Json<WriteResult>, ApiError> {
-    let outcome = apply_one(&state, &project, Mutation::DeleteNode(id.clone(), Expect::Any)).await?;
+    let tp = current_traceparent();
+    let op = [Mutation::DeleteNode(id.clone(), Expect::Any)];
+    let (outcomes, detached) = state.writer(&project.0).mutate_detaching(&mut state.conn(), &op, tp.as_deref()).await?;
+    state.metrics.record_outcomes(&outcomes);
+    let mut outcome =
+        outcomes.into_iter().next().ok_or_else(|| ApiError::internal("the Function library returned no outcome"))?;
     if outcome.status == codegraph_shared::functions::Status::NotFound {
         return Err(missing("node", &id, &project));
     }
+    outcome.cascaded += u32::try_from(detached.relationships).unwrap_or(u32::MAX);
     Ok(Json(WriteResult { id, outcome }))
 }

@@ -14,7 +14,7 @@ use crate::{
     extract::{Params, Project, ProjectParam},
     routes::{nodes::missing, ErrorBody},
     state::AppState,
-    store::{self, Direction, Page, Stats},
+    store::{self, Direction, Page, PageCursor, ReadBounds, Stats},
 };
 
 /// Counts by node kind and relationship type, and the newest event's id.
@@ -84,6 +84,8 @@ pub struct Neighborhood {
     pub root: Node,
     pub nodes: Vec<Node>,
     pub relationships: Vec<Relationship>,
+    /// True when the walk stopped at a bound: `limit` nodes, or the most relationships one request reads
+    /// (`api.neighbors_max_relationships`, 10,000 by default).
     pub truncated: bool,
 }
 
@@ -104,9 +106,18 @@ pub async fn neighbors(
     let mut conn = state.conn();
     let root = store::get_node(&mut conn, &names, &id).await?.ok_or_else(|| missing("node", &id, &project))?;
     let limit = p.limit.unwrap_or(500).clamp(1, state.settings.api.max_page_size);
-    let (nodes, relationships, truncated) =
-        store::neighbors(&mut conn, &names, &id, p.direction.unwrap_or_default(), p.rel_type.as_deref(), depth, limit)
-            .await?;
+    let bounds = ReadBounds::default();
+    let (nodes, relationships, truncated) = store::neighbors(
+        &mut conn,
+        &names,
+        &id,
+        p.direction.unwrap_or_default(),
+        p.rel_type.as_deref(),
+        depth,
+        limit,
+        bounds.neighbors_max_relationships,
+    )
+    .await?;
     Ok(Json(Neighborhood { root, nodes, relationships, truncated }))
 }
 
@@ -127,12 +138,15 @@ fn page_limit(state: &AppState, p: &PageParams) -> usize {
     p.limit.unwrap_or(1000).clamp(1, state.settings.api.max_page_size)
 }
 
-fn scan_cursor(s: &str) -> Result<u64, ApiError> {
-    s.parse().map_err(|_| ApiError::bad_request("invalid_cursor", format!("cursor {s:?} is not one this API gave out")))
+fn scan_cursor(s: &str) -> Result<PageCursor, ApiError> {
+    PageCursor::parse(s)
+        .ok_or_else(|| ApiError::bad_request("invalid_cursor", format!("cursor {s:?} is not one this API gave out")))
 }
 
-/// The graph page by page (never all of it in one response). Each relationship comes with its source node's
-/// page. A node changed while paging may appear twice or reflect its newer state; clients upsert by id.
+/// The graph page by page (never all of it in one response): every node first, then every relationship, each
+/// page about `limit` of one or the other (a page may be empty and still have a `next_cursor`). With `kind`, the
+/// nodes of that kind and the relationships leaving them. An entity changed while paging may appear twice or
+/// reflect its newer state; clients upsert by id.
 #[utoipa::path(get, path = "/subgraph", tag = "queries", params(PageParams),
     responses((status = 200, body = Page), (status = 400, body = ErrorBody)))]
 pub async fn subgraph(
@@ -140,11 +154,11 @@ pub async fn subgraph(
     project: Project,
     Params(p): Params<PageParams>,
 ) -> Result<Json<Page>, ApiError> {
-    let cursor = p.cursor.as_deref().map(scan_cursor).transpose()?.unwrap_or(0);
+    let cursor = p.cursor.as_deref().map(scan_cursor).transpose()?.unwrap_or(PageCursor::Nodes(0));
     let names = RedisNames::new(&project.0);
     let (nodes, relationships, next) =
         store::page(&mut state.conn(), &names, cursor, page_limit(&state, &p), p.kind.as_deref()).await?;
-    Ok(Json(Page { nodes, relationships, next_cursor: (next != 0).then(|| next.to_string()) }))
+    Ok(Json(Page { nodes, relationships, next_cursor: next.map(|c| c.to_string()) }))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -171,7 +185,7 @@ pub async fn snapshot(
     // Cursor format: `<since>.<scan cursor>`.
     let (since, cursor) = match p.cursor.as_deref() {
         // The newest ID the stream ever had (`0-0` before the first): where a reader of this snapshot resumes.
-        None => (last_generated_id(&mut conn, &names.cdc_stream()).await?.to_string(), 0),
+        None => (last_generated_id(&mut conn, &names.cdc_stream()).await?.to_string(), PageCursor::Nodes(0)),
         Some(c) => {
             let invalid =
                 || ApiError::bad_request("invalid_cursor", format!("cursor {c:?} is not one this API gave out"));
@@ -181,7 +195,7 @@ pub async fn snapshot(
         }
     };
     let (nodes, relationships, next) = store::page(&mut conn, &names, cursor, page_limit(&state, &p), None).await?;
-    let next_cursor = (next != 0).then(|| format!("{since}.{next}"));
+    let next_cursor = next.map(|next| format!("{since}.{next}"));
     Ok(Json(SnapshotPage { since, nodes, relationships, next_cursor }))
 }
 
