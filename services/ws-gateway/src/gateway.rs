@@ -33,7 +33,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts the fan-out (which connects to Redis by itself, in the background) and the status sampler.
-    pub fn start(settings: &Settings, shutdown: Shutdown) -> Result<Arc<Self>, redis::RedisError> {
+    pub fn start(settings: &Settings, access: Access, shutdown: Shutdown) -> Result<Arc<Self>, redis::RedisError> {
         let redis = RedisHandle::open(&settings.redis.url)?;
         let g = &settings.gateway;
         let stats = Arc::new(Stats::default());
@@ -47,7 +47,7 @@ impl Gateway {
             registry,
             stats: stats.clone(),
             budget: budget.clone(),
-            access: Access::new(g.token_list(), g.origin_list()),
+            access,
             connections: Arc::new(Semaphore::new(g.max_connections)),
             shutdown,
         });

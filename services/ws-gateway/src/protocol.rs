@@ -24,7 +24,11 @@ pub enum CloseReason {
     ResyncRequired,
     /// A malformed request: do not reconnect as is.
     BadRequest,
+    /// No token, or one the gateway does not know.
     Unauthorized,
+    /// A valid token without the read scope.
+    Forbidden,
+    /// A browser page of another origin, not listed.
     ForbiddenOrigin,
     MessageTooBig,
     /// The client went away or stopped answering; nothing is sent.
@@ -39,7 +43,7 @@ impl CloseReason {
             Self::ResyncRequired => 4009,
             Self::BadRequest => 4400,
             Self::Unauthorized => 4401,
-            Self::ForbiddenOrigin => 4403,
+            Self::Forbidden | Self::ForbiddenOrigin => 4403,
             Self::MessageTooBig => 4413,
             Self::Gone => 1001,
         }
@@ -52,6 +56,7 @@ impl CloseReason {
             Self::ResyncRequired => "resync required: the stream no longer holds your position",
             Self::BadRequest => "bad request",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::ForbiddenOrigin => "origin not allowed",
             Self::MessageTooBig => "message too big",
             Self::Gone => "going away",

@@ -1,11 +1,12 @@
 //! The HTTP surface: the three WebSocket endpoints, `GET /status`, `/health`, `/ready`, `/metrics`.
-//! Handlers only read the request; sessions do the work.
+//! Handlers only read the request; sessions do the work. The WebSockets and `/status` need a read token when
+//! tokens are configured (`access.rs`); `/health`, `/ready` and `/metrics` are open (probes, Prometheus).
 
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     extract::{ws::WebSocketUpgrade, Query, State},
-    http::HeaderMap,
+    http::{header, HeaderMap, HeaderValue},
     response::{IntoResponse, Response},
     routing::get,
     Json, Router,
@@ -13,6 +14,7 @@ use axum::{
 use codegraph_shared::{event::StreamId, http::ApiError};
 
 use crate::{
+    access::PROTOCOL,
     client::Endpoint,
     filter::parse_projects,
     gateway::Gateway,
@@ -34,7 +36,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 
 type Params = Query<HashMap<String, String>>;
 
-/// `/ws/events?project=a,b&since=<id>&token=…`
+/// `/ws/events?project=a,b&since=<id>`
 async fn events(
     State(gw): State<Arc<Gateway>>,
     Query(q): Params,
@@ -45,7 +47,7 @@ async fn events(
     upgrade(gw, ws, opening)
 }
 
-/// `/ws/events/filtered?token=…`, then `{"type":"subscribe","filter":{…}}`.
+/// `/ws/events/filtered`, then `{"type":"subscribe","filter":{…}}`.
 async fn filtered(
     State(gw): State<Arc<Gateway>>,
     Query(q): Params,
@@ -56,7 +58,7 @@ async fn filtered(
     upgrade(gw, ws, opening)
 }
 
-/// `/ws/status?token=…`: the status, pushed every few seconds.
+/// `/ws/status`: the status, pushed every few seconds.
 async fn status_ws(
     State(gw): State<Arc<Gateway>>,
     Query(q): Params,
@@ -72,8 +74,18 @@ fn serve(endpoint: Endpoint) -> Opening {
     Opening::Serve { endpoint, projects: Vec::new(), since: None }
 }
 
-async fn status(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
-    Json(gw.status())
+async fn status(State(gw): State<Arc<Gateway>>, Query(q): Params, headers: HeaderMap) -> Response {
+    match gw.access.check(&headers, q.get("token").map(String::as_str)) {
+        Ok(()) => Json(gw.status()).into_response(),
+        Err(refusal) => {
+            let unauthorized = refusal.close().0 == CloseReason::Unauthorized;
+            let mut resp = refusal.http().into_response();
+            if unauthorized {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            resp
+        }
+    }
 }
 
 /// Ready while the Pub/Sub connection to Redis is up and the gateway is not draining.
@@ -88,7 +100,10 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> Result<Json<serde_json::Value>
 }
 
 fn admit(gw: &Gateway, headers: &HeaderMap, q: &HashMap<String, String>) -> Result<(), Opening> {
-    gw.access.check(headers, q.get("token").map(String::as_str)).map_err(|(reason, text)| Opening::Refuse(reason, text))
+    gw.access.check(headers, q.get("token").map(String::as_str)).map_err(|refusal| {
+        let (reason, text) = refusal.close();
+        Opening::Refuse(reason, text)
+    })
 }
 
 fn events_opening(q: &HashMap<String, String>) -> Result<Opening, Opening> {
@@ -115,7 +130,10 @@ fn upgrade(gw: Arc<Gateway>, ws: WebSocketUpgrade, opening: Result<Opening, Open
     let limit = gw.settings.max_message_bytes;
     // tungstenite's own cap is a backstop well above ours, so an oversized message is read whole and answered
     // with a clean 4413 rather than a reset connection.
-    ws.read_buffer_size(READ_BUFFER)
+    // `codegraph.v1` is selected whenever it is offered (browsers sending a token offer it beside the bearer
+    // protocol, which is never echoed back: a browser fails a socket whose selected protocol it did not offer).
+    ws.protocols([PROTOCOL])
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(limit.saturating_mul(4).max(1024))
         .max_frame_size(limit.saturating_mul(4).max(1024))

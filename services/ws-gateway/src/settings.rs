@@ -1,9 +1,12 @@
-//! The gateway's settings: the shared `[redis]`, `[http]`, `[telemetry]` sections and its own `[gateway]` limits.
-//! Every value has a default that works on one machine; `CODEGRAPH__GATEWAY__<KEY>` overrides it.
+//! The gateway's settings: the shared `[redis]`, `[http]`, `[telemetry]`, `[auth]` sections and its own `[gateway]`
+//! limits. Every value has a default that works on one machine; `CODEGRAPH__<SECTION>__<KEY>` overrides it.
 
 use std::time::Duration;
 
-use codegraph_shared::settings::{HttpSettings, RedisSettings, TelemetrySettings};
+use codegraph_shared::{
+    auth::AuthSettings,
+    settings::{HttpSettings, RedisSettings, TelemetrySettings},
+};
 use serde::{Deserialize, Serialize};
 
 /// Default listen address of the gateway (docs/DESIGN.md, "Configuration and ports").
@@ -15,6 +18,8 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
+    /// Tokens with the read scope, allowed browser origins, `allow_open` (see `access.rs`).
+    pub auth: AuthSettings,
     pub gateway: GatewaySettings,
 }
 
@@ -24,6 +29,7 @@ impl Default for Settings {
             redis: RedisSettings::default(),
             http: HttpSettings::with_addr(DEFAULT_ADDR),
             telemetry: TelemetrySettings::default(),
+            auth: AuthSettings::default(),
             gateway: GatewaySettings::default(),
         }
     }
@@ -47,10 +53,9 @@ pub struct GatewaySettings {
     pub max_connections: usize,
     /// Largest message a client may send, in bytes; larger ones close the connection with 4413.
     pub max_message_bytes: usize,
-    /// Accepted tokens, separated by commas; empty: no authentication.
+    /// Legacy: tokens that grant the read scope, separated by commas (beside `[auth]`'s lists).
     pub tokens: String,
-    /// Accepted `Origin` headers (e.g. `http://127.0.0.1:8080`), separated by commas; empty: any origin.
-    /// Requests without an `Origin` header (not from a browser) are not checked.
+    /// Legacy: browser origins allowed besides the request's own, beside `auth.allowed_origins`.
     pub allowed_origins: String,
     /// `/ws/status` pushes the status this often.
     pub status_interval_ms: u64,
@@ -101,30 +106,11 @@ impl GatewaySettings {
     pub fn redis_ping_interval(&self) -> Duration {
         Duration::from_millis(self.redis_ping_interval_ms.max(10))
     }
-
-    pub fn token_list(&self) -> Vec<String> {
-        split_list(&self.tokens)
-    }
-
-    pub fn origin_list(&self) -> Vec<String> {
-        split_list(&self.allowed_origins)
-    }
-}
-
-fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lists_are_comma_separated_and_trimmed() {
-        let g = GatewaySettings { tokens: " a, b ,,c".into(), ..Default::default() };
-        assert_eq!(g.token_list(), ["a", "b", "c"]);
-        assert!(GatewaySettings::default().origin_list().is_empty());
-    }
 
     #[test]
     fn the_gateway_listens_on_8001_by_default() {

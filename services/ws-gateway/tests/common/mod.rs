@@ -301,6 +301,15 @@ pub async fn connect(url: &str) -> Ws {
 }
 
 pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, String> {
+    connect_answered(url, headers).await.map(|(ws, _)| ws)
+}
+
+/// Connects with extra request headers; returns the socket and the upgrade response (its headers: the selected
+/// subprotocol).
+pub async fn connect_answered(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<(Ws, tokio_tungstenite::tungstenite::handshake::client::Response), String> {
     let mut req = url.into_client_request().map_err(|e| e.to_string())?;
     for (k, v) in headers {
         req.headers_mut().insert(
@@ -308,11 +317,10 @@ pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, Str
             axum::http::HeaderValue::from_str(v).unwrap(),
         );
     }
-    let (ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(req))
+    tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(req))
         .await
         .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    Ok(ws)
+        .map_err(|e| e.to_string())
 }
 
 /// What a client read next.
