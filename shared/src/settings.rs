@@ -26,7 +26,14 @@ pub fn load<S: Serialize + DeserializeOwned + Default>(service: &str) -> Result<
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RedisSettings {
+    /// `redis://…` or `rediss://…` (TLS, the server's certificate verified; `#insecure` at the end turns that off).
     pub url: String,
+    /// PEM file of the private CA that signed the server's certificate (`rediss://` only; replaces the system roots
+    /// for Redis). Empty: the system's roots.
+    pub ca_file: String,
+    /// PEM client certificate and key, for a Redis that requires mutual TLS. Empty: none.
+    pub cert_file: String,
+    pub key_file: String,
     /// Safety cap on each CDC stream's length; 0: none. The regular trimming is the stream-consumer's (below what
     /// every group has acknowledged and outside the retention). The cap bounds memory when no consumer runs; like
     /// that trimming it never drops what a consumer group still needs, so a group that lags (or a sink left with
@@ -39,7 +46,21 @@ pub struct RedisSettings {
 
 impl Default for RedisSettings {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:6379".into(), stream_max_len: 5_000_000, publish: PublishMode::Classic }
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            ca_file: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            stream_max_len: 5_000_000,
+            publish: PublishMode::Classic,
+        }
+    }
+}
+
+impl RedisSettings {
+    /// The TLS files, for `rediss://` URLs.
+    pub fn tls(&self) -> crate::redis_handle::RedisTls {
+        crate::redis_handle::RedisTls::from_paths(&self.ca_file, &self.cert_file, &self.key_file)
     }
 }
 
@@ -78,15 +99,24 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// A `tracing` filter such as `info` or `graph_api=debug,info`; `RUST_LOG` wins when set.
     pub log_level: String,
-    /// OTLP/HTTP endpoint base, e.g. `http://127.0.0.1:4318`; empty: traces are not exported (and cost nothing).
+    /// OTLP/HTTP endpoint base, e.g. `http://127.0.0.1:4318` or `https://otel.example:4318` (rustls, the system's
+    /// roots plus `otlp_ca_file`); empty: traces are not exported (and cost nothing).
     pub otlp_endpoint: String,
+    /// PEM file of a private CA for an `https://` OTLP endpoint, trusted besides the system's roots. Empty: none.
+    pub otlp_ca_file: String,
     /// Fraction of root traces sampled when exporting (children follow their parent).
     pub sample_ratio: f64,
 }
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { log_format: LogFormat::Text, log_level: "info".into(), otlp_endpoint: String::new(), sample_ratio: 1.0 }
+        Self {
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            otlp_endpoint: String::new(),
+            otlp_ca_file: String::new(),
+            sample_ratio: 1.0,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Logs and traces for every service.
 //!
 //! Logs go to stderr, human-readable or JSON. Traces are exported over OTLP/HTTP (JSON) when an endpoint is
-//! configured; otherwise no OpenTelemetry layer is installed and spans cost what plain `tracing` spans cost.
+//! configured (`https://` speaks TLS with rustls: the system's roots, plus `otlp_ca_file` for a private CA); otherwise no OpenTelemetry layer is installed and spans cost what plain `tracing` spans cost.
 //! The W3C trace context travels in the event envelope's `trace` field, so one trace spans the HTTP mutation,
 //! the Redis Function call, the gateway's delivery and the sink's commit.
 
@@ -11,7 +11,7 @@ use opentelemetry::{
     propagation::TextMapPropagator,
     trace::{TraceContextExt, TracerProvider as _},
 };
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider, Resource};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
@@ -61,11 +61,22 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> TelemetryGuard {
 
 fn tracer_provider(service: &str, settings: &TelemetrySettings) -> Option<SdkTracerProvider> {
     let endpoint = format!("{}/v1/traces", settings.otlp_endpoint.trim_end_matches('/'));
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
+    let builder = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
-        .with_endpoint(endpoint)
-        .build();
+        .with_endpoint(endpoint);
+    let builder = if settings.otlp_ca_file.is_empty() {
+        builder // the exporter's own client: HTTPS against the system's roots
+    } else {
+        match http_client_trusting(&settings.otlp_ca_file) {
+            Ok(client) => builder.with_http_client(client),
+            Err(e) => {
+                eprintln!("trace export disabled: {e}");
+                return None;
+            }
+        }
+    };
+    let exporter = builder.build();
     let exporter = match exporter {
         Ok(e) => e,
         Err(e) => {
@@ -83,6 +94,27 @@ fn tracer_provider(service: &str, settings: &TelemetrySettings) -> Option<SdkTra
             .with_resource(Resource::builder_empty().with_service_name(service.to_owned()).build())
             .build(),
     )
+}
+
+/// How long one export may take (the exporter's own default).
+const EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The exporter's HTTP client with the CAs of the PEM file `ca_file` trusted besides the system's roots. Built on
+/// a thread of its own: a blocking reqwest client owns a runtime, which cannot be made inside the caller's.
+fn http_client_trusting(ca_file: &str) -> Result<reqwest::blocking::Client, String> {
+    let pem = std::fs::read(ca_file).map_err(|e| format!("OTLP CA file {ca_file}: {e}"))?;
+    let cas = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("OTLP CA file {ca_file}: {e}"))?;
+    if cas.is_empty() {
+        return Err(format!("OTLP CA file {ca_file} holds no PEM certificate"));
+    }
+    std::thread::spawn(move || {
+        cas.into_iter()
+            .fold(reqwest::blocking::Client::builder().timeout(EXPORT_TIMEOUT), |b, ca| b.add_root_certificate(ca))
+            .build()
+            .map_err(|e| format!("OTLP HTTP client: {e}"))
+    })
+    .join()
+    .map_err(|_| "OTLP HTTP client: its builder panicked".to_owned())?
 }
 
 /// The W3C `traceparent` of the current span, when traces are being recorded.

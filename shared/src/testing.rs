@@ -1,5 +1,7 @@
 //! Test harness: a real `redis-server` on a free port in a temporary directory, for every crate's integration
 //! tests. It can be stopped and started again on the same port (with its data), to test outages and recovery.
+//! For TLS: a [`TestCa`] (made with the `openssl` command), redis-server on its `--tls-port` and a TLS-terminating
+//! nginx ([`TlsProxy`]) in front of any TCP server.
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
@@ -15,6 +17,8 @@ pub struct RedisServer {
     child: Option<Child>,
     binary: PathBuf,
     extra: Vec<String>,
+    /// The CA of a TLS-only server (`rediss://`), which its own [`RedisServer::connection`] trusts.
+    tls_ca: Option<PathBuf>,
 }
 
 /// A free TCP port (bound and released, on every interface, so a server can take it next on loopback or on all
@@ -71,14 +75,42 @@ impl RedisServer {
             child: None,
             binary: binary.to_owned(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls_ca: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts `redis-server` speaking TLS only (its plain port off), with `ca`'s server certificate; clients may
+    /// present a certificate of `ca` (`tls-auth-clients optional`; `extra` may say `yes`). Its [`url`](Self::url)
+    /// is `rediss://`.
+    pub fn start_tls(ca: &TestCa, extra: &[&str]) -> Self {
+        let binary = std::env::var_os("REDIS_SERVER").map(PathBuf::from).unwrap_or_else(|| "redis-server".into());
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
+        let mut args = vec!["--tls-cert-file".to_owned(), path(ca.server_cert()), "--tls-key-file".into()];
+        args.extend([path(ca.server_key()), "--tls-ca-cert-file".into(), path(ca.ca_file())]);
+        args.extend(["--tls-auth-clients".into(), "optional".into()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut server = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            child: None,
+            binary,
+            extra: args,
+            tls_ca: Some(ca.ca_file()),
         };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
+        let ports = match self.tls_ca {
+            None => ["--port".to_owned(), self.port.to_string(), String::new(), String::new()],
+            Some(_) => ["--port".into(), "0".into(), "--tls-port".into(), self.port.to_string()],
+        };
         let child = Command::new(&self.binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(ports.iter().filter(|a| !a.is_empty()))
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
             .args(["--appendfsync", "no", "--dir"])
             .arg(self.dir.path())
             .args(&self.extra)
@@ -98,8 +130,10 @@ impl RedisServer {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// `redis://127.0.0.1:<port>`, or `rediss://` for a server started by [`start_tls`](Self::start_tls).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn dir(&self) -> &Path {
@@ -122,7 +156,10 @@ impl RedisServer {
 
     /// A synchronous connection, for test set-up and assertions.
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url()).and_then(|c| c.get_connection()).expect("connect to the test redis")
+        let tls = crate::redis_handle::RedisTls { ca_file: self.tls_ca.clone(), ..Default::default() };
+        crate::redis_handle::client(&self.url(), &tls)
+            .and_then(|c| c.get_connection())
+            .expect("connect to the test redis")
     }
 }
 
@@ -293,6 +330,133 @@ impl Balancer {
 }
 
 impl Drop for Balancer {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of a child we own. TERM, not KILL: a killed master leaves its workers behind.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// A throw-away certificate authority for TLS tests, made with the `openssl` command in a temporary folder: the CA,
+/// a server certificate for `127.0.0.1`/`localhost` and a client certificate, all signed by it (ECDSA P-256, valid
+/// for two days). Two `TestCa`s do not trust each other, which is how a test shows a wrong CA is refused.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(dir.path())
+                .args(args)
+                .output()
+                .expect("run openssl (apt-get install openssl)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        // A name of its own, as two real CAs have: a stranger's certificate then has an unknown issuer.
+        let subject = format!("/CN=codegraph test CA {}", dir.path().file_name().unwrap_or_default().to_string_lossy());
+        let ca = ["req", "-x509", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", &subject];
+        openssl(&[&ca[..], &key[..]].concat());
+        for (name, san, usage) in [
+            ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost", "extendedKeyUsage=serverAuth"),
+            ("client", "subjectAltName=DNS:codegraph-test-client", "extendedKeyUsage=clientAuth"),
+        ] {
+            let file = |ext: &str| format!("{name}.{ext}");
+            let (k, csr, pem, ext) = (file("key"), file("csr"), file("pem"), file("ext"));
+            let extensions = format!("{san}\nbasicConstraints=CA:FALSE\n{usage}\n");
+            std::fs::write(dir.path().join(&ext), extensions).expect("write the certificate's extensions");
+            let subj = format!("/CN=codegraph test {name}");
+            openssl(&[&["req", "-keyout", &k, "-out", &csr, "-subj", &subj][..], &key[..]].concat());
+            let sign = ["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"];
+            openssl(&[&sign[..], &["-out", &pem, "-days", "2", "-extfile", &ext][..]].concat());
+        }
+        Self { dir }
+    }
+
+    /// The CA certificate (PEM): what a client trusts.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+
+    /// A client certificate signed by the CA, for mutual TLS.
+    pub fn client_cert(&self) -> PathBuf {
+        self.dir.path().join("client.pem")
+    }
+
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client.key")
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A TLS-terminating TCP proxy: nginx's stream module listening with `ca`'s server certificate on a free loopback
+/// port and passing the decrypted bytes to `127.0.0.1:<upstream>`. Stands in for a TLS server where none can be
+/// installed (Bolt over TLS in front of FalkorDB, HTTPS in front of the OTLP receiver). Stopped when dropped.
+pub struct TlsProxy {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+/// Debian's `libnginx-mod-stream` (`scripts/deps/10-core.sh`).
+const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+impl TlsProxy {
+    pub fn start(ca: &TestCa, upstream: u16) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = free_port();
+        let conf = format!(
+            "load_module {NGINX_STREAM_MODULE};\n\
+             worker_processes 1;\npid {pid};\nerror_log {log} warn;\nevents {{ worker_connections 256; }}\n\
+             stream {{\n  server {{\n    listen 127.0.0.1:{port} ssl;\n\
+             ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
+             proxy_pass 127.0.0.1:{upstream};\n  }}\n}}\n",
+            pid = dir.path().join("nginx.pid").display(),
+            log = dir.path().join("error.log").display(),
+            cert = ca.server_cert().display(),
+            key = ca.server_key().display(),
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx (apt-get install nginx-light libnginx-mod-stream)");
+        let start = Instant::now();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+            assert!(start.elapsed() < Duration::from_secs(10), "the TLS proxy did not start: {log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { port, child, _dir: dir }
+    }
+}
+
+impl Drop for TlsProxy {
     fn drop(&mut self) {
         // SAFETY: kill(2) on the pid of a child we own. TERM, not KILL: a killed master leaves its workers behind.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
