@@ -2,10 +2,12 @@
 //!
 //! Mutations go through the shared Function library (one atomic call per mutation or batch chunk, each with its
 //! CDC events); queries read the graph hashes directly. Handlers live in `routes/`, one file per resource; the
-//! read side is `store`; every error is `codegraph_shared::http::ApiError`.
+//! read side is `store`; every error is `codegraph_shared::http::ApiError`. Who may call what is `auth` (scopes
+//! per route group, the CSRF guard), the request limits are `limits`.
 
 pub mod auth;
 pub mod extract;
+pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod routes;

@@ -1,23 +1,43 @@
-//! graph-api binary: load settings, start telemetry, serve until SIGTERM.
+//! graph-api binary: load settings, refuse an unsafe configuration, start telemetry, serve until SIGTERM.
 
-use std::time::Duration;
+use std::{process::ExitCode, time::Duration};
 
-use codegraph_shared::{functions, http, redis_handle::RedisHandle, settings, shutdown::Shutdown, telemetry};
+use codegraph_shared::{
+    auth::require_bind_safety, functions, http, redis_handle::RedisHandle, settings, shutdown::Shutdown, telemetry,
+};
 use graph_api::{settings::Settings, state::AppState};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let settings: Settings = settings::load("graph-api")?;
     let _telemetry = telemetry::init("graph-api", &settings.telemetry);
     let redis = RedisHandle::open(&settings.redis.url)?;
-    let state = AppState::new(redis.clone(), settings.clone());
+    // A configuration error stops the process once with a clear line and a non-zero status (no panic, so a
+    // supervisor shows the reason rather than a backtrace in a restart loop).
+    let state = match AppState::new(redis.clone(), settings.clone()) {
+        Ok(state) => state,
+        Err(e) => return Ok(refuse(&e.to_string())),
+    };
+    if let Err(reason) = require_bind_safety(&settings.http.addr, !state.tokens.is_empty(), settings.auth.allow_open) {
+        return Ok(refuse(&reason));
+    }
     if state.tokens.is_empty() {
-        tracing::warn!("no API tokens configured: mutations and admin routes are open (fine for local use only)");
+        tracing::warn!(
+            addr = %settings.http.addr,
+            "no API token configured: every route is open (set CODEGRAPH__AUTH__*_TOKENS for anything but local use)"
+        );
     }
     let shutdown = Shutdown::on_signals();
     tokio::spawn(load_functions(redis, shutdown.clone()));
     http::serve(&settings.http.addr, graph_api::app(state), shutdown).await?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs why the service will not start (and prints it, in case logging goes nowhere) and gives the exit status.
+fn refuse(reason: &str) -> ExitCode {
+    tracing::error!("{reason}");
+    eprintln!("graph-api: {reason}");
+    ExitCode::from(2)
 }
 
 /// Loads the Function library as soon as Redis answers; until then `/ready` says 503. (Calls reload it too, if

@@ -1,7 +1,8 @@
 //! graph-api's Prometheus metrics (served by `GET /metrics` from the default registry).
 
 use prometheus::{
-    register_histogram_vec, register_int_counter, register_int_counter_vec, HistogramVec, IntCounter, IntCounterVec,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge,
 };
 use std::sync::OnceLock;
 
@@ -12,6 +13,10 @@ pub struct Metrics {
     pub events_published: IntCounter,
     pub change_sets_published: IntCounter,
     pub operations: IntCounterVec,
+    /// Requests answered with a refusal before their handler ran (or when it ran too long), by reason.
+    pub requests_refused: IntCounterVec,
+    /// API requests holding a slot of `api.max_concurrent_requests` now.
+    pub requests_in_flight: IntGauge,
 }
 
 impl Metrics {
@@ -50,8 +55,25 @@ impl Metrics {
                     &["status"]
                 )
                 .expect("register codegraph_graph_operations_total"),
+                requests_refused: register_int_counter_vec!(
+                    "codegraph_api_requests_refused_total",
+                    "API requests refused, by reason: unauthorized (no or unknown token), forbidden (token lacks the \
+                     scope), forbidden_origin, unsupported_media_type, overloaded (concurrency limit), timeout",
+                    &["reason"]
+                )
+                .expect("register codegraph_api_requests_refused_total"),
+                requests_in_flight: register_int_gauge!(
+                    "codegraph_api_requests_in_flight",
+                    "API requests in flight (those the concurrency limit counts)"
+                )
+                .expect("register codegraph_api_requests_in_flight"),
             })
             .clone()
+    }
+
+    /// Counts a refusal; `reason` is the error code the client got.
+    pub fn refused(&self, reason: &str) {
+        self.requests_refused.with_label_values(&[reason]).inc();
     }
 
     /// Counts a call's outcomes: one counter update per status, not per operation (batches are large).

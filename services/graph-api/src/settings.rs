@@ -1,6 +1,9 @@
 //! graph-api's configuration (`config/graph-api.toml`, `CODEGRAPH__…`), with defaults that work on one machine.
 
-use codegraph_shared::settings::{HttpSettings, RedisSettings, TelemetrySettings};
+use codegraph_shared::{
+    auth::AuthSettings,
+    settings::{HttpSettings, RedisSettings, TelemetrySettings},
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -10,13 +13,16 @@ pub struct Settings {
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
     pub api: ApiSettings,
+    /// `[auth]`: tokens per scope, the start-up rule, allowed browser origins (shared with ws-gateway).
+    pub auth: AuthSettings,
 }
 
 /// `[api]`: authentication and the limits every request is held to.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ApiSettings {
-    /// Bearer tokens accepted for mutations and admin routes, comma-separated. Empty: open (for local use).
+    /// Legacy bearer tokens, comma-separated: each grants every scope (read, write, admin). Scoped tokens are in
+    /// `[auth]`. No token anywhere: the API is open (allowed on a loopback address, or with `auth.allow_open`).
     pub tokens: String,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
@@ -28,6 +34,12 @@ pub struct ApiSettings {
     pub max_page_size: usize,
     /// Most nodes a search looks at before it answers with what it found.
     pub search_scan_limit: usize,
+    /// Most requests of the API (not `/health`, `/ready`, `/metrics`) in flight at once; one more is refused at
+    /// once with 503 `overloaded` and `Retry-After: 1`. 0: no limit.
+    pub max_concurrent_requests: usize,
+    /// Longest time an API request may take before it is answered with 503 `timeout`, in milliseconds. A write
+    /// cut off by it may still have been applied (its Function call is atomic and runs to its end in Redis). 0: none.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ApiSettings {
@@ -39,12 +51,8 @@ impl Default for ApiSettings {
             chunk_size: 1000,
             max_page_size: 5_000,
             search_scan_limit: 500_000,
+            max_concurrent_requests: 256,
+            request_timeout_ms: 30_000,
         }
-    }
-}
-
-impl ApiSettings {
-    pub fn token_list(&self) -> Vec<String> {
-        self.tokens.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
     }
 }

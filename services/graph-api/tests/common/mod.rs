@@ -25,11 +25,16 @@ impl GraphApi {
     /// A port another process took between the choice and the bind makes the binary exit: it is started again on
     /// another port.
     pub async fn start_with(redis: &RedisServer, env: &[(&str, &str)]) -> Self {
+        Self::start_bound(redis, "127.0.0.1", env).await
+    }
+
+    /// As [`start_with`](Self::start_with), listening on `host` (e.g. `0.0.0.0`); reached over 127.0.0.1.
+    pub async fn start_bound(redis: &RedisServer, host: &str, env: &[(&str, &str)]) -> Self {
         for _ in 0..5 {
             let port = free_port();
             let child = Command::new(env!("CARGO_BIN_EXE_graph-api"))
                 .env("CODEGRAPH__REDIS__URL", redis.url())
-                .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{port}"))
+                .env("CODEGRAPH__HTTP__ADDR", format!("{host}:{port}"))
                 .env("CODEGRAPH__TELEMETRY__LOG_LEVEL", "error")
                 .envs(env.iter().copied())
                 .stdout(Stdio::null())
@@ -80,6 +85,24 @@ impl GraphApi {
         self.send(reqwest::Method::POST, path, body).await
     }
 
+    /// A request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        decode(req.send().await.expect("request")).await
+    }
+
     pub async fn raw(&self, method: reqwest::Method, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
         let r = self
             .http
@@ -91,6 +114,34 @@ impl GraphApi {
             .expect("request");
         decode(r).await
     }
+}
+
+/// Runs the graph-api binary with `env` where it must refuse to start: its exit status and what it wrote to
+/// stderr (panics if it is still running after 20 s).
+pub fn run_refused(redis: &RedisServer, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_graph-api"))
+        .env("CODEGRAPH__REDIS__URL", redis.url())
+        .env("CODEGRAPH__TELEMETRY__LOG_LEVEL", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start graph-api");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll graph-api") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("graph-api kept running; it should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().expect("output");
+    let text = String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
+    (status, text)
 }
 
 async fn decode(r: reqwest::Response) -> (u16, Value) {
