@@ -10,7 +10,9 @@ prints), beyond what the API schema says:
     (each must pass) and for flows nobody needs (each must be refused);
   - prod requires its Secrets: graph-api reads its read/write/admin tokens and ws-gateway its read tokens from
     files of a non-optional Secret volume, nothing sets CODEGRAPH__AUTH__ALLOW_OPEN=true or a token in clear,
-    every service has CODEGRAPH__REDIS__CA_FILE in a non-optional volume and its Redis URL from a required key.
+    every service has CODEGRAPH__REDIS__CA_FILE and CODEGRAPH__TELEMETRY__OTLP_CA_FILE (stream-consumer also the
+    sinks' CA files) in a non-optional volume, its Redis URL from a required key, and nothing in prod speaks
+    plain text to a store or the collector (redis://, bolt://, http:// OTLP).
 
 Usage: check_k8s_security.py dev.yaml prod.yaml   (the two renders; exit 0 when everything holds, else one line
        per problem)
@@ -269,9 +271,16 @@ def mounted_from(spec, container, path):
 def check_prod_secrets(docs):
     problems = []
     deployments = {name.split("/", 1)[1]: spec for name, _, spec in pod_specs(docs) if name.startswith("Deployment/")}
+    plain = {
+        "CODEGRAPH__TELEMETRY__OTLP_ENDPOINT": "http://",
+        "CODEGRAPH__SINKS__FALKORDB__URL": "redis://",
+        "CODEGRAPH__SINKS__MEMGRAPH__URL": "bolt://",
+    }
     for d in docs:
         if d["kind"] == "ConfigMap":
             for k, v in (d.get("data") or {}).items():
+                if k in plain and str(v).startswith(plain[k]):
+                    problems.append(f"prod ConfigMap/{d['metadata']['name']}: {k} is plain text ({v})")
                 if k == "CODEGRAPH__AUTH__ALLOW_OPEN" and str(v).lower() == "true":
                     problems.append(f"prod ConfigMap/{d['metadata']['name']}: CODEGRAPH__AUTH__ALLOW_OPEN=true")
                 if k.endswith("_TOKENS") and v:
@@ -305,13 +314,17 @@ def check_prod_secrets(docs):
                 problems.append(f"prod {name}: {var} is not in a mounted Secret")
             elif secret.get("optional") is True:
                 problems.append(f"prod {name}: the Secret {secret.get('secretName')} of {var} is optional")
-        ca = env.get("CODEGRAPH__REDIS__CA_FILE")
-        volume = mounted_from(spec, c, (ca or {}).get("value", "")) if ca else None
-        source = (volume or {}).get("configMap") or (volume or {}).get("secret")
-        if not source:
-            problems.append(f"prod {name}: CODEGRAPH__REDIS__CA_FILE is not a file of a mounted ConfigMap/Secret")
-        elif source.get("optional") is True:
-            problems.append(f"prod {name}: the Redis CA volume is optional")
+        cas = ["CODEGRAPH__REDIS__CA_FILE", "CODEGRAPH__TELEMETRY__OTLP_CA_FILE"]
+        if name == "stream-consumer":
+            cas += ["CODEGRAPH__SINKS__FALKORDB__CA_FILE", "CODEGRAPH__SINKS__MEMGRAPH__CA_FILE"]
+        for var in cas:
+            ca = env.get(var)
+            volume = mounted_from(spec, c, (ca or {}).get("value", "")) if ca else None
+            source = (volume or {}).get("configMap") or (volume or {}).get("secret")
+            if not source:
+                problems.append(f"prod {name}: {var} is not a file of a mounted ConfigMap/Secret")
+            elif source.get("optional") is True:
+                problems.append(f"prod {name}: the volume of {var} is optional")
         url = (env.get("CODEGRAPH__REDIS__URL") or {}).get("valueFrom", {}).get("secretKeyRef")
         if not url:
             problems.append(f"prod {name}: CODEGRAPH__REDIS__URL does not come from a Secret")
@@ -364,6 +377,10 @@ def self_test(dev, prod):
         "prod open on purpose": lambda d, p: find(p, "ConfigMap", next(
             x["metadata"]["name"] for x in p if x["kind"] == "ConfigMap"
             and x["metadata"]["name"].startswith("codegraph-config")))["data"].update(CODEGRAPH__AUTH__ALLOW_OPEN="true"),
+        "plain Bolt in prod": lambda d, p: find(p, "ConfigMap", next(
+            x["metadata"]["name"] for x in p if x["kind"] == "ConfigMap"
+            and x["metadata"]["name"].startswith("codegraph-sinks")))["data"].update(
+            CODEGRAPH__SINKS__MEMGRAPH__URL="bolt://memgraph:7687"),
         "no Redis CA": lambda d, p: container(p, "analysis-worker").update(
             env=[e for e in container(p, "analysis-worker")["env"] if e["name"] != "CODEGRAPH__REDIS__CA_FILE"]),
     }
