@@ -283,18 +283,55 @@ fn is_loopback(addr: &str) -> bool {
     }
 }
 
-/// Whether a browser request with `Origin: origin`, sent to `host_header` (the `Host` header) over `scheme`
-/// (`http`/`https`, as the client sees it), may change state: yes when it is the request's own origin, else only
-/// when `allowed` lists it. Compared without case and with default ports (80/443) ignored. `Origin: null`
-/// (sandboxed frames, `file:`) is allowed only when listed as `null`.
+/// Whether a browser request with `Origin: origin`, sent to `host_header` (the `Host` header, or a proxy's
+/// `X-Forwarded-Host`) over `scheme` (`http`/`https` as the service or its proxy saw it), may change state: yes
+/// when `allowed` lists it (compared without case, trailing slash or default port; `null`, the origin of
+/// sandboxed frames and `file:` pages, only when listed), or when it is the request's own origin: the same host,
+/// and
+/// - the same port, except that a `Host` without a port matches any port: a proxy that forwards `$host` (nginx)
+///   drops the port the browser used, so only the host name can be compared (a page on another port of the same
+///   host is trusted as the host is);
+/// - the same scheme, except that an `https` origin is accepted over `http`: a proxy that ended TLS forwards the
+///   request as plain HTTP. The reverse (an `http` page writing to an `https` service) is refused.
 pub fn origin_allowed(origin: &str, host_header: Option<&str>, scheme: &str, allowed: &[String]) -> bool {
-    let origin = normalize_origin(origin);
-    if let Some(host) = host_header.map(str::trim).filter(|h| !h.is_empty()) {
-        if origin == normalize_origin(&format!("{}://{host}", scheme.trim())) {
-            return true;
-        }
+    let normalized = normalize_origin(origin);
+    if allowed.iter().any(|a| normalize_origin(a) == normalized) {
+        return true;
     }
-    allowed.iter().any(|a| normalize_origin(a) == origin)
+    let Some(host) = host_header.map(str::trim).filter(|h| !h.is_empty()) else {
+        return false;
+    };
+    let Some((origin_scheme, origin_authority)) = normalized.split_once("://") else {
+        return false;
+    };
+    let seen_scheme = scheme.trim().to_ascii_lowercase();
+    let scheme_matches = origin_scheme == seen_scheme || (origin_scheme == "https" && seen_scheme == "http");
+    let default_port = match origin_scheme {
+        "http" => "80",
+        "https" => "443",
+        _ => return false,
+    };
+    let (origin_host, origin_port) = split_authority(origin_authority);
+    let host = host.to_ascii_lowercase();
+    let (request_host, request_port) = split_authority(&host);
+    let port_matches = match request_port {
+        None => true,
+        Some(port) => port == origin_port.unwrap_or(default_port),
+    };
+    scheme_matches && !origin_host.is_empty() && origin_host == request_host && port_matches
+}
+
+/// `host[:port]` (`[v6]:port` too) into the host and the port, if any.
+fn split_authority(authority: &str) -> (&str, Option<&str>) {
+    let port_at = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => i,
+        _ => return (authority, None),
+    };
+    let (host, port) = (&authority[..port_at], &authority[port_at + 1..]);
+    if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) || (host.contains(':') && !host.starts_with('[')) {
+        return (authority, None);
+    }
+    (host, Some(port))
 }
 
 /// `scheme://host[:port]`, lowercase, no trailing slash, no default port.
@@ -429,13 +466,27 @@ mod tests {
         assert!(origin_allowed("HTTP://API.local:8000/", Some("api.local:8000"), "http", &[]));
         assert!(origin_allowed("https://api.example.com", Some("api.example.com:443"), "https", &[]));
         assert!(origin_allowed("http://api.example.com:80", Some("api.example.com"), "http", &[]));
-        assert!(!origin_allowed("https://api.local:8000", Some("api.local:8000"), "http", &[]), "scheme differs");
+        assert!(origin_allowed("http://[::1]:8000", Some("[::1]:8000"), "http", &[]));
+        assert!(!origin_allowed("http://[::1]:8001", Some("[::1]:8000"), "http", &[]));
+        assert!(!origin_allowed("http://api.local:8000", Some("api.local:8000"), "https", &[]), "http page to https");
         assert!(!origin_allowed("http://evil.example", Some("api.local:8000"), "http", &listed));
+        assert!(!origin_allowed("http://api.local.evil:8000", Some("api.local:8000"), "http", &listed));
         assert!(!origin_allowed("http://api.local:8001", Some("api.local:8000"), "http", &[]), "port differs");
         assert!(!origin_allowed("http://api.local:8000", None, "http", &[]), "no Host: nothing to compare");
+        assert!(!origin_allowed("ftp://api.local", Some("api.local"), "http", &[]));
         assert!(origin_allowed("https://dash.example.com", Some("api.local"), "http", &listed));
         assert!(origin_allowed("http://localhost:5173", Some("api.local"), "http", &listed));
         assert!(!origin_allowed("null", Some("api.local"), "http", &listed));
         assert!(origin_allowed("null", Some("api.local"), "http", &["null".to_owned()]));
+    }
+
+    #[test]
+    fn behind_a_proxy_the_host_name_and_an_ended_tls_still_make_the_own_origin() {
+        // nginx's `proxy_set_header Host $host` drops the port the browser used.
+        assert!(origin_allowed("http://127.0.0.1:8080", Some("127.0.0.1"), "http", &[]));
+        assert!(!origin_allowed("http://evil.example:8080", Some("127.0.0.1"), "http", &[]));
+        // An Ingress ended TLS: the request reaches the service as http.
+        assert!(origin_allowed("https://cg.example.com", Some("cg.example.com"), "http", &[]));
+        assert!(!origin_allowed("https://evil.example.com", Some("cg.example.com"), "http", &[]));
     }
 }
