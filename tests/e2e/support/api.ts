@@ -1,4 +1,7 @@
-/** The tests' own client of graph-api: writes that make events, and reads to compare the page with. */
+/**
+ * The tests' own client of graph-api: writes that make events, and reads to compare the page with. With a token
+ * (a stack with `[auth]` tokens) every request carries it as `Authorization: Bearer`.
+ */
 import { expect } from '@playwright/test';
 // The same contract the dashboard reads.
 import type { GraphStats as Stats } from '../../../frontend/src/api/types';
@@ -7,6 +10,7 @@ export class TestApi {
   constructor(
     readonly baseUrl: string,
     readonly project: string,
+    readonly token: string | null = null,
   ) {}
 
   private url(p: string, query: Record<string, string> = {}): string {
@@ -17,7 +21,10 @@ export class TestApi {
   async request<T>(method: string, p: string, body?: unknown, query: Record<string, string> = {}): Promise<T> {
     const res = await fetch(this.url(p, query), {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: {
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();

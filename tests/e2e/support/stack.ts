@@ -57,7 +57,11 @@ function readEnvFile(file: string): Record<string, string> {
   return out;
 }
 
-export async function startStack(): Promise<StackInfo> {
+/**
+ * Starts a stack (or describes the one E2E_BASE_URL names). `env` reaches every service of a stack started here
+ * (stack.sh passes every `CODEGRAPH__…` variable on), e.g. the `[auth]` tokens of the auth spec's own stack.
+ */
+export async function startStack(extraEnv: Record<string, string> = {}): Promise<StackInfo> {
   if (process.env.E2E_BASE_URL && process.env.E2E_API_URL) {
     const fixturesDir = process.env.E2E_FIXTURES_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'cgl-e2e-fixtures-'));
     return {
@@ -88,6 +92,7 @@ export async function startStack(): Promise<StackInfo> {
     STACK_FALKORDB: 'off',
     // The worker analyses only under its allowed roots: the fixtures written by the tests.
     CODEGRAPH__ANALYSIS__ALLOWED_ROOTS: fixturesDir,
+    ...extraEnv,
   };
   try {
     const { stdout } = await run('bash', [STACK_SH, 'start'], { env, timeout: 5 * 60_000, maxBuffer: 16 << 20 });
