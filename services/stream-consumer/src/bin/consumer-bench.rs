@@ -131,7 +131,12 @@ async fn last_id(conn: &mut redis::aio::MultiplexedConnection, names: &RedisName
 
 fn start_consumer(redis: &RedisServer, falkor: &RedisServer, batch: usize) -> (Arc<Timed>, Shutdown) {
     let sink = Arc::new(Timed {
-        inner: FalkorDbSink::new(&FalkorDbSettings { url: falkor.url(), graph_prefix: "bench_".into() }).unwrap(),
+        inner: FalkorDbSink::new(&FalkorDbSettings {
+            url: falkor.url(),
+            graph_prefix: "bench_".into(),
+            ..Default::default()
+        })
+        .unwrap(),
         commits: Mutex::new(Vec::new()),
     });
     let settings =

@@ -178,7 +178,9 @@ mod tests {
         assert_eq!(entries.len(), 2, "one entry per call");
 
         // The sink has a record but none of the entries; the first is a dead letter, as if the sink had refused it.
-        let sink = FalkorDbSink::new(&FalkorDbSettings { url: falkor.url(), graph_prefix: "t_".into() }).unwrap();
+        let sink =
+            FalkorDbSink::new(&FalkorDbSettings { url: falkor.url(), graph_prefix: "t_".into(), ..Default::default() })
+                .unwrap();
         sink.reset(&project, 1).await.unwrap();
         let dlq = DeadLetters::new(&names, sink.name());
         let first = &entries[0];

@@ -4,7 +4,11 @@
 use redis::Value;
 use serde_json::Value as Json;
 
-use codegraph_shared::{functions::is_unavailable, redis_handle::RedisHandle, stream::text};
+use codegraph_shared::{
+    functions::is_unavailable,
+    redis_handle::{RedisHandle, RedisTls},
+    stream::text,
+};
 
 use crate::sinks::SinkError;
 
@@ -14,8 +18,16 @@ pub struct FalkorClient {
 }
 
 impl FalkorClient {
+    /// A client for `url` without TLS files (a `rediss://` URL verifies against the system's roots). Never the
+    /// Redis settings' TLS files: FalkorDB is another server.
     pub fn open(url: &str) -> Result<Self, SinkError> {
-        let redis = RedisHandle::open(url).map_err(|e| SinkError::Rejected(format!("falkordb url {url:?}: {e}")))?;
+        Self::open_with(url, &RedisTls::default())
+    }
+
+    /// A client for `url` with TLS files (`rediss://`): a private CA, a client certificate.
+    pub fn open_with(url: &str, tls: &RedisTls) -> Result<Self, SinkError> {
+        let redis =
+            RedisHandle::open_with(url, tls).map_err(|e| SinkError::Rejected(format!("falkordb url {url:?}: {e}")))?;
         Ok(Self { redis })
     }
 

@@ -36,7 +36,7 @@ impl FalkorDbSink {
 
     pub fn new(settings: &FalkorDbSettings) -> Result<Self, SinkError> {
         Ok(Self {
-            client: FalkorClient::open(&settings.url)?,
+            client: FalkorClient::open_with(&settings.url, &settings.tls())?,
             graph_prefix: settings.graph_prefix.clone(),
             labels: Mutex::new(HashMap::new()),
         })

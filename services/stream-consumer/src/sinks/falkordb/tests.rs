@@ -3,20 +3,20 @@
 use codegraph_shared::{
     event::{ChangeSet, EventType, StreamId},
     project::ProjectName,
-    testing::RedisServer,
+    testing::{RedisServer, TestCa, TlsProxy},
 };
 use serde_json::json;
 
 use super::{FalkorDbSettings, FalkorDbSink};
 use crate::{
-    sinks::{Plan, Sink},
+    sinks::{Plan, Sink, SinkError},
     test_support::{
         apply_plan, assert_equals_redis, assert_fencing, change, dump_falkordb, mixed_project, single, start_falkordb,
     },
 };
 
 fn sink(server: &RedisServer) -> FalkorDbSink {
-    FalkorDbSink::new(&FalkorDbSettings { url: server.url(), graph_prefix: "t_".into() }).unwrap()
+    FalkorDbSink::new(&FalkorDbSettings { url: server.url(), graph_prefix: "t_".into(), ..Default::default() }).unwrap()
 }
 
 fn ev(seq: u64, t: EventType, id: &str, version: u64, data: serde_json::Value) -> ChangeSet {
@@ -115,4 +115,35 @@ async fn a_stale_generation_and_a_backward_record_are_refused() {
     let server = start_falkordb(&[]);
     let sink = crate::sinks::AnySink::FalkorDb(sink(&server));
     assert_fencing(&sink, &ProjectName::parse("fenced").unwrap()).await;
+}
+
+/// `rediss://` to FalkorDB with its own CA file (through a TLS-terminating nginx: the FalkorDB build installed
+/// here has no TLS): change sets apply and the graph equals Redis's; a wrong CA is refused and retryable.
+#[tokio::test]
+async fn over_rediss_with_its_own_ca_the_sink_equals_redis() {
+    let (ca, stranger, redis) = (TestCa::new(), TestCa::new(), RedisServer::start());
+    let falkor = start_falkordb(&[]);
+    let proxy = TlsProxy::start(&ca, falkor.port());
+    let settings = |ca: &TestCa| FalkorDbSettings {
+        url: format!("rediss://127.0.0.1:{}", proxy.port),
+        ca_file: ca.ca_file().to_string_lossy().into_owned(),
+        graph_prefix: "t_".into(),
+        ..Default::default()
+    };
+    let refused = FalkorDbSink::new(&settings(&stranger)).unwrap();
+    let p = ProjectName::parse("tls").unwrap();
+    let err = refused.open(&p, 1).await.unwrap_err();
+    assert!(
+        matches!(&err, SinkError::Unavailable(m) if m.contains("UnknownIssuer")),
+        "retried like an outage: {err:?}"
+    );
+    assert!(!refused.ping().await);
+
+    let sink = FalkorDbSink::new(&settings(&ca)).unwrap();
+    let (p, names, sets) = mixed_project(&redis, "tls").await;
+    sink.reset(&p, 1).await.unwrap();
+    for chunk in sets.chunks(5) {
+        apply_plan(&sink, &p, Plan::build(chunk, chunk[chunk.len() - 1].id).unwrap()).await.unwrap();
+    }
+    assert_equals_redis(&dump_falkordb(sink.client(), &sink.graph(&p)).await.unwrap(), &redis, &names);
 }

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use codegraph_shared::testing::{wait_for_port, RedisServer};
+use codegraph_shared::testing::{wait_for_port, RedisServer, TestCa, TlsProxy};
 
 use codegraph_shared::{
     event::{ChangeSet, EventType, StreamId},
@@ -243,4 +243,63 @@ async fn a_stale_generation_and_a_backward_record_are_refused() {
     let (_server, port) = falkordb_with_bolt();
     let sink = crate::sinks::AnySink::Memgraph(sink(port, true));
     assert_fencing(&sink, &ProjectName::parse("fenced").unwrap()).await;
+}
+
+/// A sink over `url`, trusting `ca` when given.
+fn sink_at(url: String, ca: Option<&TestCa>) -> MemgraphSink {
+    let ca_file = ca.map(|c| c.ca_file().to_string_lossy().into_owned()).unwrap_or_default();
+    let settings =
+        MemgraphSettings { url, ca_file, query_timeout_ms: 20_000, inline_parameters: true, ..Default::default() };
+    MemgraphSink::new(&settings).unwrap()
+}
+
+/// `bolt+s://` through a TLS-terminating nginx in front of FalkorDB's Bolt port (no TLS Bolt server can be
+/// installed here): change sets apply through TLS and the graph equals Redis's.
+#[tokio::test]
+async fn over_bolt_s_the_sink_applies_change_sets_and_equals_redis() {
+    let (ca, redis) = (TestCa::new(), RedisServer::start());
+    let (_falkor, bolt_port) = falkordb_with_bolt();
+    let proxy = TlsProxy::start(&ca, bolt_port);
+    let sink = sink_at(format!("bolt+s://127.0.0.1:{}", proxy.port), Some(&ca));
+    let (p, names, sets) = mixed_project(&redis, "tls").await;
+    sink.reset(&p, 1).await.unwrap();
+    for chunk in sets.chunks(5) {
+        apply_plan(&sink, &p, Plan::build(chunk, chunk[chunk.len() - 1].id).unwrap()).await.unwrap();
+    }
+    assert_equals_redis(&dump_memgraph(&sink, "tls").await.unwrap(), &redis, &names);
+    assert_eq!(sink.open(&p, 1).await.unwrap(), Some(sets[sets.len() - 1].id));
+    // The certificate's DNS name works too, with the neo4j+s:// spelling.
+    assert!(sink_at(format!("neo4j+s://localhost:{}", proxy.port), Some(&ca)).ping().await);
+}
+
+#[tokio::test]
+async fn a_wrong_ca_unverified_and_plain_connections_behave_as_their_scheme_says() {
+    let (ca, stranger) = (TestCa::new(), TestCa::new());
+    let (_falkor, bolt_port) = falkordb_with_bolt();
+    let proxy = TlsProxy::start(&ca, bolt_port);
+    let client = |url: String, ca: Option<&TestCa>| {
+        let ca_file = ca.map(|c| c.ca_file().to_string_lossy().into_owned()).unwrap_or_default();
+        BoltClient::new(MemgraphSettings { url, ca_file, ..Default::default() }.target().unwrap())
+    };
+    let tls_url = format!("bolt+s://127.0.0.1:{}", proxy.port);
+
+    // A certificate from a CA we do not trust (nor do the system's roots): refused, with the reason, retryable.
+    for refused in [client(tls_url.clone(), Some(&stranger)), client(tls_url.clone(), None)] {
+        let err = refused.run("CREATE (:Intruder)", no_params()).await.unwrap_err();
+        assert!(matches!(&err, BoltError::Io(m) if m.contains("invalid peer certificate: UnknownIssuer")), "{err}");
+        assert!(err.is_transient(), "retried like an unreachable server");
+    }
+    // Plain Bolt to the TLS port, and TLS to the plain Bolt port: clean I/O errors, no hang.
+    let err = client(format!("bolt://127.0.0.1:{}", proxy.port), None).run("RETURN 1", no_params()).await.unwrap_err();
+    assert!(matches!(err, BoltError::Io(_)), "{err}");
+    let err = client(format!("bolt+s://127.0.0.1:{bolt_port}"), Some(&ca)).run("RETURN 1", no_params()).await;
+    assert!(matches!(err, Err(BoltError::Io(ref m)) if m.contains("TLS handshake")), "{err:?}");
+
+    // bolt+ssc:// encrypts without verifying: any certificate is accepted.
+    let unverified = client(format!("bolt+ssc://127.0.0.1:{}", proxy.port), None);
+    assert_eq!(unverified.run("RETURN 5", no_params()).await.unwrap().records, [[Value::Int(5)]]);
+    // Nothing was written through the refused connections.
+    let trusted = client(tls_url, Some(&ca));
+    let r = trusted.run("MATCH (n:Intruder) RETURN count(n)", no_params()).await.unwrap();
+    assert_eq!(r.records, [[Value::Int(0)]]);
 }

@@ -1,10 +1,10 @@
-//! One Bolt session on a TCP connection: the handshake (magic `0x6060B017`, then four proposed versions: 5.0–5.4,
+//! One Bolt session on a TCP connection (TLS on top for `+s`/`+ssc` URLs, see [`super::tls`]): the handshake (magic `0x6060B017`, then four proposed versions: 5.0–5.4,
 //! 4.2–4.4, 4.0–4.1, none), HELLO (and LOGON from Bolt 5.1 on, where authentication left HELLO), then requests
 //! written in pipelines and responses read in order. Every read and write has a deadline; a connection that missed
 //! one, or broke the protocol, is not used again.
 
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
     time::timeout,
 };
@@ -13,8 +13,12 @@ use super::{
     message::{Dechunker, Request, Response},
     packstream::Value,
     target::BoltTarget,
-    BoltError,
+    tls, BoltError,
 };
+
+/// The byte stream under a session: plain TCP or TLS over it.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 
 const MAGIC: [u8; 4] = [0x60, 0x60, 0xB0, 0x17];
 
@@ -35,7 +39,7 @@ impl std::fmt::Display for Version {
 }
 
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
     dechunker: Dechunker,
     read_buf: Box<[u8]>,
     target: BoltTarget,
@@ -45,13 +49,26 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects, negotiates a version and logs in.
+    /// Connects (with TLS when the URL says so), negotiates a version and logs in. A refused TLS handshake (an
+    /// unknown CA, a wrong name) is an I/O error: transient, retried like an unreachable server.
     pub async fn open(target: &BoltTarget) -> Result<Self, BoltError> {
         let address = target.address();
         let io = |e: std::io::Error| BoltError::Io(format!("{address}: {e}"));
+        let connector = tls::connector(target).map_err(BoltError::Io)?;
         let connect = async {
-            let mut stream = TcpStream::connect(&address).await.map_err(io)?;
-            stream.set_nodelay(true).map_err(io)?;
+            let tcp = TcpStream::connect(&address).await.map_err(io)?;
+            tcp.set_nodelay(true).map_err(io)?;
+            let mut stream: Box<dyn Transport> = match connector {
+                None => Box::new(tcp),
+                Some(connector) => {
+                    let name = tls::server_name(target).map_err(BoltError::Io)?;
+                    let tls = connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| BoltError::Io(format!("{address}: TLS handshake: {e}")))?;
+                    Box::new(tls)
+                }
+            };
             let mut hello = MAGIC.to_vec();
             PROPOSALS.iter().for_each(|p| hello.extend_from_slice(p));
             stream.write_all(&hello).await.map_err(io)?;

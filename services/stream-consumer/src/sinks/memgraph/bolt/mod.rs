@@ -1,13 +1,15 @@
 //! A small Bolt client (the protocol of Memgraph and Neo4j), written here because the crates that exist bring a TLS
 //! stack and much more than a sink needs: [`packstream`] values, [`message`] framing, one [`connection`] (handshake,
 //! HELLO/LOGON, pipelined requests with deadlines) and the [`client`] on top (queries, batch transactions, RESET
-//! after a failure, reconnection). Plain TCP only.
+//! after a failure, reconnection). Plain TCP, or TLS ([`tls`]: `bolt+s://`, `bolt+ssc://` and their `neo4j+`
+//! forms).
 
 pub mod client;
 pub mod connection;
 pub mod message;
 pub mod packstream;
 pub mod target;
+pub mod tls;
 
 pub use client::{BoltClient, QueryResult, Statement};
 pub use packstream::Value;

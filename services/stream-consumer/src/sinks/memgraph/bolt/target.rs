@@ -1,7 +1,7 @@
 //! Where a Bolt server is and how to log in: parsed from `bolt://[user[:password]@]host[:port]` (user and password
-//! percent-decoded), with the timeouts every connection uses.
+//! percent-decoded; `+s`/`+ssc` schemes for TLS), with the timeouts every connection uses.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 /// Default Bolt port.
 pub const DEFAULT_PORT: u16 = 7687;
@@ -19,10 +19,36 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// How the connection is secured, from the URL's scheme (the Neo4j drivers' meaning).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encryption {
+    /// `bolt://`, `neo4j://`, `memgraph://`: plain TCP.
+    None,
+    /// `bolt+s://`, `neo4j+s://`: TLS, the certificate verified against the system's roots and the CA file, for
+    /// the URL's host.
+    Verified,
+    /// `bolt+ssc://`, `neo4j+ssc://`: TLS, any certificate accepted (encrypted, not authenticated).
+    Unverified,
+}
+
+/// The schemes understood, and what each means.
+const SCHEMES: [(&str, Encryption); 7] = [
+    ("bolt://", Encryption::None),
+    ("neo4j://", Encryption::None),
+    ("memgraph://", Encryption::None),
+    ("bolt+s://", Encryption::Verified),
+    ("neo4j+s://", Encryption::Verified),
+    ("bolt+ssc://", Encryption::Unverified),
+    ("neo4j+ssc://", Encryption::Unverified),
+];
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BoltTarget {
     pub host: String,
     pub port: u16,
+    pub encryption: Encryption,
+    /// A PEM file of CAs trusted besides the system's roots (`+s` schemes).
+    pub ca_file: Option<PathBuf>,
     pub auth: Option<Credentials>,
     pub user_agent: String,
     /// Longest wait for the TCP connection and the handshake.
@@ -34,12 +60,13 @@ pub struct BoltTarget {
 }
 
 impl BoltTarget {
-    /// Parses a `bolt://` URL (also accepted: `neo4j://`, `memgraph://`, which mean the same to this client).
+    /// Parses a `bolt://` URL (also accepted: `neo4j://`, `memgraph://`, which mean the same to this client, and
+    /// the TLS schemes `bolt+s://`, `neo4j+s://`, `bolt+ssc://`, `neo4j+ssc://`).
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = ["bolt://", "neo4j://", "memgraph://"]
+        let (rest, encryption) = SCHEMES
             .iter()
-            .find_map(|scheme| url.strip_prefix(scheme))
-            .ok_or_else(|| format!("{url:?} is not a bolt:// URL"))?;
+            .find_map(|(scheme, encryption)| url.strip_prefix(scheme).map(|rest| (rest, *encryption)))
+            .ok_or_else(|| format!("{url:?} is not a bolt://, bolt+s:// or bolt+ssc:// URL"))?;
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
@@ -71,6 +98,8 @@ impl BoltTarget {
         Ok(Self {
             host: host.to_owned(),
             port,
+            encryption,
+            ca_file: None,
             auth,
             user_agent: format!("codegraph-stream-consumer/{}", env!("CARGO_PKG_VERSION")),
             connect_timeout: Duration::from_secs(5),
@@ -124,5 +153,18 @@ mod tests {
         assert!(BoltTarget::parse("bolt://h:notaport").is_err());
         assert!(BoltTarget::parse("bolt://u:%zz@h").is_err());
         assert!(!format!("{:?}", BoltTarget::parse("bolt://u:secret@h").unwrap()).contains("secret"));
+    }
+
+    #[test]
+    fn schemes_say_how_the_connection_is_secured() {
+        let enc = |url: &str| BoltTarget::parse(url).unwrap().encryption;
+        assert_eq!(enc("bolt://h"), Encryption::None);
+        assert_eq!(enc("memgraph://h"), Encryption::None);
+        assert_eq!(enc("bolt+s://h"), Encryption::Verified);
+        assert_eq!(enc("neo4j+s://u:p@h:7688"), Encryption::Verified);
+        assert_eq!(enc("bolt+ssc://h"), Encryption::Unverified);
+        assert_eq!(enc("neo4j+ssc://h"), Encryption::Unverified);
+        assert_eq!(BoltTarget::parse("neo4j+s://u:p@h:7688").unwrap().port, 7688);
+        assert!(BoltTarget::parse("bolt+x://h").is_err());
     }
 }
