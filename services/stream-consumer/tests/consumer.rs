@@ -1,7 +1,7 @@
 //! The stream-consumer binary against a real Redis and a real FalkorDB: the sink ends equal to the Redis graph
 //! through kill -9 and take-over, a change set shows in the sink whole or not at all, poison entries go to the
 //! dead letters whole while the rest flows, replays from the start and from a snapshot agree, a stream written
-//! before change sets still replays, and trimming respects every group.
+//! before change sets still replays, trimming respects every group, and everything works over TLS.
 
 use std::{
     net::SocketAddr,
@@ -18,7 +18,8 @@ use codegraph_shared::{
     graph::{Node, Relationship},
     names::RedisNames,
     project::ProjectName,
-    testing::{free_port, wait_for_port, RedisServer},
+    redis_handle::{RedisHandle, RedisTls},
+    testing::{free_port, wait_for_port, RedisServer, TestCa, TlsProxy},
 };
 use stream_consumer::{
     sinks::{
@@ -890,4 +891,55 @@ async fn a_stream_written_before_change_sets_still_replays_into_the_sink() {
     );
     assert_eq!(report["skipped"], serde_json::json!([]), "{report}");
     assert_eq!(shape(&env.dump("upgraded").await), want);
+}
+
+/// The service over TLS, configured as a deployment would be: Redis on its TLS port (`rediss://` and
+/// `CODEGRAPH__REDIS__CA_FILE`), FalkorDB behind a TLS-terminating proxy with its own CA setting. What is written
+/// reaches the sink. With a CA that did not sign Redis's certificate the process keeps running, `/ready` says 503
+/// (Redis unreachable), and nothing is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_private_cas_events_reach_the_sink_and_a_wrong_ca_is_a_503() {
+    let (ca, stranger) = (TestCa::new(), TestCa::new());
+    let env = Env {
+        redis: RedisServer::start_tls(&ca, &[]),
+        falkor: start_falkordb(&[]),
+        config_dir: tempfile::tempdir().unwrap(),
+    };
+    let proxy = TlsProxy::start(&ca, env.falkor.port());
+    let (ca_file, stranger_file) =
+        (ca.ca_file().to_string_lossy().into_owned(), stranger.ca_file().to_string_lossy().into_owned());
+    let falkor_url = format!("rediss://127.0.0.1:{}", proxy.port);
+    let settings = |redis_ca: &str| {
+        vec![
+            ("CODEGRAPH__REDIS__CA_FILE", redis_ca.to_owned()),
+            ("CODEGRAPH__SINKS__FALKORDB__URL", falkor_url.clone()),
+            ("CODEGRAPH__SINKS__FALKORDB__CA_FILE", ca_file.clone()),
+        ]
+    };
+    let wrong = settings(&stranger_file);
+    let (mut refused, refused_addr) =
+        env.consumer("consumer-wrong-ca", &wrong.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+
+    let redis =
+        RedisHandle::open_with(&env.redis.url(), &RedisTls { ca_file: Some(ca.ca_file()), ..Default::default() })
+            .unwrap();
+    let mut conn = redis.conn();
+    let names = RedisNames::new(&ProjectName::parse("tls").unwrap());
+    let writer = GraphWriter::new(names.clone(), 0, PublishMode::Classic);
+    assert!(mixed_mutations(&mut conn, &writer, 81, 20, 20).await > 100);
+
+    let ready = reqwest::get(format!("http://{refused_addr}/ready")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!((body["redis"].clone(), body["sinks"]["falkordb"].clone()), (false.into(), true.into()), "{body}");
+    assert_eq!(refused.try_wait().unwrap(), None, "no crash: it waits for Redis like in any outage");
+    assert_eq!(env.dump("tls").await, GraphDump::default(), "nothing applied through a refused connection");
+    stop(&mut refused);
+
+    let right = settings(&ca_file);
+    let (mut consumer, addr) =
+        env.consumer("consumer-tls", &right.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+    env.wait_equal(&names, Duration::from_secs(60)).await;
+    assert_eq!(reqwest::get(format!("http://{addr}/ready")).await.unwrap().status(), 200);
+    stop(&mut consumer);
 }
