@@ -150,8 +150,9 @@ async fn a_foreign_browser_origin_is_refused_by_default_and_our_own_is_not() {
     let offer = bearer_protocols(READ);
     for path in ENDPOINTS {
         let url = gw.ws(path);
-        for foreign in ["http://evil.example", "https://127.0.0.1:1", "null", &format!("https://127.0.0.1:{}", gw.port)]
-        {
+        // Another site, another port of our host (the Host header names our port), `null` (sandboxed frames).
+        let other_port = format!("http://127.0.0.1:{}", gw.port.wrapping_add(1).max(1));
+        for foreign in ["http://evil.example", "http://localhost.evil.example", other_port.as_str(), "null"] {
             let headers = [("origin", foreign), ("sec-websocket-protocol", offer.as_str())];
             let (code, reason) = close_code(&url, &headers).await;
             assert_eq!(code, Some(4403), "{path} from {foreign}: {reason}");
