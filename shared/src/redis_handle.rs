@@ -5,7 +5,7 @@
 //!
 //! `rediss://` URLs speak TLS (rustls). The server's certificate is always verified, against the system's roots or,
 //! when [`RedisTls::ca_file`] names one, against that private CA alone; only a URL ending in `#insecure` (the redis
-//! crate's own switch) turns verification off. A refused handshake (wrong CA, wrong name) is an I/O error on
+//! crate's own switch) turns verification off, with a warning in the log. A refused handshake (wrong CA, wrong name) is an I/O error on
 //! connect, so it is reported and retried like any outage, never a crash.
 
 use std::{path::PathBuf, time::Duration};
@@ -71,6 +71,9 @@ fn config_error(detail: String) -> RedisError {
 pub fn client(url: &str, tls: &RedisTls) -> Result<Client, RedisError> {
     let info = url.into_connection_info()?;
     let is_tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    if matches!(info.addr(), redis::ConnectionAddr::TcpTls { insecure: true, .. }) {
+        tracing::warn!(url = %redact(url), "the Redis URL says #insecure: the server's certificate is not verified");
+    }
     match (is_tls, tls.is_empty()) {
         (_, true) => Client::open(info),
         (true, false) => Client::build_with_tls(info, tls.certificates()?),

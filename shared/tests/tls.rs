@@ -86,6 +86,16 @@ async fn plain_redis_to_the_tls_port_fails_cleanly() {
 }
 
 #[tokio::test]
+async fn only_a_url_that_says_insecure_skips_verification() {
+    let ca = TestCa::new();
+    let server = RedisServer::start_tls(&ca, &[]);
+    let unverified = RedisHandle::open_with(&format!("{}/#insecure", server.url()), &RedisTls::default()).unwrap();
+    assert!(unverified.ping().await, "#insecure: encrypted, any certificate");
+    let verified = RedisHandle::open_with(&server.url(), &RedisTls::default()).unwrap();
+    assert!(!verified.ping().await, "without it the certificate is verified (and unknown to the system's roots)");
+}
+
+#[tokio::test]
 async fn an_outage_over_tls_recovers() {
     let ca = TestCa::new();
     let mut server = RedisServer::start_tls(&ca, &[]);
