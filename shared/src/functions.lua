@@ -35,7 +35,7 @@ local LIBRARY_VERSION = 8
 
 -- Most relationships one `cg_mutate` call deletes together with the nodes it deletes (MAX_CASCADE in
 -- functions.rs): about 2 ms of Redis time.
-local MAX_CASCADE = 500
+local MAX_CASCADE = 100
 
 -- An error reply whose first word is its code (CONFLICT, NOTFOUND, DANGLING, ERR), without a script position.
 local function fail(msg)

@@ -205,15 +205,16 @@ pub struct GraphWriter {
 pub const MAX_OPS_PER_CALL: usize = 1000;
 
 /// Most relationships one `cg_mutate` call deletes together with the nodes it deletes (`MAX_CASCADE` in
-/// `functions.lua`), and the chunk [`GraphWriter::detach`] deletes per call: about 2 ms of Redis time. A call
-/// over it is refused before it writes anything ([`MutationError::is_cascade_refusal`]).
-pub const MAX_CASCADE: usize = 500;
+/// `functions.lua`), and the chunk [`GraphWriter::detach`] deletes per call: about 2 ms of Redis time (a
+/// relationship delete costs Redis about 18 µs; see `admin_bench` in graph-api's `tests/bounded.rs`). A call over
+/// it is refused before it writes anything ([`MutationError::is_cascade_refusal`]).
+pub const MAX_CASCADE: usize = 100;
 
 /// How many times a delete detaches its nodes again when writers keep adding relationships to them.
 const DETACH_ATTEMPTS: usize = 8;
 
-/// Node ids of an old generation that one `cg_sweep` call looks at (two adjacency sets each): about 1 ms.
-pub const SWEEP_BUDGET: usize = 500;
+/// Node ids of an old generation that one `cg_sweep` call looks at (two adjacency sets each): below 1 ms.
+pub const SWEEP_BUDGET: usize = 100;
 
 /// What [`GraphWriter::detach`] deleted before the node itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -388,8 +389,22 @@ impl GraphWriter {
         for _ in 0..DETACH_ATTEMPTS {
             match self.mutate(conn, ops, traceparent).await {
                 Err(e) if e.is_cascade_refusal() => {
-                    for op in ops {
-                        if let Mutation::DeleteNode(id, _) = op {
+                    let deleted: Vec<&String> = ops
+                        .iter()
+                        .filter_map(|op| match op {
+                            Mutation::DeleteNode(id, _) => Some(id),
+                            _ => None,
+                        })
+                        .collect();
+                    // Only the nodes that have relationships (two calls each, at least).
+                    let (_, sizes): (Generation, Vec<u64>) = read_at_generation(conn, &self.names, |pipe, g| {
+                        for id in &deleted {
+                            pipe.scard(self.names.outgoing(g, id)).scard(self.names.incoming(g, id));
+                        }
+                    })
+                    .await?;
+                    for (id, sides) in deleted.into_iter().zip(sizes.chunks_exact(2)) {
+                        if sides[0] + sides[1] > 0 {
                             detached.add(self.detach(conn, id, traceparent).await?);
                         }
                     }
