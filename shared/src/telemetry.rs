@@ -155,6 +155,16 @@ mod tests {
     }
 
     #[test]
+    fn an_otlp_ca_file_must_hold_a_certificate() {
+        assert!(http_client_trusting("/no/such/ca.pem").unwrap_err().contains("/no/such/ca.pem"));
+        let empty = std::env::temp_dir().join(format!("codegraph-empty-ca-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = http_client_trusting(&empty.to_string_lossy()).unwrap_err();
+        let _ = std::fs::remove_file(&empty);
+        assert!(e.contains("no PEM certificate"), "{e}");
+    }
+
+    #[test]
     fn no_traceparent_without_an_exporter() {
         assert_eq!(current_traceparent(), None);
     }
