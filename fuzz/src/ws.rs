@@ -28,9 +28,52 @@ use ws_gateway::{
 };
 
 pub fn check(data: &[u8]) {
-    let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
-    let Ok(text) = std::str::from_utf8(&data[..split]) else { return };
-    let entry_bytes = data.get(split + 1..).unwrap_or_default();
+    if data.first() == Some(&b'{') {
+        let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+        let Ok(text) = std::str::from_utf8(&data[..split]) else { return };
+        check_message(text, data.get(split + 1..).unwrap_or_default());
+    } else {
+        // Most mutations of a JSON text break it: half the inputs build a subscription from a vocabulary instead,
+        // so the filter semantics are checked on many valid (and nearly valid) filters.
+        let mut u = Unstructured::new(data);
+        let Ok(filter) = arbitrary_filter(&mut u) else { return };
+        let text = json!({"type": "subscribe", "filter": filter}).to_string();
+        check_message(&text, u.take_rest());
+    }
+}
+
+/// A filter of the vocabulary the entries use, sometimes with a value the rules refuse.
+fn arbitrary_filter(u: &mut Unstructured<'_>) -> Result<Value> {
+    let mut types: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+    types.push("node_exploded");
+    let long = "k".repeat(65);
+    let criteria: [(&str, Vec<&str>); 4] = [
+        ("projects", vec!["p", "q", "default", "a b", ""]),
+        ("event_types", types),
+        ("entity_kinds", vec!["node", "relationship", "job", "project", "", &long]),
+        ("node_ids", vec!["a", "b", "c", "a b", "é\"", ""]),
+    ];
+    let mut filter = serde_json::Map::new();
+    for (key, words) in criteria {
+        let value = match u.int_in_range(0..=9)? {
+            0..=2 => continue,
+            3 => Value::Null,
+            4 => json!(u.choose(&words)?),
+            5 => json!((0..40).map(|i| format!("{}{i}", u.choose(&words).unwrap_or(&"w"))).collect::<Vec<_>>()),
+            _ => {
+                let n = u.int_in_range(0..=3)?;
+                json!((0..n).map(|_| u.choose(&words).copied()).collect::<Result<Vec<_>>>()?)
+            }
+        };
+        filter.insert(key.to_owned(), value);
+    }
+    if u.ratio(1, 16)? {
+        filter.insert("colour".to_owned(), json!("blue"));
+    }
+    Ok(Value::Object(filter))
+}
+
+fn check_message(text: &str, entry_bytes: &[u8]) {
     let message = match ClientMessage::parse(text) {
         Ok(m) => m,
         Err(e) => {
@@ -182,7 +225,7 @@ impl Entry {
             changes.push(json!({
                 "type": u.choose(&types)?,
                 "entity": {"kind": u.choose(&KINDS)?, "id": u.choose(&IDS)?},
-                "version": u.int_in_range(0..=u64::MAX)?,
+                "version": u.arbitrary::<u8>()?,
                 "data": data,
             }));
         }

@@ -15,8 +15,8 @@ three scoped tokens and one token that holds every scope, waits until graph-api 
       the check can fail;
   (c) prints a short summary.
 
-Until graph-api has scoped tokens (CODEGRAPH__AUTH__*), a build that leaves reads open with them is started again
-with the legacy CODEGRAPH__API__TOKENS (every scope), and (b) expects 401 for the read token, which it does not know.
+(b) also sends each write with the all-scope token from a foreign `Origin` (403 forbidden_origin) and each POST as
+text/plain (415): the CSRF guard, with nothing written either.
 
 Environment: ATTACK_EXAMPLES (schemathesis examples per operation, default 30), ATTACK_SEED (default 1),
 ATTACK_KEEP=1 keeps the work directory (logs, schemathesis reports).
@@ -24,6 +24,7 @@ ATTACK_KEEP=1 keeps the work directory (logs, schemathesis reports).
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -125,12 +126,14 @@ class Stack:
 
     def request(self, method, path, token=None, body=None, headers=None):
         data = None if body is None else json.dumps(body).encode()
+        json_type = {} if body is None else {"Content-Type": "application/json"}
+        return self.request_raw(method, path, token, data, {**json_type, **(headers or {})})
+
+    def request_raw(self, method, path, token, data, headers):
         req = urllib.request.Request(self.base + path, data=data, method=method.upper())
         if token:
             req.add_header("Authorization", f"Bearer {token}")
-        if body is not None:
-            req.add_header("Content-Type", "application/json")
-        for k, v in (headers or {}).items():
+        for k, v in headers.items():
             req.add_header(k, v)
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
@@ -176,7 +179,7 @@ def run_schemathesis(stack, work, schema_file, name, checks, extra=()):
     cmd = ["st", "run", schema_file, "--url", stack.base, "-H", f"Authorization: Bearer {TOKENS['all']}",
            "--checks", checks, "-n", str(EXAMPLES), "--seed", SEED, "--workers", "1", "--request-timeout", "10",
            "--suppress-health-check", "all", "--report", "junit", "--report-junit-path", report, *extra]
-    shown = " ".join(a if a != TOKENS["all"] and "Bearer" not in a else "Authorization: Bearer $TOKEN" for a in cmd)
+    shown = shlex.join(cmd).replace(TOKENS["all"], "$TOKEN")
     log(f"$ {shown}")
     start = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=600)
@@ -227,22 +230,20 @@ def main():
     failures = []
     try:
         stack.start_api(scoped_env())
-        scoped = stack.request("GET", f"/api/graph/stats?project={PROJECT}")[0] == 401
-        if not scoped:
-            log("graph-api does not know scoped tokens yet (reads stay open): restarting it with the legacy "
-                "CODEGRAPH__API__TOKENS; the read token is then an unknown token (401)")
-            stack.start_api({"CODEGRAPH__API__TOKENS": TOKENS["all"]})
-        read_refusal = 403 if scoped else 401
+        status = stack.request("GET", f"/api/graph/stats?project={PROJECT}")[0]
+        if status != 401:
+            failures.append(f"a read without a token answered {status}, not 401")
 
         status, schema = stack.request("GET", "/openapi.json", TOKENS["all"])
         assert status == 200, f"/openapi.json answered {status}"
         spec = json.loads(schema)
         schema_file = os.path.join(work, "openapi.json")
         open(schema_file, "wb").write(schema)
-        if scoped:
-            status, _ = stack.request("GET", "/openapi.json")
-            if status != 401:
-                failures.append(f"/openapi.json without a token answered {status}, not 401")
+        status, _ = stack.request("GET", "/openapi.json")
+        if status != 401:
+            failures.append(f"/openapi.json without a token answered {status}, not 401")
+        if not spec.get("components", {}).get("securitySchemes"):
+            failures.append("/openapi.json declares no security scheme")
 
         # (a) schemathesis: no 5xx anywhere (plus, once the document declares its security scheme, no route
         # that answers without a token).
@@ -273,7 +274,7 @@ def main():
                 failures.append("responses do not conform to the document")
 
         # (b) the write operations with the read-only token, no token, an unknown token: refused, nothing written.
-        log(f"\n== (b) write operations without the write scope ({'scoped tokens' if scoped else 'legacy token'})")
+        log("\n== (b) write operations without the write scope, from a foreign origin, not as JSON")
         seed_graph(stack)
         job = json.loads(stack.request("POST", f"/api/graph/admin/reanalyze?project={PROJECT}", TOKENS["all"],
                                        {"path": "/tmp"})[1])["job_id"]
@@ -288,37 +289,37 @@ def main():
             body = BODIES.get((method, template))
             if body is None and method != "delete":
                 body = {}
-            for who, token, expected in [("read token", TOKENS["read"], read_refusal), ("no token", None, 401),
-                                         ("unknown token", "attack-nobody", 401)]:
-                status, answer = stack.request(method, path, token, body)
+            attempts = [("read token", TOKENS["read"], body, {}, 403), ("no token", None, body, {}, 401),
+                        ("unknown token", "attack-nobody", body, {}, 401),
+                        ("foreign origin", TOKENS["all"], body, {"Origin": "https://attacker.example"}, 403)]
+            if method == "post":
+                attempts.append(("text/plain", TOKENS["all"], None, {"Content-Type": "text/plain"}, 415))
+            if template == "/api/graph/admin/reset":
+                attempts.append(("write token", TOKENS["write"], body, {}, 403))
+            for who, token, sent, headers, expected in attempts:
+                if sent is None and who == "text/plain":
+                    status, answer = stack.request_raw(method, path, token, json.dumps(body or {}).encode(), headers)
+                else:
+                    status, answer = stack.request(method, path, token, sent, headers)
                 tried += 1
                 ok = status == expected
                 if not ok:
                     failures.append(f"{method.upper()} {template} with the {who} answered {status}, not {expected}: "
                                     f"{answer[:200]!r}")
-                log(f"  {method.upper():6} {template:40} {who:13} → {status} {'ok' if ok else 'WRONG'}")
-            if scoped and template == "/api/graph/admin/reset":
-                status, _ = stack.request(method, path, TOKENS["write"], body)
-                tried += 1
-                if status != 403:
-                    failures.append(f"POST /admin/reset with the write token answered {status}, not 403")
-                log(f"  {method.upper():6} {template:40} {'write token':13} → {status} "
-                    f"{'ok' if status == 403 else 'WRONG'}")
+                log(f"  {method.upper():6} {template:36} {who:14} → {status} {'ok' if ok else 'WRONG'}")
         after = stack.state()
         if after != before:
             failures.append(f"refused writes changed Redis: {before} → {after}")
         log(f"  Redis before and after: {before['cdc_entries']} CDC entries, {before['nodes']} nodes, "
             f"{before['jobs']} jobs, digest {'unchanged' if after == before else 'CHANGED'}")
         # The reads still work with the read token (it was refused for its scope, not for being unknown).
-        if scoped:
-            status, _ = stack.request("GET", f"/api/graph/nodes/{urllib.request.quote(NODE_A, safe='')}"
-                                             f"?project={PROJECT}", TOKENS["read"])
-            if status != 200:
-                failures.append(f"the read token cannot read: {status}")
+        status, _ = stack.request("GET", f"/api/graph/nodes/{urllib.request.quote(NODE_A, safe='')}"
+                                         f"?project={PROJECT}", TOKENS["read"])
+        if status != 200:
+            failures.append(f"the read token cannot read: {status}")
         # The check can fail: the same delete with a write-scoped token changes what was compared.
-        writer = TOKENS["write"] if scoped else TOKENS["all"]
         status, _ = stack.request("DELETE", f"/api/graph/nodes/{urllib.request.quote(NODE_A, safe='')}"
-                                            f"?project={PROJECT}", writer)
+                                            f"?project={PROJECT}", TOKENS["write"])
         changed = stack.state()
         if status != 200 or changed["digest"] == before["digest"] or changed["cdc_entries"] == before["cdc_entries"]:
             failures.append(f"the control delete with the write token did not write ({status}, {changed})")
