@@ -160,13 +160,32 @@ pub async fn outside_referrers<C: ConnectionLike + Send>(
     Ok(nodes.into_iter().flatten().map(|n| node_owner(&n)).collect())
 }
 
+/// Every field and value of a hash, read in `HSCAN` steps of about 1,000 (an `HGETALL` of a 100,000-node graph would
+/// hold Redis for tens of milliseconds). A field changed meanwhile may come in its older or newer state.
+async fn scan_hash<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> redis::RedisResult<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, flat): (u64, Vec<String>) =
+            redis::cmd("HSCAN").arg(key).arg(cursor).arg("COUNT").arg(1000).query_async(conn).await?;
+        let mut flat = flat.into_iter();
+        while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+            out.insert(k, v);
+        }
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
+}
+
 /// The whole graph of the project, by owner (for a full analysis).
 pub async fn read_all<C: ConnectionLike + Send>(
     conn: &mut C,
     names: &RedisNames,
 ) -> redis::RedisResult<BTreeMap<Owner, Owned>> {
-    let nodes: HashMap<String, String> = redis::cmd("HGETALL").arg(names.nodes()).query_async(conn).await?;
-    let rels: HashMap<String, String> = redis::cmd("HGETALL").arg(names.relationships()).query_async(conn).await?;
+    let nodes = scan_hash(conn, &names.nodes()).await?;
+    let rels = scan_hash(conn, &names.relationships()).await?;
     let mut out: BTreeMap<Owner, Owned> = BTreeMap::new();
     let mut owner_of: HashMap<String, Owner> = HashMap::with_capacity(nodes.len());
     for (id, json) in nodes {
