@@ -15,6 +15,7 @@ pub struct Project(pub ProjectName);
 #[into_params(parameter_in = Query)]
 pub struct ProjectParam {
     /// Project name, `^[A-Za-z0-9._-]{1,64}$`; default `default`.
+    #[param(pattern = r"^[A-Za-z0-9._-]{1,64}$", min_length = 1, max_length = 64)]
     pub project: Option<String>,
 }
 

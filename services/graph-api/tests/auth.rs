@@ -189,6 +189,12 @@ async fn the_openapi_document_declares_the_bearer_scheme_and_each_routes_scope()
         }
     }
     assert!(doc["paths"]["/health"]["get"]["security"].is_null(), "/health is open");
+    // The bodyless POSTs say what they take, so a client generated from the document sends `{}` as JSON.
+    for path in ["/api/graph/admin/reset", "/api/graph/admin/jobs/{id}/cancel"] {
+        let body = &doc["paths"][path]["post"]["requestBody"];
+        assert_eq!(body["required"], true, "{path}: {body}");
+        assert_eq!(body["content"]["application/json"]["schema"]["maxProperties"], 0, "{path}: {body}");
+    }
 }
 
 #[tokio::test]

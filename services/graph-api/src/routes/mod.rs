@@ -13,8 +13,10 @@ use codegraph_shared::auth::Scope;
 use serde::Serialize;
 use utoipa::{
     openapi::{
+        request_body::{RequestBody, RequestBodyBuilder},
+        schema::{AdditionalProperties, ObjectBuilder, Type},
         security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
-        ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, ResponseBuilder,
+        ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Required, ResponseBuilder,
     },
     OpenApi,
 };
@@ -41,7 +43,8 @@ pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `invalid_json`, `not_found`, `dangling_relationship`, `unavailable`.
     pub code: String,
     pub message: String,
-    #[schema(value_type = Object)]
+    /// Extra facts, on some errors only (e.g. `error_id`, what part of a batch was applied).
+    #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Value>,
 }
 
@@ -138,6 +141,7 @@ fn declare_access(doc: &mut OpenApiDoc, scope: Scope, body: Option<BodyRule>) {
                 _ => rule,
             });
             let mut refusals = vec![
+                ("400", "A malformed query or `?project=` name (`invalid_query`, `invalid_project`, ...)."),
                 ("401", "No token, or an unknown one (`unauthorized`)."),
                 ("503", "Redis unavailable (`unavailable`), too many requests in flight (`overloaded`) or too slow (`timeout`); see `Retry-After`."),
             ];
@@ -146,6 +150,7 @@ fn declare_access(doc: &mut OpenApiDoc, scope: Scope, body: Option<BodyRule>) {
                 Some(rule) => {
                     refusals.push(("403", "The token lacks the scope (`forbidden`), or a browser `Origin` that is neither the API's own nor allowed (`forbidden_origin`)."));
                     if rule == BodyRule::EmptyJson {
+                        op.request_body.get_or_insert_with(|| RefOr::T(empty_json_body()));
                         refusals.push(("415", "Not `Content-Type: application/json` (`unsupported_media_type`); the body must be empty or `{}`."));
                         refusals.push(("422", "A body other than `{}` (`invalid_body`)."));
                     } else {
@@ -161,6 +166,22 @@ fn declare_access(doc: &mut OpenApiDoc, scope: Scope, body: Option<BodyRule>) {
             }
         }
     }
+}
+
+/// The body of a bodyless POST as the document states it: `{}` as `application/json`. Declared required because
+/// the content type is (a POST without one is what a foreign page can send); an empty body sent with it is
+/// accepted too.
+fn empty_json_body() -> RequestBody {
+    let empty = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(0))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .build();
+    RequestBodyBuilder::new()
+        .description(Some("`{}` (or an empty body), always with `Content-Type: application/json`."))
+        .required(Some(Required::True))
+        .content("application/json", ContentBuilder::new().schema(Some(empty)).build())
+        .build()
 }
 
 fn error_response(description: &str) -> utoipa::openapi::Response {
