@@ -13,8 +13,8 @@ export default defineConfig({
   plugins: [vue(), tailwindcss()],
   server: {
     proxy: {
-      '/api': { target: api, changeOrigin: true },
-      '/ws': { target: gateway, ws: true, changeOrigin: true },
+      '/api': { target: api, changeOrigin: true, xfwd: true },
+      '/ws': { target: gateway, ws: true, changeOrigin: true, xfwd: true },
     },
   },
   build: {

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         let _telemetry = codegraph_shared::telemetry::init(SERVICE, &settings.telemetry);
-        let redis = match RedisHandle::open(&settings.redis.url) {
+        let redis = match RedisHandle::from_settings(&settings.redis) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("analysis-worker: invalid redis url: {e}");

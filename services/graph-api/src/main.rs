@@ -11,7 +11,7 @@ use graph_api::{settings::Settings, state::AppState};
 async fn main() -> anyhow::Result<ExitCode> {
     let settings: Settings = settings::load("graph-api")?;
     let _telemetry = telemetry::init("graph-api", &settings.telemetry);
-    let redis = RedisHandle::open(&settings.redis.url)?;
+    let redis = RedisHandle::from_settings(&settings.redis)?;
     // A configuration error stops the process once with a clear line and a non-zero status (no panic, so a
     // supervisor shows the reason rather than a backtrace in a restart loop).
     let state = match AppState::new(redis.clone(), settings.clone()) {

@@ -34,7 +34,7 @@ pub struct Gateway {
 impl Gateway {
     /// Starts the fan-out (which connects to Redis by itself, in the background) and the status sampler.
     pub fn start(settings: &Settings, access: Access, shutdown: Shutdown) -> Result<Arc<Self>, redis::RedisError> {
-        let redis = RedisHandle::open(&settings.redis.url)?;
+        let redis = RedisHandle::from_settings(&settings.redis)?;
         let g = &settings.gateway;
         let stats = Arc::new(Stats::default());
         let hub = Hub::start(redis.clone(), g.replay_page, g.redis_ping_interval(), stats.clone());

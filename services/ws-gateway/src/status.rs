@@ -240,8 +240,11 @@ impl Stats {
             self.redis_reconnects.fetch_add(1, Ordering::Relaxed);
             METRICS.redis_reconnects.inc();
         }
-        if let Some(e) = error {
-            *self.redis_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+        // Redis's own words stay in this gateway's log (where the loss is logged with them): a reader of
+        // `/status` learns that the connection was lost, not how Redis describes itself.
+        if error.is_some() {
+            *self.redis_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some("Pub/Sub connection to Redis lost; the reason is in this gateway's log".to_owned());
         }
     }
 

@@ -22,7 +22,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Val
         .arg(0)
         .query_async(&mut conn)
         .await
-        .map_err(|e| ApiError::unavailable(format!("redis not ready: {e}")))?;
+        .map_err(ApiError::from)?;
     if version < functions::library_version() {
         return Err(ApiError::unavailable(format!(
             "redis has Function library version {version}, this build needs {}",

@@ -102,14 +102,14 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             };
             let project = ProjectName::parse(&project)?;
             let sink = named_sink(&settings, &sink)?;
-            let redis = RedisHandle::open(&settings.redis.url)?;
+            let redis = RedisHandle::from_settings(&settings.redis)?;
             let report = replay::replay(sink.as_ref(), &redis, &settings.consumer, project, batch, from).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Command::Dlq { action: DlqAction::List { sink, project, count } } => {
             let project = ProjectName::parse(&project)?;
-            let redis = RedisHandle::open(&settings.redis.url)?;
+            let redis = RedisHandle::from_settings(&settings.redis)?;
             let dlq = DeadLetters::new(&RedisNames::new(&project), &sink);
             for letter in dlq.list(&mut redis.conn(), count).await.context("read the dead letters")? {
                 println!("{}", serde_json::to_string(&letter)?);
@@ -119,7 +119,7 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Dlq { action: DlqAction::Redrive { sink, project, id } } => {
             let project = ProjectName::parse(&project)?;
             let sink = named_sink(&settings, &sink)?;
-            let redis = RedisHandle::open(&settings.redis.url)?;
+            let redis = RedisHandle::from_settings(&settings.redis)?;
             let report = redrive::redrive(sink.as_ref(), &redis, &settings.consumer, &project, id.as_deref()).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())

@@ -44,7 +44,7 @@ impl ActiveSinks {
 
 /// Runs the service until `shutdown`.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    let redis = RedisHandle::open(&settings.redis.url).context("redis url")?;
+    let redis = RedisHandle::from_settings(&settings.redis).context("redis url")?;
     let sinks = Arc::new(ActiveSinks::from_settings(&settings)?);
     let consumer = settings.consumer.consumer_name();
     let board = StatusBoard::default();
