@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         );
     }
     let shutdown = Shutdown::on_signals();
-    tokio::spawn(load_functions(redis, shutdown.clone()));
+    tokio::spawn(load_functions(redis, shutdown.clone(), state.clone()));
     http::serve(&settings.http.addr, graph_api::app(state), shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -40,13 +40,18 @@ fn refuse(reason: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Loads the Function library as soon as Redis answers; until then `/ready` says 503. (Calls reload it too, if
+/// Loads the Function library as soon as Redis answers (then sweeps what resets left behind); until then `/ready`
+/// says 503. (Calls reload it too, if
 /// Redis loses it later.)
-async fn load_functions(redis: RedisHandle, shutdown: Shutdown) {
+async fn load_functions(redis: RedisHandle, shutdown: Shutdown, state: AppState) {
     let mut delay = Duration::from_millis(100);
     while !shutdown.is_triggered() {
         match functions::ensure_loaded(&mut redis.conn()).await {
-            Ok(()) => return,
+            Ok(()) => {
+                // Finishes the sweeps of old graph generations that a stopped graph-api left half done.
+                tokio::spawn(graph_api::routes::admin::sweep_every_project(state));
+                return;
+            }
             Err(e) => tracing::warn!(error = %e, "cannot load the Function library yet; retrying"),
         }
         tokio::select! {

@@ -1,7 +1,8 @@
 //! Reads of the graph state that graph-api serves. The layout is the Function library's (see `functions.lua`);
 //! reads never write, so they run as plain commands, pipelined. Adjacency sets are read at the graph's current
 //! generation (`functions::read_at_generation`). Every read is bounded in the work it does before doing it
-//! ([`ReadBounds`]), not only in what it returns.
+//! (the `[api]` bounds of `settings.rs`), not only in what it
+//! returns.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -12,22 +13,7 @@ use codegraph_shared::{
     stream::{newest_entry_cmd, newest_entry_id},
 };
 use redis::{aio::ConnectionManager, RedisError};
-use serde::{Deserialize, Serialize};
-
-/// Bounds on the work of one read request, under `[api]` (`CODEGRAPH__API__…`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ReadBounds {
-    /// Most relationship ids one `neighbors` request reads from adjacency sets, over all its hops (each then read
-    /// whole): beyond it the answer says `truncated: true`. Default 10,000 (a few ms of Redis time).
-    pub neighbors_max_relationships: usize,
-}
-
-impl Default for ReadBounds {
-    fn default() -> Self {
-        Self { neighbors_max_relationships: 10_000 }
-    }
-}
+use serde::Serialize;
 
 /// Fields per `HMGET`: a long list is read in several commands of a pipeline, so no single command is long.
 const FIELDS_PER_READ: usize = 1000;

@@ -17,12 +17,8 @@ pub async fn health() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/ready", tag = "ops", responses((status = 200), (status = 503, body = ErrorBody)))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let mut conn = state.conn();
-    let version: i64 = redis::cmd("FCALL_RO")
-        .arg("cg_version")
-        .arg(0)
-        .query_async(&mut conn)
-        .await
-        .map_err(ApiError::from)?;
+    let version: i64 =
+        redis::cmd("FCALL_RO").arg("cg_version").arg(0).query_async(&mut conn).await.map_err(ApiError::from)?;
     if version < functions::library_version() {
         return Err(ApiError::unavailable(format!(
             "redis has Function library version {version}, this build needs {}",

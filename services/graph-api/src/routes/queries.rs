@@ -14,7 +14,7 @@ use crate::{
     extract::{Params, Project, ProjectParam},
     routes::{nodes::missing, ErrorBody},
     state::AppState,
-    store::{self, Direction, Page, PageCursor, ReadBounds, Stats},
+    store::{self, Direction, Page, PageCursor, Stats},
 };
 
 /// Counts by node kind and relationship type, and the newest event's id.
@@ -106,7 +106,6 @@ pub async fn neighbors(
     let mut conn = state.conn();
     let root = store::get_node(&mut conn, &names, &id).await?.ok_or_else(|| missing("node", &id, &project))?;
     let limit = p.limit.unwrap_or(500).clamp(1, state.settings.api.max_page_size);
-    let bounds = ReadBounds::default();
     let (nodes, relationships, truncated) = store::neighbors(
         &mut conn,
         &names,
@@ -115,7 +114,7 @@ pub async fn neighbors(
         p.rel_type.as_deref(),
         depth,
         limit,
-        bounds.neighbors_max_relationships,
+        state.settings.api.neighbors_max_relationships,
     )
     .await?;
     Ok(Json(Neighborhood { root, nodes, relationships, truncated }))
