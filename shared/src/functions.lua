@@ -340,8 +340,10 @@ local function check_ops(ctx, argv, first, n)
   local function version(field)
     return hget(ctx.versions, field) or 0
   end
-  -- Relationships the call's node deletes take with them (a relationship to the node itself counts twice).
-  local cascade = 0
+  -- Relationships the call's node deletes take with them (a relationship to the node itself counts twice): those
+  -- stored, but the ones an earlier operation of the call deletes (`going`: node id → count). Relationships the
+  -- call itself adds are not counted; the call's size bounds them.
+  local cascade, going = 0, {}
   for i = 0, n - 1 do
     local base = first + i * OP_ARGS
     local op, id, expect = argv[base], argv[base + 1], argv[base + 6]
@@ -361,6 +363,7 @@ local function check_ops(ctx, argv, first, n)
     elseif op == 'dn' then
       if expect ~= '' then check_expect(node_exists(id), version('n:' .. id), expect, 'node', id) end
       local has = redis.call('SCARD', ctx.adj .. ':out:' .. id) + redis.call('SCARD', ctx.adj .. ':in:' .. id)
+      has = math.max(0, has - (going[id] or 0))
       cascade = cascade + has
       if cascade > MAX_CASCADE then
         fail('CASCADE node ' .. id .. ' has ' .. has .. ' relationships; one call deletes at most ' .. MAX_CASCADE ..
@@ -369,6 +372,12 @@ local function check_ops(ctx, argv, first, n)
       node_seen[id] = false
     elseif op == 'dr' then
       if expect ~= '' then check_expect(rel_exists(id), version('r:' .. id), expect, 'relationship', id) end
+      local stored = rel_seen[id] ~= false and hget(ctx.rels, id)
+      if stored then
+        local r = cjson.decode(stored)
+        going[r.source] = (going[r.source] or 0) + 1
+        going[r.target] = (going[r.target] or 0) + 1
+      end
       rel_seen[id] = false
     else
       fail('ERR unknown operation ' .. tostring(op))
@@ -758,7 +767,7 @@ end
 
 -- cg_detach KEYS: prefix; ARGV: project, maxlen, publish command, traceparent, node id, `out` or `in`, cursor,
 -- most.
--- Deletes about `most` (at most MAX_CASCADE) of the node's relationships in that direction, as one change set:
+-- Deletes at most `most` (and MAX_CASCADE) of the node's relationships in that direction, as one change set:
 -- one SSCAN step of its adjacency set from `cursor`. Returns the change set's entry id (`''`: none), the next
 -- cursor (`0`: the set has been walked) and how many were deleted. The node stays; every state between two
 -- calls is a valid graph. Relationships added meanwhile may be missed by a walk: walk again until the node's
@@ -770,8 +779,10 @@ local function cg_detach(keys, argv)
     fail('ERR cg_detach expects a direction (out, in), a cursor and a positive count')
   end
   local ctx = new_context(keys[1], argv[1], tonumber(argv[2]), argv[3], argv[4])
-  local scan = redis.call('SSCAN', ctx.adj .. ':' .. dir .. ':' .. argv[5], cursor, 'COUNT', math.min(most, MAX_CASCADE))
-  local ids, fields = scan[2], {}
+  most = math.min(most, MAX_CASCADE)
+  local scan = redis.call('SSCAN', ctx.adj .. ':' .. dir .. ':' .. argv[5], cursor, 'COUNT', most)
+  -- SSCAN may return a few more (a whole bucket); those stay for the next walk or the node's own delete.
+  local ids, fields = { unpack(scan[2], 1, math.min(#scan[2], most)) }, {}
   for i, id in ipairs(ids) do
     fields[i] = 'r:' .. id
   end

@@ -766,3 +766,27 @@ async fn a_cascade_over_the_bound_is_refused_and_goes_in_valid_bounded_steps() {
     }
     assert!(!graph_nodes.contains("hub"));
 }
+
+#[tokio::test]
+async fn relationships_deleted_earlier_in_the_call_do_not_count_against_the_cascade_bound() {
+    let server = RedisServer::start();
+    let (mut conn, w) = setup(&server).await;
+    let names = w.names().clone();
+    let leaves = MAX_CASCADE + 50;
+    let mut ops = vec![Mutation::UpsertNode(node("hub", "class"), Expect::Any)];
+    ops.extend((0..leaves).map(|i| Mutation::UpsertNode(node(&format!("leaf{i}"), "function"), Expect::Any)));
+    ops.extend((0..leaves).map(|i| {
+        Mutation::UpsertRelationship(rel(&format!("h{i}"), "calls", "hub", &format!("leaf{i}")), Expect::Any)
+    }));
+    for call in calls(&ops, 1000) {
+        w.mutate(&mut conn, call, None).await.unwrap();
+    }
+    // What the analysis-worker sends: the relationships explicitly, then the node, in one call.
+    let mut delete: Vec<Mutation> =
+        (0..leaves - 10).map(|i| Mutation::DeleteRelationship(format!("h{i}"), Expect::Any)).collect();
+    delete.push(Mutation::DeleteNode("hub".into(), Expect::Any));
+    let out = w.mutate(&mut conn, &delete, None).await.unwrap();
+    assert_eq!((out.last().unwrap().status, out.last().unwrap().cascaded), (Status::Deleted, 10));
+    let rels: i64 = conn.hlen(names.relationships()).await.unwrap();
+    assert_eq!(rels, 0);
+}

@@ -351,8 +351,10 @@ async fn admin_bench() {
             }
         }
     }
-    let out = w.mutate(&mut conn, &[Mutation::DeleteNode("hub".into(), Expect::Any)], None).await.unwrap();
-    assert_eq!(out[0].cascaded, 0, "every relationship went before");
+    // What one walk left (SSCAN returns whole buckets; a step deletes at most MAX_CASCADE of them) goes here.
+    let (out, more) =
+        w.mutate_detaching(&mut conn, &[Mutation::DeleteNode("hub".into(), Expect::Any)], None).await.unwrap();
+    println!("after one walk: {} more detached, {} with the node", more.relationships, out[0].cascaded);
     report(&format!("delete of a node with {size} rels"), &function_times(&mut conn).await);
     cpu.report(&format!("delete of a node with {size} rels: cg_detach"));
     config(&mut conn, "slowlog-log-slower-than", "10000").await;
