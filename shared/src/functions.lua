@@ -31,7 +31,7 @@
 --   one change set, so a node with any number of relationships goes in bounded steps, each a valid graph.
 -- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
 
-local LIBRARY_VERSION = 8
+local LIBRARY_VERSION = 9
 
 -- Most relationships one `cg_mutate` call deletes together with the nodes it deletes (MAX_CASCADE in
 -- functions.rs): about 2 ms of Redis time.
