@@ -97,6 +97,12 @@ impl From<crate::functions::MutationError> for ApiError {
             M::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             M::NotFound(m) => Self::not_found(m),
             M::Dangling(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "dangling_relationship", m),
+            // Only when writers kept adding relationships to a node through every detach round of its delete.
+            M::Redis(e) if e.code() == Some("CASCADE") => Self::new(
+                StatusCode::CONFLICT,
+                "cascade_too_large",
+                "relationships kept being added to a deleted node while its relationships were deleted; retry",
+            ),
             M::Redis(e) => e.into(),
         }
     }
