@@ -2,6 +2,7 @@
 //! the validation of each operation's entity (`Node::validate`, `RelationshipInput::into_relationship`, as the
 //! route's `to_mutation` calls them), and how a batch is cut into atomic Function calls (`functions::calls_by`).
 //!
+//! Input: a JSON body (starting with `{`), or bytes that build one whose fields sit on either side of each limit.
 //! Properties:
 //! - any body is read or refused, never a panic; a node or relationship is accepted exactly when the reference
 //!   rules below accept it (ids 1..=512 bytes without control characters, labels `[A-Za-z_][A-Za-z0-9_]{0,63}`,
@@ -18,10 +19,63 @@ use codegraph_shared::{
     graph::{Node, Relationship},
 };
 use graph_api::routes::batch::{BatchOperation, BatchRequest};
+use libfuzzer_sys::arbitrary::{Result, Unstructured};
+use serde_json::{json, Value};
 
 pub fn check(data: &[u8]) {
-    check_request(data);
+    if data.first() == Some(&b'{') {
+        check_request(data);
+    } else if let Ok(body) = arbitrary_batch(&mut Unstructured::new(data)) {
+        // Most mutations of a JSON text break it: half the inputs build a batch of entities whose fields sit on
+        // either side of each limit instead.
+        check_request(body.to_string().as_bytes());
+    }
     check_calls(data);
+}
+
+/// A text of one of the lengths (in characters, one more with the leading `f`), of one kind of character.
+fn text(u: &mut Unstructured<'_>, lens: &[usize]) -> Result<String> {
+    let len = *u.choose(lens)?;
+    let fill = *u.choose(&["a", "é", "_", "\u{7}", "9", " "])?;
+    Ok("f".repeat(usize::from(u.arbitrary::<bool>()?)) + &fill.repeat(len))
+}
+
+/// A batch whose ids, labels, names, files, lines and properties are at, below or above their limits.
+fn arbitrary_batch(u: &mut Unstructured<'_>) -> Result<Value> {
+    const IDS: [usize; 6] = [0, 1, 2, 511, 512, 513];
+    const LABELS: [usize; 5] = [0, 1, 63, 64, 65];
+    let mut ops = Vec::new();
+    for _ in 0..u.int_in_range(1..=6)? {
+        let op = match u.int_in_range(0..=3)? {
+            0 | 1 => {
+                let mut node =
+                    json!({"id": text(u, &IDS)?, "kind": text(u, &LABELS)?, "name": text(u, &[0, 1024, 1025])?});
+                if u.arbitrary()? {
+                    node["file"] = json!(text(u, &[0, 4096, 4097])?);
+                }
+                for line in ["line_start", "line_end"] {
+                    if u.arbitrary()? {
+                        node[line] = json!(u.int_in_range(0..=3u32)?);
+                    }
+                }
+                if u.arbitrary()? {
+                    let big = *u.choose(&[10, 65_500, 65_521, 65_530])?;
+                    node["properties"] = json!({"k": "v".repeat(big)});
+                }
+                json!({"op": "upsert_node", "node": node})
+            }
+            2 => {
+                let mut rel = json!({"type": text(u, &LABELS)?, "source": text(u, &IDS)?, "target": text(u, &IDS)?});
+                if u.arbitrary()? {
+                    rel["id"] = json!(text(u, &IDS)?);
+                }
+                json!({"op": "upsert_relationship", "relationship": rel})
+            }
+            _ => json!({"op": *u.choose(&["delete_node", "delete_relationship"])?, "id": text(u, &IDS)?}),
+        };
+        ops.push(op);
+    }
+    Ok(json!({"operations": ops}))
 }
 
 fn check_request(data: &[u8]) {
