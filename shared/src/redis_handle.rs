@@ -156,28 +156,6 @@ impl RedisHandle {
     }
 }
 
-/// Every field and value of a hash, read in `HSCAN` steps of about 1,000 (an `HGETALL` of a 100,000-node graph holds
-/// Redis for tens of milliseconds). A field changed meanwhile may come in its older or newer state.
-pub async fn scan_hash<C: redis::aio::ConnectionLike + Send>(
-    conn: &mut C,
-    key: &str,
-) -> redis::RedisResult<std::collections::HashMap<String, String>> {
-    let mut out = std::collections::HashMap::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, flat): (u64, Vec<String>) =
-            redis::cmd("HSCAN").arg(key).arg(cursor).arg("COUNT").arg(1000).query_async(conn).await?;
-        let mut flat = flat.into_iter();
-        while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
-            out.insert(k, v);
-        }
-        if next == 0 {
-            return Ok(out);
-        }
-        cursor = next;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@ use codegraph_shared::{
     functions::read_at_generation,
     graph::{Node, Relationship},
     names::RedisNames,
-    redis_handle::scan_hash,
 };
 use redis::aio::ConnectionLike;
 
@@ -159,6 +158,25 @@ pub async fn outside_referrers<C: ConnectionLike + Send>(
     let sources: Vec<String> = sources.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
     let nodes: Vec<Option<Node>> = hmget(conn, &names.nodes(), &sources).await?;
     Ok(nodes.into_iter().flatten().map(|n| node_owner(&n)).collect())
+}
+
+/// Every field and value of a hash, read in `HSCAN` steps of about 1,000 (an `HGETALL` of a 100,000-node graph would
+/// hold Redis for tens of milliseconds). A field changed meanwhile may come in its older or newer state.
+async fn scan_hash<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> redis::RedisResult<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, flat): (u64, Vec<String>) =
+            redis::cmd("HSCAN").arg(key).arg(cursor).arg("COUNT").arg(1000).query_async(conn).await?;
+        let mut flat = flat.into_iter();
+        while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+            out.insert(k, v);
+        }
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
 }
 
 /// The whole graph of the project, by owner (for a full analysis).

@@ -1,8 +1,6 @@
-//! A snapshot of a project's graph and the stream ID to replay from after it: from graph-api
+//! A snapshot of a project's graph with the stream ID it is consistent with: from graph-api
 //! (`GET /api/graph/snapshot?project=&cursor=`, pages of `{"since","nodes","relationships","next_cursor"}`), or,
-//! without graph-api, read from the graph hashes in Redis. Both read in bounded steps (no single command holds Redis
-//! for long), so the state is read over a while: `since` is taken first, every entity read is at least as new as
-//! `since`, and the sinks' version guards let the replay from `since` bring each one to its latest state.
+//! without graph-api, read from the graph hashes in Redis in one `MULTI` (so state and ID agree).
 
 use anyhow::{bail, Context};
 use redis::aio::ConnectionLike;
@@ -12,7 +10,6 @@ use codegraph_shared::{
     event::{Change, ChangeSet, EntityRef, EventType, StreamId},
     graph::{Node, Relationship},
     names::RedisNames,
-    redis_handle::scan_hash,
     stream::{newest_entry_cmd, newest_entry_id, StreamInfo},
 };
 
@@ -67,60 +64,38 @@ pub async fn from_graph_api(api: &str, project: &str, mut on_page: impl FnMut(us
     bail!("graph-api snapshot did not end after {MAX_PAGES} pages")
 }
 
-/// Versions read per `HMGET` (the versions hash only grows, so it is never read whole).
-const VERSIONS_PER_READ: usize = 1000;
+/// Nodes, relationships, versions (field → version), the newest stream entry and `XINFO STREAM`, in one `MULTI`.
+type GraphHashes = (Vec<(String, String)>, Vec<(String, String)>, Vec<(String, u64)>, redis::Value, redis::Value);
 
-/// Reads the project's graph from Redis: first the newest stream entry and `XINFO STREAM` in one `MULTI` (the ID to
-/// replay from), then nodes and relationships in `HSCAN` steps and their versions in `HMGET`s of 1,000, so no command
-/// holds Redis for long on a large project (one `HGETALL` of a 100,000-node graph took tens of milliseconds). What
-/// changes while it reads comes in its newer state or is replayed from `since`; the sinks apply a change only over
-/// an older version, so the replay converges on the Redis graph (a relationship read before its node was written
-/// is refused alone and comes again with the replay).
 pub async fn from_redis<C: ConnectionLike + Send>(conn: &mut C, names: &RedisNames) -> anyhow::Result<Snapshot> {
     // XINFO STREAM fails for a project without a stream, which has nothing to snapshot.
-    let (last, info): (redis::Value, redis::Value) = redis::pipe()
+    let (nodes, rels, versions, last, info): GraphHashes = redis::pipe()
         .atomic()
+        .hgetall(names.nodes())
+        .hgetall(names.relationships())
+        .hgetall(names.versions())
         .add_command(newest_entry_cmd(&names.cdc_stream()))
         .cmd("XINFO")
         .arg("STREAM")
         .arg(names.cdc_stream())
         .query_async(conn)
         .await?;
+    let versions: std::collections::HashMap<String, u64> = versions.into_iter().collect();
     let since = newest_entry_id(last).unwrap_or_default();
     let info = StreamInfo::parse(info);
     let entries_read = (info.last_generated == since).then_some(info.entries_added);
     let mut snapshot = Snapshot { since, entries_read, ..Default::default() };
-    let nodes = scan_hash(conn, &names.nodes()).await?;
-    let versions = versions_of(conn, names, "n:", nodes.keys()).await?;
-    for ((id, json), version) in nodes.into_iter().zip(versions) {
+    for (id, json) in nodes {
         let mut node: Node = serde_json::from_str(&json).with_context(|| format!("node {id}"))?;
-        node.version = version;
+        node.version = versions.get(&format!("n:{id}")).copied();
         snapshot.nodes.push(node);
     }
-    let rels = scan_hash(conn, &names.relationships()).await?;
-    let versions = versions_of(conn, names, "r:", rels.keys()).await?;
-    for ((id, json), version) in rels.into_iter().zip(versions) {
+    for (id, json) in rels {
         let mut rel: Relationship = serde_json::from_str(&json).with_context(|| format!("relationship {id}"))?;
-        rel.version = version;
+        rel.version = versions.get(&format!("r:{id}")).copied();
         snapshot.relationships.push(rel);
     }
     Ok(snapshot)
-}
-
-/// The versions of `ids` (fields `<prefix><id>` of the versions hash), in their order.
-async fn versions_of<'a, C: ConnectionLike + Send>(
-    conn: &mut C,
-    names: &RedisNames,
-    prefix: &str,
-    ids: impl Iterator<Item = &'a String>,
-) -> redis::RedisResult<Vec<Option<u64>>> {
-    let fields: Vec<String> = ids.map(|id| format!("{prefix}{id}")).collect();
-    let mut out = Vec::with_capacity(fields.len());
-    for chunk in fields.chunks(VERSIONS_PER_READ) {
-        let versions: Vec<Option<u64>> = redis::cmd("HMGET").arg(names.versions()).arg(chunk).query_async(conn).await?;
-        out.extend(versions);
-    }
-    Ok(out)
 }
 
 impl Snapshot {

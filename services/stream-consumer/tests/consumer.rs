@@ -509,35 +509,6 @@ async fn replay_from_graph_apis_snapshot_while_writes_go_on_ends_equal() {
     stop(&mut c);
 }
 
-/// The snapshot read from Redis is read in bounded steps while writes go on (no `MULTI` of whole hashes): what
-/// changes meanwhile comes newer or again with the replay from `since`, and the sink ends equal to Redis.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_from_the_redis_snapshot_while_writes_go_on_ends_equal() {
-    let env = Env::start();
-    let (mut conn, writer, names) = env.writer("viaredis").await;
-    // More than one HSCAN step of nodes and of relationships.
-    mixed_mutations(&mut conn, &writer, 73, 120, 50).await;
-    let done = Arc::new(AtomicBool::new(false));
-    let writing = steady_load(&env, "viaredis", done.clone()).await;
-    let args = ["replay", "--sink", "falkordb", "--project", "viaredis", "--from-snapshot"];
-    let replay = tokio::task::spawn_blocking({
-        let mut cmd = env.command("cli", &[]);
-        cmd.args(args);
-        move || cmd.output().unwrap()
-    })
-    .await
-    .unwrap();
-    done.store(true, Ordering::Relaxed);
-    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
-    assert!(report["snapshot_entities"].as_u64().unwrap() > 1000, "{report}");
-    assert!(writing.await.unwrap() > 0, "writes went on during the replay");
-    // The replay stops at the end of the stream it saw; a consumer carries the sink on from there.
-    let (mut c, _) = env.consumer("consumer-redis", &[]);
-    env.wait_equal(&names, Duration::from_secs(30)).await;
-    stop(&mut c);
-}
-
 /// Small rounds of mixed mutations on `project` every 20 ms until `done`; returns how many rounds.
 async fn steady_load(env: &Env, project: &str, done: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
     let (mut conn, writer, _) = env.writer(project).await;
