@@ -12,6 +12,7 @@
 import { test as base, expect, type CDPSession, type Page } from '@playwright/test';
 import { randomUUID } from 'node:crypto';
 import { TestApi } from '../support/api';
+import { pageErrors } from '../support/fixtures';
 import { startStack, stopStack, type StackInfo } from '../support/stack';
 
 const READER = 'e2e-reader-token';
@@ -72,15 +73,7 @@ const test = base.extend<{ pageErrors: string[] }, { stack: StackInfo }>({
     },
     { scope: 'worker', timeout: 5 * 60_000 },
   ],
-  pageErrors: [
-    async ({ page }, use) => {
-      const errors: string[] = [];
-      page.on('pageerror', (e) => errors.push(e.message));
-      await use(errors);
-      expect(errors, 'uncaught errors in the page').toEqual([]);
-    },
-    { auto: true },
-  ],
+  pageErrors,
 });
 
 test.skip(EXTERNAL && process.env.E2E_AUTH_STACK !== '1', 'the running stack (E2E_BASE_URL) is not the auth stack');

@@ -10,6 +10,20 @@ import { TestApi } from './api';
 import { FrameRecorder } from './frames';
 import { loadStack, type StackInfo } from './stack';
 
+/** Fails a test whose page threw an uncaught error (every spec uses it, with or without the shared stack). */
+export const pageErrors: [
+  (args: { page: Page }, use: (errors: string[]) => Promise<void>) => Promise<void>,
+  { auto: true },
+] = [
+  async ({ page }: { page: Page }, use: (errors: string[]) => Promise<void>) => {
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await use(errors);
+    expect(errors, 'uncaught errors in the page').toEqual([]);
+  },
+  { auto: true },
+];
+
 export class Dashboard {
   constructor(
     readonly page: Page,
@@ -108,15 +122,7 @@ export const test = base.extend<Fixtures>({
     },
     { auto: true },
   ],
-  pageErrors: [
-    async ({ page }, use) => {
-      const errors: string[] = [];
-      page.on('pageerror', (e) => errors.push(e.message));
-      await use(errors);
-      expect(errors, 'uncaught errors in the page').toEqual([]);
-    },
-    { auto: true },
-  ],
+  pageErrors,
 });
 
 export { expect };
