@@ -18,7 +18,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use redis::{aio::ConnectionLike, RedisError};
+use redis::{aio::ConnectionLike, ErrorKind, RedisError, ServerErrorKind, Value};
 
 use crate::{
     event::StreamId,
@@ -199,6 +199,23 @@ pub struct GraphWriter {
     names: RedisNames,
     max_stream_len: u64,
     publish: PublishMode,
+    replica_ack: Option<ReplicaAck>,
+}
+
+/// How many replicas must have a write before the call returns (`WAIT`), and for how long to wait for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaAck {
+    pub replicas: u32,
+    pub timeout_ms: u64,
+}
+
+/// Marks the error of a write that fewer replicas than required acknowledged in time (see [`is_unacknowledged`]).
+const NOT_ACKNOWLEDGED: &str = "write not acknowledged by enough replicas";
+
+/// True for the error [`GraphWriter`] returns when a write was applied on the primary but fewer replicas than
+/// [`ReplicaAck::replicas`] acknowledged it in time (also [`is_unavailable`]: the request is answered 503).
+pub fn is_unacknowledged(e: &RedisError) -> bool {
+    e.to_string().contains(NOT_ACKNOWLEDGED)
 }
 
 /// Operations per `FCALL` when a caller hands over more: each chunk is atomic on its own.
@@ -311,7 +328,41 @@ impl GraphWriter {
     /// 100 to 1,000 new entries (a tenth of the cap), in whole stream nodes, and never trims an entry a consumer
     /// group has pending or has not been delivered yet (such a stream is recorded, see [`cap_hold`]).
     pub fn new(names: RedisNames, max_stream_len: u64, publish: PublishMode) -> Self {
-        Self { names, max_stream_len, publish }
+        Self { names, max_stream_len, publish, replica_ack: None }
+    }
+
+    /// Every call waits, after the Function call and on the same connection, until `replicas` replicas have it
+    /// (`WAIT replicas timeout_ms`); fewer in time is an error ([`is_unacknowledged`]). 0 replicas: no wait.
+    pub fn with_replica_ack(mut self, replicas: u32, timeout_ms: u64) -> Self {
+        self.replica_ack = (replicas > 0).then_some(ReplicaAck { replicas, timeout_ms });
+        self
+    }
+
+    /// Runs a Function call of this writer, followed by `WAIT` when replica acknowledgement is on.
+    async fn call<C: ConnectionLike + Send, T: redis::FromRedisValue>(
+        &self,
+        conn: &mut C,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisError> {
+        let Some(ack) = self.replica_ack else { return call_function(conn, cmd).await };
+        // One pipeline, so the WAIT goes to the node (and connection) the Function call went to.
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone()).cmd("WAIT").arg(ack.replicas).arg(ack.timeout_ms);
+        let (reply, acked): (T, u32) = match pipe.query_async(conn).await {
+            Err(e) if is_function_missing(&e) => {
+                load_missing(conn).await?;
+                pipe.query_async(conn).await?
+            }
+            other => other?,
+        };
+        if acked < ack.replicas {
+            return Err(RedisError::from((
+                ErrorKind::Server(ServerErrorKind::TryAgain),
+                NOT_ACKNOWLEDGED,
+                format!("{acked} of {} replicas within {} ms", ack.replicas, ack.timeout_ms),
+            )));
+        }
+        Ok(reply)
     }
 
     pub fn names(&self) -> &RedisNames {
@@ -346,7 +397,7 @@ impl GraphWriter {
         for op in ops {
             push_op(&mut cmd, op);
         }
-        let flat: Vec<String> = call_function(conn, &cmd).await.map_err(MutationError::from_redis)?;
+        let flat: Vec<String> = self.call(conn, &cmd).await.map_err(MutationError::from_redis)?;
         let outcomes = parse_outcomes(&flat);
         if outcomes.iter().any(|o| o.event_id.is_some()) {
             self.register_project(conn).await?;
@@ -369,7 +420,7 @@ impl GraphWriter {
         cmd.arg("cg_emit");
         self.common_args(&mut cmd, traceparent);
         cmd.arg(event_type.as_str()).arg(entity_kind).arg(entity_id).arg(data.to_string());
-        let id = call_function(conn, &cmd).await?;
+        let id = self.call(conn, &cmd).await?;
         self.register_project(conn).await?;
         Ok(id)
     }
@@ -432,7 +483,7 @@ impl GraphWriter {
                 cmd.arg("cg_detach");
                 self.common_args(&mut cmd, traceparent);
                 cmd.arg(node_id).arg(direction).arg(&cursor).arg(MAX_CASCADE);
-                let (entry, next, deleted): (String, String, u64) = call_function(conn, &cmd).await?;
+                let (entry, next, deleted): (String, String, u64) = self.call(conn, &cmd).await?;
                 if !entry.is_empty() {
                     done.change_sets.push(entry);
                 }
@@ -462,7 +513,7 @@ impl GraphWriter {
         cmd.arg("cg_reset");
         self.common_args(&mut cmd, traceparent);
         cmd.arg(reason.replace(|c: char| c.is_control(), " "));
-        call_function(conn, &cmd).await
+        self.call(conn, &cmd).await
     }
 
     /// `SADD` of the project name: idempotent, outside the Function because the key is outside the project slot.
@@ -480,11 +531,22 @@ async fn call_function<C: ConnectionLike + Send, T: redis::FromRedisValue>(
 ) -> Result<T, RedisError> {
     match cmd.query_async(conn).await {
         Err(e) if is_function_missing(&e) => {
-            ensure_loaded(conn).await?;
+            load_missing(conn).await?;
             cmd.query_async(conn).await
         }
         other => other,
     }
+}
+
+/// After a call found no function: loads the library where it is missing (on a cluster: every primary without
+/// it, such as a new node; `FUNCTION LOAD` without `REPLACE` leaves the others alone), then replaces an older one
+/// (a single Redis; [`crate::redis_handle::RedisConn::ensure_library`] checks each primary of a cluster).
+async fn load_missing<C: ConnectionLike + Send>(conn: &mut C) -> Result<(), RedisError> {
+    match redis::cmd("FUNCTION").arg("LOAD").arg(SOURCE).query_async::<Value>(conn).await {
+        Err(e) if !e.to_string().contains("already exists") => return Err(e),
+        _ => {}
+    }
+    ensure_loaded(conn).await
 }
 
 /// Trims the project's CDC stream, in one atomic step, below the lowest entry any consumer group still needs (its

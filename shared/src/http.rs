@@ -90,6 +90,15 @@ pub fn error_id() -> String {
     format!("{:016x}", h.finish())
 }
 
+impl From<crate::redis_handle::TopologyError> for ApiError {
+    fn from(e: crate::redis_handle::TopologyError) -> Self {
+        match e {
+            crate::redis_handle::TopologyError::Unavailable(e) => e.into(),
+            crate::redis_handle::TopologyError::Misconfigured(why) => Self::unavailable(why),
+        }
+    }
+}
+
 impl From<crate::functions::MutationError> for ApiError {
     fn from(e: crate::functions::MutationError) -> Self {
         use crate::functions::MutationError as M;

@@ -19,6 +19,7 @@ pub mod graph;
 pub mod http;
 pub mod names;
 pub mod project;
+pub mod pubsub;
 pub mod redis_handle;
 pub mod settings;
 pub mod shutdown;

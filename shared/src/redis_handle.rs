@@ -11,9 +11,14 @@
 use std::{path::PathBuf, time::Duration};
 
 use redis::{
-    aio::ConnectionManager, aio::ConnectionManagerConfig, Client, ClientTlsConfig, ErrorKind, IntoConnectionInfo,
-    RedisError, TlsCertificates,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
+    cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig},
+    cluster_async::ClusterConnection,
+    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
+    Client, ClientTlsConfig, ErrorKind, IntoConnectionInfo, PushInfo, RedisError, RedisFuture, TlsCertificates, Value,
 };
+
+use crate::functions::PublishMode;
 
 /// Environment variables read by [`RedisHandle::open`] (the same names `settings::load` maps to `[redis]`).
 const CA_FILE_ENV: &str = "CODEGRAPH__REDIS__CA_FILE";
@@ -91,17 +96,160 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Where the services' Redis is: one server, or a Redis Cluster reached through seed nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    Single,
+    Cluster,
+}
+
+// One per service, cloned rarely: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Inner {
+    Single {
+        client: Client,
+        manager: ConnectionManager,
+    },
+    /// `pubsub` is the same cluster spoken in RESP3, for subscriptions (pushes); `client` speaks RESP2 like a
+    /// single Redis handle, so replies parse the same on both topologies.
+    Cluster {
+        client: ClusterClient,
+        pubsub: ClusterClient,
+        conn: ClusterConnection,
+    },
+}
+
+/// The services' Redis: a single server (`redis.url`) or a cluster (`redis.cluster_nodes`), behind one handle.
+///
+/// On a cluster every command is routed by its key to the node that owns the key's slot (the redis crate's own
+/// `cluster-async`, which follows `MOVED`/`ASK` and failovers); every key of a project carries the hash tag
+/// `{project}`, so a project's keys, stream and channel live on one node and a Function call touches one slot.
 #[derive(Clone)]
 pub struct RedisHandle {
-    client: Client,
-    manager: ConnectionManager,
+    inner: Inner,
+    publish: PublishMode,
 }
 
 impl std::fmt::Debug for RedisHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisHandle").field("addr", &self.client.get_connection_info().addr()).finish()
+        match &self.inner {
+            Inner::Single { client, .. } => {
+                f.debug_struct("RedisHandle").field("addr", &client.get_connection_info().addr()).finish()
+            }
+            Inner::Cluster { .. } => f.debug_struct("RedisHandle").field("topology", &"cluster").finish(),
+        }
     }
 }
+
+/// A connection of a [`RedisHandle`]: cheap to clone, requests pipeline over it, and it reconnects by itself.
+#[derive(Clone)]
+pub enum RedisConn {
+    /// The shared connection to a single Redis.
+    Single(ConnectionManager),
+    /// A dedicated connection to a single Redis (blocking reads).
+    Dedicated(MultiplexedConnection),
+    /// A cluster connection: one multiplexed connection per node, commands routed by slot.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Dedicated(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Dedicated(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Dedicated(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl RedisConn {
+    /// Loads the Function library where it is missing or older: on the server, or on every primary of a cluster
+    /// (each checked by its own version, so a newer library is never replaced by this build's older one).
+    pub async fn ensure_library(&mut self) -> Result<(), RedisError> {
+        let Self::Cluster(conn) = self else { return crate::functions::ensure_loaded(self).await };
+        for (host, port) in cluster_primaries(conn).await? {
+            let mut node = NodeConn { conn: conn.clone(), host, port };
+            crate::functions::ensure_loaded(&mut node).await?;
+        }
+        Ok(())
+    }
+}
+
+/// One node of a cluster, addressed through the cluster connection (for per-node administration).
+#[derive(Clone)]
+struct NodeConn {
+    conn: ClusterConnection,
+    host: String,
+    port: u16,
+}
+
+impl ConnectionLike for NodeConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        let route =
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: self.host.clone(), port: self.port });
+        Box::pin(self.conn.route_command(cmd.clone(), route))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let route = SingleNodeRoutingInfo::ByAddress { host: self.host.clone(), port: self.port };
+        Box::pin(self.conn.route_pipeline(pipeline.clone(), offset, count, route))
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+/// The primaries of the cluster (host, port), from `CLUSTER SLOTS`.
+async fn cluster_primaries(conn: &mut ClusterConnection) -> Result<Vec<(String, u16)>, RedisError> {
+    let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for range in slots {
+        let Value::Array(parts) = range else { continue };
+        let Some(Value::Array(primary)) = parts.get(2) else { continue };
+        let host: Option<String> = primary.first().and_then(|v| redis::from_redis_value_ref(v).ok());
+        let port: Option<u16> = primary.get(1).and_then(|v| redis::from_redis_value_ref(v).ok());
+        if let (Some(host), Some(port)) = (host, port) {
+            if !out.contains(&(host.clone(), port)) {
+                out.push((host, port));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What a Pub/Sub subscription receives on a cluster connection: the pushes of every node.
+pub type PushReceiver = tokio::sync::mpsc::UnboundedReceiver<PushInfo>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl RedisHandle {
     /// Prepares the handle without connecting, with the TLS files named by `CODEGRAPH__REDIS__CA_FILE` (and
@@ -111,42 +259,96 @@ impl RedisHandle {
         Self::open_with(url, &RedisTls::from_env())
     }
 
-    /// [`open`](Self::open) with the `[redis]` settings (URL and TLS files from any configuration layer).
+    /// The handle the `[redis]` settings describe: a cluster when `cluster_nodes` lists seeds, else `url`; TLS files
+    /// from any configuration layer; the publish command (`publish`, or its default for the topology).
     pub fn from_settings(settings: &crate::settings::RedisSettings) -> Result<Self, RedisError> {
-        Self::open_with(&settings.url, &settings.tls())
+        let seeds = settings.cluster_seeds();
+        let handle = if seeds.is_empty() {
+            Self::open_with(&settings.url, &settings.tls())?
+        } else {
+            Self::open_cluster(&seeds, &settings.tls())?
+        };
+        let handle = Self { publish: settings.publish_mode(), ..handle };
+        tokio::spawn(report_misconfiguration(handle.clone()));
+        Ok(handle)
     }
 
     /// [`open`](Self::open) with explicit TLS files (the environment is not read).
     pub fn open_with(url: &str, tls: &RedisTls) -> Result<Self, RedisError> {
         let client = client(url, tls)?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-        Ok(Self { client, manager })
+        Ok(Self { inner: Inner::Single { client, manager }, publish: PublishMode::Classic })
     }
 
-    /// The shared multiplexed connection (cheap to clone; requests pipeline over one socket).
-    pub fn conn(&self) -> ConnectionManager {
-        self.manager.clone()
+    /// A cluster handle from seed node URLs (`redis://` or `rediss://`, with credentials), without connecting:
+    /// the connection is made in the background and on use, so a service starts while the cluster is down.
+    pub fn open_cluster(seeds: &[String], tls: &RedisTls) -> Result<Self, RedisError> {
+        let client = cluster_client(seeds, tls, None)?;
+        let pubsub = cluster_client(seeds, tls, Some(redis::ProtocolVersion::RESP3))?;
+        let conn = client.get_pending_async_connection_with_config(cluster_config(RESPONSE_TIMEOUT));
+        Ok(Self { inner: Inner::Cluster { client, pubsub, conn }, publish: PublishMode::Sharded })
     }
 
-    /// The client, for dedicated connections (Pub/Sub, blocking reads). It carries the TLS configuration.
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub fn topology(&self) -> Topology {
+        match self.inner {
+            Inner::Single { .. } => Topology::Single,
+            Inner::Cluster { .. } => Topology::Cluster,
+        }
+    }
+
+    /// The command events are published with: `PUBLISH`, or `SPUBLISH` (sharded channels, the cluster default).
+    pub fn publish_mode(&self) -> PublishMode {
+        self.publish
+    }
+
+    /// The shared connection (cheap to clone; requests pipeline over it).
+    pub fn conn(&self) -> RedisConn {
+        match &self.inner {
+            Inner::Single { manager, .. } => RedisConn::Single(manager.clone()),
+            Inner::Cluster { conn, .. } => RedisConn::Cluster(conn.clone()),
+        }
+    }
+
+    /// The single-Redis client, for dedicated connections (Pub/Sub); `None` on a cluster.
+    pub fn single_client(&self) -> Option<&Client> {
+        match &self.inner {
+            Inner::Single { client, .. } => Some(client),
+            Inner::Cluster { .. } => None,
+        }
     }
 
     /// A dedicated connection for blocking reads (`XREAD`/`XREADGROUP … BLOCK`), so they never delay the shared
     /// one. Its response timeout is the block time plus a margin: the default one is shorter than a block and
-    /// would end every idle read with a time-out.
-    pub async fn blocking_connection(&self, block: Duration) -> Result<redis::aio::MultiplexedConnection, RedisError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(block + Duration::from_secs(5)));
-        self.client.get_multiplexed_async_connection_with_config(&config).await
+    /// would end every idle read with a time-out. On a cluster it routes each read to the node of its stream.
+    pub async fn blocking_connection(&self, block: Duration) -> Result<RedisConn, RedisError> {
+        let timeout = block + Duration::from_secs(5);
+        match &self.inner {
+            Inner::Single { client, .. } => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(timeout));
+                Ok(RedisConn::Dedicated(client.get_multiplexed_async_connection_with_config(&config).await?))
+            }
+            Inner::Cluster { client, .. } => {
+                Ok(RedisConn::Cluster(client.get_async_connection_with_config(cluster_config(timeout)).await?))
+            }
+        }
+    }
+
+    /// A cluster connection for Pub/Sub (RESP3): messages and the library's `Disconnection` pushes arrive on the
+    /// receiver; the crate re-subscribes after reconnects and slot moves (messages in between are not replayed).
+    /// `None` on a single Redis (use [`Self::single_client`]'s `get_async_pubsub`).
+    pub async fn cluster_pubsub(&self) -> Option<Result<(ClusterConnection, PushReceiver), RedisError>> {
+        let Inner::Cluster { pubsub, .. } = &self.inner else { return None };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let config = cluster_config(RESPONSE_TIMEOUT).set_push_sender(tx);
+        Some(pubsub.get_async_connection_with_config(config).await.map(|c| (c, rx)))
     }
 
     /// `PING`: true when Redis answers.
@@ -154,6 +356,153 @@ impl RedisHandle {
         let mut conn = self.conn();
         redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
     }
+
+    /// Whether Redis is reachable *and* is what the settings say: a cluster with every slot served for a cluster
+    /// handle; a server without cluster mode for a single handle (a cluster node behind `redis.url` would answer
+    /// every other key with `MOVED`); `SPUBLISH` only on a cluster. The error says what is wrong.
+    pub async fn check(&self) -> Result<(), TopologyError> {
+        let mut conn = self.conn();
+        match &self.inner {
+            Inner::Single { .. } => {
+                let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut conn).await?;
+                if info.contains("cluster_enabled:1") {
+                    return Err(TopologyError::Misconfigured(
+                        "redis.url points at a Redis Cluster node: list the cluster's nodes in \
+                         CODEGRAPH__REDIS__CLUSTER_NODES instead"
+                            .into(),
+                    ));
+                }
+                if self.publish == PublishMode::Sharded {
+                    return Err(TopologyError::Misconfigured(
+                        "redis.publish = sharded needs a Redis Cluster, but redis.url is a single Redis: use \
+                         classic, or set CODEGRAPH__REDIS__CLUSTER_NODES"
+                            .into(),
+                    ));
+                }
+                Ok(())
+            }
+            Inner::Cluster { .. } => {
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await?;
+                let field = |name: &str| {
+                    info.lines().find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':')).unwrap_or("").to_owned()
+                };
+                if field("cluster_state") != "ok" || field("cluster_slots_ok") != "16384" {
+                    return Err(TopologyError::Misconfigured(format!(
+                        "the Redis Cluster does not serve every slot (cluster_state {}, {} of 16384 slots ok)",
+                        field("cluster_state"),
+                        field("cluster_slots_ok"),
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl RedisHandle {
+    /// Readiness: [`Self::check`], then this build's Function library (or a newer one) on the server, or on every
+    /// primary of a cluster. Returns the lowest library version found.
+    pub async fn readiness(&self) -> Result<i64, TopologyError> {
+        self.check().await?;
+        let mut conn = self.conn();
+        let versions = match &mut conn {
+            RedisConn::Cluster(c) => {
+                let mut versions = Vec::new();
+                for (host, port) in cluster_primaries(c).await? {
+                    versions.push(library_version_of(&mut NodeConn { conn: c.clone(), host, port }).await?);
+                }
+                versions
+            }
+            other => vec![library_version_of(other).await?],
+        };
+        let lowest = versions.into_iter().min().unwrap_or(0);
+        if lowest < crate::functions::library_version() {
+            return Err(TopologyError::Misconfigured(format!(
+                "redis has Function library version {lowest}, this build needs {}",
+                crate::functions::library_version()
+            )));
+        }
+        Ok(lowest)
+    }
+}
+
+/// Logs, once Redis first answers, an error when it is not what the settings say (the service keeps running and
+/// answers `/ready` with the reason: an operator fixes the settings; no crash loop).
+async fn report_misconfiguration(handle: RedisHandle) {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match handle.check().await {
+            Ok(()) => return,
+            Err(TopologyError::Misconfigured(why)) => {
+                tracing::error!(problem = %why, "Redis is not what the settings describe; not ready until fixed");
+                return;
+            }
+            Err(TopologyError::Unavailable(_)) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// `cg_version` of the library on one server; 0 when it has none.
+async fn library_version_of<C: ConnectionLike + Send>(conn: &mut C) -> Result<i64, RedisError> {
+    match redis::cmd("FCALL_RO").arg("cg_version").arg(0).query_async(conn).await {
+        Err(e) if e.to_string().to_lowercase().contains("function not found") => Ok(0),
+        other => other,
+    }
+}
+
+/// Why [`RedisHandle::check`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// Redis could not be asked (down, refused, timed out): retry later.
+    #[error("redis unavailable: {0}")]
+    Unavailable(#[from] RedisError),
+    /// Redis answers but is not what the configuration says: an operator must fix the settings or the cluster.
+    #[error("{0}")]
+    Misconfigured(String),
+}
+
+fn cluster_config(response_timeout: Duration) -> ClusterConfig {
+    ClusterConfig::new().set_connection_timeout(CONNECT_TIMEOUT).set_response_timeout(response_timeout)
+}
+
+/// A cluster client for `seeds`. Every seed must be `redis://` or `rediss://` alike (the crate takes TLS and the
+/// credentials from the first); TLS files apply to `rediss://` seeds only, as for a single Redis.
+fn cluster_client(
+    seeds: &[String],
+    tls: &RedisTls,
+    protocol: Option<redis::ProtocolVersion>,
+) -> Result<ClusterClient, RedisError> {
+    let mut infos = Vec::with_capacity(seeds.len());
+    for seed in seeds {
+        let info = seed.as_str().into_connection_info().map_err(|e| {
+            config_error(format!("CODEGRAPH__REDIS__CLUSTER_NODES: {} is not a Redis URL: {e}", redact(seed)))
+        })?;
+        infos.push(info);
+    }
+    let is_tls = infos.iter().map(|i| matches!(i.addr(), redis::ConnectionAddr::TcpTls { .. })).collect::<Vec<_>>();
+    if is_tls.iter().any(|t| *t != is_tls[0]) {
+        return Err(config_error("CODEGRAPH__REDIS__CLUSTER_NODES mixes redis:// and rediss:// seeds".into()));
+    }
+    let mut builder = ClusterClientBuilder::new(infos)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        .retries(3)
+        .min_retry_wait(50)
+        .max_retry_wait(500);
+    if let Some(p) = protocol {
+        builder = builder.use_protocol(p);
+    }
+    match (is_tls[0], tls.is_empty()) {
+        (_, true) => {}
+        (true, false) => builder = builder.certs(tls.certificates()?),
+        (false, false) => {
+            return Err(config_error("TLS files are configured but the cluster seeds are not rediss:// URLs".into()))
+        }
+    }
+    builder.build()
 }
 
 #[cfg(test)]

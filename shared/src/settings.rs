@@ -40,8 +40,19 @@ pub struct RedisSettings {
     /// its group) holds the stream above the cap, which is recorded in `code_graph:{p}:cdc:held` and logged by
     /// Redis. Enforced once per 100–1,000 appends (a tenth of the cap), so the stream may exceed it by that.
     pub stream_max_len: u64,
-    /// `classic` (PUBLISH) on a single Redis, `sharded` (SPUBLISH) on a cluster.
-    pub publish: PublishMode,
+    /// `classic` (PUBLISH) or `sharded` (SPUBLISH, a Redis Cluster's sharded channels). Unset: `classic` on a
+    /// single Redis, `sharded` on a cluster.
+    pub publish: Option<PublishMode>,
+    /// Seed nodes of a Redis Cluster, comma-separated URLs (`redis://` or `rediss://`, with credentials). When set,
+    /// the services use the cluster and `url` is ignored. Empty: a single Redis at `url`.
+    pub cluster_nodes: String,
+    /// When above 0, a mutation is answered 2xx only once this many replicas have it (`WAIT` after the Function
+    /// call), so a failover cannot lose an acknowledged mutation; otherwise the request fails with 503 (the
+    /// mutation may still be applied and replicated later: a retry is safe, versions and no-op detection make it
+    /// idempotent). 0: Redis's asynchronous replication, the default.
+    pub min_replicas_ack: u32,
+    /// How long a mutation waits for `min_replicas_ack` replicas, in ms.
+    pub min_replicas_timeout_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -52,12 +63,29 @@ impl Default for RedisSettings {
             cert_file: String::new(),
             key_file: String::new(),
             stream_max_len: 5_000_000,
-            publish: PublishMode::Classic,
+            publish: None,
+            cluster_nodes: String::new(),
+            min_replicas_ack: 0,
+            min_replicas_timeout_ms: 1_000,
         }
     }
 }
 
 impl RedisSettings {
+    /// The cluster's seed URLs (empty: a single Redis).
+    pub fn cluster_seeds(&self) -> Vec<String> {
+        self.cluster_nodes.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    }
+
+    /// The publish command in effect: the configured one, else `sharded` on a cluster and `classic` on one Redis.
+    pub fn publish_mode(&self) -> PublishMode {
+        self.publish.unwrap_or(if self.cluster_seeds().is_empty() {
+            PublishMode::Classic
+        } else {
+            PublishMode::Sharded
+        })
+    }
+
     /// The TLS files, for `rediss://` URLs.
     pub fn tls(&self) -> crate::redis_handle::RedisTls {
         crate::redis_handle::RedisTls::from_paths(&self.ca_file, &self.cert_file, &self.key_file)
@@ -136,6 +164,16 @@ mod tests {
         let s: Demo = load("no-such-service-for-test").unwrap();
         assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
         assert_eq!(s.http.addr, "127.0.0.1:8000");
-        assert_eq!(s.redis.publish, PublishMode::Classic);
+        assert_eq!(s.redis.publish_mode(), PublishMode::Classic);
+        assert!(s.redis.cluster_seeds().is_empty());
+    }
+
+    #[test]
+    fn a_cluster_publishes_sharded_unless_told_otherwise() {
+        let mut r = RedisSettings { cluster_nodes: " redis://a:1, rediss://u:p@b:2 ,".into(), ..Default::default() };
+        assert_eq!(r.cluster_seeds(), ["redis://a:1", "rediss://u:p@b:2"]);
+        assert_eq!(r.publish_mode(), PublishMode::Sharded);
+        r.publish = Some(PublishMode::Classic);
+        assert_eq!(r.publish_mode(), PublishMode::Classic);
     }
 }

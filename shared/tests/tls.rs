@@ -43,7 +43,7 @@ async fn rediss_with_the_private_ca_writes_and_reads() {
     let mut blocking = redis.blocking_connection(Duration::from_secs(1)).await.unwrap();
     let read: String = blocking.get("tls:key").await.unwrap();
     assert_eq!(read, "over tls");
-    let mut pubsub = redis.client().get_async_pubsub().await.expect("Pub/Sub over TLS");
+    let mut pubsub = redis.single_client().unwrap().get_async_pubsub().await.expect("Pub/Sub over TLS");
     pubsub.subscribe("tls:channel").await.unwrap();
     // The harness's own connection speaks TLS too.
     let direct: String = redis::cmd("GET").arg("tls:key").query(&mut server.connection()).unwrap();

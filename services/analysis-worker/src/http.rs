@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
 use codegraph_shared::{
-    functions::ensure_loaded,
     http::{health, metrics, ApiError},
     redis_handle::RedisHandle,
 };
@@ -29,8 +28,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn ready(State(s): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let mut conn = s.redis.conn();
-    ensure_loaded(&mut conn).await?;
+    s.redis.conn().ensure_library().await?;
+    s.redis.check().await?;
     Ok((StatusCode::OK, Json(json!({"status": "ready"}))))
 }
 

@@ -112,7 +112,11 @@ pub struct JobRunner {
 
 impl JobRunner {
     pub fn writer(&self, project: &ProjectName) -> GraphWriter {
-        GraphWriter::new(RedisNames::new(project), self.redis_settings.stream_max_len, self.redis_settings.publish)
+        GraphWriter::new(
+            RedisNames::new(project),
+            self.redis_settings.stream_max_len,
+            self.redis_settings.publish_mode(),
+        )
     }
 
     async fn emit(&self, writer: &GraphWriter, t: EventType, job_id: &str, data: Value) {

@@ -15,7 +15,7 @@ use analysis_worker::{
     watch,
 };
 use clap::{Parser, Subcommand};
-use codegraph_shared::{functions::ensure_loaded, project::ProjectName, redis_handle::RedisHandle, shutdown::Shutdown};
+use codegraph_shared::{project::ProjectName, redis_handle::RedisHandle, shutdown::Shutdown};
 
 #[global_allocator]
 static ALLOCATOR: analysis_worker::alloc::Allocator = analysis_worker::alloc::Allocator;
@@ -102,7 +102,7 @@ async fn prepare(runner: &JobRunner, name: &str) -> Result<ProjectName, ExitCode
         eprintln!("analysis-worker: {e}");
         ExitCode::from(2)
     })?;
-    if let Err(e) = ensure_loaded(&mut runner.redis.conn()).await {
+    if let Err(e) = runner.redis.conn().ensure_library().await {
         eprintln!("analysis-worker: redis at {} is not usable: {e}", runner.redis_settings.url);
         return Err(ExitCode::FAILURE);
     }

@@ -6,13 +6,12 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use codegraph_shared::{
-    functions::ensure_loaded,
     names::{RedisNames, JOBS_CANCEL_CHANNEL, JOBS_GROUP, JOBS_STREAM},
     project::ProjectName,
+    pubsub::{Incoming, Subscription},
     shutdown::Shutdown,
     stream::{autoclaim_reply, read_reply, RawEntry},
 };
-use futures_util::StreamExt;
 use redis::Value;
 use tracing::Instrument;
 
@@ -171,7 +170,7 @@ async fn handle(runner: &JobRunner, status: &Arc<WorkerStatus>, entry: Entry, cl
     if matches!(state.get("status").map(String::as_str), Some("completed" | "failed" | "cancelled")) {
         return ack(runner, &entry.id).await;
     }
-    if let Err(e) = ensure_loaded(&mut conn).await {
+    if let Err(e) = conn.ensure_library().await {
         tracing::warn!(error = %e, "could not load the Function library");
     }
     let cancel = CancelFlag::default();
@@ -227,24 +226,23 @@ async fn renew_claim(runner: JobRunner, consumer: String, id: String, claim_idle
 /// Subscribes to the cancel channel and cancels the running job when its id arrives.
 async fn listen_for_cancels(runner: JobRunner, status: Arc<WorkerStatus>, shutdown: Shutdown) {
     while !shutdown.is_triggered() {
-        match runner.redis.client().get_async_pubsub().await {
-            Ok(mut pubsub) => {
-                if let Err(e) = pubsub.subscribe(JOBS_CANCEL_CHANNEL).await {
+        match Subscription::connect(&runner.redis, false).await {
+            Ok(mut sub) => {
+                if let Err(e) = sub.subscribe(&[JOBS_CANCEL_CHANNEL.to_owned()]).await {
                     tracing::warn!(error = %e, "cancel channel subscription failed");
                 } else {
-                    let mut messages = pubsub.on_message();
                     loop {
                         tokio::select! {
                             _ = shutdown.wait() => return,
-                            m = messages.next() => match m {
-                                Some(m) => {
-                                    if let Ok(job_id) = m.get_payload::<String>() {
-                                        if status.cancel(job_id.trim()) {
-                                            tracing::info!(job_id, "cancel requested");
-                                        }
+                            m = sub.next() => match m {
+                                Incoming::Message { payload, .. } => {
+                                    let job_id = String::from_utf8_lossy(&payload);
+                                    if status.cancel(job_id.trim()) {
+                                        tracing::info!(job_id = %job_id.trim(), "cancel requested");
                                     }
                                 }
-                                None => break,
+                                Incoming::Lost(_) => break,
+                                Incoming::Unsubscribed(_) | Incoming::Other => {}
                             }
                         }
                     }

@@ -54,22 +54,26 @@ pub async fn sweep(conn: &mut impl ConnectionLike, ttl: Option<Duration>) -> red
         let entries: Vec<(&str, &str)> = flat.chunks_exact(2).map(|p| (p[0].as_str(), p[1].as_str())).collect();
         swept.checked += entries.len();
         let mut doomed: Vec<&str> = Vec::new();
-        let mut known: Vec<(&str, String)> = Vec::new();
+        let mut known: Vec<(&str, String, ProjectName)> = Vec::new();
         for (job_id, project) in entries {
             match ProjectName::parse(project) {
-                Ok(p) => known.push((job_id, RedisNames::new(&p).job(job_id))),
+                Ok(p) => known.push((job_id, RedisNames::new(&p).job(job_id), p)),
                 Err(_) => doomed.push(job_id),
             }
         }
         if !known.is_empty() {
-            let mut looks = redis::pipe();
-            for (_, key) in &known {
-                looks.cmd("HGET").arg(key).arg("status").cmd("TTL").arg(key);
+            known.sort_by(|a, b| a.2.as_str().cmp(b.2.as_str()));
+            // One pipeline per project: on a Redis Cluster each project's job hashes live in its own slot.
+            let mut replies: Vec<Value> = Vec::with_capacity(known.len() * 2);
+            for group in known.chunk_by(|a, b| a.2 == b.2) {
+                let mut looks = redis::pipe();
+                for (_, key, _) in group {
+                    looks.cmd("HGET").arg(key).arg("status").cmd("TTL").arg(key);
+                }
+                replies.extend(looks.query_async::<Vec<Value>>(conn).await?);
             }
-            let replies: Vec<Value> = looks.query_async(conn).await?;
-            let mut expire = redis::pipe();
             let mut expiring = 0;
-            for ((job_id, key), reply) in known.iter().zip(replies.chunks_exact(2)) {
+            for ((job_id, key, _), reply) in known.iter().zip(replies.chunks_exact(2)) {
                 let status: Option<String> = redis::from_redis_value_ref(&reply[0])?;
                 let remaining: i64 = redis::from_redis_value_ref(&reply[1])?;
                 // TTL: -2 the key does not exist, -1 it has no time to live.
@@ -77,15 +81,12 @@ pub async fn sweep(conn: &mut impl ConnectionLike, ttl: Option<Duration>) -> red
                     doomed.push(job_id);
                 } else if let (-1, Some(ttl)) = (remaining, ttl) {
                     if finished(status.as_deref()) {
-                        expire.cmd("EXPIRE").arg(key).arg(ttl.as_secs()).arg("NX").ignore();
+                        redis::cmd("EXPIRE").arg(key).arg(ttl.as_secs()).arg("NX").query_async::<()>(conn).await?;
                         expiring += 1;
                     }
                 }
             }
-            if expiring > 0 {
-                expire.query_async::<()>(conn).await?;
-                swept.expired += expiring;
-            }
+            swept.expired += expiring;
         }
         if !doomed.is_empty() {
             // Job ids are never reused (graph-api makes a UUID per job), so a gone hash never comes back.

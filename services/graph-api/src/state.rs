@@ -62,10 +62,12 @@ impl AppState {
 
     /// The writer of one project's graph and events.
     pub fn writer(&self, project: &ProjectName) -> GraphWriter {
-        GraphWriter::new(RedisNames::new(project), self.settings.redis.stream_max_len, self.settings.redis.publish)
+        let redis = &self.settings.redis;
+        GraphWriter::new(RedisNames::new(project), redis.stream_max_len, redis.publish_mode())
+            .with_replica_ack(redis.min_replicas_ack, redis.min_replicas_timeout_ms)
     }
 
-    pub fn conn(&self) -> redis::aio::ConnectionManager {
+    pub fn conn(&self) -> codegraph_shared::redis_handle::RedisConn {
         self.redis.conn()
     }
 }

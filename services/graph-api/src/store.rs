@@ -6,13 +6,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use codegraph_shared::redis_handle::RedisConn;
 use codegraph_shared::{
     functions::read_at_generation,
     graph::{Node, Relationship},
     names::{Generation, RedisNames},
     stream::{newest_entry_cmd, newest_entry_id},
 };
-use redis::{aio::ConnectionManager, RedisError};
+use redis::RedisError;
 use serde::Serialize;
 
 /// Fields per `HMGET`: a long list is read in several commands of a pipeline, so no single command is long.
@@ -36,14 +37,14 @@ fn rel_from(json: &str, version: Option<u64>) -> Option<Relationship> {
     with_version(json, version, |r: &mut Relationship, v| r.version = Some(v))
 }
 
-pub async fn get_node(conn: &mut ConnectionManager, names: &RedisNames, id: &str) -> Result<Option<Node>, RedisError> {
+pub async fn get_node(conn: &mut RedisConn, names: &RedisNames, id: &str) -> Result<Option<Node>, RedisError> {
     let (json, version): (Option<String>, Option<u64>) =
         redis::pipe().hget(names.nodes(), id).hget(names.versions(), format!("n:{id}")).query_async(conn).await?;
     Ok(json.and_then(|j| node_from(&j, version)))
 }
 
 pub async fn get_relationship(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     names: &RedisNames,
     id: &str,
 ) -> Result<Option<Relationship>, RedisError> {
@@ -56,11 +57,7 @@ pub async fn get_relationship(
 }
 
 /// Nodes by id (missing ones are skipped), with their versions.
-pub async fn nodes_by_id(
-    conn: &mut ConnectionManager,
-    names: &RedisNames,
-    ids: &[String],
-) -> Result<Vec<Node>, RedisError> {
+pub async fn nodes_by_id(conn: &mut RedisConn, names: &RedisNames, ids: &[String]) -> Result<Vec<Node>, RedisError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -70,7 +67,7 @@ pub async fn nodes_by_id(
 
 /// Relationships by id (missing ones are skipped), with their versions.
 pub async fn relationships_by_id(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     names: &RedisNames,
     ids: &[String],
 ) -> Result<Vec<Relationship>, RedisError> {
@@ -83,7 +80,7 @@ pub async fn relationships_by_id(
 
 /// The JSON of `ids` in `hash` and their versions (`<tag><id>` in `versions`), [`FIELDS_PER_READ`] per command.
 async fn with_versions(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     hash: &str,
     versions: &str,
     tag: &str,
@@ -114,7 +111,7 @@ pub struct Stats {
     pub last_event_id: Option<String>,
 }
 
-pub async fn stats(conn: &mut ConnectionManager, names: &RedisNames) -> Result<Stats, RedisError> {
+pub async fn stats(conn: &mut RedisConn, names: &RedisNames) -> Result<Stats, RedisError> {
     // One MULTI, so the counts and the event id are of the same moment.
     let (nodes, relationships, node_kinds, relationship_types, last): (
         u64,
@@ -179,7 +176,7 @@ impl std::fmt::Display for PageCursor {
 
 /// One `HSCAN` step of about `limit` entries of `hash`: the next cursor and the entries.
 async fn scan_step(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     hash: &str,
     cursor: u64,
     limit: usize,
@@ -196,7 +193,7 @@ async fn scan_step(
 
 /// The versions of `ids` (`<tag><id>`), [`FIELDS_PER_READ`] per command.
 async fn versions_of(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     names: &RedisNames,
     tag: &str,
     ids: impl Iterator<Item = &String>,
@@ -216,7 +213,7 @@ async fn versions_of(
 /// One page from `cursor`: about `limit` nodes (of `kind`, when given), or about `limit` relationships (leaving
 /// nodes of `kind`); the cursor of the next page, `None` after the last.
 pub async fn page(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     names: &RedisNames,
     cursor: PageCursor,
     limit: usize,
@@ -289,7 +286,7 @@ impl SetRead {
 /// generation: the sizes first, then whole sets while they fit, one `SSCAN` step of the first that does not.
 /// Returns the ids and whether some were left unread.
 async fn adjacent_ids(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     names: &RedisNames,
     frontier: &[String],
     direction: Direction,
@@ -357,7 +354,7 @@ async fn adjacent_ids(
 /// `max_relationships` relationship ids from adjacency sets (over all hops); `true` when it stopped at a bound.
 #[allow(clippy::too_many_arguments)]
 pub async fn neighbors(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     names: &RedisNames,
     root: &str,
     direction: Direction,
@@ -413,7 +410,7 @@ pub async fn neighbors(
 /// Nodes whose name or id contains `q` (case-insensitive), optionally of one kind. Exact name matches first,
 /// then prefix matches, then the rest. Looks at no more than `scan_limit` nodes.
 pub async fn search(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     names: &RedisNames,
     q: &str,
     kind: Option<&str>,

@@ -361,7 +361,7 @@ async fn admin_bench() {
 
     build(&mut conn, &w, size).await;
     // A search that finds nothing looks at up to its scan limit of nodes.
-    let mut manager = redis::aio::ConnectionManager::new(redis::Client::open(server.url()).unwrap()).await.unwrap();
+    let mut manager = codegraph_shared::redis_handle::RedisHandle::open(&server.url()).unwrap().conn();
     for scan_limit in [500_000, 20_000] {
         let (before, started) = (main_thread_cpu_us(&mut conn).await, Instant::now());
         let (_, truncated) =

@@ -21,13 +21,13 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use codegraph_shared::{
     event::StreamId,
+    functions::PublishMode,
     names::RedisNames,
     project::ProjectName,
+    pubsub::{Incoming, Subscription},
     redis_handle::RedisHandle,
     stream::{self, Retention},
 };
-use futures_util::StreamExt;
-use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{client::Client, gateway_event::GatewayEvent, status::Stats};
@@ -148,8 +148,10 @@ impl Fanout {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut backoff = MIN_BACKOFF;
         loop {
-            let client = self.redis.client().clone();
-            let connect = tokio::time::timeout(CONNECT_TIMEOUT, async move { client.get_async_pubsub().await });
+            let redis = self.redis.clone();
+            let connect = tokio::time::timeout(CONNECT_TIMEOUT, async move {
+                Subscription::connect(&redis, redis.publish_mode() == PublishMode::Sharded).await
+            });
             tokio::pin!(connect);
             let connected = loop {
                 tokio::select! {
@@ -161,21 +163,18 @@ impl Fanout {
                 }
             };
             let lost = match connected {
-                Ok(Ok(pubsub)) => {
-                    let (mut sink, mut stream) = pubsub.split();
-                    match self.resubscribe(&mut sink).await {
-                        Ok(()) => {
-                            tracing::info!(projects = self.rooms.len(), "Pub/Sub connected");
-                            self.stats.redis_up(true, None);
-                            backoff = MIN_BACKOFF;
-                            match self.serve(&mut sink, &mut stream, &mut commands).await {
-                                Some(lost) => lost,
-                                None => return,
-                            }
+                Ok(Ok(mut sub)) => match self.resubscribe(&mut sub).await {
+                    Ok(()) => {
+                        tracing::info!(projects = self.rooms.len(), "Pub/Sub connected");
+                        self.stats.redis_up(true, None);
+                        backoff = MIN_BACKOFF;
+                        match self.serve(&mut sub, &mut commands).await {
+                            Some(lost) => lost,
+                            None => return,
                         }
-                        Err(lost) => lost,
                     }
-                }
+                    Err(lost) => lost,
+                },
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "connect timed out".to_owned(),
             };
@@ -197,31 +196,32 @@ impl Fanout {
     }
 
     /// Serves a live connection until it is lost (`Some`) or every hub handle is gone (`None`).
-    async fn serve(
-        &mut self,
-        sink: &mut PubSubSink,
-        stream: &mut PubSubStream,
-        commands: &mut mpsc::UnboundedReceiver<Command>,
-    ) -> Option<Lost> {
+    async fn serve(&mut self, sub: &mut Subscription, commands: &mut mpsc::UnboundedReceiver<Command>) -> Option<Lost> {
         let mut ping = tokio::time::interval(self.ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         loop {
             tokio::select! {
-                msg = stream.next() => match msg {
-                    Some(msg) => self.on_message(&msg),
-                    None => return Some("connection closed".into()),
+                msg = sub.next() => match msg {
+                    Incoming::Message { channel, payload } => self.on_message(&channel, payload),
+                    Incoming::Unsubscribed(channel) if self.rooms.contains_key(&channel) => {
+                        // The server dropped the subscription (its slot moved to another node): start over, which
+                        // subscribes at the slot's new owner and fills the gap from the stream.
+                        return Some(format!("the server ended the subscription of {channel} (slot moved)"));
+                    }
+                    Incoming::Unsubscribed(_) | Incoming::Other => {}
+                    Incoming::Lost(why) => return Some(why),
                 },
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => {
-                        if let Err(lost) = self.apply_online(cmd, sink).await {
+                        if let Err(lost) = self.apply_online(cmd, sub).await {
                             return Some(lost);
                         }
                     }
                     None => return None,
                 },
                 _ = ping.tick() => {
-                    match tokio::time::timeout(self.ping_every, sink.ping::<redis::Value>()).await {
+                    match tokio::time::timeout(self.ping_every, sub.ping()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return Some(format!("ping failed: {e}")),
                         Err(_) => return Some("ping timed out".into()),
@@ -231,14 +231,14 @@ impl Fanout {
         }
     }
 
-    fn on_message(&mut self, msg: &redis::Msg) {
-        let Some(room) = self.rooms.get_mut(msg.get_channel_name()) else { return };
-        match GatewayEvent::from_published(msg.get_payload_bytes().to_vec()) {
+    fn on_message(&mut self, channel: &str, payload: Vec<u8>) {
+        let Some(room) = self.rooms.get_mut(channel) else { return };
+        match GatewayEvent::from_published(payload) {
             Ok(ev) => {
                 self.stats.entry_received(false);
                 room.dispatch(&ev);
             }
-            Err(e) => tracing::warn!(channel = msg.get_channel_name(), error = %e, "dropped a malformed publication"),
+            Err(e) => tracing::warn!(channel, error = %e, "dropped a malformed publication"),
         }
     }
 
@@ -276,16 +276,16 @@ impl Fanout {
         self.stats.set_subscribed_projects(self.rooms.len());
     }
 
-    async fn apply_online(&mut self, cmd: Command, sink: &mut PubSubSink) -> Result<(), Lost> {
+    async fn apply_online(&mut self, cmd: Command, sub: &mut Subscription) -> Result<(), Lost> {
         match cmd {
             Command::Join { client, project } => {
                 if let (channel, true) = self.enter(client, &project) {
-                    self.open_room(&channel, sink).await?;
+                    self.open_room(&channel, sub).await?;
                 }
             }
             Command::Leave { client_id, project } => {
                 if let Some(channel) = self.exit(client_id, &project) {
-                    sink.unsubscribe(&channel).await.map_err(|e| format!("UNSUBSCRIBE failed: {e}"))?;
+                    sub.unsubscribe(&channel).await.map_err(|e| format!("UNSUBSCRIBE failed: {e}"))?;
                 }
             }
             Command::WhenActive { project, reply } => self.when_active(&project, reply),
@@ -305,9 +305,9 @@ impl Fanout {
     }
 
     /// Baseline, SUBSCRIBE, recovery, activation of one room on the current connection.
-    async fn open_room(&mut self, channel: &str, sink: &mut PubSubSink) -> Result<(), Lost> {
+    async fn open_room(&mut self, channel: &str, sub: &mut Subscription) -> Result<(), Lost> {
         self.ensure_baseline(channel).await?;
-        sink.subscribe(channel).await.map_err(|e| format!("SUBSCRIBE failed: {e}"))?;
+        sub.subscribe(&[channel.to_owned()]).await.map_err(|e| format!("SUBSCRIBE failed: {e}"))?;
         self.recover(channel).await?;
         if let Some(room) = self.rooms.get_mut(channel) {
             room.activate();
@@ -316,7 +316,7 @@ impl Fanout {
     }
 
     /// After a (re)connection: subscribes every room and fills each one's gap from its stream.
-    async fn resubscribe(&mut self, sink: &mut PubSubSink) -> Result<(), Lost> {
+    async fn resubscribe(&mut self, sub: &mut Subscription) -> Result<(), Lost> {
         let channels: Vec<String> = self.rooms.keys().cloned().collect();
         if channels.is_empty() {
             return Ok(());
@@ -324,7 +324,7 @@ impl Fanout {
         for channel in &channels {
             self.ensure_baseline(channel).await?;
         }
-        sink.subscribe(&channels).await.map_err(|e| format!("SUBSCRIBE failed: {e}"))?;
+        sub.subscribe(&channels).await.map_err(|e| format!("SUBSCRIBE failed: {e}"))?;
         for channel in &channels {
             self.recover(channel).await?;
             if let Some(room) = self.rooms.get_mut(channel) {

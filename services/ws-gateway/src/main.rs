@@ -3,17 +3,13 @@
 
 use std::time::Duration;
 
-use codegraph_shared::{auth, functions::PublishMode, http, settings, shutdown::Shutdown, telemetry};
+use codegraph_shared::{auth, http, settings, shutdown::Shutdown, telemetry};
 use ws_gateway::{access::Access, drain, gateway::Gateway, routes, settings::Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings: Settings = settings::load("ws-gateway")?;
     let _telemetry = telemetry::init("ws-gateway", &settings.telemetry);
-    if settings.redis.publish == PublishMode::Sharded {
-        // Sharded channels (SSUBSCRIBE on a cluster) are not implemented yet: live events would not arrive.
-        anyhow::bail!("redis.publish = sharded is not supported by ws-gateway yet; use classic");
-    }
     let access = Access::from_settings(&settings.auth, &settings.gateway)?;
     // Anyone who can reach a gateway without tokens can read every project's live changes.
     auth::require_bind_safety(&settings.http.addr, !access.is_open(), settings.auth.allow_open)

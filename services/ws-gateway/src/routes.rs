@@ -88,7 +88,8 @@ async fn status(State(gw): State<Arc<Gateway>>, Query(q): Params, headers: Heade
     }
 }
 
-/// Ready while the Pub/Sub connection to Redis is up and the gateway is not draining.
+/// Ready while the Pub/Sub connection to Redis is up, Redis is the topology the settings name, and the gateway is
+/// not draining.
 async fn ready(State(gw): State<Arc<Gateway>>) -> Result<Json<serde_json::Value>, ApiError> {
     if gw.stats.draining() {
         return Err(ApiError::unavailable("draining"));
@@ -96,6 +97,7 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> Result<Json<serde_json::Value>
     if !gw.stats.redis_connected() {
         return Err(ApiError::unavailable("no Pub/Sub connection to Redis"));
     }
+    gw.replayer.redis.check().await?;
     Ok(Json(serde_json::json!({"status": "ready"})))
 }
 

@@ -97,7 +97,9 @@ pub async fn reanalyze(
     };
     let traceparent = current_traceparent().unwrap_or_default();
     let now = now_iso();
-    // The job hash first, so a worker that reads the stream entry always finds it.
+    // The job hash first, so a worker that reads the stream entry always finds it. Three commands, not one
+    // pipeline: on a Redis Cluster the three keys live in different slots (the job hash in its project's).
+    let mut conn = state.conn();
     redis::pipe()
         .hset_multiple(
             names.job(&job_id),
@@ -112,9 +114,10 @@ pub async fn reanalyze(
             ],
         )
         .ignore()
-        .hset(JOB_PROJECTS_KEY, &job_id, project.0.as_str())
-        .ignore()
-        .cmd("XADD")
+        .query_async::<()>(&mut conn)
+        .await?;
+    redis::cmd("HSET").arg(JOB_PROJECTS_KEY).arg(&job_id).arg(project.0.as_str()).query_async::<()>(&mut conn).await?;
+    redis::cmd("XADD")
         .arg(JOBS_STREAM)
         .arg("MAXLEN")
         .arg("~")
@@ -127,8 +130,7 @@ pub async fn reanalyze(
             ("mode", mode),
             ("traceparent", traceparent.as_str()),
         ])
-        .ignore()
-        .query_async::<()>(&mut state.conn())
+        .query_async::<()>(&mut conn)
         .await?;
     tracing::info!(%job_id, project = %project.0, path = %req.path, mode, "analysis job queued");
     Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id, project: project.0.to_string(), status: "queued" })))
@@ -203,13 +205,11 @@ pub async fn cancel_job(
         return Err(ApiError::new(StatusCode::CONFLICT, "job_finished", format!("job {job_id} is already {status}")));
     }
     let key = RedisNames::new(&project).job(&job_id);
-    redis::pipe()
-        .hset(&key, "cancel_requested", "1")
-        .ignore()
-        .publish(JOBS_CANCEL_CHANNEL, &job_id)
-        .ignore()
-        .query_async::<()>(&mut state.conn())
-        .await?;
+    // The hash first (a worker checks it), then the announcement; two commands, as on a cluster they go to
+    // different nodes.
+    let mut conn = state.conn();
+    redis::cmd("HSET").arg(&key).arg("cancel_requested").arg("1").query_async::<()>(&mut conn).await?;
+    redis::cmd("PUBLISH").arg(JOBS_CANCEL_CHANNEL).arg(&job_id).query_async::<()>(&mut conn).await?;
     fields.insert("cancel_requested".into(), "1".into());
     Ok((StatusCode::ACCEPTED, Json(job_view(&job_id, &project, fields))))
 }

@@ -7,6 +7,7 @@ use axum::{
     http::StatusCode,
     Json,
 };
+use codegraph_shared::redis_handle::RedisConn;
 use codegraph_shared::{
     functions::{Expect, Mutation, MutationError, Outcome},
     graph::Node,
@@ -14,7 +15,7 @@ use codegraph_shared::{
     names::RedisNames,
     telemetry::current_traceparent,
 };
-use redis::{aio::ConnectionManager, RedisError};
+use redis::RedisError;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -128,7 +129,7 @@ pub async fn patch_node(
 pub(crate) trait Editable: Sized + Send {
     const WHAT: &'static str;
     fn load(
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
         names: &RedisNames,
         id: &str,
     ) -> impl std::future::Future<Output = Result<Option<Self>, RedisError>> + Send;
@@ -139,7 +140,7 @@ pub(crate) trait Editable: Sized + Send {
 impl Editable for Node {
     const WHAT: &'static str = "node";
     fn load(
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
         names: &RedisNames,
         id: &str,
     ) -> impl std::future::Future<Output = Result<Option<Self>, RedisError>> + Send {

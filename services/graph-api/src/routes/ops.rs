@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::{extract::State, http::StatusCode, response::Response, Json};
-use codegraph_shared::{functions, http::ApiError};
+use codegraph_shared::http::ApiError;
 
 use crate::{routes::ErrorBody, state::AppState};
 
@@ -13,18 +13,11 @@ pub async fn health() -> Json<serde_json::Value> {
     codegraph_shared::http::health().await
 }
 
-/// Readiness: Redis answers and has this build's Function library (503 otherwise).
+/// Readiness: Redis answers, is the topology the settings name, and has this build's Function library (on every
+/// primary of a cluster); 503 otherwise.
 #[utoipa::path(get, path = "/ready", tag = "ops", responses((status = 200), (status = 503, body = ErrorBody)))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut conn = state.conn();
-    let version: i64 =
-        redis::cmd("FCALL_RO").arg("cg_version").arg(0).query_async(&mut conn).await.map_err(ApiError::from)?;
-    if version < functions::library_version() {
-        return Err(ApiError::unavailable(format!(
-            "redis has Function library version {version}, this build needs {}",
-            functions::library_version()
-        )));
-    }
+    let version = state.redis.readiness().await?;
     Ok(Json(serde_json::json!({"status": "ready", "function_library": version})))
 }
 

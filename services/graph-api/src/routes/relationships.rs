@@ -7,13 +7,14 @@ use axum::{
     http::StatusCode,
     Json,
 };
+use codegraph_shared::redis_handle::RedisConn;
 use codegraph_shared::{
     functions::{Expect, Mutation, Status},
     graph::{check_label, Relationship},
     http::ApiError,
     names::RedisNames,
 };
-use redis::{aio::ConnectionManager, RedisError};
+use redis::RedisError;
 use serde::Deserialize;
 
 use super::nodes::{apply_one, merge_properties, missing, update_entity, Editable, WriteResult};
@@ -119,7 +120,7 @@ pub async fn patch_relationship(
 impl Editable for Relationship {
     const WHAT: &'static str = "relationship";
     fn load(
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
         names: &RedisNames,
         id: &str,
     ) -> impl std::future::Future<Output = Result<Option<Self>, RedisError>> + Send {

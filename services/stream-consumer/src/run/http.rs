@@ -31,14 +31,17 @@ pub async fn serve(addr: &str, state: AppState, shutdown: Shutdown) -> std::io::
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let redis = state.redis.ping().await;
+    let redis = state.redis.check().await;
     let sinks = state.sinks.ping().await;
-    let ok = redis && sinks.iter().all(|(_, up)| *up);
-    let body = json!({
+    let ok = redis.is_ok() && sinks.iter().all(|(_, up)| *up);
+    let mut body = json!({
         "status": if ok { "ready" } else { "unavailable" },
-        "redis": redis,
+        "redis": redis.is_ok(),
         "sinks": sinks.into_iter().map(|(n, up)| (n.to_owned(), json!(up))).collect::<serde_json::Map<_, _>>(),
     });
+    if let Err(codegraph_shared::redis_handle::TopologyError::Misconfigured(why)) = redis {
+        body["redis_error"] = json!(why);
+    }
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
 

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis::aio::ConnectionManager;
+use codegraph_shared::redis_handle::RedisConn;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -76,7 +76,7 @@ pub async fn run_sink<S: Sink>(ctx: Arc<SinkContext<S>>, shutdown: Shutdown) {
 
 async fn tick<S: Sink>(
     ctx: &Arc<SinkContext<S>>,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     heartbeat_key: &str,
     owned: &mut HashMap<ProjectName, Owned>,
 ) -> Result<(), redis::RedisError> {

@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis::aio::MultiplexedConnection;
+use codegraph_shared::redis_handle::RedisConn;
 use tracing::{info, warn, Instrument};
 
 use codegraph_shared::{
@@ -261,7 +261,7 @@ impl<S: Sink> Worker<S> {
     }
 
     /// Group, sink, dedicated reading connection, and the previous owners' pending entries. `None`: stopped.
-    async fn prepare(&mut self) -> Option<MultiplexedConnection> {
+    async fn prepare(&mut self) -> Option<RedisConn> {
         let mut backoff = Duration::from_millis(100);
         loop {
             if self.stop.is_triggered() {
@@ -287,7 +287,7 @@ impl<S: Sink> Worker<S> {
     }
 
     /// `Ok(None)`: another consumer still has entries pending that are not idle long enough to claim.
-    async fn try_prepare(&mut self) -> Result<Option<MultiplexedConnection>, PrepareError> {
+    async fn try_prepare(&mut self) -> Result<Option<RedisConn>, PrepareError> {
         let mut conn = self.ctx.redis.conn();
         self.stream.ensure_group(&mut conn).await.map_err(|e| format!("create group: {e}"))?;
         self.delivered = self.stream.last_delivered(&mut conn).await.map_err(|e| format!("group info: {e}"))?;
@@ -329,10 +329,7 @@ impl<S: Sink> Worker<S> {
 
     /// Whether the sink lost data the group acknowledged: `missing` (no record), `behind` (entries between the
     /// record and what the group acknowledged), `fresh` (no record, and the group never got anything), or `None`.
-    async fn lost_data(
-        &self,
-        conn: &mut redis::aio::ConnectionManager,
-    ) -> Result<Option<&'static str>, redis::RedisError> {
+    async fn lost_data(&self, conn: &mut RedisConn) -> Result<Option<&'static str>, redis::RedisError> {
         let oldest_pending = self.stream.oldest_pending(conn).await?;
         let Some(recorded) = self.last_applied else {
             let fresh = self.delivered == StreamId::ZERO && oldest_pending.is_none();
@@ -443,7 +440,7 @@ impl<S: Sink> Worker<S> {
 
     /// The next entries: this consumer's pending ones, or new ones (checked for a gap; when there are none, it
     /// waits up to `block_ms` for the stream to grow).
-    async fn read(&self, reader: &mut MultiplexedConnection, from: ReadFrom) -> Result<Read, redis::RedisError> {
+    async fn read(&self, reader: &mut RedisConn, from: ReadFrom) -> Result<Read, redis::RedisError> {
         let batch = self.ctx.settings.batch_size;
         if let ReadFrom::PendingAfter(_) = from {
             return self.stream.read(reader, from, batch, 0).await.map(Read::Entries);
@@ -550,11 +547,8 @@ impl<S: Sink> Worker<S> {
     }
 
     /// A connection of its own for the blocking reads, with a response timeout longer than the block.
-    async fn reader(&self) -> Result<MultiplexedConnection, redis::RedisError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(self.ctx.settings.block() + Duration::from_secs(5)));
-        self.ctx.redis.client().get_multiplexed_async_connection_with_config(&config).await
+    async fn reader(&self) -> Result<RedisConn, redis::RedisError> {
+        self.ctx.redis.blocking_connection(self.ctx.settings.block()).await
     }
 
     /// The janitor: claims entries other consumers left pending longer than `claim_idle_ms`.
@@ -655,7 +649,7 @@ impl<S: Sink> Worker<S> {
     /// plan, so the sink shows all of it or none.
     async fn commit_run(
         &mut self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut RedisConn,
         run: &mut Vec<Pending>,
         skipped: &mut Vec<StreamId>,
     ) -> Progress {
@@ -727,23 +721,12 @@ impl<S: Sink> Worker<S> {
     }
 
     /// The first entry of `run` cannot be applied: dead-letter it (and go on) or retry later.
-    async fn poison_run_head(
-        &mut self,
-        conn: &mut redis::aio::ConnectionManager,
-        run: &mut Vec<Pending>,
-        error: &str,
-    ) -> Progress {
+    async fn poison_run_head(&mut self, conn: &mut RedisConn, run: &mut Vec<Pending>, error: &str) -> Progress {
         let head = run.remove(0);
         self.poison(conn, head.set.id, &head.body, error).await
     }
 
-    async fn poison(
-        &mut self,
-        conn: &mut redis::aio::ConnectionManager,
-        id: StreamId,
-        body: &str,
-        error: &str,
-    ) -> Progress {
+    async fn poison(&mut self, conn: &mut RedisConn, id: StreamId, body: &str, error: &str) -> Progress {
         let sink = self.ctx.sink.name();
         METRICS.sink_errors.with_label_values(&[sink, "rejected"]).inc();
         let deliveries = match self.stream.deliveries(conn, id).await {
