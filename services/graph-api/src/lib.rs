@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod extract;
 pub mod limits;
+pub mod mcp;
 pub mod metrics;
 pub mod observe;
 pub mod routes;

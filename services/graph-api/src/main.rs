@@ -1,4 +1,6 @@
 //! graph-api binary: load settings, refuse an unsafe configuration, start telemetry, serve until SIGTERM.
+//! `graph-api mcp --stdio` serves one MCP session on stdin/stdout instead (an agent launches it), with the same
+//! settings and Redis.
 
 use std::{process::ExitCode, time::Duration};
 
@@ -9,7 +11,17 @@ use graph_api::{settings::Settings, state::AppState};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let stdio = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] => false,
+        ["mcp", "--stdio"] => true,
+        _ => {
+            eprintln!("usage: graph-api             serve the HTTP API (and MCP at /mcp)\n       graph-api mcp --stdio  serve MCP on stdin/stdout");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let settings: Settings = settings::load("graph-api")?;
+    // Logs go to stderr, so stdout carries only MCP messages in stdio mode.
     let _telemetry = telemetry::init("graph-api", &settings.telemetry);
     let redis = RedisHandle::from_settings(&settings.redis)?;
     // A configuration error stops the process once with a clear line and a non-zero status (no panic, so a
@@ -18,6 +30,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         Ok(state) => state,
         Err(e) => return Ok(refuse(&e.to_string())),
     };
+    if stdio {
+        graph_api::mcp::serve_stdio(state).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Err(reason) = require_bind_safety(&settings.http.addr, !state.tokens.is_empty(), settings.auth.allow_open) {
         return Ok(refuse(&reason));
     }
@@ -28,6 +44,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         );
     }
     let shutdown = Shutdown::on_signals();
+    let closing = shutdown.clone();
+    tokio::spawn(async move {
+        closing.wait().await;
+        graph_api::mcp::close_http_sessions();
+    });
     tokio::spawn(load_functions(redis, shutdown.clone(), state.clone()));
     http::serve(&settings.http.addr, graph_api::app(state), shutdown).await?;
     Ok(ExitCode::SUCCESS)

@@ -102,6 +102,7 @@ pub fn app(state: AppState) -> axum::Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_requests));
     router
         .merge(openapi)
+        .merge(crate::mcp::router(&state))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.settings.api.max_body_bytes))
         .fallback(ops::not_found)

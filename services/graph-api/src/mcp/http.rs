@@ -1,0 +1,88 @@
+//! `/mcp`: the MCP Streamable HTTP transport inside graph-api's router, held to the REST API's rules: a token with
+//! the `read` scope once any token is configured (`reanalyze` asks for `write` itself), the request limits, and a
+//! browser `Origin` that is the API's own or allowed — on every method, as the MCP specification asks (its GET
+//! stream included). While the service is open on a loopback address (no token, no `allow_open`), the `Host`
+//! must be a loopback name too, so a DNS-rebound page cannot reach it.
+
+use std::sync::{Arc, LazyLock};
+
+use axum::{
+    extract::{Request, State},
+    http::{header, HeaderMap, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use codegraph_shared::{
+    auth::{origin_allowed, Scope},
+    http::ApiError,
+};
+use rmcp::transport::{
+    streamable_http_server::session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::server::{Access, CodeGraphMcp};
+use crate::{auth::require_scope, limits::limit_requests, state::AppState};
+
+/// Ends every MCP session and its open streams (graph-api's shutdown: an SSE stream would otherwise hold the
+/// graceful shutdown open until its client left).
+static SESSIONS: LazyLock<CancellationToken> = LazyLock::new(CancellationToken::new);
+
+/// Closes the MCP sessions of this process; call once the service is shutting down.
+pub fn close_http_sessions() {
+    SESSIONS.cancel();
+}
+
+/// The `/mcp` route, to merge into graph-api's router.
+pub fn router(state: &AppState) -> axum::Router<AppState> {
+    let mut config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(SESSIONS.child_token())
+        .with_max_request_body_bytes(state.settings.api.max_body_bytes);
+    if !state.tokens.is_empty() || state.settings.auth.allow_open {
+        // A token (or an open deployment behind its own proxy) decides access, whatever the Host says.
+        config = config.disable_allowed_hosts();
+    }
+    let server_state = state.clone();
+    let service: StreamableHttpService<CodeGraphMcp, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(CodeGraphMcp::new(server_state.clone(), Access::PerRequest)),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    axum::Router::new()
+        .route_service("/mcp", service)
+        .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
+        .layer(middleware::from_fn_with_state((state.clone(), Scope::Read), require_scope))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_requests))
+}
+
+/// Refuses a browser `Origin` that is neither the request's own nor in `auth.allowed_origins` (403
+/// `forbidden_origin`), whatever the method.
+async fn guard_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let (host, scheme) = request_origin(req.headers());
+        if !origin_allowed(origin, host, scheme, &state.allowed_origins) {
+            state.metrics.refused("forbidden_origin");
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                format!(
+                    "a request from origin {origin:?} may not use /mcp: only the API's own origin and \
+                     CODEGRAPH__AUTH__ALLOWED_ORIGINS may"
+                ),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The host and scheme the client addressed, as `auth::guard_state_change` reads them: a proxy's
+/// `X-Forwarded-Host`/`-Proto` when present, else `Host` over plain HTTP.
+fn request_origin(headers: &HeaderMap) -> (Option<&str>, &str) {
+    let text =
+        |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next().unwrap_or(v).trim());
+    let host = text("x-forwarded-host").or_else(|| text(header::HOST.as_str()));
+    let scheme = text("x-forwarded-proto").unwrap_or("http");
+    (host, scheme)
+}
