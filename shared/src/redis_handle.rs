@@ -8,7 +8,11 @@
 //! crate's own switch) turns verification off, with a warning in the log. A refused handshake (wrong CA, wrong name) is an I/O error on
 //! connect, so it is reported and retried like any outage, never a crash.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
@@ -111,13 +115,51 @@ enum Inner {
         client: Client,
         manager: ConnectionManager,
     },
-    /// `pubsub` is the same cluster spoken in RESP3, for subscriptions (pushes); `client` speaks RESP2 like a
-    /// single Redis handle, so replies parse the same on both topologies.
+    /// `conn` speaks RESP2 like a single Redis handle, so replies parse the same on both topologies; Pub/Sub
+    /// connections (RESP3, for pushes) and blocking readers are made from `seeds` when needed.
     Cluster {
-        client: ClusterClient,
-        pubsub: ClusterClient,
         conn: ClusterConnection,
+        seeds: Arc<Seeds>,
     },
+}
+
+/// The cluster's seed URLs and the nodes seen since, so a new connection (Pub/Sub, a blocking reader) can start
+/// from any live node, not only from seeds that may have died since.
+struct Seeds {
+    configured: Vec<String>,
+    tls: RedisTls,
+    /// `host:port` of every node the last `CLUSTER SLOTS` named.
+    seen: Mutex<Vec<(String, u16)>>,
+}
+
+impl Seeds {
+    /// The configured seeds, then every node seen (as URLs with the first seed's scheme and credentials).
+    fn urls(&self) -> Vec<String> {
+        let mut urls = self.configured.clone();
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (host, port) in seen {
+            let url = with_authority(&self.configured[0], &format!("{host}:{port}"));
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        urls
+    }
+
+    fn client(&self, protocol: Option<redis::ProtocolVersion>) -> Result<ClusterClient, RedisError> {
+        cluster_client(&self.urls(), &self.tls, protocol)
+    }
+}
+
+/// `url` with its `host:port` replaced (scheme, credentials, path and fragment kept).
+fn with_authority(url: &str, authority: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (&rest[..=at], &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    format!("{scheme}://{userinfo}{authority}{}", &rest[end..])
 }
 
 /// The services' Redis: a single server (`redis.url`) or a cluster (`redis.cluster_nodes`), behind one handle.
@@ -171,7 +213,10 @@ impl ConnectionLike for RedisConn {
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Dedicated(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => match pipeline.is_transaction() {
+                true => Box::pin(transaction_on_cluster(c, pipeline, offset, count)),
+                false => c.req_packed_commands(pipeline, offset, count),
+            },
         }
     }
 
@@ -182,6 +227,42 @@ impl ConnectionLike for RedisConn {
             Self::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// A `MULTI`…`EXEC` on a cluster. After a failover the crate's slot map may still name the old primary; a
+/// transaction sent there is aborted with `MOVED` inside, which (unlike a plain command's `MOVED`) the crate does
+/// not follow. So: run it again at the node the `MOVED` names, and make the crate refresh its slot map (a plain
+/// read of a key of that slot, which gets the `MOVED` the crate does follow).
+async fn transaction_on_cluster(
+    conn: &mut ClusterConnection,
+    pipeline: &redis::Pipeline,
+    offset: usize,
+    count: usize,
+) -> Result<Vec<Value>, RedisError> {
+    let e = match conn.req_packed_commands(pipeline, offset, count).await {
+        Err(e) => e,
+        ok => return ok,
+    };
+    let Some((slot, host, port)) = moved_inside(&e) else { return Err(e) };
+    let owner = SingleNodeRoutingInfo::ByAddress { host: host.clone(), port };
+    let probe = redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(1).clone();
+    if let Ok(reply) = conn.route_command(probe, RoutingInfo::SingleNode(owner.clone())).await {
+        if let Ok(Some(key)) = redis::from_redis_value::<Vec<Vec<u8>>>(reply).map(|keys| keys.into_iter().next()) {
+            let _ = redis::cmd("EXISTS").arg(key).query_async::<Value>(conn).await;
+        }
+    }
+    tracing::debug!(slot, %host, port, "a transaction met MOVED: sent again to the slot's new owner");
+    conn.route_pipeline(pipeline.clone(), offset, count, owner).await
+}
+
+/// The slot and new owner of a `MOVED` error inside an aborted transaction (`… Moved: 865 10.0.0.2:7001 …`).
+fn moved_inside(e: &RedisError) -> Option<(u16, String, u16)> {
+    let text = e.to_string();
+    let rest = &text[text.find("Moved: ")? + "Moved: ".len()..];
+    let mut words = rest.split(|c: char| c.is_whitespace() || c == ')' || c == ',');
+    let slot = words.next()?.parse().ok()?;
+    let (host, port) = words.next()?.rsplit_once(':')?;
+    Some((slot, host.to_owned(), port.parse().ok()?))
 }
 
 impl RedisConn {
@@ -229,16 +310,28 @@ impl ConnectionLike for NodeConn {
 
 /// The primaries of the cluster (host, port), from `CLUSTER SLOTS`.
 async fn cluster_primaries(conn: &mut ClusterConnection) -> Result<Vec<(String, u16)>, RedisError> {
+    slot_owners(conn, false).await
+}
+
+/// Every node serving slots, primaries and replicas (host, port), from `CLUSTER SLOTS`.
+async fn cluster_nodes(conn: &mut ClusterConnection) -> Result<Vec<(String, u16)>, RedisError> {
+    slot_owners(conn, true).await
+}
+
+async fn slot_owners(conn: &mut ClusterConnection, replicas: bool) -> Result<Vec<(String, u16)>, RedisError> {
     let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
     let mut out: Vec<(String, u16)> = Vec::new();
     for range in slots {
         let Value::Array(parts) = range else { continue };
-        let Some(Value::Array(primary)) = parts.get(2) else { continue };
-        let host: Option<String> = primary.first().and_then(|v| redis::from_redis_value_ref(v).ok());
-        let port: Option<u16> = primary.get(1).and_then(|v| redis::from_redis_value_ref(v).ok());
-        if let (Some(host), Some(port)) = (host, port) {
-            if !out.contains(&(host.clone(), port)) {
-                out.push((host, port));
+        let nodes = parts.iter().skip(2).take(if replicas { usize::MAX } else { 1 });
+        for node in nodes {
+            let Value::Array(node) = node else { continue };
+            let host: Option<String> = node.first().and_then(|v| redis::from_redis_value_ref(v).ok());
+            let port: Option<u16> = node.get(1).and_then(|v| redis::from_redis_value_ref(v).ok());
+            if let (Some(host), Some(port)) = (host, port) {
+                if !out.contains(&(host.clone(), port)) {
+                    out.push((host, port));
+                }
             }
         }
     }
@@ -290,9 +383,11 @@ impl RedisHandle {
     /// the connection is made in the background and on use, so a service starts while the cluster is down.
     pub fn open_cluster(seeds: &[String], tls: &RedisTls) -> Result<Self, RedisError> {
         let client = cluster_client(seeds, tls, None)?;
-        let pubsub = cluster_client(seeds, tls, Some(redis::ProtocolVersion::RESP3))?;
         let conn = client.get_pending_async_connection_with_config(cluster_config(RESPONSE_TIMEOUT));
-        Ok(Self { inner: Inner::Cluster { client, pubsub, conn }, publish: PublishMode::Sharded })
+        let seeds = Arc::new(Seeds { configured: seeds.to_vec(), tls: tls.clone(), seen: Mutex::new(Vec::new()) });
+        let handle = Self { inner: Inner::Cluster { conn, seeds }, publish: PublishMode::Sharded };
+        tokio::spawn(follow_nodes(handle.clone()));
+        Ok(handle)
     }
 
     pub fn topology(&self) -> Topology {
@@ -335,7 +430,8 @@ impl RedisHandle {
                     .set_response_timeout(Some(timeout));
                 Ok(RedisConn::Dedicated(client.get_multiplexed_async_connection_with_config(&config).await?))
             }
-            Inner::Cluster { client, .. } => {
+            Inner::Cluster { seeds, .. } => {
+                let client = seeds.client(None)?;
                 Ok(RedisConn::Cluster(client.get_async_connection_with_config(cluster_config(timeout)).await?))
             }
         }
@@ -345,10 +441,14 @@ impl RedisHandle {
     /// receiver; the crate re-subscribes after reconnects and slot moves (messages in between are not replayed).
     /// `None` on a single Redis (use [`Self::single_client`]'s `get_async_pubsub`).
     pub async fn cluster_pubsub(&self) -> Option<Result<(ClusterConnection, PushReceiver), RedisError>> {
-        let Inner::Cluster { pubsub, .. } = &self.inner else { return None };
+        let Inner::Cluster { seeds, .. } = &self.inner else { return None };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let config = cluster_config(RESPONSE_TIMEOUT).set_push_sender(tx);
-        Some(pubsub.get_async_connection_with_config(config).await.map(|c| (c, rx)))
+        let client = match seeds.client(Some(redis::ProtocolVersion::RESP3)) {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(client.get_async_connection_with_config(config).await.map(|c| (c, rx)))
     }
 
     /// `PING`: true when Redis answers.
@@ -445,6 +545,29 @@ async fn report_misconfiguration(handle: RedisHandle) {
     }
 }
 
+/// Keeps the cluster's node list (for new connections) current while the handle lives: every few seconds the
+/// nodes `CLUSTER SLOTS` names (primaries and replicas), through the shared connection, which follows failovers.
+async fn follow_nodes(handle: RedisHandle) {
+    let weak = match &handle.inner {
+        Inner::Cluster { seeds, .. } => Arc::downgrade(seeds),
+        Inner::Single { .. } => return,
+    };
+    let mut conn = handle.conn();
+    drop(handle);
+    loop {
+        if let RedisConn::Cluster(c) = &mut conn {
+            if let Ok(nodes) = cluster_nodes(c).await {
+                let Some(seeds) = weak.upgrade() else { return };
+                *seeds.seen.lock().unwrap_or_else(|p| p.into_inner()) = nodes;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if weak.strong_count() == 0 {
+            return;
+        }
+    }
+}
+
 /// `cg_version` of the library on one server; 0 when it has none.
 async fn library_version_of<C: ConnectionLike + Send>(conn: &mut C) -> Result<i64, RedisError> {
     match redis::cmd("FCALL_RO").arg("cg_version").arg(0).query_async(conn).await {
@@ -520,6 +643,24 @@ mod tests {
         assert!(client("rediss://127.0.0.1:6379", &half).unwrap_err().to_string().contains("both"));
         assert!(client("rediss://127.0.0.1:6379", &RedisTls::default()).is_ok());
         assert!(client("redis://127.0.0.1:6379", &RedisTls::default()).is_ok());
+    }
+
+    #[test]
+    fn a_moved_inside_an_aborted_transaction_names_the_new_owner() {
+        let e = RedisError::from((
+            ErrorKind::Server(redis::ServerErrorKind::ExecAbort),
+            "Transaction aborted",
+            "[(Index 0, error: Moved: 865 127.0.0.1:7101), (Index 1, error: Moved: 865 127.0.0.1:7101)]".to_owned(),
+        ));
+        assert_eq!(moved_inside(&e), Some((865, "127.0.0.1".to_owned(), 7101)));
+        assert_eq!(moved_inside(&RedisError::from((ErrorKind::Io, "down"))), None);
+    }
+
+    #[test]
+    fn discovered_nodes_keep_the_seed_scheme_and_credentials() {
+        assert_eq!(with_authority("redis://u:p@a:1/0#insecure", "b:2"), "redis://u:p@b:2/0#insecure");
+        assert_eq!(with_authority("rediss://a:1", "10.0.0.2:7000"), "rediss://10.0.0.2:7000");
+        assert_eq!(with_authority("redis://:secret@a", "b:2"), "redis://:secret@b:2");
     }
 
     #[test]
