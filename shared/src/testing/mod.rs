@@ -1,7 +1,12 @@
 //! Test harness: a real `redis-server` on a free port in a temporary directory, for every crate's integration
 //! tests. It can be stopped and started again on the same port (with its data), to test outages and recovery.
 //! For TLS: a [`TestCa`] (made with the `openssl` command), redis-server on its `--tls-port` and a TLS-terminating
-//! nginx ([`TlsProxy`]) in front of any TCP server.
+//! nginx ([`TlsProxy`]) in front of any TCP server. A Redis Cluster of such servers, with kill, restart and failover:
+//! [`cluster`] ([`RedisCluster`]).
+
+pub mod cluster;
+
+pub use cluster::{key_slot, ClusterBuilder, ClusterNode, RedisCluster};
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
