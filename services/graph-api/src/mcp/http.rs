@@ -50,6 +50,7 @@ pub fn router(state: &AppState) -> axum::Router<AppState> {
     );
     axum::Router::new()
         .route_service("/mcp", service)
+        .layer(middleware::from_fn_with_state(state.clone(), check_json_rpc))
         .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
         .layer(middleware::from_fn_with_state((state.clone(), Scope::Read), require_scope))
         .layer(middleware::from_fn_with_state(state.clone(), limit_requests))
@@ -75,6 +76,54 @@ async fn guard_origin(State(state): State<AppState>, req: Request, next: Next) -
         }
     }
     next.run(req).await
+}
+
+/// Answers a POST body that is not JSON-RPC with the JSON-RPC error the specification names, as a 400: `-32700`
+/// (parse error) for malformed JSON, `-32600` (invalid request) for JSON that is not a JSON-RPC 2.0 message or
+/// batch. (rmcp answers both with a plain-text 415.) Anything that is JSON-RPC goes on to rmcp unchanged.
+async fn check_json_rpc(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, state.settings.api.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the message is too large")
+                .into_response()
+        }
+    };
+    let refusal = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Err(e) => Some((-32700, format!("Parse error: {e}"))),
+        Ok(serde_json::Value::Array(items)) if !items.is_empty() && items.iter().all(is_json_rpc) => None,
+        Ok(message) if is_json_rpc(&message) => None,
+        Ok(_) => Some((
+            -32600,
+            "Invalid Request: expected a JSON-RPC 2.0 message: {\"jsonrpc\": \"2.0\", \"method\": <string>, ...} or a \
+             response"
+                .to_owned(),
+        )),
+    };
+    match refusal {
+        None => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Some((code, message)) => {
+            state.metrics.refused("invalid_json_rpc");
+            let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+            (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+        }
+    }
+}
+
+/// A request or notification (`method` a string), or a response (`result` or `error` with an `id`).
+fn is_json_rpc(message: &serde_json::Value) -> bool {
+    let Some(object) = message.as_object() else { return false };
+    if object.get("jsonrpc").and_then(|v| v.as_str()) != Some("2.0") {
+        return false;
+    }
+    match object.get("method") {
+        Some(method) => method.is_string(),
+        None => object.contains_key("id") && (object.contains_key("result") || object.contains_key("error")),
+    }
 }
 
 /// The host and scheme the client addressed, as `auth::guard_state_change` reads them: a proxy's
