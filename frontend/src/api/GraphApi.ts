@@ -12,6 +12,7 @@ import type {
   GraphNode,
   GraphPage,
   GraphStats,
+  IntelQuery,
   Neighborhood,
   Snapshot,
   SnapshotPage,
@@ -122,6 +123,11 @@ export class GraphApi {
 
   neighbors(id: string, direction: 'out' | 'in' | 'both' = 'both', depth = 1): Promise<Neighborhood> {
     return request(`/nodes/${encodeURIComponent(id)}/neighbors`, this.q({ direction, depth }));
+  }
+
+  /** Callers, callees or the impact set of a symbol (a node id), `depth` hops out; the raw answer. */
+  intel(kind: IntelQuery, symbol: string, depth: number, signal?: AbortSignal): Promise<unknown> {
+    return request(`/${kind}`, this.q({ symbol, depth }), signal ? { signal } : {});
   }
 
   reanalyze(path: string, mode: AnalysisMode): Promise<{ job_id: string }> {

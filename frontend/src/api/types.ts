@@ -63,3 +63,9 @@ export type AnalysisMode = 'full' | 'incremental';
 export interface ApiErrorBody {
   error: { code: string; message: string };
 }
+
+/**
+ * Code intelligence (`GET /api/graph/callers|callees|impact`): what the analysis resolved about one symbol. The
+ * raw answers are read by `state/nodeIntel.ts` into IntelSection, the one shape the panel draws.
+ */
+export type IntelQuery = 'callers' | 'callees' | 'impact';

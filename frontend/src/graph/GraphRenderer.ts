@@ -21,6 +21,11 @@ export interface Highlight {
   hiddenKinds: ReadonlySet<string>;
   selected: string | null;
   neighbors: ReadonlySet<string>;
+  /**
+   * A set to show instead of the selection's neighbours (the selected node's impact set): these nodes keep their
+   * colour and the relationships among them are drawn; everything else is dimmed. Null: the usual view.
+   */
+  emphasized?: ReadonlySet<string> | null;
 }
 
 export interface RendererHandlers {
@@ -32,6 +37,10 @@ export interface RendererHandlers {
 const DETACH_OVER_CHANGES = 2000;
 const DETACH_OVER_DROPS = 20;
 const DIMMED = '#e2e8f0';
+/** How many emphasized node ids the container lists for tests (`data-emphasized-nodes`); the count is always exact. */
+const PUBLISH_EMPHASIZED_UP_TO = 500;
+/** A small emphasized set has every label drawn; a larger one keeps sigma's label density. */
+const LABEL_EMPHASIZED_UP_TO = 50;
 /**
  * Past this many relationships only the selected node's are drawn: tens of thousands of lines are a grey fog
  * that costs more to draw than it tells.
@@ -52,6 +61,8 @@ export class GraphRenderer {
   private highlight: Highlight = { hiddenKinds: new Set(), selected: null, neighbors: new Set() };
   /** The node the camera was last sent to (focus()); it stays focused after its selection is cleared. */
   private focused: string | null = null;
+  /** `data-emphasized-*` as last computed; null when the highlight or the graph changed since. */
+  private emphasizedView: { count: string | undefined; nodes: string | undefined } | null = null;
   private readonly resizeObserver: ResizeObserver;
 
   /** Throws when the browser has no WebGL; the caller shows the graph's numbers without the drawing. */
@@ -102,6 +113,7 @@ export class GraphRenderer {
 
   /** Applies `apply` (which mutates the graph) as one change for the drawing. */
   batch(apply: () => void, size: { changes: number; drops: number }): void {
+    this.emphasizedView = null;
     const detach = size.changes > DETACH_OVER_CHANGES || size.drops > DETACH_OVER_DROPS;
     if (!detach || this.suspended) {
       apply();
@@ -132,7 +144,9 @@ export class GraphRenderer {
 
   setHighlight(h: Highlight): void {
     this.highlight = h;
+    this.emphasizedView = null;
     this.sigma.refresh();
+    this.publishViewState();
   }
 
   focus(id: string): void {
@@ -159,6 +173,9 @@ export class GraphRenderer {
    * the camera starts moving: `data-layout-running` and `data-camera-moving` ("true" while nodes may still move on
    * the screen), `data-focused-node` (the node focus() last went to) and `data-focused-x`/`data-focused-y` (where
    * its centre is drawn, in CSS pixels from the container's top left corner; absent while it is not drawn).
+   * While a set is emphasized: `data-emphasized-count`, how many nodes of the graph are drawn emphasized (by the
+   * same rule the node reducer follows), and `data-emphasized-nodes`, their ids as a sorted JSON array (up to
+   * PUBLISH_EMPHASIZED_UP_TO of them).
    */
   private publishViewState(): void {
     const container = this.sigma.getContainer();
@@ -169,6 +186,31 @@ export class GraphRenderer {
     const at = shown && !shown.hidden ? this.sigma.framedGraphToViewport(shown) : null;
     setData(container, 'focusedX', at?.x.toFixed(1));
     setData(container, 'focusedY', at?.y.toFixed(1));
+    if (this.emphasizedView === null) this.emphasizedView = this.describeEmphasis();
+    setData(container, 'emphasizedCount', this.emphasizedView.count);
+    setData(container, 'emphasizedNodes', this.emphasizedView.nodes);
+  }
+
+  /** Whether node `id` is drawn emphasized: in the emphasized set or selected, and of a kind that is shown. */
+  private isEmphasized(id: string, kind: string): boolean {
+    const h = this.highlight;
+    if (!h.emphasized || (h.hiddenKinds.size > 0 && h.hiddenKinds.has(kind))) return false;
+    return h.selected === id || h.emphasized.has(id);
+  }
+
+  private describeEmphasis(): { count: string | undefined; nodes: string | undefined } {
+    const set = this.highlight.emphasized;
+    if (!set) return { count: undefined, nodes: undefined };
+    const ids: string[] = [];
+    const candidates = this.highlight.selected === null ? set : new Set([...set, this.highlight.selected]);
+    for (const id of candidates) {
+      if (this.graph.hasNode(id) && this.isEmphasized(id, this.graph.getNodeAttribute(id, 'kind'))) ids.push(id);
+    }
+    ids.sort();
+    return {
+      count: String(ids.length),
+      nodes: ids.length <= PUBLISH_EMPHASIZED_UP_TO ? JSON.stringify(ids) : undefined,
+    };
   }
 
   /**
@@ -179,6 +221,16 @@ export class GraphRenderer {
     const h = this.highlight;
     if (h.hiddenKinds.size > 0 && h.hiddenKinds.has(data.kind)) {
       data.hidden = true;
+    } else if (h.emphasized) {
+      if (this.isEmphasized(node, data.kind)) {
+        data.highlighted = h.selected === node;
+        data.forceLabel = h.emphasized.size <= LABEL_EMPHASIZED_UP_TO;
+        data.zIndex = h.selected === node ? 2 : 1;
+      } else {
+        data.color = DIMMED;
+        data.label = '';
+        data.zIndex = 0;
+      }
     } else if (h.selected === node) {
       data.highlighted = true;
       data.zIndex = 2;
@@ -199,8 +251,14 @@ export class GraphRenderer {
   }
 
   private reduceEdge(edge: string, data: EdgeAttributes & Partial<EdgeDisplayData>): Partial<EdgeDisplayData> {
-    const selected = this.highlight.selected;
-    if (selected === null) {
+    const { selected, emphasized } = this.highlight;
+    if (emphasized) {
+      // The emphasized subgraph: relationships with both ends in it.
+      const [source, target] = this.graph.extremities(edge);
+      const inside = (id: string) => id === selected || emphasized.has(id);
+      if (inside(source) && inside(target)) data.size = 2;
+      else data.hidden = true;
+    } else if (selected === null) {
       if (this.graph.size > DRAW_ALL_EDGES_UP_TO) data.hidden = true;
     } else if (this.graph.hasExtremity(edge, selected)) {
       data.size = 2;
