@@ -1,13 +1,15 @@
 //! The whole system at once: an analysis job queued through graph-api is run by the analysis-worker, its
 //! events reach a browser-like WebSocket client through ws-gateway in stream order (one frame per stream entry:
 //! a change set for graph changes, a single event for job events), the stream-consumer makes FalkorDB equal to
-//! the graph in Redis, and every service's `/metrics` is valid Prometheus text that moves.
+//! the graph in Redis, and every service's `/metrics` is valid Prometheus text that moves. Once on a single Redis,
+//! once on a Redis Cluster (3 primaries, 3 replicas: sharded Pub/Sub, the project's keys on one shard, the job
+//! queue and registry on others).
 
 use std::time::{Duration, Instant};
 
 use codegraph_shared::{
     event::{decode_entry, decode_published, CdcEvent, EventType, STREAM_FIELD},
-    testing::{start_falkordb, RedisServer},
+    testing::{start_falkordb, RedisCluster, RedisServer},
 };
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -23,19 +25,62 @@ fn dashboard_metric_names() -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// The services' Redis: one server, or a cluster (the services get its seeds, which win over the URL).
+enum Store {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Store {
+    fn url(&self) -> String {
+        match self {
+            Self::Single(r) => r.url(),
+            Self::Cluster(c) => c.url(0),
+        }
+    }
+
+    fn seeds(&self) -> String {
+        match self {
+            Self::Single(_) => String::new(),
+            Self::Cluster(c) => c.seeds(),
+        }
+    }
+
+    fn xrange(&self, key: &str) -> redis::streams::StreamRangeReply {
+        let cmd = redis::cmd("XRANGE").arg(key).arg("-").arg("+").clone();
+        match self {
+            Self::Single(r) => cmd.query(&mut r.connection()).unwrap(),
+            Self::Cluster(c) => cmd.query(&mut c.cluster_connection()).unwrap(),
+        }
+    }
+}
+
 #[tokio::test]
 async fn analysis_flows_to_the_browser_and_into_falkordb() {
-    let redis = RedisServer::start();
+    flow(Store::Single(RedisServer::start())).await;
+}
+
+#[tokio::test]
+async fn analysis_flows_to_the_browser_and_into_falkordb_on_a_redis_cluster() {
+    let cluster = RedisCluster::start(3, 1);
+    flow(Store::Cluster(cluster)).await;
+}
+
+async fn flow(redis: Store) {
     let falkor = start_falkordb(&[]);
     let repo = fixture_repo();
     let root = repo.path().to_string_lossy().into_owned();
     let url = redis.url();
-    let api = Service::start("graph-api", &url, &[]).await;
-    let gateway = Service::start("ws-gateway", &url, &[]).await;
+    let seeds = redis.seeds();
+    let cluster = ("CODEGRAPH__REDIS__CLUSTER_NODES", seeds.as_str());
+    let api = Service::start("graph-api", &url, &[cluster]).await;
+    let gateway = Service::start("ws-gateway", &url, &[cluster]).await;
     let consumer =
-        Service::start("stream-consumer", &url, &[("CODEGRAPH__SINKS__FALKORDB__URL", falkor.url().as_str())]).await;
+        Service::start("stream-consumer", &url, &[cluster, ("CODEGRAPH__SINKS__FALKORDB__URL", falkor.url().as_str())])
+            .await;
     let worker =
-        Service::start("analysis-worker", &url, &[("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS", root.as_str())]).await;
+        Service::start("analysis-worker", &url, &[cluster, ("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS", root.as_str())])
+            .await;
 
     // `since=0-0`: everything the project's stream will ever hold, replayed then live, with no gap at the seam.
     let (mut ws, _) =
@@ -99,8 +144,7 @@ async fn analysis_flows_to_the_browser_and_into_falkordb() {
     }
 
     // The browser saw exactly the stream, in order: one frame per entry, every change of each entry.
-    let stream: redis::streams::StreamRangeReply =
-        redis::cmd("XRANGE").arg("code_graph:{demo}:cdc").arg("-").arg("+").query(&mut redis.connection()).unwrap();
+    let stream = redis.xrange("code_graph:{demo}:cdc");
     let stream_ids: Vec<&str> = stream.ids.iter().map(|e| e.id.as_str()).collect();
     let seen_ids: Vec<&str> = frames.iter().map(|f| f["id"].as_str().unwrap()).collect();
     assert_eq!(seen_ids, stream_ids, "the WebSocket client got one frame per entry of the stream, once, in order");
