@@ -14,7 +14,10 @@ use std::{
     time::Duration,
 };
 
-use codegraph_shared::{event::StreamId, testing::RedisServer};
+use codegraph_shared::{
+    event::StreamId,
+    testing::{RedisCluster, RedisServer},
+};
 use common::*;
 use serde_json::json;
 
@@ -38,9 +41,20 @@ fn steady_writer(url: String, project: &'static str, stop: Arc<AtomicBool>) -> t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_mid_stream_of_change_sets_delivers_each_entry_once() {
     let redis = RedisServer::start();
-    let gw = GatewayProcess::ready(&redis.url(), &[]).await;
+    reconnecting_mid_stream(redis.url()).await;
+}
+
+/// The same on a Redis Cluster: the project's stream and sharded channel live on one of three shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_mid_stream_of_change_sets_delivers_each_entry_once_on_a_redis_cluster() {
+    let cluster = RedisCluster::start(3, 1);
+    reconnecting_mid_stream(cluster_target(&cluster.seeds())).await;
+}
+
+async fn reconnecting_mid_stream(redis_url: String) {
+    let gw = GatewayProcess::ready(&redis_url, &[]).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = steady_writer(redis.url(), "p", stop.clone());
+    let writer = steady_writer(redis_url.clone(), "p", stop.clone());
 
     let mut seen: Vec<StreamId> = Vec::new();
     let mut changes_seen = 0;
@@ -62,7 +76,7 @@ async fn reconnecting_mid_stream_of_change_sets_delivers_each_entry_once() {
     stop.store(true, Ordering::Relaxed);
     let changes_written = writer.await.unwrap();
     // The last session picks up the rest after the writes stopped.
-    let stream = stream_ids(&redis.url(), "p").await;
+    let stream = stream_ids(&redis_url, "p").await;
     let mut ws = connect(&gw.ws(&format!("/ws/events?project=p&since={}", seen.last().unwrap()))).await;
     let rest = stream.len() - seen.len();
     for frame in read_events(&mut ws, rest).await {

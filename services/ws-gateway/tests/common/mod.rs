@@ -17,6 +17,7 @@ use codegraph_shared::{
     graph::{Node, Relationship},
     names::RedisNames,
     project::ProjectName,
+    redis_handle::{RedisConn, RedisHandle},
     testing::{free_port, wait_for_port},
 };
 use futures_util::{SinkExt, StreamExt};
@@ -27,6 +28,26 @@ use tokio_tungstenite::{
 };
 
 pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The helpers' `redis_url` names a single Redis, or — with this prefix and the seeds after it — a Redis Cluster.
+pub const CLUSTER: &str = "cluster:";
+
+/// The `redis_url` of the helpers for a cluster.
+pub fn cluster_target(seeds: &str) -> String {
+    format!("{CLUSTER}{seeds}")
+}
+
+/// A connection to the Redis `redis_url` names (see [`CLUSTER`]).
+pub fn redis_conn(redis_url: &str) -> RedisConn {
+    let handle = match redis_url.strip_prefix(CLUSTER) {
+        Some(seeds) => {
+            let seeds: Vec<String> = seeds.split(',').map(str::to_owned).collect();
+            RedisHandle::open_cluster(&seeds, &Default::default())
+        }
+        None => RedisHandle::open(redis_url),
+    };
+    handle.expect("a Redis handle").conn()
+}
 
 /// A ws-gateway process. Killed (SIGKILL) when dropped.
 pub struct GatewayProcess {
@@ -64,7 +85,8 @@ impl GatewayProcess {
         let log = if std::env::var_os("WS_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
         let child = Command::new(env!("CARGO_BIN_EXE_ws-gateway"))
             .env("CODEGRAPH_CONFIG_DIR", "/nonexistent")
-            .env("CODEGRAPH__REDIS__URL", &self.redis_url)
+            .env("CODEGRAPH__REDIS__URL", self.redis_url.strip_prefix(CLUSTER).map_or(self.redis_url.as_str(), |_| ""))
+            .env("CODEGRAPH__REDIS__CLUSTER_NODES", self.redis_url.strip_prefix(CLUSTER).unwrap_or(""))
             .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{}", self.port))
             .env("RUST_LOG", std::env::var("WS_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -151,7 +173,7 @@ pub fn project(name: &str) -> ProjectName {
 /// Writes mutations through the Function library, one change set per call. Reconnects after a failure.
 pub struct Writer {
     url: String,
-    conn: Option<redis::aio::MultiplexedConnection>,
+    conn: Option<RedisConn>,
     writer: GraphWriter,
 }
 
@@ -161,14 +183,16 @@ impl Writer {
     }
 
     pub async fn with_max_len(redis_url: &str, project_name: &str, max_len: u64) -> Self {
-        let writer = GraphWriter::new(RedisNames::new(&project(project_name)), max_len, PublishMode::Classic);
+        let publish = if redis_url.starts_with(CLUSTER) { PublishMode::Sharded } else { PublishMode::Classic };
+        let writer = GraphWriter::new(RedisNames::new(&project(project_name)), max_len, publish);
         Self { url: redis_url.to_owned(), conn: None, writer }
     }
 
-    async fn conn(&mut self) -> Result<&mut redis::aio::MultiplexedConnection, String> {
+    async fn conn(&mut self) -> Result<&mut RedisConn, String> {
         if self.conn.is_none() {
-            let client = redis::Client::open(self.url.as_str()).map_err(|e| e.to_string())?;
-            let conn = tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection())
+            let mut conn = redis_conn(&self.url);
+            // Connected now (the handle connects on first use), so a dead Redis fails here, fast.
+            tokio::time::timeout(Duration::from_secs(1), redis::cmd("PING").query_async::<()>(&mut conn))
                 .await
                 .map_err(|_| "connect timed out".to_owned())?
                 .map_err(|e| e.to_string())?;
@@ -266,7 +290,7 @@ fn node(id: &str, properties: BTreeMap<String, Value>) -> Node {
 /// Appends an entry of the form written before change sets (one graph change, `node_added` of `node`) straight
 /// to the project's stream, as an older Function library did; nothing is published. Returns its id.
 pub async fn append_old_form(redis_url: &str, project_name: &str, node: &str) -> StreamId {
-    let mut conn = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis_conn(redis_url);
     let key = RedisNames::new(&project(project_name)).cdc_stream();
     let body = serde_json::json!({
         "project": project_name,
@@ -289,7 +313,7 @@ pub async fn append_old_form(redis_url: &str, project_name: &str, node: &str) ->
 
 /// Every id of a project's stream, in order.
 pub async fn stream_ids(redis_url: &str, project_name: &str) -> Vec<StreamId> {
-    let mut conn = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis_conn(redis_url);
     let key = RedisNames::new(&project(project_name)).cdc_stream();
     let reply: redis::streams::StreamRangeReply =
         redis::cmd("XRANGE").arg(key).arg("-").arg("+").query_async(&mut conn).await.unwrap();
