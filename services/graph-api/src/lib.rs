@@ -6,6 +6,7 @@
 //! per route group, the CSRF guard), the request limits are `limits`.
 
 pub mod auth;
+pub mod cypher;
 pub mod extract;
 pub mod limits;
 pub mod mcp;

@@ -2,6 +2,7 @@
 
 use codegraph_shared::{
     auth::AuthSettings,
+    redis_handle::RedisTls,
     settings::{HttpSettings, RedisSettings, TelemetrySettings},
 };
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,8 @@ pub struct Settings {
     pub api: ApiSettings,
     /// `[auth]`: tokens per scope, the start-up rule, allowed browser origins (shared with ws-gateway).
     pub auth: AuthSettings,
+    /// `[falkordb]`: the graph database that `POST /query` reads (the stream-consumer's FalkorDB sink).
+    pub falkordb: FalkorDbSettings,
 }
 
 /// `[api]`: authentication and the limits every request is held to.
@@ -59,5 +62,53 @@ impl Default for ApiSettings {
             max_concurrent_requests: 256,
             request_timeout_ms: 30_000,
         }
+    }
+}
+
+/// `[falkordb]`: where the stream-consumer's FalkorDB sink keeps the projects' graphs, and the bounds of the
+/// read-only Cypher route (`cypher`). The URL, TLS files and graph prefix must name what the consumer's
+/// `[sinks.falkordb]` does.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FalkorDbSettings {
+    /// `redis://host:port` of FalkorDB, or `rediss://` for TLS (certificate verified). Empty: the route answers
+    /// 503. The default is the port `scripts/stack.sh` gives FalkorDB next to a Redis on 6379.
+    pub url: String,
+    /// PEM file of the private CA of FalkorDB's certificate (`rediss://` only).
+    pub ca_file: String,
+    /// PEM client certificate and key, for a FalkorDB that requires mutual TLS. Empty: none.
+    pub cert_file: String,
+    pub key_file: String,
+    /// The graph of project `p` is `<graph_prefix><p>` (the consumer's `sinks.falkordb.graph_prefix`).
+    pub graph_prefix: String,
+    /// Longest time FalkorDB may run one statement (its `TIMEOUT`), in milliseconds; a request may ask for less.
+    pub query_timeout_ms: u64,
+    /// Most rows an answer holds (`truncated: true` beyond); a request may ask for fewer.
+    pub max_rows: usize,
+    /// Longest wait for the sink to apply a request's `min_id`, in milliseconds.
+    pub max_wait_ms: u64,
+    /// Largest statement, in bytes.
+    pub max_statement_bytes: usize,
+}
+
+impl Default for FalkorDbSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6380".into(),
+            ca_file: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            graph_prefix: "codegraph_".into(),
+            query_timeout_ms: 1_000,
+            max_rows: 1_000,
+            max_wait_ms: 5_000,
+            max_statement_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl FalkorDbSettings {
+    pub fn tls(&self) -> RedisTls {
+        RedisTls::from_paths(&self.ca_file, &self.cert_file, &self.key_file)
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod batch;
+pub mod cypher;
 pub mod nodes;
 pub mod ops;
 pub mod queries;
@@ -81,10 +82,13 @@ pub fn app(state: AppState) -> axum::Router {
         .routes(routes!(admin::reanalyze));
     let cancels = OpenApiRouter::new().routes(routes!(admin::cancel_job));
     let resets = OpenApiRouter::new().routes(routes!(admin::reset));
+    // A read sent as a POST: the read scope, and the CSRF guard all the same (routes/cypher.rs says why).
+    let posted_reads = OpenApiRouter::new().routes(routes!(cypher::query));
 
     let api = guarded(&state, reads, Scope::Read, None)
         .merge(guarded(&state, writes, Scope::Write, Some(BodyRule::Json)))
         .merge(guarded(&state, cancels, Scope::Write, Some(BodyRule::EmptyJson)))
+        .merge(guarded(&state, posted_reads, Scope::Read, Some(BodyRule::Json)))
         .merge(guarded(&state, resets, Scope::Admin, Some(BodyRule::EmptyJson)))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_requests));
     let ops =
