@@ -1,5 +1,5 @@
 # The two commands of the README's Quick start, and the steps they are made of.
-.PHONY: run test deps build stop images fuzz
+.PHONY: run run-cluster test deps build stop images fuzz
 
 deps:
 	@bash scripts/install-deps.sh
@@ -9,6 +9,10 @@ build: deps
 
 run: build
 	@bash scripts/stack.sh start
+
+# The same stack on a local Redis Cluster (3 primaries + 3 replicas on 127.0.0.1:7000-7005) instead of one Redis.
+run-cluster: build
+	@bash scripts/stack.sh start-cluster
 
 # Every image of docker-compose-multi.yml; local stand-ins from Debian's packages where no registry answers.
 images: deps

