@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod cypher;
 pub mod extract;
+pub mod intel;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod batch;
 pub mod cypher;
+pub mod intel;
 pub mod nodes;
 pub mod ops;
 pub mod queries;
@@ -53,7 +54,7 @@ pub struct ErrorDetail {
 #[openapi(
     info(title = "Code Graph Live — graph-api", description = "Mutations and queries of the code graph. Every mutation and its CDC event happen in one atomic Redis Function call. Every route takes `?project=` (default `default`)."),
     tags(
-        (name = "nodes"), (name = "relationships"), (name = "batch"), (name = "queries"), (name = "admin"), (name = "ops")
+        (name = "nodes"), (name = "relationships"), (name = "batch"), (name = "queries"), (name = "intel"), (name = "admin"), (name = "ops")
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]
@@ -72,6 +73,12 @@ pub fn app(state: AppState) -> axum::Router {
         .routes(routes!(queries::subgraph))
         .routes(routes!(queries::snapshot))
         .routes(routes!(queries::projects))
+        .routes(routes!(intel::callers))
+        .routes(routes!(intel::callees))
+        .routes(routes!(intel::impact))
+        .routes(routes!(intel::path))
+        .routes(routes!(intel::dependencies))
+        .routes(routes!(intel::context))
         .routes(routes!(admin::get_job));
     let writes = OpenApiRouter::new()
         .routes(routes!(nodes::create_node))

@@ -1,0 +1,321 @@
+//! A symbol with its surroundings: the node, its containers up to the root directory (incoming `defines` and
+//! `contains`), its direct members, its file and lines, and the source text of those lines.
+//!
+//! Source text is read only from inside the folder the analysis-worker analysed for the project: the canonical
+//! root it reported in the newest `analysis_started` event still on the project's stream, else the `path` of the
+//! project's newest completed queued job (a path the worker accepted under its allowed roots). The node names
+//! the file only relative to that root, and only a file the worker itself recorded (`file_hashes`, which no API
+//! writes) is read; root and file are canonicalised and the file must stay inside the root, so neither `..`
+//! nor a symbolic link leads out. A path written in a node is never opened as such.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{LazyLock, Mutex},
+    time::{Duration, Instant},
+};
+
+use codegraph_shared::{
+    event::STREAM_FIELD,
+    graph::{Node, Relationship},
+    http::ApiError,
+    names::{RedisNames, JOB_PROJECTS_KEY},
+};
+use redis::aio::ConnectionLike;
+use serde::Serialize;
+
+use super::{Bounds, Reader, Resolution, Resolved, Side, SymbolRef, STRUCTURE_TYPES};
+
+/// Most containers walked up (a deeper chain is a cycle or a pathological tree).
+const MAX_CHAIN: usize = 64;
+/// Most lines and bytes of source text in one answer.
+const MAX_SOURCE_LINES: usize = 400;
+const MAX_SOURCE_BYTES: usize = 64 * 1024;
+/// Largest file read for its lines.
+const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// Newest stream entries searched for the analysis root, and how long a found root is remembered.
+const ROOT_SEARCH_ENTRIES: usize = 2_000;
+const ROOT_TTL: Duration = Duration::from_secs(5);
+/// Most job records of the project looked at for the root.
+const ROOT_SEARCH_JOBS: usize = 10_000;
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct SourceText {
+    pub text: String,
+    pub line_start: u32,
+    pub line_end: u32,
+    /// True when the lines were cut at 400 lines or 64 KiB.
+    pub truncated: bool,
+}
+
+/// `GET /context`.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct SymbolContext {
+    pub project: String,
+    /// The whole node, with its properties and version.
+    pub symbol: Node,
+    pub resolution: Resolution,
+    /// Nearest first: enclosing class or function, file, directories up to the root.
+    pub containers: Vec<SymbolRef>,
+    /// Direct members (outgoing `defines`/`contains`), by first line then id.
+    pub members: Vec<SymbolRef>,
+    pub members_truncated: bool,
+    /// The file node holding the symbol (the symbol itself for a file).
+    pub file: Option<SymbolRef>,
+    /// The file's path relative to the analysed folder.
+    pub path: Option<String>,
+    pub line_start: Option<u32>,
+    pub line_end: Option<u32>,
+    pub source: Option<SourceText>,
+    /// Why `source` is null, when it is.
+    pub source_unavailable: Option<String>,
+}
+
+pub async fn context<C: ConnectionLike + Send>(
+    conn: &mut C,
+    names: &RedisNames,
+    symbol: Resolved,
+    with_source: bool,
+    members_limit: usize,
+    bounds: Bounds,
+) -> Result<SymbolContext, ApiError> {
+    let node = symbol.node;
+    let mut reader = Reader::new(conn, names, bounds.relationships);
+    // One round trip for both sets of the symbol; then one per container up the chain.
+    let sides = reader.adjacent(&[(node.id.as_str(), Side::Incoming), (node.id.as_str(), Side::Outgoing)]).await?;
+    let (incoming, outgoing) = (&sides[0], &sides[1]);
+    let mut chain: Vec<String> = Vec::new();
+    let mut parent = structural_parent(&mut reader, &node.id, incoming).await?;
+    while let Some(p) = parent {
+        if p == node.id || chain.contains(&p) || chain.len() >= MAX_CHAIN {
+            break;
+        }
+        chain.push(p.clone());
+        let ids = reader.adjacent(&[(p.as_str(), Side::Incoming)]).await?.remove(0);
+        parent = structural_parent(&mut reader, &p, &ids).await?;
+    }
+    let mut member_ids: Vec<String> = reader
+        .relationships(outgoing)
+        .await?
+        .into_iter()
+        .filter(|r| r.source == node.id && STRUCTURE_TYPES.contains(&r.rel_type.as_str()))
+        .map(|r| r.target)
+        .collect();
+    member_ids.sort_unstable();
+    member_ids.dedup();
+    let mut wanted = chain.clone();
+    wanted.extend(member_ids.iter().cloned());
+    let nodes = reader.nodes(&wanted).await?;
+    let containers: Vec<SymbolRef> = chain.iter().filter_map(|id| nodes.get(id)).map(SymbolRef::from).collect();
+    let mut members: Vec<SymbolRef> = member_ids.iter().filter_map(|id| nodes.get(id)).map(SymbolRef::from).collect();
+    members.sort_by(|a, b| (a.line_start, &a.id).cmp(&(b.line_start, &b.id)));
+    let members_truncated = members.len() > members_limit || reader.truncated;
+    members.truncate(members_limit);
+    let file = if node.kind == "file" {
+        Some(SymbolRef::from(&node))
+    } else {
+        containers.iter().find(|c| c.kind == "file").cloned()
+    };
+    let (source, source_unavailable) = if !with_source {
+        (None, Some("not asked for (source=false)".to_owned()))
+    } else {
+        match read_source(reader.conn(), names, &node).await? {
+            Ok(s) => (Some(s), None),
+            Err(why) => (None, Some(why)),
+        }
+    };
+    Ok(SymbolContext {
+        project: names.project().to_string(),
+        path: node.file.clone(),
+        line_start: node.line_start,
+        line_end: node.line_end,
+        resolution: symbol.resolution,
+        containers,
+        members,
+        members_truncated,
+        file,
+        source,
+        source_unavailable,
+        symbol: node,
+    })
+}
+
+/// The node that `defines` or `contains` `child`, from the ids of its incoming set: the ids that look like a
+/// structural relationship's derived id are read first, the rest only when none of those is one.
+async fn structural_parent<C: ConnectionLike + Send>(
+    reader: &mut Reader<'_, C>,
+    child: &str,
+    incoming: &[String],
+) -> Result<Option<String>, ApiError> {
+    let (likely, rest): (Vec<String>, Vec<String>) =
+        incoming.iter().cloned().partition(|id| id.contains("|defines|") || id.contains("|contains|"));
+    for ids in [likely, rest] {
+        let rels: Vec<Relationship> = reader.relationships(&ids).await?;
+        let mut parents: Vec<&Relationship> =
+            rels.iter().filter(|r| r.target == child && STRUCTURE_TYPES.contains(&r.rel_type.as_str())).collect();
+        // `defines` (the nearer, a class or file) before `contains` (a directory), then by id: deterministic.
+        parents.sort_by(|a, b| (a.rel_type != "defines", &a.id).cmp(&(b.rel_type != "defines", &b.id)));
+        if let Some(r) = parents.first() {
+            return Ok(Some(r.source.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// The source lines of `node`, or why there are none (the outer error is Redis's).
+async fn read_source<C: ConnectionLike + Send>(
+    conn: &mut C,
+    names: &RedisNames,
+    node: &Node,
+) -> Result<Result<SourceText, String>, ApiError> {
+    let Some(file) = node.file.as_deref() else { return Ok(Err("the node names no file".into())) };
+    let (Some(start), end) = (node.line_start, node.line_end) else {
+        return Ok(Err("the node has no line numbers".into()));
+    };
+    let analysed: bool = redis::cmd("HEXISTS").arg(names.file_hashes()).arg(file).query_async(conn).await?;
+    if !analysed {
+        return Ok(Err("the node's file is not one the analysis-worker analysed".into()));
+    }
+    let Some(root) = analysed_root(conn, names).await? else {
+        return Ok(Err(
+            "the project's analysed folder is not recorded (no analysis_started event on its stream, no completed job)"
+                .into(),
+        ));
+    };
+    let end = end.unwrap_or(start).max(start);
+    let file = file.to_owned();
+    let read = tokio::task::spawn_blocking(move || lines_of(&root, &file, start, end))
+        .await
+        .map_err(|e| ApiError::internal(format!("source read failed: {e}")))?;
+    Ok(read)
+}
+
+/// Lines `start..=end` (1-based) of `file` under `root`, both canonicalised, the file inside the root.
+fn lines_of(root: &Path, file: &str, start: u32, end: u32) -> Result<SourceText, String> {
+    let unreadable = |what: &str| format!("the analysed folder is not readable by graph-api ({what})");
+    let root = root.canonicalize().map_err(|_| unreadable("its root does not exist here"))?;
+    if Path::new(file).is_absolute() {
+        return Err("the node's file is not relative to the analysed folder".into());
+    }
+    let path = root.join(file).canonicalize().map_err(|_| unreadable("the file does not exist here"))?;
+    if !path.starts_with(&root) {
+        return Err("the node's file lies outside the analysed folder".into());
+    }
+    let meta = std::fs::metadata(&path).map_err(|_| unreadable("the file cannot be read"))?;
+    if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+        return Err("the node's file is not a regular file of at most 8 MiB".into());
+    }
+    let bytes = std::fs::read(&path).map_err(|_| unreadable("the file cannot be read"))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut out = String::new();
+    let mut last = start.saturating_sub(1);
+    let mut truncated = false;
+    for (i, line) in text.lines().enumerate().skip(start as usize - 1).take((end - start + 1) as usize) {
+        if i + 1 - start as usize >= MAX_SOURCE_LINES || out.len() + line.len() + 1 > MAX_SOURCE_BYTES {
+            truncated = true;
+            break;
+        }
+        out.push_str(line);
+        out.push('\n');
+        last = i as u32 + 1;
+    }
+    if last < start {
+        return Err("the node's lines are past the end of the file (it changed since the analysis)".into());
+    }
+    Ok(SourceText { text: out, line_start: start, line_end: last, truncated })
+}
+
+/// A project's analysed folder (none known) and when it was looked up.
+type KnownRoot = (Option<PathBuf>, Instant);
+
+/// The folder last analysed for the project, remembered for a few seconds per project.
+async fn analysed_root<C: ConnectionLike + Send>(
+    conn: &mut C,
+    names: &RedisNames,
+) -> Result<Option<PathBuf>, ApiError> {
+    static ROOTS: LazyLock<Mutex<HashMap<String, KnownRoot>>> = LazyLock::new(Default::default);
+    let project = names.project().to_string();
+    if let Some((root, at)) = ROOTS.lock().expect("roots lock").get(&project) {
+        if at.elapsed() < ROOT_TTL {
+            return Ok(root.clone());
+        }
+    }
+    let root = match root_from_stream(conn, names).await? {
+        Some(root) => Some(root),
+        None => root_from_jobs(conn, names).await?,
+    };
+    let mut roots = ROOTS.lock().expect("roots lock");
+    roots.retain(|_, (_, at)| at.elapsed() < ROOT_TTL);
+    roots.insert(project, (root.clone(), Instant::now()));
+    Ok(root)
+}
+
+/// `data.path` of the newest `analysis_started` event among the stream's newest entries.
+async fn root_from_stream<C: ConnectionLike + Send>(
+    conn: &mut C,
+    names: &RedisNames,
+) -> Result<Option<PathBuf>, ApiError> {
+    let stream = names.cdc_stream();
+    let mut end = "+".to_owned();
+    let mut seen = 0;
+    while seen < ROOT_SEARCH_ENTRIES {
+        let entries: Vec<(String, Vec<(String, String)>)> =
+            redis::cmd("XREVRANGE").arg(&stream).arg(&end).arg("-").arg("COUNT").arg(200).query_async(conn).await?;
+        let Some((oldest, _)) = entries.last() else { return Ok(None) };
+        for (_, fields) in &entries {
+            for (field, value) in fields {
+                if field != STREAM_FIELD || !value.contains("\"analysis_started\"") {
+                    continue;
+                }
+                let Ok(event) = serde_json::from_str::<serde_json::Value>(value) else { continue };
+                if event["type"] == "analysis_started" {
+                    if let Some(path) = event["data"]["path"].as_str() {
+                        return Ok(Some(PathBuf::from(path)));
+                    }
+                }
+            }
+        }
+        seen += entries.len();
+        if entries.len() < 200 {
+            return Ok(None);
+        }
+        end = format!("({oldest}");
+    }
+    Ok(None)
+}
+
+/// The `path` of the project's newest completed queued job.
+async fn root_from_jobs<C: ConnectionLike + Send>(
+    conn: &mut C,
+    names: &RedisNames,
+) -> Result<Option<PathBuf>, ApiError> {
+    let project = names.project().as_str();
+    let (mut cursor, mut scanned, mut jobs) = (0u64, 0usize, Vec::new());
+    loop {
+        let (next, flat): (u64, Vec<String>) =
+            redis::cmd("HSCAN").arg(JOB_PROJECTS_KEY).arg(cursor).arg("COUNT").arg(1000).query_async(conn).await?;
+        for kv in flat.chunks_exact(2) {
+            if kv[1] == project {
+                jobs.push(kv[0].clone());
+            }
+        }
+        scanned += flat.len() / 2;
+        cursor = next;
+        if cursor == 0 || scanned >= ROOT_SEARCH_JOBS {
+            break;
+        }
+    }
+    if jobs.is_empty() {
+        return Ok(None);
+    }
+    let mut pipe = redis::pipe();
+    for job in &jobs {
+        pipe.cmd("HMGET").arg(names.job(job)).arg("status").arg("path").arg("updated_at");
+    }
+    let records: Vec<(Option<String>, Option<String>, Option<String>)> = pipe.query_async(conn).await?;
+    Ok(records
+        .into_iter()
+        .filter(|(status, path, _)| status.as_deref() == Some("completed") && path.is_some())
+        .max_by(|a, b| a.2.cmp(&b.2))
+        .and_then(|(_, path, _)| path.map(PathBuf::from)))
+}
