@@ -63,18 +63,35 @@ fn is_function_missing(e: &RedisError) -> bool {
 /// reply that says the request was wrong.
 pub fn is_unavailable(e: &RedisError) -> bool {
     use redis::{ErrorKind, ServerErrorKind};
-    e.is_io_error()
+    let unserved = |k: Option<ServerErrorKind>| {
+        matches!(
+            k,
+            Some(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::Moved
+            )
+        )
+    };
+    // A transaction or pipeline aborted because its node is not serving (a cluster mid-failover).
+    let aborted = || e.clone().into_server_errors().is_some_and(|errs| errs.iter().any(|(_, se)| unserved(se.kind())));
+    aborted()
+        || e.is_io_error()
         || e.is_connection_refusal()
         || e.is_timeout()
         || e.is_connection_dropped()
         || matches!(
             e.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::ClusterDown
-                    | ServerErrorKind::MasterDown
-            )
+            // A cluster none of whose nodes (or not the slot's) can be reached.
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                )
         )
 }
 

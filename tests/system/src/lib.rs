@@ -40,6 +40,23 @@ impl Service {
         Self::start_with_args(name, &[], redis_url, env).await
     }
 
+    /// Starts `name` like [`Service::start`] but does not wait for `/ready` (for services that must come up and
+    /// stay up while Redis is away or misconfigured).
+    pub fn launch(name: &'static str, redis_url: &str, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut all_env = vec![("CODEGRAPH__REDIS__URL".to_owned(), redis_url.to_owned())];
+        all_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut service =
+            Self { name, base: format!("http://127.0.0.1:{port}"), port, child: None, args: Vec::new(), env: all_env };
+        service.spawn();
+        service
+    }
+
+    /// The process's exit status, if it has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     pub async fn start_with_args(name: &'static str, args: &[&str], redis_url: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut all_env = vec![("CODEGRAPH__REDIS__URL".to_owned(), redis_url.to_owned())];
