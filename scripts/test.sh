@@ -36,6 +36,7 @@ step "fuzz targets (${FUZZ_TEST_SECONDS:-20} s each)" bash -c 'fuzz/run.sh build
 # schemathesis against graph-api's /openapi.json with scoped tokens (no 5xx), and every write route refused
 # without the write scope with nothing written.
 step "security: schemathesis and write scopes" python3 tests/security/api_attack.py
+step "MCP: Python SDK (HTTP, stdio, nginx) and Inspector CLI" python3 tests/mcp/mcp_test.py
 if [ -f frontend/package.json ]; then
   step "frontend unit tests" bash -c 'cd frontend && npm test'
 fi

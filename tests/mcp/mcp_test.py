@@ -249,8 +249,7 @@ async def exercise(session, stack, fixture, notes, transport):
     check(not r.is_error and structured(r).get("nodes", 0) > 0, f"{transport}: project_statistics ({summary(r)})")
     r = await session.call_tool("job_status", {"project": PROJECT, "job_id": job.get("job_id", "")})
     check(structured(r).get("status") == "completed", f"{transport}: job_status ({summary(r)})")
-    if "get_symbol_context" in names:
-        await query_tools(session, transport, stack)
+    await query_tools(session, transport, stack)
     await cypher(session, transport, stack)
 
     print(f"-- {transport}: resources and subscriptions", flush=True)
@@ -287,11 +286,7 @@ async def exercise(session, stack, fixture, notes, transport):
     for args, what in [({"project": PROJECT}, "a missing required argument"),
                        ({"project": PROJECT, "query": 5}, "a wrong argument type"),
                        ({"project": PROJECT, "query": "x", "colour": "red"}, "an unknown argument")]:
-        try:
-            r = await session.call_tool("search_symbols", args)
-            check(r.is_error, f"{transport}: {what} is refused ({summary(r)})")
-        except MCPError as e:
-            check(e.error.code == types.INVALID_PARAMS, f"{transport}: {what} is invalid_params ({e.error.message})")
+        await refused(session, transport, "search_symbols", args, what)
     try:
         await session.call_tool("no_such_tool", {})
         check(False, f"{transport}: an unknown tool is refused")
@@ -305,13 +300,63 @@ async def exercise(session, stack, fixture, notes, transport):
     return job
 
 
+def ids(entries):
+    return [e["node"]["id"] for e in entries]
+
+
 async def query_tools(session, transport, stack):
-    """The code-intelligence tools on the fixture (filled in as they land)."""
+    """The code-intelligence tools on the fixture, against what was worked out by hand from its source: `total`
+    calls `base_price` and `apply_discount`, `Cart.checkout` calls `total` and `send_receipt` (defined nowhere:
+    unresolved), `cart.py` imports `total`, `app.py` imports `Cart` (its `cart.checkout()` on a local variable is
+    not resolved by the analysis, so no path leads from `main`)."""
+    t = transport
+    pricing, cart = "py:shop/pricing.py", "py:shop/cart.py"
+    r = await session.call_tool("find_callers", {"project": PROJECT, "symbol": "total", "depth": 3})
+    check(ids(structured(r).get("results", [])) == [f"{cart}:Cart.checkout"], f"{t}: find_callers ({summary(r)})")
+    r = await session.call_tool("find_callees", {"project": PROJECT, "symbol": f"{cart}:Cart.checkout"})
+    got = structured(r)
+    check(ids(got.get("results", [])) == [f"{pricing}:total"], f"{t}: find_callees ({summary(r)})")
+    check([u["call"] for u in got.get("unresolved", [])] == ["send_receipt"],
+          f"{t}: find_callees lists send_receipt as unresolved, apart from the results")
+    r = await session.call_tool("find_callees", {"project": PROJECT, "symbol": "checkout", "depth": 2})
+    by_depth = {}
+    for e in structured(r).get("results", []):
+        by_depth.setdefault(e["depth"], set()).add(e["node"]["id"])
+    check(by_depth == {1: {f"{pricing}:total"}, 2: {f"{pricing}:apply_discount", f"{pricing}:base_price"}},
+          f"{t}: find_callees depth 2 ({summary(r)})")
+    r = await session.call_tool("impact_analysis", {"project": PROJECT, "symbol": "apply_discount", "depth": 3})
+    levels = {lv["depth"]: set(ids(lv["nodes"])) for lv in structured(r).get("levels", [])}
+    check(levels == {1: {f"{pricing}:total"}, 2: {"file:shop/cart.py", f"{cart}:Cart.checkout"}},
+          f"{t}: impact_analysis ({summary(r)})")
+    r = await session.call_tool("find_path", {"project": PROJECT, "from": "checkout", "to": "apply_discount"})
+    check([n["id"] for n in structured(r).get("nodes", [])] ==
+          [f"{cart}:Cart.checkout", f"{pricing}:total", f"{pricing}:apply_discount"], f"{t}: find_path ({summary(r)})")
+    r = await session.call_tool("find_path", {"project": PROJECT, "from": "main", "to": "apply_discount"})
+    check(r.is_error and structured(r)["error"]["code"] == "no_path", f"{t}: find_path without a path ({summary(r)})")
+    r = await session.call_tool("file_dependencies", {"project": PROJECT, "file": "shop/cart.py"})
+    got = structured(r)
+    check(ids(got.get("imports", [])) == [f"{pricing}:total"] and ids(got.get("imported_by", [])) == ["file:shop/app.py"],
+          f"{t}: file_dependencies ({summary(r)})")
     r = await session.call_tool("get_symbol_context", {"project": PROJECT, "symbol": "checkout"})
-    check(not r.is_error, f"{transport}: get_symbol_context ({summary(r)})")
+    got = structured(r)
+    check([c["id"] for c in got.get("containers", [])][:2] == [f"{cart}:Cart", "file:shop/cart.py"]
+          and "send_receipt(amount)" in (got.get("source") or {}).get("text", ""),
+          f"{t}: get_symbol_context with its source ({summary(r)})")
     r = await session.call_tool("get_symbol_context", {"project": PROJECT, "symbol": "no_such_symbol_xyz"})
     check(r.is_error and structured(r).get("error", {}).get("code") == "unknown_symbol",
-          f"{transport}: unknown symbol is a tool error ({summary(r)})")
+          f"{t}: unknown symbol is a tool error ({summary(r)})")
+    r = await session.call_tool("find_callers", {"project": PROJECT, "symbol": "total", "depth": 9})
+    check(r.is_error and structured(r)["error"]["code"] == "invalid_query", f"{t}: bad depth ({summary(r)})")
+    await refused(session, t, "find_callers", {"project": PROJECT, "symbol": "total", "depth": -1}, "a negative depth")
+
+
+async def refused(session, t, tool, args, what):
+    """Arguments that break the tool's schema: a JSON-RPC invalid_params error, or a tool error saying so."""
+    try:
+        r = await session.call_tool(tool, args)
+        check(r.is_error and "parameters" in summary(r), f"{t}: {what} is refused ({summary(r)})")
+    except MCPError as e:
+        check(e.error.code == types.INVALID_PARAMS, f"{t}: {what} is invalid_params ({e.error.message})")
 
 
 async def cypher(session, transport, stack):

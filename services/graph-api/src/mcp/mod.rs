@@ -10,6 +10,7 @@
 //! notifications, MCP cancellation → the admin cancel), `http` (mounting, Origin and Host rules).
 
 mod http;
+mod intel_tools;
 mod jobs;
 mod resources;
 mod server;

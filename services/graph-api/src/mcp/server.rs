@@ -38,7 +38,12 @@ pub struct CodeGraphMcp {
 
 impl CodeGraphMcp {
     pub fn new(state: AppState, access: Access) -> Self {
-        Self { state, access, tool_router: Self::tool_router(), watches: Arc::new(Watches::default()) }
+        Self {
+            state,
+            access,
+            tool_router: Self::tool_router() + Self::intel_router(),
+            watches: Arc::new(Watches::default()),
+        }
     }
 
     /// Refuses a request whose caller lacks `scope`, with the REST API's words. Over HTTP the token is read

@@ -29,7 +29,7 @@ use super::{
     jobs::{self, Outcome, ProgressSink},
     server::CodeGraphMcp,
 };
-use crate::{routes::admin, state::AppState, store};
+use crate::{cypher, routes::admin, state::AppState, store};
 
 /// A tool's failure, shown to the caller.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ impl From<Denial> for ToolError {
     }
 }
 
-type ToolOutcome = Result<CallToolResult, rmcp::ErrorData>;
+pub(super) type ToolOutcome = Result<CallToolResult, rmcp::ErrorData>;
 
 /// The answer: `value` as structured content, `summary` as the text.
 fn answer(value: impl Serialize, summary: String) -> ToolOutcome {
@@ -86,7 +86,7 @@ fn answer(value: impl Serialize, summary: String) -> ToolOutcome {
 }
 
 /// A tool body's outcome (its value and summary, or its failure) as the tool's result.
-fn respond<T: Serialize>(outcome: Result<(T, String), ToolError>) -> ToolOutcome {
+pub(super) fn respond<T: Serialize>(outcome: Result<(T, String), ToolError>) -> ToolOutcome {
     match outcome {
         Ok((value, summary)) => answer(value, summary),
         Err(e) => Ok(e.into_result()),
@@ -174,6 +174,27 @@ impl From<AnalysisMode> for admin::Mode {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct CypherArgs {
+    /// Project name (default `default`).
+    pub project: Option<String>,
+    /// One read-only Cypher statement (a statement that writes is refused). Nodes carry the node kind as label
+    /// and `id`, `name`, `file`, `line_start`, `line_end` and their properties; relationships carry their type.
+    /// Parameters are written `$name`.
+    pub query: String,
+    /// Values of the statement's `$name` parameters.
+    pub params: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A stream ID (e.g. the `event_id` a mutation answered): wait, bounded, until the graph database has applied it.
+    pub min_id: Option<String>,
+    /// Most rows (default and maximum: the server's `falkordb.max_rows`).
+    #[schemars(range(min = 1))]
+    pub limit: Option<usize>,
+    /// Longest run time in milliseconds (default and maximum: the server's `falkordb.query_timeout_ms`).
+    #[schemars(range(min = 1))]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct JobArgs {
     /// Project name (default `default`); the job must belong to it.
     pub project: Option<String>,
@@ -193,7 +214,7 @@ struct Found {
     truncated: bool,
 }
 
-fn list_names(names: &[String], most: usize) -> String {
+pub(super) fn list_names(names: &[String], most: usize) -> String {
     let mut text = names.iter().take(most).cloned().collect::<Vec<_>>().join(", ");
     if names.len() > most {
         text.push_str(", …");
@@ -308,6 +329,37 @@ impl CodeGraphMcp {
                     format!("job {} was cancelled with the request (status {})", job.job_id, job.status),
                 )),
             }
+        }
+        .await;
+        respond(outcome)
+    }
+
+    #[tool(
+        description = "Run one read-only Cypher statement on the project's graph database (FalkorDB, kept equal to \
+                       the live graph by the CDC pipeline), with a timeout and a row cap. The answer says how fresh \
+                       it is: the stream ID the database had applied and the project's last one; `min_id` waits \
+                       for a given change first."
+    )]
+    async fn cypher_query(&self, Parameters(args): Parameters<CypherArgs>) -> ToolOutcome {
+        let outcome = async {
+            let project = known_project(&self.state, args.project.as_deref()).await?;
+            let request = cypher::CypherRequest {
+                statement: args.query,
+                params: args.params.unwrap_or_default(),
+                min_id: args.min_id,
+                limit: args.limit,
+                timeout_ms: args.timeout_ms,
+            };
+            let answer = cypher::run(&self.state, &project, request).await?;
+            let summary = format!(
+                "{} row(s){} of {} column(s); graph database at {}, project at {}",
+                answer.rows.len(),
+                if answer.truncated { " (truncated)" } else { "" },
+                answer.columns.len(),
+                answer.applied_id.map(|id| id.to_string()).unwrap_or_else(|| "nothing applied".into()),
+                answer.last_id
+            );
+            Ok((answer, summary))
         }
         .await;
         respond(outcome)
