@@ -390,6 +390,9 @@ fn statement_error(e: redis::RedisError, project: &ProjectName, timeout_ms: u64)
     let Some(message) = server_message(&e) else { return backend_error(e) };
     if message.contains("only on read-only queries") {
         ApiError::bad_request("read_only", "this route runs read-only statements: FalkorDB refused one that writes")
+    } else if message.contains("TIMEOUT_MAX") {
+        tracing::error!(%message, "falkordb.query_timeout_ms exceeds FalkorDB's TIMEOUT_MAX");
+        ApiError::internal("falkordb.query_timeout_ms exceeds FalkorDB's TIMEOUT_MAX; see the service log")
     } else if message.contains("timed out") {
         ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
