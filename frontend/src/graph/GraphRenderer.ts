@@ -157,6 +157,21 @@ export class GraphRenderer {
     this.publishViewState();
   }
 
+  /** Sends the camera to frame every drawn node of `ids` (the highlighted impact set), as close as focus() at most. */
+  focusSet(ids: Iterable<string>): void {
+    let [minX, minY, maxX, maxY] = [Infinity, Infinity, -Infinity, -Infinity];
+    for (const id of ids) {
+      const d = this.sigma.getNodeDisplayData(id);
+      if (!d || d.hidden) continue;
+      [minX, minY, maxX, maxY] = [Math.min(minX, d.x), Math.min(minY, d.y), Math.max(maxX, d.x), Math.max(maxY, d.y)];
+    }
+    if (minX === Infinity) return;
+    this.focused = null;
+    const ratio = Math.min(1, Math.max(0.2, 1.4 * Math.max(maxX - minX, maxY - minY)));
+    void this.sigma.getCamera().animate({ x: (minX + maxX) / 2, y: (minY + maxY) / 2, ratio }, { duration: 500 });
+    this.publishViewState();
+  }
+
   resetCamera(): void {
     void this.sigma.getCamera().animatedReset({ duration: 300 });
   }
