@@ -113,7 +113,7 @@ class Stack:
             })
         self.api_port = free_port()
         self.base = f"http://127.0.0.1:{self.api_port}"
-        self.spawn("graph-api", [os.path.join(BIN_DIR, "graph-api")], self.api_env())
+        self.api = self.spawn("graph-api", [os.path.join(BIN_DIR, "graph-api")], self.api_env())
         wait_until(lambda: self.request("GET", "/ready")[0] == 200, 30, "graph-api is ready")
         self.spawn("analysis-worker", [os.path.join(BIN_DIR, "analysis-worker")], {
             "CODEGRAPH__HTTP__ADDR": f"127.0.0.1:{free_port()}",
@@ -141,7 +141,9 @@ class Stack:
         full_env = self.base_env()
         full_env.update(env or {})
         log = open(os.path.join(self.work, f"{name}.log"), "ab")
-        self.procs.append(subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT))
+        proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
 
     def stop(self):
         for p in reversed(self.procs):
@@ -549,6 +551,28 @@ async def run_stdio(stack, fixture):
                 await exercise(session, stack, fixture, notes, "stdio")
 
 
+async def shutdown_with_open_stream(stack):
+    """graph-api stops on SIGTERM even while an MCP client holds its notification stream open."""
+    print("-- http: shutdown with a session open", flush=True)
+    took = None
+    try:
+        async with create_mcp_http_client(headers={"Authorization": f"Bearer {TOKENS['all']}"}) as client:
+            async with streamable_http_client(stack.base + "/mcp", http_client=client) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    await session.subscribe_resource(f"codegraph://{PROJECT}/stats")
+                    start = time.monotonic()
+                    stack.api.terminate()
+                    while stack.api.poll() is None and time.monotonic() - start < 10:
+                        await anyio.sleep(0.02)
+                    if stack.api.poll() is not None:
+                        took = time.monotonic() - start
+                    raise SystemExit  # leave the session without waiting for the server
+    except BaseException:  # noqa: BLE001 - the server is gone: the client's own errors are expected
+        pass
+    check(took is not None and took < 5, f"http: graph-api exits on SIGTERM with a stream open ({took} s)")
+
+
 def main():
     work = tempfile.mkdtemp(prefix="mcp-test-")
     fixture = os.path.join(work, "shop-repo")
@@ -559,6 +583,7 @@ def main():
     try:
         anyio.run(run_http, stack, fixture, big)
         anyio.run(run_stdio, stack, fixture)
+        anyio.run(shutdown_with_open_stream, stack)
     finally:
         stack.stop()
         if os.environ.get("MCP_KEEP") == "1" or failures:
