@@ -8,6 +8,11 @@
 //! cargo build --release -p graph-api --features codegraph-shared/testing
 //! target/release/graph-api-bench [--nodes 200000] [--batch 1000] [--concurrency 4] [--runs 3] [--latency-requests 2000]
 //! ```
+//!
+//! `graph-api-bench intel …` measures the code-intelligence routes instead (`bench/intel.rs`).
+
+#[path = "bench/intel.rs"]
+mod intel;
 
 use std::{
     process::{Child, Command, Stdio},
@@ -182,6 +187,9 @@ async fn latency(base: &str, requests: usize) -> Vec<Duration> {
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("intel") {
+        return intel::main().await;
+    }
     let a = parse_args();
     let redis = RedisServer::start();
     let port = free_port();

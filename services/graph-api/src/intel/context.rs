@@ -33,9 +33,11 @@ const MAX_SOURCE_LINES: usize = 400;
 const MAX_SOURCE_BYTES: usize = 64 * 1024;
 /// Largest file read for its lines.
 const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
-/// Newest stream entries searched for the analysis root, and how long a found root is remembered.
+/// Newest stream entries (and bytes of them) searched for the analysis root, and how long the answer is
+/// remembered (the search costs up to a few milliseconds; a project's folder rarely changes).
 const ROOT_SEARCH_ENTRIES: usize = 2_000;
-const ROOT_TTL: Duration = Duration::from_secs(5);
+const ROOT_SEARCH_BYTES: usize = 2 * 1024 * 1024;
+const ROOT_TTL: Duration = Duration::from_secs(30);
 /// Most job records of the project looked at for the root.
 const ROOT_SEARCH_JOBS: usize = 10_000;
 
@@ -250,33 +252,36 @@ async fn analysed_root<C: ConnectionLike + Send>(
     Ok(root)
 }
 
-/// `data.path` of the newest `analysis_started` event among the stream's newest entries.
+/// `data.path` of the newest `analysis_started` event among the stream's newest entries: read newest first in
+/// small steps, at most [`ROOT_SEARCH_ENTRIES`] entries and [`ROOT_SEARCH_BYTES`] (change sets can be large).
 async fn root_from_stream<C: ConnectionLike + Send>(
     conn: &mut C,
     names: &RedisNames,
 ) -> Result<Option<PathBuf>, ApiError> {
+    const STEP: usize = 16;
     let stream = names.cdc_stream();
-    let mut end = "+".to_owned();
-    let mut seen = 0;
-    while seen < ROOT_SEARCH_ENTRIES {
+    let (mut end, mut entries_read, mut bytes_read) = ("+".to_owned(), 0, 0);
+    while entries_read < ROOT_SEARCH_ENTRIES && bytes_read < ROOT_SEARCH_BYTES {
         let entries: Vec<(String, Vec<(String, String)>)> =
-            redis::cmd("XREVRANGE").arg(&stream).arg(&end).arg("-").arg("COUNT").arg(200).query_async(conn).await?;
+            redis::cmd("XREVRANGE").arg(&stream).arg(&end).arg("-").arg("COUNT").arg(STEP).query_async(conn).await?;
         let Some((oldest, _)) = entries.last() else { return Ok(None) };
         for (_, fields) in &entries {
             for (field, value) in fields {
-                if field != STREAM_FIELD || !value.contains("\"analysis_started\"") {
+                bytes_read += value.len();
+                // The envelope's own type is the first `"type":"` (a project name cannot hold a quote).
+                let started =
+                    value.find("\"type\":\"").is_some_and(|i| value[i..].starts_with("\"type\":\"analysis_started\""));
+                if field != STREAM_FIELD || !started {
                     continue;
                 }
                 let Ok(event) = serde_json::from_str::<serde_json::Value>(value) else { continue };
-                if event["type"] == "analysis_started" {
-                    if let Some(path) = event["data"]["path"].as_str() {
-                        return Ok(Some(PathBuf::from(path)));
-                    }
+                if let Some(path) = event["data"]["path"].as_str() {
+                    return Ok(Some(PathBuf::from(path)));
                 }
             }
         }
-        seen += entries.len();
-        if entries.len() < 200 {
+        entries_read += entries.len();
+        if entries.len() < STEP {
             return Ok(None);
         }
         end = format!("({oldest}");
