@@ -92,7 +92,7 @@ def falkordb_paths():
 class Stack:
     """redis-server, graph-api, the analysis-worker (and FalkorDB with the stream-consumer), on free ports."""
 
-    def __init__(self, work):
+    def __init__(self, work, with_falkordb=True):
         self.work = work
         self.procs = []
         self.redis_port = free_port()
@@ -101,7 +101,7 @@ class Stack:
                              "--appendonly", "no", "--dir", work])
         wait_until(lambda: self.redis_cli("PING") == "PONG", 10, "redis-server answers PING")
         self.falkordb_port = None
-        paths = falkordb_paths()
+        paths = falkordb_paths() if with_falkordb else None
         if paths:
             self.falkordb_port = free_port()
             self.spawn("falkordb", [paths[0], "--port", str(self.falkordb_port), "--bind", "127.0.0.1", "--save", "",
