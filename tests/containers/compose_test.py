@@ -308,6 +308,19 @@ def check_stack_comes_up():
     assert len(containers("ws-gateway")) == 3, "ws-gateway should run as 3 replicas"
 
 
+def check_image_sizes():
+    """The dashboard image is at most 80 MB (issue 16's goal, on either base); every image's size is printed."""
+    sizes = {}
+    for c in inspect(containers()):
+        image = c["Config"]["Image"]
+        if image not in sizes:
+            sizes[image] = int(docker("image", "inspect", "--format", "{{.Size}}", image).strip())
+    for image, size in sorted(sizes.items()):
+        print(f"    {image}: {size / 1e6:.1f} MB")
+    dashboard = [size for image, size in sizes.items() if "dashboard" in image]
+    assert dashboard and dashboard[0] <= 80e6, f"dashboard image {dashboard} bytes, goal <= 80 MB"
+
+
 def check_non_root():
     for c in inspect(containers()):
         rows = docker("top", c["Id"], "-eo", "uid,pid,comm").splitlines()[1:]
@@ -485,6 +498,7 @@ def main():
     checks = [
         ("the stack comes up and every container is healthy", check_stack_comes_up),
         ("every container runs as a non-root user", check_non_root),
+        ("the dashboard image is at most 80 MB", check_image_sizes),
         ("the dashboard loads through nginx; /api and /ws are proxied", check_dashboard_and_proxies),
         ("the stack queues the first analysis by itself and it fills the graph", check_first_analysis_fills_graph),
         ("each of the 3 gateway replicas serves clients", check_replicas_serve_clients),
