@@ -2,8 +2,11 @@
 //! `contains`), its direct members, its file and lines, and the source text of those lines.
 //!
 //! Source text is read only from inside the folder the analysis-worker analysed for the project: the canonical
-//! root it reported in the newest `analysis_started` event still on the project's stream, else the `path` of the
-//! project's newest completed queued job (a path the worker accepted under its allowed roots). The node names
+//! root it reported in the newest `analysis_started` event among the stream's newest entries (a bounded search),
+//! else the `path` of the project's newest completed queued job (a path the worker accepted under its allowed
+//! roots), else the root of the stream's oldest entry when that is an `analysis_started` event (a project
+//! analysed once from the command line). No key records a project's folder today; one written by the worker
+//! would replace these searches. The node names
 //! the file only relative to that root, and only a file the worker itself recorded (`file_hashes`, which no API
 //! writes) is read; root and file are canonicalised and the file must stay inside the root, so neither `..`
 //! nor a symbolic link leads out. A path written in a node is never opened as such.
@@ -242,10 +245,13 @@ async fn analysed_root<C: ConnectionLike + Send>(
             return Ok(root.clone());
         }
     }
-    let root = match root_from_stream(conn, names).await? {
-        Some(root) => Some(root),
-        None => root_from_jobs(conn, names).await?,
-    };
+    let mut root = root_from_stream(conn, names).await?;
+    if root.is_none() {
+        root = root_from_jobs(conn, names).await?;
+    }
+    if root.is_none() {
+        root = root_from_first_entry(conn, names).await?;
+    }
     let mut roots = ROOTS.lock().expect("roots lock");
     roots.retain(|_, (_, at)| at.elapsed() < ROOT_TTL);
     roots.insert(project, (root.clone(), Instant::now()));
@@ -268,15 +274,8 @@ async fn root_from_stream<C: ConnectionLike + Send>(
         for (_, fields) in &entries {
             for (field, value) in fields {
                 bytes_read += value.len();
-                // The envelope's own type is the first `"type":"` (a project name cannot hold a quote).
-                let started =
-                    value.find("\"type\":\"").is_some_and(|i| value[i..].starts_with("\"type\":\"analysis_started\""));
-                if field != STREAM_FIELD || !started {
-                    continue;
-                }
-                let Ok(event) = serde_json::from_str::<serde_json::Value>(value) else { continue };
-                if let Some(path) = event["data"]["path"].as_str() {
-                    return Ok(Some(PathBuf::from(path)));
+                if let Some(path) = (field == STREAM_FIELD).then(|| started_path(value)).flatten() {
+                    return Ok(Some(path));
                 }
             }
         }
@@ -287,6 +286,32 @@ async fn root_from_stream<C: ConnectionLike + Send>(
         end = format!("({oldest}");
     }
     Ok(None)
+}
+
+/// `data.path` of the stream's oldest entry when it is an `analysis_started` event: a project analysed once from
+/// the command line (no job record names its folder) whose analysis wrote more than the newest-first search
+/// reads.
+async fn root_from_first_entry<C: ConnectionLike + Send>(
+    conn: &mut C,
+    names: &RedisNames,
+) -> Result<Option<PathBuf>, ApiError> {
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg(names.cdc_stream()).arg("-").arg("+").arg("COUNT").arg(1).query_async(conn).await?;
+    Ok(entries
+        .iter()
+        .flat_map(|(_, fields)| fields)
+        .find_map(|(field, value)| (field == STREAM_FIELD).then(|| started_path(value)).flatten()))
+}
+
+/// The `data.path` of an envelope that is an `analysis_started` event.
+fn started_path(envelope: &str) -> Option<PathBuf> {
+    // The envelope's own type is the first `"type":"` (a project name cannot hold a quote): decode only those.
+    let i = envelope.find("\"type\":\"")?;
+    if !envelope[i..].starts_with("\"type\":\"analysis_started\"") {
+        return None;
+    }
+    let event: serde_json::Value = serde_json::from_str(envelope).ok()?;
+    event["data"]["path"].as_str().map(PathBuf::from)
 }
 
 /// The `path` of the project's newest completed queued job.

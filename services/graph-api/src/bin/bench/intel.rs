@@ -6,8 +6,8 @@
 //! graph's `calls` relationships, one request at a time on one keep-alive connection, and prints p50/p99/max:
 //!
 //! ```sh
-//! cargo build --release -p graph-api --features codegraph-shared/testing && cargo build --release -p analysis-worker
-//! target/release/graph-api-bench intel [--path DIR] [--requests 2000] [--symbols 500]
+//! cargo build --release -p graph-api --features codegraph-shared/testing && cargo build -p analysis-worker
+//! ANALYSIS_WORKER_BIN=target/debug/analysis-worker target/release/graph-api-bench intel [--path DIR] [--requests 2000] [--symbols 500]
 //! ```
 
 use std::{
@@ -143,7 +143,10 @@ pub async fn main() {
     let a = parse_args();
     let path = a.path.clone().unwrap_or_else(registry_sources);
     let redis = RedisServer::start();
-    let worker = std::env::current_exe().unwrap().with_file_name("analysis-worker");
+    // The worker only builds the graph: a debug one will do (`$ANALYSIS_WORKER_BIN`).
+    let worker = std::env::var_os("ANALYSIS_WORKER_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::current_exe().unwrap().with_file_name("analysis-worker"));
     println!("analysing {path} with {} …", worker.display());
     let started = Instant::now();
     let out = Command::new(&worker)
