@@ -446,6 +446,7 @@ impl RedisCluster {
         let running_ports: Vec<u16> = running.iter().map(|&i| self.nodes[i].port).collect();
         let mut agreed: Option<Vec<SlotRange>> = None;
         let mut masters = Vec::new();
+        let mut views = Vec::new();
         for &i in &running {
             let mut c = connect(self.nodes[i].port)?;
             let info: String = query(&mut c, redis::cmd("CLUSTER").arg("INFO"))?;
@@ -466,13 +467,15 @@ impl RedisCluster {
                 Some(first) if *first != map => return Err(format!("node {i} routes {map:?}, another {first:?}")),
                 Some(_) => {}
             }
-            for line in cluster_nodes(&mut c)? {
+            let view = cluster_nodes(&mut c)?;
+            for line in &view {
                 let troubled =
                     line.flags.iter().any(|f| matches!(f.as_str(), "fail" | "fail?" | "handshake" | "noaddr"));
                 if troubled && running_ports.contains(&line.port) {
                     return Err(format!("node {i} flags {}: {:?}", line.port, line.flags));
                 }
             }
+            views.push((i, view));
             let replication: String = query(&mut c, redis::cmd("INFO").arg("replication"))?;
             match info_field(&replication, "role") {
                 Some("master") => masters.push(self.nodes[i].port),
@@ -485,6 +488,15 @@ impl RedisCluster {
         let map = agreed.ok_or("no node runs")?;
         if let Some(r) = map.iter().find(|r| !masters.contains(&r.port)) {
             return Err(format!("slots {}-{} belong to {}, not a running master", r.start, r.end, r.port));
+        }
+        // A role change (REPLICATE, a promotion) spreads by gossip: every node must see each running node's own.
+        for (i, view) in &views {
+            for line in view.iter().filter(|l| running_ports.contains(&l.port)) {
+                let seen_master = line.flags.iter().any(|f| f == "master");
+                if seen_master != masters.contains(&line.port) {
+                    return Err(format!("node {i} sees {} as {:?}, not as it says", line.port, line.flags));
+                }
+            }
         }
         Ok(map)
     }
