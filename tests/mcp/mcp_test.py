@@ -14,7 +14,11 @@ $STACK_BIN_DIR). Then, over Streamable HTTP and again over stdio (`graph-api mcp
   - over HTTP: start `reanalyze` of a large generated tree, cancel the request after its first progress
     notification, and see the job stop (status `cancelled`; the time is printed);
   - bad input: unknown project, unknown symbol, arguments that break the schema, a read-only token calling
-    `reanalyze`, no token, a foreign Origin, malformed JSON-RPC: each a clear error, and nothing changed.
+    `reanalyze`, no token, a foreign Origin, malformed JSON-RPC: each a clear error, and nothing changed;
+  - the 2026-07-28 protocol as the SDK's `Client` negotiates it by default (`server/discover`, no session): tools,
+    `subscriptions/listen` on a resource, progress, cancellation, the read-only token;
+  - the MCP Inspector CLI (tests/mcp/package.json) lists the tools and calls one; a session through the dashboard's
+    nginx (deploy/nginx/locations.conf) receives its notification; graph-api exits on SIGTERM with a stream open.
 
 Environment: MCP_KEEP=1 keeps the work directory (logs).
 """
@@ -29,14 +33,20 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 
 import anyio
 import mcp_types as types
+from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.subscriptions import ResourceUpdated
+
+# resources/subscribe is tested on purpose: it is how clients of the handshake versions subscribe.
+warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -469,10 +479,16 @@ async def through_nginx(stack):
                     check(False, "nginx: the resource update streams through")
 
 
-async def cancel_analysis(session, stack, big):
-    print("-- http: cancel a running reanalyze", flush=True)
+def jobs_of(stack, project):
+    pairs = stack.redis_cli("--raw", "HGETALL", "code_graph:job_projects").split()
+    return {job for job, p in zip(pairs[::2], pairs[1::2]) if p == project}
+
+
+async def cancel_analysis(session, stack, big, transport="http"):
+    print(f"-- {transport}: cancel a running reanalyze", flush=True)
     progress = []
     first = anyio.Event()
+    before = jobs_of(stack, BIG_PROJECT)
 
     async def on_progress(value, total, message):
         progress.append((value, total, message))
@@ -488,11 +504,10 @@ async def cancel_analysis(session, stack, big):
             await first.wait()
         cancelled_at = time.monotonic()
         tg.cancel_scope.cancel()
-    check(len(progress) >= 1, f"http: progress before the cancel ({progress[-1][2] if progress else '-'})")
-    pairs = stack.redis_cli("--raw", "HGETALL", "code_graph:job_projects").split()
-    big_jobs = [job for job, project in zip(pairs[::2], pairs[1::2]) if project == BIG_PROJECT]
-    check(len(big_jobs) == 1, f"http: one job for the big project ({big_jobs})")
-    job_id = big_jobs[0] if big_jobs else ""
+    check(len(progress) >= 1, f"{transport}: progress before the cancel ({progress[-1][2] if progress else '-'})")
+    new_jobs = sorted(jobs_of(stack, BIG_PROJECT) - before)
+    check(len(new_jobs) == 1, f"{transport}: one job for the big project ({new_jobs})")
+    job_id = new_jobs[0] if new_jobs else ""
     status = None
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
@@ -503,7 +518,52 @@ async def cancel_analysis(session, stack, big):
         await anyio.sleep(0.05)
     took = time.monotonic() - cancelled_at
     print(f"       MCP cancel -> job {status}: {took * 1000:.0f} ms", flush=True)
-    check(status == "cancelled", f"http: the job stopped as cancelled ({status})")
+    check(status == "cancelled", f"{transport}: the job stopped as cancelled ({status})")
+
+
+async def run_modern(stack, fixture, big):
+    """The 2026-07-28 protocol as the SDK's `Client` speaks it by default (server/discover, no session):
+    tools, `subscriptions/listen` on a resource, progress and cancellation."""
+    print("-- http 2026-07-28: Client with server/discover", flush=True)
+    t = "http 2026-07-28"
+    url = stack.base + "/mcp"
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {TOKENS['all']}"}) as http:
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            check(client.session.protocol_version == "2026-07-28",
+                  f"{t}: negotiated ({client.session.protocol_version})")
+            check({tool.name for tool in (await client.list_tools()).tools} == TOOLS, f"{t}: the tools are listed")
+            r = await client.call_tool("find_callers", {"project": PROJECT, "symbol": "total"})
+            check(ids(structured(r).get("results", [])) == ["py:shop/cart.py:Cart.checkout"],
+                  f"{t}: find_callers ({summary(r)})")
+            uri = f"codegraph://{PROJECT}/schema"
+            async with client.listen(resource_subscriptions=[uri, "file:///etc/passwd"]) as sub:
+                check(sub.honored.resource_subscriptions == [uri],
+                      f"{t}: listen honours our URI only ({sub.honored.resource_subscriptions})")
+                start = time.monotonic()
+                stack.request("POST", f"/api/graph/nodes?project={PROJECT}", TOKENS["write"],
+                              {"id": "mcp-modern-probe", "kind": "function", "name": "mcp-modern-probe"})
+                try:
+                    with anyio.fail_after(10):
+                        event = await sub.__anext__()
+                    print(f"       mutation -> listen event: {(time.monotonic() - start) * 1000:.1f} ms", flush=True)
+                    check(isinstance(event, ResourceUpdated) and event.uri == uri, f"{t}: a listen event ({event})")
+                except TimeoutError:
+                    check(False, f"{t}: a listen event after the mutation")
+            progress = []
+
+            async def on_progress(value, total, message):
+                progress.append(value)
+            r = await client.call_tool("reanalyze", {"project": PROJECT, "path": fixture}, read_timeout_seconds=120,
+                                       progress_callback=on_progress)
+            check(not r.is_error and progress, f"{t}: reanalyze with {len(progress)} progress notification(s)")
+            await cancel_analysis(client, stack, big, t)
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {TOKENS['read']}"}) as http:
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            before = stack.graph_state()
+            r = await client.call_tool("reanalyze", {"project": PROJECT, "path": fixture})
+            check(r.is_error and structured(r).get("error", {}).get("code") == "forbidden",
+                  f"{t}: a read-only token may not reanalyze ({summary(r)})")
+            check(stack.graph_state() == before, f"{t}: the refused reanalyze queued nothing")
 
 
 def raw_http_refusals(stack):
@@ -582,6 +642,7 @@ def main():
     stack = Stack(work)
     try:
         anyio.run(run_http, stack, fixture, big)
+        anyio.run(run_modern, stack, fixture, big)
         anyio.run(run_stdio, stack, fixture)
         anyio.run(shutdown_with_open_stream, stack)
     finally:

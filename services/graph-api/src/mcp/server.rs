@@ -9,13 +9,16 @@ use rmcp::{
     model::{
         Implementation, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ProtocolVersion,
         ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams,
-        UnsubscribeRequestParams,
+        SubscriptionFilter, UnsubscribeRequestParams,
     },
-    service::RequestContext,
+    service::{RequestContext, SubscriptionContext},
     tool_handler, ErrorData, RoleServer, ServerHandler,
 };
 
-use super::{resources, watch::Watches};
+use super::{
+    resources,
+    watch::{Subscriber, Watches, MAX_SUBSCRIPTIONS},
+};
 use crate::state::AppState;
 
 /// What the client of a session may do beyond reading.
@@ -81,10 +84,29 @@ impl ServerHandler for CodeGraphMcp {
         .with_instructions(INSTRUCTIONS)
     }
 
-    /// The handshake versions: `resources/subscribe` is what clients of these versions use (2026-07-28 replaced
-    /// it with `subscriptions/listen`, not served here yet).
+    /// Every version rmcp knows up to 2026-07-28: clients of the handshake versions subscribe with
+    /// `resources/subscribe`, those of 2026-07-28 with `subscriptions/listen`.
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2026_07_28))
+    }
+
+    /// `subscriptions/listen`: the resource URIs of ours (at most [`MAX_SUBSCRIPTIONS`]); no list-changed
+    /// notifications (the tool and resource lists do not change).
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        let uris = requested.resource_subscriptions.iter().flatten();
+        let ours = uris.filter(|uri| resources::ResourceUri::parse(uri).is_ok()).take(MAX_SUBSCRIPTIONS);
+        Some(SubscriptionFilter::builder().resource_subscriptions(ours.cloned().collect::<Vec<_>>()).build())
+    }
+
+    /// Follows the accepted URIs until the client ends the listen request.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let watches = Watches::default();
+        for uri in context.accepted().resource_subscriptions.iter().flatten() {
+            let uri = resources::ResourceUri::parse(uri)?;
+            watches.subscribe(&self.state, uri, Subscriber::Listen(context.sink().clone())).await?;
+        }
+        context.cancelled().await;
+        Ok(())
     }
 
     async fn list_resources(
@@ -119,7 +141,7 @@ impl ServerHandler for CodeGraphMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let uri = resources::ResourceUri::parse(&request.uri)?;
-        self.watches.subscribe(&self.state, uri, context.peer.clone()).await
+        self.watches.subscribe(&self.state, uri, Subscriber::Session(context.peer.clone())).await
     }
 
     async fn unsubscribe(

@@ -1,5 +1,6 @@
-//! Resource subscriptions: a subscribed resource's project is followed on its CDC Pub/Sub channel, and every
-//! graph change sends `notifications/resources/updated` — at once for the first change, then at most one per
+//! Resource subscriptions — `resources/subscribe` (protocol versions up to 2025-11-25) and the resource URIs of a
+//! `subscriptions/listen` (2026-07-28): a subscribed resource's project is followed on its CDC Pub/Sub channel,
+//! and every graph change sends `notifications/resources/updated` — at once for the first change, then at most one per
 //! [`COALESCE`] while changes keep coming (an analysis writing thousands of change sets sends a few
 //! notifications, the last one after its last change). No polling: the notification is driven by the events.
 //!
@@ -19,7 +20,7 @@ use codegraph_shared::{
     pubsub::{Incoming, Subscription},
     redis_handle::RedisHandle,
 };
-use rmcp::{model::ResourceUpdatedNotificationParam, ErrorData, Peer, RoleServer};
+use rmcp::{model::ResourceUpdatedNotificationParam, service::SubscriptionSink, ErrorData, Peer, RoleServer};
 use tokio::task::JoinHandle;
 
 use super::resources::ResourceUri;
@@ -29,6 +30,45 @@ use crate::state::AppState;
 const COALESCE: Duration = Duration::from_millis(200);
 /// Longest wait before reconnecting a lost Pub/Sub connection.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// Most resources one session (or one `subscriptions/listen`) follows: each is a Pub/Sub connection to Redis.
+pub const MAX_SUBSCRIPTIONS: usize = 32;
+
+/// Where a subscription's notifications go.
+#[derive(Clone)]
+pub enum Subscriber {
+    /// The session that sent `resources/subscribe`.
+    Session(Peer<RoleServer>),
+    /// The stream of one `subscriptions/listen` request (it stamps the subscription id on each notification).
+    Listen(SubscriptionSink),
+}
+
+impl Subscriber {
+    /// False once the client cannot be reached any more.
+    async fn notify(&self, uri: &str) -> bool {
+        let sent = match self {
+            Self::Session(peer) => peer
+                .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Listen(sink) => sink.notify_resource_updated(uri).await.map_err(|e| e.to_string()),
+        };
+        match sent {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, uri, "the subscriber is gone; ending its subscription");
+                false
+            }
+        }
+    }
+
+    fn is_gone(&self) -> bool {
+        match self {
+            Self::Session(peer) => peer.is_transport_closed(),
+            // Ended with its request, which aborts the task.
+            Self::Listen(_) => false,
+        }
+    }
+}
 
 /// A Pub/Sub subscription to the project's event channel (`SUBSCRIBE`, or `SSUBSCRIBE` where events are
 /// published sharded). The one place that knows how, so a topology change touches only this function.
@@ -52,7 +92,7 @@ pub fn changes_graph(payload: &[u8]) -> bool {
     }
 }
 
-/// The subscriptions of one session, by URI.
+/// The subscriptions of one session (or one `subscriptions/listen`), by URI.
 #[derive(Default)]
 pub struct Watches {
     tasks: Mutex<HashMap<String, JoinHandle<()>>>,
@@ -60,17 +100,27 @@ pub struct Watches {
 
 impl Watches {
     /// Subscribes before answering, so every change after the answer is noticed. Subscribing again to the same
-    /// URI is a no-op.
-    pub async fn subscribe(&self, state: &AppState, uri: ResourceUri, peer: Peer<RoleServer>) -> Result<(), ErrorData> {
+    /// URI is a no-op; more than [`MAX_SUBSCRIPTIONS`] URIs is refused.
+    pub async fn subscribe(&self, state: &AppState, uri: ResourceUri, subscriber: Subscriber) -> Result<(), ErrorData> {
         let key = uri.uri();
-        if self.tasks.lock().expect("watch lock").get(&key).is_some_and(|t| !t.is_finished()) {
-            return Ok(());
+        {
+            let mut tasks = self.tasks.lock().expect("watch lock");
+            tasks.retain(|_, task| !task.is_finished());
+            if tasks.contains_key(&key) {
+                return Ok(());
+            }
+            if tasks.len() >= MAX_SUBSCRIPTIONS {
+                return Err(ErrorData::invalid_request(
+                    format!("at most {MAX_SUBSCRIPTIONS} resource subscriptions at once: unsubscribe from one first"),
+                    None,
+                ));
+            }
         }
         let subscription = subscribe_project(&state.redis, &uri.project).await.map_err(|e| {
             tracing::warn!(error = %e, uri = %key, "cannot subscribe to the project's events");
             ErrorData::internal_error("cannot subscribe to the project's events now (Redis unavailable)", None)
         })?;
-        let task = tokio::spawn(follow(state.redis.clone(), uri, subscription, peer));
+        let task = tokio::spawn(follow(state.redis.clone(), uri, subscription, subscriber));
         if let Some(old) = self.tasks.lock().expect("watch lock").insert(key, task) {
             old.abort();
         }
@@ -93,7 +143,7 @@ impl Drop for Watches {
 }
 
 /// Sends the coalesced notifications of one subscription until the client is gone.
-async fn follow(redis: RedisHandle, uri: ResourceUri, mut subscription: Subscription, peer: Peer<RoleServer>) {
+async fn follow(redis: RedisHandle, uri: ResourceUri, mut subscription: Subscription, subscriber: Subscriber) {
     let text = uri.uri();
     let mut pending = false;
     let mut quiet_until = Instant::now();
@@ -101,7 +151,7 @@ async fn follow(redis: RedisHandle, uri: ResourceUri, mut subscription: Subscrip
         let incoming = tokio::select! {
             incoming = subscription.next() => incoming,
             _ = tokio::time::sleep_until(quiet_until.into()), if pending => {
-                if !notify(&peer, &text).await {
+                if !subscriber.notify(&text).await {
                     return;
                 }
                 pending = false;
@@ -114,13 +164,13 @@ async fn follow(redis: RedisHandle, uri: ResourceUri, mut subscription: Subscrip
             Incoming::Message { .. } | Incoming::Other => {}
             Incoming::Unsubscribed(_) | Incoming::Lost(_) => {
                 tracing::debug!(uri = %text, "the Pub/Sub subscription was lost; resubscribing");
-                subscription = resubscribe(&redis, &uri.project, &peer).await;
+                subscription = resubscribe(&redis, &uri.project, &subscriber).await;
                 // A change may have been published while no subscription was there.
                 pending = true;
             }
         }
         if pending && Instant::now() >= quiet_until {
-            if !notify(&peer, &text).await {
+            if !subscriber.notify(&text).await {
                 return;
             }
             pending = false;
@@ -129,30 +179,19 @@ async fn follow(redis: RedisHandle, uri: ResourceUri, mut subscription: Subscrip
     }
 }
 
-async fn resubscribe(redis: &RedisHandle, project: &ProjectName, peer: &Peer<RoleServer>) -> Subscription {
+async fn resubscribe(redis: &RedisHandle, project: &ProjectName, subscriber: &Subscriber) -> Subscription {
     let mut delay = Duration::from_millis(50);
     loop {
         match subscribe_project(redis, project).await {
             Ok(s) => return s,
             Err(e) => tracing::warn!(error = %e, %project, "cannot resubscribe to the project's events; retrying"),
         }
-        if peer.is_transport_closed() {
+        if subscriber.is_gone() {
             // Nobody to notify any more: park until the task is aborted with its session.
             std::future::pending::<()>().await;
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(MAX_RECONNECT_DELAY);
-    }
-}
-
-/// False once the client cannot be reached any more (its session ended).
-async fn notify(peer: &Peer<RoleServer>, uri: &str) -> bool {
-    match peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!(error = %e, uri, "the subscriber is gone; ending its subscription");
-            false
-        }
     }
 }
 
