@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Page } from '@playwright/test';
 import { expect, needs, test, type Dashboard } from '../support/fixtures';
 import type { TestApi } from '../support/api';
+import { StackUnit } from '../support/stack';
 
 test.beforeEach(({ stack }) => needs(stack, 'graph-api', 'ws-gateway', 'analysis-worker'));
 
@@ -51,6 +52,7 @@ const PARSE = 'py:app/core.py:parse';
 const VALIDATE = 'py:app/core.py:validate';
 const HANDLE = 'py:app/service.py:handle';
 const MAIN = 'py:app/service.py:main';
+const SERVICE_FILE = 'file:app/service.py';
 
 async function analyse(api: TestApi, root: string, project: string): Promise<void> {
   const repo = path.join(root, project);
@@ -85,17 +87,20 @@ test('callers, callees and impact of a function; click to move; a new caller arr
   page,
 }) => {
   await analyse(api, stack.fixturesDir, project);
-  // The server's impact answer, to compare the page with (its exact content is the graph-api tests' business).
+  // What depends on load, worked out by hand: service.py imports it and handle calls it (depth 1), main calls
+  // handle (depth 2). The page must show the server's answer, and that answer is this one.
   const impact = await api.request<{ levels: Array<{ depth: number; nodes: Array<{ node: { id: string } }> }> }>(
     'GET',
     '/impact',
     undefined,
     { symbol: LOAD, depth: '3' },
   );
-  const impactIds = impact.levels.flatMap((l) => l.nodes.map((n) => n.node.id)).sort();
-  const depthOf = new Map(impact.levels.flatMap((l) => l.nodes.map((n) => [n.node.id, l.depth] as const)));
-  expect(depthOf.get(HANDLE)).toBe(1);
-  expect(depthOf.get(MAIN)).toBe(2);
+  const byDepth = impact.levels.map((l) => [l.depth, l.nodes.map((n) => n.node.id).sort()]);
+  expect(byDepth).toEqual([
+    [1, [SERVICE_FILE, HANDLE]],
+    [2, [MAIN]],
+  ]);
+  const impactIds = [SERVICE_FILE, HANDLE, MAIN].sort();
 
   await dashboard.openConnected();
   await expect(dashboard.testId('graph-loading')).toBeHidden();
@@ -111,6 +116,7 @@ test('callers, callees and impact of a function; click to move; a new caller arr
   await expect(dashboard.testId('intel-impact-count')).toHaveAttribute('data-value', String(impactIds.length));
   expect(await ids(page, 'impact')).toEqual(impactIds);
   await expect(page.locator(`[data-testid="intel-impact-item"][data-node-id="${MAIN}"]`)).toHaveAttribute('data-depth', '2');
+  await expect(page.locator(`[data-testid="intel-impact-item"][data-node-id="${HANDLE}"]`)).toHaveAttribute('data-depth', '1');
 
   // A click on a caller moves the selection there, with its own answers.
   await page.locator(`[data-testid="intel-callers-item"][data-node-id="${HANDLE}"]`).click();
@@ -157,4 +163,46 @@ test('callers, callees and impact of a function; click to move; a new caller arr
   await highlight.click();
   await expect(highlight).toHaveAttribute('aria-pressed', 'false');
   await expect(canvas).not.toHaveAttribute('data-emphasized-count');
+});
+
+test('a graph-api that does not answer is said calmly in each section, and retry brings the answers back', async ({
+  dashboard,
+  api,
+  stack,
+  page,
+}) => {
+  test.skip(!stack.runDir, 'needs a stack this suite started');
+  const [graphApi] = StackUnit.list(stack.runDir!, 'graph-api');
+  test.skip(!graphApi, 'needs the graph-api of the stack');
+  await api.batch([
+    { op: 'upsert_node', node: { id: 'x:caller', kind: 'function', name: 'caller_fn', file: 'x.py', properties: {} } },
+    { op: 'upsert_node', node: { id: 'x:callee', kind: 'function', name: 'callee_fn', file: 'x.py', properties: {} } },
+    { op: 'upsert_relationship', relationship: { id: 'x:r', type: 'calls', source: 'x:caller', target: 'x:callee', properties: {} } },
+  ]);
+  await dashboard.openConnected();
+  await expect(dashboard.testId('graph-node-count')).toHaveAttribute('data-value', '2');
+  await selectBySearch(dashboard, 'caller_fn', 'x:caller');
+  await expect(dashboard.testId('intel-callees-count')).toHaveAttribute('data-value', '1');
+
+  await graphApi.stop();
+  try {
+    // Moving the selection asks again, and nginx answers 502 for the stopped graph-api.
+    await page.locator('[data-testid="intel-callees-item"][data-node-id="x:callee"]').click();
+    await expect(dashboard.testId('node-intel')).toHaveAttribute('data-symbol', 'x:callee');
+    for (const section of ['callers', 'callees', 'impact']) {
+      await expect(dashboard.testId(`intel-${section}`)).toHaveAttribute('data-state', 'error');
+      await expect(dashboard.testId(`intel-${section}-error`)).toHaveAttribute('data-kind', 'unavailable');
+      await expect(dashboard.testId(`intel-${section}-error`)).toContainText('Not available right now');
+    }
+    // The rest of the page goes on: the graph is still drawn and the details still name the node.
+    await expect(dashboard.testId('node-details-name')).toHaveText('callee_fn');
+  } finally {
+    graphApi.start();
+    await graphApi.waitReady();
+  }
+  await dashboard.testId('intel-retry').first().click();
+  await expect(dashboard.testId('intel-callers-count')).toHaveAttribute('data-value', '1');
+  await expect(dashboard.testId('intel-callers-item')).toHaveAttribute('data-node-id', 'x:caller');
+  await expect(dashboard.testId('intel-callees-count')).toHaveAttribute('data-value', '0');
+  for (const section of ['callers', 'callees', 'impact']) await expect(dashboard.testId(`intel-${section}-error`)).toBeHidden();
 });
