@@ -253,6 +253,8 @@ async def exercise(session, stack, fixture, notes, transport):
     print(f"-- {transport}: every tool", flush=True)
     r = await session.call_tool("list_projects", {})
     check(PROJECT in structured(r).get("projects", []), f"{transport}: list_projects names {PROJECT}")
+    r = await session.call_tool("list_projects", {"project": PROJECT})
+    check(not r.is_error, f"{transport}: list_projects takes `project` like every tool ({summary(r)})")
     r = await session.call_tool("search_symbols", {"project": PROJECT, "query": "apply_discount"})
     nodes = structured(r).get("nodes", [])
     check(not r.is_error and nodes and nodes[0]["name"] == "apply_discount",

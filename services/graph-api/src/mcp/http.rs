@@ -135,3 +135,22 @@ fn request_origin(headers: &HeaderMap) -> (Option<&str>, &str) {
     let scheme = text("x-forwarded-proto").unwrap_or("http");
     (host, scheme)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::is_json_rpc;
+
+    #[test]
+    fn json_rpc_messages_and_the_rest() {
+        assert!(is_json_rpc(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})));
+        assert!(is_json_rpc(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})));
+        assert!(is_json_rpc(&json!({"jsonrpc": "2.0", "id": 1, "result": {}})));
+        assert!(is_json_rpc(&json!({"jsonrpc": "2.0", "id": 1, "error": {"code": 1, "message": "x"}})));
+        assert!(!is_json_rpc(&json!({"id": 1, "method": "tools/list"})));
+        assert!(!is_json_rpc(&json!({"jsonrpc": "2.0", "id": 1, "method": 7})));
+        assert!(!is_json_rpc(&json!({"jsonrpc": "2.0", "id": 1})));
+        assert!(!is_json_rpc(&json!("hello")));
+    }
+}

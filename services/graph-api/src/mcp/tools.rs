@@ -126,7 +126,11 @@ pub struct ProjectArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NoArgs {}
+pub struct ListProjectsArgs {
+    /// Accepted like every tool's, and ignored: every project is listed.
+    #[allow(dead_code)]
+    pub project: Option<String>,
+}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -225,7 +229,7 @@ pub(super) fn list_names(names: &[String], most: usize) -> String {
 #[tool_router(router = tool_router, vis = "pub(super)")]
 impl CodeGraphMcp {
     #[tool(description = "List the projects (analysed repositories) that have a code graph.")]
-    async fn list_projects(&self, Parameters(_): Parameters<NoArgs>) -> ToolOutcome {
+    async fn list_projects(&self, Parameters(_): Parameters<ListProjectsArgs>) -> ToolOutcome {
         let outcome = async {
             let mut projects: Vec<String> =
                 redis::cmd("SMEMBERS").arg(PROJECTS_KEY).query_async(&mut self.state.conn()).await?;
