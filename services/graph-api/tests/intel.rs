@@ -265,6 +265,15 @@ async fn python_callers_callees_impact_path_dependencies_and_context() {
         context["source"]["text"],
         "    def run(self):\n        helper(1)\n        self.save()\n        missing_function()\n"
     );
+    let file = ok(&api, &q("context", "symbol=file:lib/util.py&source=false")).await;
+    let chain: Vec<&str> = file["containers"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(chain, ["dir:lib", "dir:."]);
+    let members: Vec<&str> = file["members"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(members, ["py:lib/util.py:helper", "py:lib/util.py:inner", "py:lib/util.py:Base"]);
+    assert_eq!(file["file"]["id"], "file:lib/util.py");
+    let method = ok(&api, &q("context", "symbol=describe&source=false")).await;
+    let chain: Vec<&str> = method["containers"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(chain, ["py:lib/util.py:Base", "file:lib/util.py", "dir:lib", "dir:."]);
     let class = ok(&api, &q("context", "symbol=Service&source=false")).await;
     let members: Vec<&str> = class["members"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(members, ["py:app.py:Service.run", "py:app.py:Service.save"]);
@@ -440,6 +449,16 @@ async fn source_text_is_read_only_inside_the_analysed_folder() {
     let evil = ok(&api, "/api/graph/context?project=python&symbol=evil").await;
     assert_eq!(evil["source"], Value::Null);
     assert!(evil["source_unavailable"].as_str().unwrap().contains("outside the analysed folder"), "{evil}");
+    // A container a client wrote, under an id of its own, is found by the walk all the same.
+    let (status, body) =
+        api.post("/api/graph/nodes?project=python", json!({"id": "outer", "kind": "module", "name": "outer"})).await;
+    assert_eq!(status, 201, "{body}");
+    let edge = json!({"id": "custom-edge", "type": "defines", "source": "outer", "target": "evil"});
+    let (status, body) = api.post("/api/graph/relationships?project=python", edge).await;
+    assert_eq!(status, 201, "{body}");
+    let evil = ok(&api, "/api/graph/context?project=python&symbol=evil&source=false").await;
+    assert_eq!(evil["containers"][0]["id"], "outer", "{evil}");
+    assert_eq!(evil["containers"].as_array().unwrap().len(), 1, "{evil}");
     // An analysed file is read.
     let helper = ok(&api, "/api/graph/context?project=python&symbol=py:lib/util.py:helper").await;
     assert_eq!(helper["source"]["text"], "def helper(x):\n    return inner(x)\n");

@@ -90,12 +90,24 @@ pub async fn context<C: ConnectionLike + Send>(
     let sides = reader.adjacent(&[(node.id.as_str(), Side::Incoming), (node.id.as_str(), Side::Outgoing)]).await?;
     let (incoming, outgoing) = (&sides[0], &sides[1]);
     let mut chain: Vec<String> = Vec::new();
-    let mut parent = structural_parent(&mut reader, &node.id, incoming).await?;
+    let mut parent = match directory_chain(&mut reader, &node.id).await? {
+        Some(dirs) => {
+            chain = dirs;
+            None
+        }
+        None => structural_parent(&mut reader, &node.id, incoming).await?,
+    };
     while let Some(p) = parent {
         if p == node.id || chain.contains(&p) || chain.len() >= MAX_CHAIN {
             break;
         }
         chain.push(p.clone());
+        // From the file up, the analysis-worker's directories are one read away when they are where its ids
+        // say (each hop checked); otherwise, and below the file, one hop per round trip.
+        if let Some(dirs) = directory_chain(&mut reader, &p).await? {
+            chain.extend(dirs);
+            break;
+        }
         let ids = reader.adjacent(&[(p.as_str(), Side::Incoming)]).await?.remove(0);
         parent = structural_parent(&mut reader, &p, &ids).await?;
     }
@@ -143,6 +155,34 @@ pub async fn context<C: ConnectionLike + Send>(
         source_unavailable,
         symbol: node,
     })
+}
+
+/// When `file` is a file node `file:<path>`, the directories above it as the analysis-worker
+/// writes them (`dir:<parent>` `contains` each child, up to `dir:.`), read in one `HMGET` of their derived
+/// relationship ids and each checked (type, source, target); `None` when `file` is no such node or any hop is
+/// not there, so the caller walks instead.
+async fn directory_chain<C: ConnectionLike + Send>(
+    reader: &mut Reader<'_, C>,
+    file: &str,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(path) = file.strip_prefix("file:").filter(|p| !p.is_empty()) else { return Ok(None) };
+    let parent_dir = |p: &str| p.rsplit_once('/').map(|(d, _)| d.to_owned()).unwrap_or_else(|| ".".to_owned());
+    let mut hops: Vec<(String, String)> = Vec::new();
+    let (mut below, mut dir) = (file.to_owned(), parent_dir(path));
+    loop {
+        let id = format!("dir:{dir}");
+        hops.push((id.clone(), below));
+        if dir == "." || hops.len() >= MAX_CHAIN {
+            break;
+        }
+        below = id;
+        dir = parent_dir(&dir);
+    }
+    let ids: Vec<String> = hops.iter().map(|(d, b)| Relationship::derived_id(d, "contains", b)).collect();
+    let rels = reader.relationships(&ids).await?;
+    let checked = rels.len() == hops.len()
+        && rels.iter().zip(&hops).all(|(r, (d, b))| r.rel_type == "contains" && &r.source == d && &r.target == b);
+    Ok(checked.then(|| hops.into_iter().map(|(d, _)| d).collect()))
 }
 
 /// The node that `defines` or `contains` `child`, from the ids of its incoming set: the ids that look like a
@@ -348,4 +388,38 @@ async fn root_from_jobs<C: ConnectionLike + Send>(
         .filter(|(status, path, _)| status.as_deref() == Some("completed") && path.is_some())
         .max_by(|a, b| a.2.cmp(&b.2))
         .and_then(|(_, path, _)| path.map(PathBuf::from)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines_of;
+
+    #[test]
+    fn lines_are_read_only_inside_the_root() {
+        let base = std::env::temp_dir().join(format!("intel-lines-{}", std::process::id()));
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(root.join("src/a.py"), "one\ntwo\nthree\n").unwrap();
+        std::fs::write(base.join("secret.txt"), "secret\n").unwrap();
+        std::os::unix::fs::symlink(base.join("secret.txt"), root.join("link.txt")).unwrap();
+
+        let text = lines_of(&root, "src/a.py", 2, 3).unwrap();
+        assert_eq!((text.text.as_str(), text.line_start, text.line_end, text.truncated), ("two\nthree\n", 2, 3, false));
+        // Through the root's own path written differently, still inside.
+        assert_eq!(lines_of(&root.join("src/.."), "src/./a.py", 1, 1).unwrap().text, "one\n");
+        for outside in ["../secret.txt", "link.txt", "src/../../secret.txt"] {
+            let why = lines_of(&root, outside, 1, 1).unwrap_err();
+            assert!(why.contains("outside the analysed folder"), "{outside}: {why}");
+        }
+        assert!(lines_of(&root, &base.join("secret.txt").display().to_string(), 1, 1).is_err());
+        assert!(lines_of(&root, "src/a.py", 9, 12).unwrap_err().contains("past the end"));
+        assert!(lines_of(&root, "src/missing.py", 1, 1).is_err());
+
+        let long: String = (1..=1000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(root.join("long.py"), long).unwrap();
+        let cut = lines_of(&root, "long.py", 1, 1000).unwrap();
+        assert!(cut.truncated);
+        assert_eq!(cut.line_end, 400);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
