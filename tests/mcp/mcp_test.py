@@ -240,6 +240,8 @@ async def exercise(session, stack, fixture, notes, transport):
     names = {t.name for t in tools}
     check(names == TOOLS, f"{transport}: the twelve tools are listed (got {sorted(names)})")
     check(all(t.input_schema.get("type") == "object" for t in tools), f"{transport}: every tool has an input schema")
+    read_only = {t.name for t in tools if t.annotations and t.annotations.read_only_hint}
+    check(read_only == TOOLS - {"reanalyze"}, f"{transport}: every tool but reanalyze is annotated read-only")
 
     print(f"-- {transport}: reanalyze the fixture with progress", flush=True)
     progress = []

@@ -140,9 +140,12 @@ fn confidence(value: Option<f64>) -> Result<f64, ToolError> {
 
 #[tool_router(router = intel_router, vis = "pub(super)")]
 impl CodeGraphMcp {
-    #[tool(description = "A symbol with its surroundings: the node (kind, file, lines, properties), its containers \
+    #[tool(
+        description = "A symbol with its surroundings: the node (kind, file, lines, properties), its containers \
                        (class, file, directories), its members, and the source text of its lines when the analysed \
-                       folder is readable.")]
+                       folder is readable.",
+        annotations(title = "Symbol context", read_only_hint = true, open_world_hint = false)
+    )]
     async fn get_symbol_context(&self, Parameters(args): Parameters<ContextArgs>) -> ToolOutcome {
         let outcome = async {
             let project = known_project(&self.state, args.project.as_deref()).await?;
@@ -179,7 +182,8 @@ impl CodeGraphMcp {
     #[tool(
         description = "Who calls a symbol, breadth first up to `depth` calls away, each caller once at its nearest \
                        depth, with the confidence of each resolved call. With `unresolved`, call sites the analysis \
-                       could not resolve that may be calls of it are listed apart."
+                       could not resolve that may be calls of it are listed apart.",
+        annotations(title = "Find callers", read_only_hint = true, open_world_hint = false)
     )]
     async fn find_callers(&self, Parameters(args): Parameters<CallersArgs>) -> ToolOutcome {
         let query = |depth, min_confidence, limit| CallQuery {
@@ -195,8 +199,11 @@ impl CodeGraphMcp {
         )
     }
 
-    #[tool(description = "What a symbol calls, breadth first up to `depth` calls away, with the confidence of each \
-                       resolved call; the call sites the analysis could not resolve are listed apart (`unresolved`).")]
+    #[tool(
+        description = "What a symbol calls, breadth first up to `depth` calls away, with the confidence of each \
+                       resolved call; the call sites the analysis could not resolve are listed apart (`unresolved`).",
+        annotations(title = "Find callees", read_only_hint = true, open_world_hint = false)
+    )]
     async fn find_callees(&self, Parameters(args): Parameters<CalleesArgs>) -> ToolOutcome {
         let query = |depth, min_confidence, limit| CallQuery {
             direction: CallDirection::Callees,
@@ -211,9 +218,12 @@ impl CodeGraphMcp {
         )
     }
 
-    #[tool(description = "Everything that depends on a symbol (through calls, imports, inherits, implements, also of \
+    #[tool(
+        description = "Everything that depends on a symbol (through calls, imports, inherits, implements, also of \
                        its members), grouped by depth, capped, with counts by depth, kind and relationship type, \
-                       and the files involved: what may break if it changes.")]
+                       and the files involved: what may break if it changes.",
+        annotations(title = "Impact analysis", read_only_hint = true, open_world_hint = false)
+    )]
     async fn impact_analysis(&self, Parameters(args): Parameters<ImpactArgs>) -> ToolOutcome {
         let outcome = async {
             let project = known_project(&self.state, args.project.as_deref()).await?;
@@ -238,7 +248,8 @@ impl CodeGraphMcp {
 
     #[tool(
         description = "The shortest directed dependency path from one symbol to another (calls, imports, inherits, \
-                       implements by default), or the error `no_path`."
+                       implements by default), or the error `no_path`.",
+        annotations(title = "Dependency path", read_only_hint = true, open_world_hint = false)
     )]
     async fn find_path(&self, Parameters(args): Parameters<PathArgs>) -> ToolOutcome {
         let outcome = async {
@@ -258,8 +269,11 @@ impl CodeGraphMcp {
         respond(outcome)
     }
 
-    #[tool(description = "A file's or module's imports in both directions: what it imports, what imports it (or one \
-                       of its members), and the imports outside the project.")]
+    #[tool(
+        description = "A file's or module's imports in both directions: what it imports, what imports it (or one \
+                       of its members), and the imports outside the project.",
+        annotations(title = "File dependencies", read_only_hint = true, open_world_hint = false)
+    )]
     async fn file_dependencies(&self, Parameters(args): Parameters<DependenciesArgs>) -> ToolOutcome {
         let outcome = async {
             let project = known_project(&self.state, args.project.as_deref()).await?;

@@ -228,7 +228,10 @@ pub(super) fn list_names(names: &[String], most: usize) -> String {
 
 #[tool_router(router = tool_router, vis = "pub(super)")]
 impl CodeGraphMcp {
-    #[tool(description = "List the projects (analysed repositories) that have a code graph.")]
+    #[tool(
+        description = "List the projects (analysed repositories) that have a code graph.",
+        annotations(title = "List projects", read_only_hint = true, open_world_hint = false)
+    )]
     async fn list_projects(&self, Parameters(_): Parameters<ListProjectsArgs>) -> ToolOutcome {
         let outcome = async {
             let mut projects: Vec<String> =
@@ -243,7 +246,8 @@ impl CodeGraphMcp {
 
     #[tool(
         description = "Find symbols (files, classes, functions, methods, ...) by name or id, case-insensitive: exact \
-                       matches first, then prefixes, then substrings. Gives node ids for the other tools."
+                       matches first, then prefixes, then substrings. Gives node ids for the other tools.",
+        annotations(title = "Search symbols", read_only_hint = true, open_world_hint = false)
     )]
     async fn search_symbols(&self, Parameters(args): Parameters<SearchArgs>) -> ToolOutcome {
         let outcome = async {
@@ -273,7 +277,8 @@ impl CodeGraphMcp {
 
     #[tool(
         description = "Counts of the project's graph: nodes and relationships, by node kind and relationship type, \
-                       and the newest event id."
+                       and the newest event id.",
+        annotations(title = "Project statistics", read_only_hint = true, open_world_hint = false)
     )]
     async fn project_statistics(&self, Parameters(args): Parameters<ProjectArgs>) -> ToolOutcome {
         let outcome = async {
@@ -292,10 +297,19 @@ impl CodeGraphMcp {
         respond(outcome)
     }
 
-    #[tool(description = "Analyse a directory again and update the project's graph (only the difference is written). \
+    #[tool(
+        description = "Analyse a directory again and update the project's graph (only the difference is written). \
                        Sends progress notifications when the request has a progress token, answers with the job \
                        once it ended; cancelling the request stops the job within a second. Needs the `write` \
-                       scope.")]
+                       scope.",
+        annotations(
+            title = "Reanalyze a folder",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
     async fn reanalyze(
         &self,
         Parameters(args): Parameters<ReanalyzeArgs>,
@@ -342,7 +356,8 @@ impl CodeGraphMcp {
         description = "Run one read-only Cypher statement on the project's graph database (FalkorDB, kept equal to \
                        the live graph by the CDC pipeline), with a timeout and a row cap. The answer says how fresh \
                        it is: the stream ID the database had applied and the project's last one; `min_id` waits \
-                       for a given change first."
+                       for a given change first.",
+        annotations(title = "Read-only Cypher", read_only_hint = true, open_world_hint = false)
     )]
     async fn cypher_query(&self, Parameters(args): Parameters<CypherArgs>) -> ToolOutcome {
         let outcome = async {
@@ -369,7 +384,10 @@ impl CodeGraphMcp {
         respond(outcome)
     }
 
-    #[tool(description = "The state of an analysis job: status, mode, path, times, and its latest progress or result.")]
+    #[tool(
+        description = "The state of an analysis job: status, mode, path, times, and its latest progress or result.",
+        annotations(title = "Analysis job status", read_only_hint = true, open_world_hint = false)
+    )]
     async fn job_status(&self, Parameters(args): Parameters<JobArgs>) -> ToolOutcome {
         let outcome = async {
             let project = parse_project(args.project.as_deref())?;
