@@ -125,9 +125,12 @@ export class GraphApi {
     return request(`/nodes/${encodeURIComponent(id)}/neighbors`, this.q({ direction, depth }));
   }
 
-  /** Callers, callees or the impact set of a symbol (a node id), `depth` hops out; the raw answer. */
-  intel(kind: IntelQuery, symbol: string, depth: number, signal?: AbortSignal): Promise<unknown> {
-    return request(`/${kind}`, this.q({ symbol, depth }), signal ? { signal } : {});
+  /**
+   * Callers, callees or the impact set of a symbol (a node id), `depth` hops out; the raw answer. `unresolved`:
+   * callers lists possible callers too (unresolved calls that name the symbol).
+   */
+  intel(kind: IntelQuery, symbol: string, depth: number, signal?: AbortSignal, unresolved = false): Promise<unknown> {
+    return request(`/${kind}`, this.q({ symbol, depth, unresolved: unresolved ? 'true' : null }), signal ? { signal } : {});
   }
 
   reanalyze(path: string, mode: AnalysisMode): Promise<{ job_id: string }> {

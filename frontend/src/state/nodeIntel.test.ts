@@ -135,10 +135,18 @@ describe('which changes make the answers stale', () => {
 
 /** A source whose answers the test gives, one query at a time. */
 class FakeSource implements IntelSource {
-  calls: Array<{ kind: IntelQuery; symbol: string; depth: number; resolve(body: unknown): void; reject(e: unknown): void; signal: AbortSignal }> = [];
+  calls: Array<{
+    kind: IntelQuery;
+    symbol: string;
+    depth: number;
+    unresolved: boolean;
+    resolve(body: unknown): void;
+    reject(e: unknown): void;
+    signal: AbortSignal;
+  }> = [];
 
-  query(kind: IntelQuery, symbol: string, depth: number, signal: AbortSignal): Promise<unknown> {
-    return new Promise((resolve, reject) => this.calls.push({ kind, symbol, depth, resolve, reject, signal }));
+  query(kind: IntelQuery, symbol: string, depth: number, signal: AbortSignal, unresolved: boolean): Promise<unknown> {
+    return new Promise((resolve, reject) => this.calls.push({ kind, symbol, depth, unresolved, resolve, reject, signal }));
   }
 
   /** Answers every open call for `symbol` with callers/callees `calls` and impact `impact`. */
@@ -272,6 +280,34 @@ describe('NodeIntel', () => {
     expect(view.sections.impact.state).toBe('loading');
   });
 
+  it('looks for possible callers only when asked, until the selection moves on', async () => {
+    intel.select('f');
+    expect(source.calls.every((c) => !c.unresolved)).toBe(true);
+    source.answer('f', ['a']);
+    await flush();
+    intel.findPossibleCallers();
+    expect(view.possibleCallers).toBe(true);
+    expect(source.calls.map((c) => [c.kind, c.unresolved])).toEqual([
+      ['callers', true],
+      ['callees', false],
+      ['impact', false],
+    ]);
+    const possible = { node: ref('m:report'), call: 'x.f', depth: 1 };
+    source.calls.find((c) => c.kind === 'callers')!.resolve({ ...callersBody('f', ['a']), unresolved: [possible], unresolved_searched: true });
+    source.calls.shift();
+    source.answer('f', ['a']);
+    await flush();
+    expect(intel.watched.has('m:report')).toBe(true);
+    expect(view.sections.callers.answer!.unresolved.map((u) => [u.caller.id, u.call])).toEqual([['m:report', 'x.f']]);
+    // A live refresh keeps asking for them.
+    intel.onChanges([change('node_updated', { id: 'f' })]);
+    await vi.advanceTimersByTimeAsync(REFRESH_GAP_MS);
+    expect(source.calls.find((c) => c.kind === 'callers')!.unresolved).toBe(true);
+    intel.select('g');
+    expect(view.possibleCallers).toBe(false);
+    expect(source.calls.filter((c) => c.symbol === 'g').every((c) => !c.unresolved)).toBe(true);
+  });
+
   it('stops asking once disposed', async () => {
     intel.select('f');
     const calls = source.calls.splice(0);
@@ -302,6 +338,8 @@ describe('GraphApi.intel', () => {
     const body = await new GraphApi('my-proj').intel('callers', 'py:a.py:f', 2);
     expect(readAnswer('callers', body).total).toBe(0);
     expect(seen[0].url).toBe('/api/graph/callers?project=my-proj&symbol=py%3Aa.py%3Af&depth=2');
+    await new GraphApi('my-proj').intel('callers', 'f', 1, undefined, true);
+    expect(seen[1].url).toBe('/api/graph/callers?project=my-proj&symbol=f&depth=1&unresolved=true');
     expect((seen[0].init.headers as Record<string, string>).Authorization).toBe('Bearer s3cret');
     await settled();
   });

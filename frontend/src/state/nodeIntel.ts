@@ -62,12 +62,15 @@ export interface IntelSection {
 export interface IntelView {
   symbol: string | null;
   impactDepth: number;
+  /** Callers include possible callers (unresolved calls naming the symbol): a bounded scan, so only on request. */
+  possibleCallers: boolean;
   sections: Record<IntelQuery, IntelSection>;
 }
 
 /** Where the answers come from: graph-api in the page, a fake in tests. */
 export interface IntelSource {
-  query(kind: IntelQuery, symbol: string, depth: number, signal: AbortSignal): Promise<unknown>;
+  /** `unresolved`: callers also lists possible callers, calls the analysis could not resolve that name the symbol. */
+  query(kind: IntelQuery, symbol: string, depth: number, signal: AbortSignal, unresolved: boolean): Promise<unknown>;
 }
 
 /** Callers and callees: direct ones. Impact: this many hops unless the user picks another. */
@@ -221,6 +224,7 @@ function emptySections(): Record<IntelQuery, IntelSection> {
 export class NodeIntel {
   private symbol: string | null = null;
   private impactDepth = DEFAULT_IMPACT_DEPTH;
+  private possibleCallers = false;
   private sections = emptySections();
   /** Bumped by every selection or depth change: answers of an older generation are dropped. */
   private generation = 0;
@@ -249,10 +253,19 @@ export class NodeIntel {
   }
 
   get view(): IntelView {
-    return { symbol: this.symbol, impactDepth: this.impactDepth, sections: { ...this.sections } };
+    return {
+      symbol: this.symbol,
+      impactDepth: this.impactDepth,
+      possibleCallers: this.possibleCallers,
+      sections: { ...this.sections },
+    };
   }
 
-  /** The ids whose changes make the answers stale: the symbol and every node of its answers. */
+  /**
+   * The ids whose changes make the answers stale: the symbol, its members and every node of its answers (possible
+   * callers included). A node that newly gets an unresolved call naming the symbol mentions none of them: possible
+   * callers are as fresh as the last refresh.
+   */
   get watched(): ReadonlySet<string> {
     return this.watchedIds;
   }
@@ -261,7 +274,15 @@ export class NodeIntel {
   select(symbol: string | null): void {
     if (symbol === this.symbol) return;
     this.symbol = symbol;
+    this.possibleCallers = false;
     this.sections = emptySections();
+    this.restart();
+  }
+
+  /** Looks for possible callers too (until the selection moves on). */
+  findPossibleCallers(): void {
+    if (this.possibleCallers || this.symbol === null) return;
+    this.possibleCallers = true;
     this.restart();
   }
 
@@ -343,7 +364,8 @@ export class NodeIntel {
         const depth = q === 'impact' ? this.impactDepth : CALL_DEPTH;
         let next: Partial<IntelSection>;
         try {
-          const answer = readAnswer(q, await this.source.query(q, symbol, depth, controller.signal));
+          const unresolved = q === 'callers' && this.possibleCallers;
+          const answer = readAnswer(q, await this.source.query(q, symbol, depth, controller.signal, unresolved));
           next = { state: 'ready', answer, error: null };
         } catch (e) {
           if (controller.signal.aborted) return;
@@ -371,7 +393,10 @@ export class NodeIntel {
       ids.add(this.symbol);
       for (const id of this.options.membersOf?.(this.symbol) ?? []) ids.add(id);
     }
-    for (const q of INTEL_QUERIES) for (const item of this.sections[q].answer?.items ?? []) ids.add(item.node.id);
+    for (const q of INTEL_QUERIES) {
+      for (const item of this.sections[q].answer?.items ?? []) ids.add(item.node.id);
+      for (const u of this.sections[q].answer?.unresolved ?? []) ids.add(u.caller.id);
+    }
     this.watchedIds = ids;
   }
 

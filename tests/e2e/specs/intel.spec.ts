@@ -14,7 +14,8 @@ test.beforeEach(({ stack }) => needs(stack, 'graph-api', 'ws-gateway', 'analysis
 
 /**
  * app/core.py: load calls parse and validate (and log_event, defined nowhere: unresolved);
- * app/service.py: imports load; handle calls load; main calls handle.
+ * app/service.py: imports load; handle calls load; main calls handle; report calls checker.validate, which the
+ * analysis cannot resolve (checker is any object), so report is only a possible caller of validate.
  */
 const FILES: Record<string, string> = {
   'app/__init__.py': '',
@@ -44,6 +45,10 @@ const FILES: Record<string, string> = {
     'def main():',
     '    return handle("a b")',
     '',
+    '',
+    'def report(checker, items):',
+    '    return checker.validate(items)',
+    '',
   ].join('\n'),
 };
 
@@ -53,6 +58,7 @@ const VALIDATE = 'py:app/core.py:validate';
 const HANDLE = 'py:app/service.py:handle';
 const MAIN = 'py:app/service.py:main';
 const SERVICE_FILE = 'file:app/service.py';
+const REPORT = 'py:app/service.py:report';
 
 async function analyse(api: TestApi, root: string, project: string): Promise<void> {
   const repo = path.join(root, project);
@@ -128,9 +134,28 @@ test('callers, callees and impact of a function; click to move; a new caller arr
   expect(await ids(page, 'callers')).toEqual([MAIN]);
   expect(await ids(page, 'callees')).toEqual([LOAD]);
 
-  // And back through a callee.
+  // And back through a callee, on to validate.
   await page.locator(`[data-testid="intel-callees-item"][data-node-id="${LOAD}"]`).click();
   await expect(dashboard.testId('node-details')).toHaveAttribute('data-node-id', LOAD);
+  await expect(dashboard.testId('intel-callers-count')).toHaveAttribute('data-value', '1');
+  await page.locator(`[data-testid="intel-callees-item"][data-node-id="${VALIDATE}"]`).click();
+  await expect(dashboard.testId('node-intel')).toHaveAttribute('data-symbol', VALIDATE);
+  await expect(dashboard.testId('intel-callers-count')).toHaveAttribute('data-value', '1');
+  expect(await ids(page, 'callers')).toEqual([LOAD]);
+
+  // report's checker.validate(…) is no resolved call, but asked for, it is listed as a possible caller.
+  await expect(dashboard.testId('intel-possible-callers-count')).toBeHidden();
+  await dashboard.testId('intel-find-possible-callers').click();
+  await expect(dashboard.testId('intel-possible-callers-count')).toHaveAttribute('data-value', '1');
+  await expect(dashboard.testId('intel-possible-caller')).toHaveAttribute('data-node-id', REPORT);
+  await expect(dashboard.testId('intel-possible-caller')).toContainText('checker.validate');
+  await expect(dashboard.testId('intel-callers-count')).toHaveAttribute('data-value', '1');
+  await dashboard.testId('intel-possible-caller').click();
+  await expect(dashboard.testId('node-intel')).toHaveAttribute('data-symbol', REPORT);
+  await expect(dashboard.testId('intel-callees-count')).toHaveAttribute('data-value', '0');
+  await expect(dashboard.testId('intel-unresolved')).toContainText('checker.validate');
+
+  await selectBySearch(dashboard, 'load', LOAD);
   await expect(dashboard.testId('intel-callers-count')).toHaveAttribute('data-value', '1');
 
   // A new caller written while the panel is open shows up without a reload (the change set mentions load).
