@@ -7,7 +7,7 @@
 //!
 //! ```sh
 //! cargo build --release -p graph-api --features codegraph-shared/testing && cargo build -p analysis-worker
-//! ANALYSIS_WORKER_BIN=target/debug/analysis-worker target/release/graph-api-bench intel [--path DIR] [--requests 2000] [--symbols 500]
+//! ANALYSIS_WORKER_BIN=target/debug/analysis-worker target/release/graph-api-bench intel [--path DIR] [--requests 2000] [--symbols 500] [--runs 3]
 //! ```
 
 use std::{
@@ -25,10 +25,11 @@ struct Args {
     path: Option<String>,
     requests: usize,
     symbols: usize,
+    runs: usize,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { path: None, requests: 2000, symbols: 500 };
+    let mut a = Args { path: None, requests: 2000, symbols: 500, runs: 3 };
     let argv: Vec<String> = std::env::args().skip(2).collect();
     for pair in argv.chunks(2) {
         let value = || pair.get(1).cloned().unwrap_or_else(|| panic!("{} needs a value", pair[0]));
@@ -37,6 +38,7 @@ fn parse_args() -> Args {
             "--path" => a.path = Some(value()),
             "--requests" => a.requests = number(),
             "--symbols" => a.symbols = number(),
+            "--runs" => a.runs = number(),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -57,18 +59,22 @@ fn registry_sources() -> String {
 }
 
 /// Up to `n` ids of nodes that are the target of a `calls` relationship (so callers and impact have work), and
-/// as many sources, spread over the relationships hash.
-fn sample_symbols(redis: &RedisServer, n: usize) -> Vec<String> {
+/// as many sources, spread over the relationships hash; and the `n / 10` most called targets (the heavy cases).
+fn sample_symbols(redis: &RedisServer, n: usize) -> (Vec<String>, Vec<String>) {
     let mut conn = redis.connection();
     let key = format!("code_graph:{{{PROJECT}}}:rels");
     let total: usize = redis::cmd("HLEN").arg(&key).query(&mut conn).unwrap();
     let step = (total / (n * 4)).max(1);
     let (mut cursor, mut seen, mut out) = (0u64, 0usize, Vec::new());
+    let mut called: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     loop {
         let (next, flat): (u64, Vec<String>) =
             redis::cmd("HSCAN").arg(&key).arg(cursor).arg("COUNT").arg(1000).query(&mut conn).unwrap();
         for id in flat.into_iter().step_by(2) {
             seen += 1;
+            if let Some((_, target)) = id.split_once("|calls|") {
+                *called.entry(target.to_owned()).or_default() += 1;
+            }
             if seen % step != 0 {
                 continue;
             }
@@ -78,19 +84,29 @@ fn sample_symbols(redis: &RedisServer, n: usize) -> Vec<String> {
             }
         }
         cursor = next;
-        if cursor == 0 || out.len() >= n {
+        if cursor == 0 {
             break;
         }
     }
     out.sort();
     out.dedup();
     out.truncate(n);
-    out
+    let mut heavy: Vec<(usize, String)> = called.into_iter().map(|(id, c)| (c, id)).collect();
+    heavy.sort_by(|a, b| b.cmp(a));
+    heavy.truncate((n / 10).max(1));
+    println!(
+        "heavy symbols: the {} most called, {} to {} callers",
+        heavy.len(),
+        heavy.last().map_or(0, |h| h.0),
+        heavy.first().map_or(0, |h| h.0)
+    );
+    (out, heavy.into_iter().map(|(_, id)| id).collect())
 }
 
 async fn measure(
     client: &reqwest::Client,
     base: &str,
+    label: &str,
     route: &str,
     symbols: &[String],
     requests: usize,
@@ -115,12 +131,12 @@ async fn measure(
     }
     samples.sort();
     println!(
-        "{route:<28} {requests} requests: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  (mean answer {} bytes{})",
+        "{label:<28} {requests} requests: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  (mean answer {} bytes{})",
         percentile(&samples, 0.50).as_secs_f64() * 1e3,
         percentile(&samples, 0.99).as_secs_f64() * 1e3,
         samples.last().unwrap().as_secs_f64() * 1e3,
         bytes / requests.max(1),
-        if route.starts_with("context") { format!(", {with_source} with source text") } else { String::new() }
+        if label.starts_with("context") { format!(", {with_source} with source text") } else { String::new() }
     );
     samples
 }
@@ -185,10 +201,15 @@ pub async fn main() {
         assert!(Instant::now() < deadline, "graph-api did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let symbols = sample_symbols(&redis, a.symbols);
+    let (symbols, heavy) = sample_symbols(&redis, a.symbols);
     println!("{} symbols (ends of calls relationships), one request at a time", symbols.len());
-    measure(&client, &base, "callers?depth=1", &symbols, a.requests).await;
-    measure(&client, &base, "context?source=true", &symbols, a.requests).await;
-    measure(&client, &base, "impact?depth=3", &symbols, a.requests).await;
-    measure(&client, &base, "callees?depth=1", &symbols, a.requests).await;
+    for run in 1..=a.runs {
+        println!("run {run}:");
+        measure(&client, &base, "callers?depth=1", "callers?depth=1", &symbols, a.requests).await;
+        measure(&client, &base, "context?source=true", "context?source=true", &symbols, a.requests).await;
+        measure(&client, &base, "impact?depth=3", "impact?depth=3", &symbols, a.requests).await;
+        measure(&client, &base, "callees?depth=1", "callees?depth=1", &symbols, a.requests).await;
+        measure(&client, &base, "callers?depth=1 (heavy)", "callers?depth=1", &heavy, a.requests / 4).await;
+        measure(&client, &base, "impact?depth=3 (heavy)", "impact?depth=3", &heavy, a.requests / 4).await;
+    }
 }
