@@ -6,8 +6,10 @@ import { inject, markRaw, onBeforeUnmount, provide, ref, shallowRef, type Inject
 import { frameRef } from '../composables/frameRef';
 import { accessToken, reportUnauthorized } from '../api/accessToken';
 import { GraphApi } from '../api/GraphApi';
+import { isWatchJob, jobRecord, watchStatus, type WatchStatus } from '../api/adminApi';
 import type { GraphStats, Snapshot } from '../api/types';
 import { AnalysisJobs, type JobView } from '../state/analysisJobs';
+import { recentJobIds } from '../state/jobSummary';
 import { LiveCounts, type Counts } from '../state/liveCounts';
 import { backoffDelay } from './backoff';
 import type { StreamEntry } from './envelope';
@@ -25,6 +27,13 @@ export interface DashboardSession {
   /** A copy of the jobs' views, replaced on every change. */
   jobViews: ShallowRef<JobView[]>;
   refreshJobs(): void;
+  /** The project's watch as graph-api last said; null until read (or when the route is not there). */
+  watch: ShallowRef<WatchStatus | null>;
+  watchError: Ref<string | null>;
+  /** Reads the watch status again (after a change of it, or when a watch run's events arrive). */
+  refreshWatch(): void;
+  /** Reads the records of the project's recent jobs (on load, and after the stream had to be re-read). */
+  loadRecentJobs(): Promise<void>;
   /** Resolves once the event stream is followed from a known position; graph pages read after it miss nothing. */
   started: Promise<void>;
   dispose(): void;
@@ -65,22 +74,77 @@ export function createSession(project: string): DashboardSession {
   const jobViews = shallowRef<JobView[]>([]);
   const refreshJobs = () => (jobViews.value = jobs.list().map((j) => ({ ...j })));
   let disposed = false;
+  const watch = shallowRef<WatchStatus | null>(null);
+  const watchError = ref<string | null>(null);
+  // One read at a time; a change noticed during a read asks for one more read after it.
+  let watchReading = false;
+  let watchAgain = false;
+  async function refreshWatch(): Promise<void> {
+    if (watchReading) {
+      watchAgain = true;
+      return;
+    }
+    watchReading = true;
+    try {
+      do {
+        watchAgain = false;
+        try {
+          const w = await watchStatus(project);
+          if (!disposed) {
+            watch.value = w;
+            watchError.value = null;
+          }
+        } catch (e) {
+          if (!disposed) watchError.value = (e as Error).message;
+        }
+      } while (watchAgain && !disposed);
+    } finally {
+      watchReading = false;
+    }
+  }
+  async function loadRecentJobs(): Promise<void> {
+    const ids = recentJobIds(localStorage, project);
+    const records = await Promise.all(ids.map((id) => jobRecord(id).catch(() => null)));
+    if (disposed) return;
+    for (const r of records) if (r) jobs.merge(r);
+    refreshJobs();
+  }
+  let wasOpen = false;
 
   const offs = [
     client.onStatus((s) => {
       status.set(() => s);
+      // Back after a break: what happened meanwhile to the jobs and the watch is read once.
+      if (s.state === 'open' && wasOpen === false) {
+        wasOpen = true;
+        void loadRecentJobs();
+        void refreshWatch();
+      } else if (s.state !== 'open' && s.state !== 'resyncing') {
+        wasOpen = false;
+      }
       // 4401: no token, or one the gateway does not know; the page asks for one.
       if (s.state === 'stopped' && s.lastClose?.code === 4401) reportUnauthorized('ws-gateway', s.lastClose.reason || 'unauthorized');
     }),
     client.onEntry((entry) => {
       if (live.applyChanges(entry.changes)) publishCounts();
       let jobsChanged = false;
-      for (const change of entry.changes) if (jobs.apply(change)) jobsChanged = true;
+      let watchChanged = false;
+      for (const change of entry.changes) {
+        const job = jobs.apply(change);
+        if (!job) continue;
+        jobsChanged = true;
+        // A watch run starting or ending changes the watch's state, last change and last run.
+        if (isWatchJob(job.jobId) && change.type !== 'analysis_progress') watchChanged = true;
+      }
       if (jobsChanged) refreshJobs();
+      if (watchChanged) void refreshWatch();
     }),
     client.onResync((snapshot) => {
       live.setFromSnapshot(snapshot);
       publishCounts();
+      // Events were lost: the jobs and the watch are read again.
+      void loadRecentJobs();
+      void refreshWatch();
     }),
   ];
 
@@ -134,6 +198,10 @@ export function createSession(project: string): DashboardSession {
     jobs,
     jobViews,
     refreshJobs,
+    watch,
+    watchError,
+    refreshWatch: () => void refreshWatch(),
+    loadRecentJobs,
     started,
     dispose() {
       disposed = true;

@@ -36,6 +36,58 @@ export interface JobView {
   messages: string[];
   result: AnalysisCompletedData | null;
   error: string | null;
+  /** Files analysed per second lately (from the progress events' times), null until two samples tell. */
+  filesPerSecond: number | null;
+  /** Estimated time left (ms) at that rate, null when unknown. */
+  etaMs: number | null;
+  /** When the last progress event was written (event time), for counting the estimate down. */
+  progressAt: number | null;
+}
+
+/**
+ * A job as `GET /api/graph/admin/jobs/{id}` returns it: its status and the data of its latest event (progress,
+ * the result, or the failure).
+ */
+export interface JobRecord {
+  job_id: string;
+  project?: string;
+  path?: string | null;
+  mode?: string | null;
+  status: string;
+  created_at?: string | null;
+  updated_at?: string | null;
+  last_event?: Record<string, unknown> | null;
+}
+
+/** The rate is measured over the progress of the last RATE_WINDOW_MS (event time). */
+export const RATE_WINDOW_MS = 10_000;
+/** Below this span between the first and the last sample the rate is not trusted. */
+const MIN_RATE_SPAN_MS = 300;
+
+interface Sample {
+  at: number;
+  files: number;
+}
+
+/**
+ * Files per second from progress samples (oldest first): over the window ending at the newest sample, or since
+ * the start when the window holds a single sample. Null when nothing tells yet.
+ */
+export function filesPerSecond(samples: Sample[], startedAt: number, windowMs = RATE_WINDOW_MS): number | null {
+  if (samples.length === 0) return null;
+  const last = samples[samples.length - 1];
+  const first = samples.find((s) => s.at >= last.at - windowMs) ?? last;
+  if (first !== last && last.at - first.at >= MIN_RATE_SPAN_MS) {
+    return Math.max(0, ((last.files - first.files) * 1000) / (last.at - first.at));
+  }
+  if (last.at - startedAt >= MIN_RATE_SPAN_MS && last.files > 0) return (last.files * 1000) / (last.at - startedAt);
+  return null;
+}
+
+/** Time left at `rate` files per second, null when the rate is unknown or zero. */
+export function timeLeftMs(done: number, total: number, rate: number | null): number | null {
+  if (rate === null || rate <= 0 || total <= 0) return null;
+  return (Math.max(0, total - done) * 1000) / rate;
 }
 
 const MAX_MESSAGES = 6;
@@ -80,6 +132,9 @@ function newJob(jobId: string, startedAt: number): JobView {
     messages: [],
     result: null,
     error: null,
+    filesPerSecond: null,
+    etaMs: null,
+    progressAt: null,
   };
 }
 
@@ -89,6 +144,7 @@ function say(job: JobView, message: string): void {
 
 export class AnalysisJobs {
   private readonly jobs = new Map<string, JobView>();
+  private readonly samples = new Map<string, Sample[]>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -153,6 +209,7 @@ export class AnalysisJobs {
         job.totalFiles = d.total_files ?? job.totalFiles;
         job.currentFile = d.current_file ?? job.currentFile;
         job.percent = clampPercent(d.percent, job.filesDone, job.totalFiles);
+        this.sample(job, at);
         if (d.phase && d.phase !== job.phase) say(job, `Phase: ${d.phase}`);
         job.phase = d.phase ?? job.phase;
         break;
@@ -195,5 +252,71 @@ export class AnalysisJobs {
 
   remove(jobId: string): void {
     this.jobs.delete(jobId);
+    this.samples.delete(jobId);
+  }
+
+  private sample(job: JobView, at: number): void {
+    const list = (this.samples.get(job.jobId) ?? []).filter((s) => s.at >= at - 2 * RATE_WINDOW_MS && s.at <= at);
+    list.push({ at, files: job.filesDone });
+    this.samples.set(job.jobId, list);
+    job.progressAt = at;
+    job.filesPerSecond = filesPerSecond(list, job.startedAt);
+    job.etaMs = timeLeftMs(job.filesDone, job.totalFiles, job.filesPerSecond);
+  }
+
+  /**
+   * Folds in what `GET /admin/jobs/{id}` says (read once on load or after a reconnect): a job the events already
+   * told more about is left alone, a job that ended meanwhile takes its end from the record.
+   */
+  merge(record: JobRecord): JobView {
+    const created = record.created_at ? Date.parse(record.created_at) : NaN;
+    const updated = record.updated_at ? Date.parse(record.updated_at) : NaN;
+    let job = this.jobs.get(record.job_id);
+    if (!job) {
+      job = newJob(record.job_id, Number.isFinite(created) ? created : this.now());
+      this.jobs.set(record.job_id, job);
+    }
+    if (record.path && !job.path) job.path = record.path;
+    if (record.mode && !job.mode) job.mode = record.mode;
+    if (isFinished(job.status)) return job;
+    const data = (record.last_event ?? {}) as Record<string, unknown>;
+    const end = Number.isFinite(updated) ? updated : this.now();
+    switch (record.status) {
+      case 'running':
+        if (job.status === 'queued') job.status = 'running';
+        if (typeof data.files_done === 'number' && data.files_done >= job.filesDone) {
+          job.filesDone = data.files_done;
+          job.totalFiles = typeof data.total_files === 'number' ? data.total_files : job.totalFiles;
+          job.percent = clampPercent(data.percent, job.filesDone, job.totalFiles);
+          if (typeof data.phase === 'string') job.phase = data.phase;
+        } else if (typeof data.total_files === 'number' && job.totalFiles === 0) {
+          job.totalFiles = data.total_files;
+        }
+        break;
+      case 'completed': {
+        const d = data as unknown as AnalysisCompletedData;
+        job.status = 'completed';
+        job.percent = 100;
+        job.endedAt = end;
+        job.endSeenAt = this.now();
+        job.result = typeof d.nodes === 'number' ? d : null;
+        job.filesDone = Math.max(job.filesDone, d.files ?? 0);
+        break;
+      }
+      case 'failed':
+        job.status = 'failed';
+        job.endedAt = end;
+        job.endSeenAt = this.now();
+        job.error = typeof data.error === 'string' ? data.error : 'unknown error';
+        break;
+      case 'cancelled':
+        job.status = 'cancelled';
+        job.endedAt = end;
+        job.endSeenAt = this.now();
+        break;
+      default:
+        break;
+    }
+    return job;
   }
 }
