@@ -18,7 +18,8 @@ $STACK_BIN_DIR). Then, over Streamable HTTP and again over stdio (`graph-api mcp
   - the 2026-07-28 protocol as the SDK's `Client` negotiates it by default (`server/discover`, no session): tools,
     `subscriptions/listen` on a resource, progress, cancellation, the read-only token;
   - the MCP Inspector CLI (tests/mcp/package.json) lists the tools and calls one; a session through the dashboard's
-    nginx (deploy/nginx/locations.conf) receives its notification; graph-api exits on SIGTERM with a stream open.
+    nginx (deploy/nginx/locations.conf) in front of two graph-api replicas is served by both (the session is in
+    Redis) and receives its notification; graph-api exits on SIGTERM with a stream open.
 
 Environment: MCP_KEEP=1 keeps the work directory (logs).
 """
@@ -455,30 +456,49 @@ async def through_nginx(stack):
     if not shutil.which("nginx"):
         print("  skip http: through nginx (nginx is not installed)", flush=True)
         return
-    print("-- http: through the dashboard's nginx", flush=True)
+    print("-- http: through the dashboard's nginx, two graph-api replicas", flush=True)
     port = free_port()
     run_dir = os.path.join(stack.work, "nginx")
+    # A second replica: nginx sends the requests of one session to both, round robin.
+    second = free_port()
+    stack.spawn("graph-api-2", [os.path.join(BIN_DIR, "graph-api")],
+                {**stack.api_env(), "CODEGRAPH__HTTP__ADDR": f"127.0.0.1:{second}"})
+    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{second}/ready", timeout=2).status == 200, 30,
+               "the second graph-api is ready")
     subprocess.run(["sh", os.path.join(ROOT, "deploy", "nginx", "render.sh"), "--run-dir", run_dir,
-                    "--listen", f"127.0.0.1:{port}", "--graph-api", f"127.0.0.1:{stack.api_port}",
+                    "--listen", f"127.0.0.1:{port}", "--graph-api", f"127.0.0.1:{stack.api_port},127.0.0.1:{second}",
                     "--ws-gateway", "", "--daemon-off"], check=True, capture_output=True)
     stack.spawn("nginx", ["nginx", "-p", run_dir, "-c", os.path.join(run_dir, "nginx.conf"),
                           "-e", os.path.join(run_dir, "error.log")])
     wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200, 20,
                "nginx answers /health")
-    notes = Notifications()
     uri = f"codegraph://{PROJECT}/stats"
     async with create_mcp_http_client(headers={"Authorization": f"Bearer {TOKENS['all']}"}) as client:
         async with streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=client) as (read, write):
-            async with ClientSession(read, write, message_handler=notes.handler) as session:
+            async with ClientSession(read, write) as session:
                 await session.initialize()
                 check({t.name for t in (await session.list_tools()).tools} == TOOLS, "nginx: tools listed")
-                await session.subscribe_resource(uri)
+                answered = 0
+                for _ in range(12):
+                    try:
+                        r = await session.call_tool("project_statistics", {"project": PROJECT})
+                        answered += 0 if r.is_error else 1
+                    except MCPError as e:
+                        print(f"       refused: {e.error.message}", flush=True)
+                check(answered == 12, f"nginx: one session's 12 calls over two replicas answered ({answered})")
+    # A notification stream through nginx: a 2026-07-28 listen is one request, so one replica serves it whole
+    # (a handshake session's GET stream and its resources/subscribe may land on different replicas).
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {TOKENS['all']}"}) as http:
+        async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client:
+            async with client.listen(resource_subscriptions=[uri]) as sub:
                 start = time.monotonic()
                 stack.request("POST", f"/api/graph/nodes?project={PROJECT}", TOKENS["write"],
                               {"id": "mcp-nginx-probe", "kind": "function", "name": "mcp-nginx-probe"})
                 try:
-                    arrived = await notes.wait_for(uri, start, 10)
-                    check(True, f"nginx: the resource update streams through ({(arrived - start) * 1000:.1f} ms)")
+                    with anyio.fail_after(10):
+                        event = await sub.__anext__()
+                    check(isinstance(event, ResourceUpdated),
+                          f"nginx: the resource update streams through ({(time.monotonic() - start) * 1000:.1f} ms)")
                 except TimeoutError:
                     check(False, "nginx: the resource update streams through")
 

@@ -21,7 +21,10 @@ use rmcp::transport::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::server::{Access, CodeGraphMcp};
+use super::{
+    server::{Access, CodeGraphMcp},
+    sessions::RedisSessionStore,
+};
 use crate::{auth::require_scope, limits::limit_requests, state::AppState};
 
 /// Ends every MCP session and its open streams (graph-api's shutdown: an SSE stream would otherwise hold the
@@ -38,6 +41,8 @@ pub fn router(state: &AppState) -> axum::Router<AppState> {
     let mut config = StreamableHttpServerConfig::default()
         .with_cancellation_token(SESSIONS.child_token())
         .with_max_request_body_bytes(state.settings.api.max_body_bytes);
+    // Any replica serves any session (the `initialize` parameters are in Redis).
+    config.session_store = Some(Arc::new(RedisSessionStore::new(state.redis.clone())));
     if !state.tokens.is_empty() || state.settings.auth.allow_open {
         // A token (or an open deployment behind its own proxy) decides access, whatever the Host says.
         config = config.disable_allowed_hosts();

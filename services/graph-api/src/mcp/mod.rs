@@ -14,6 +14,7 @@ mod intel_tools;
 mod jobs;
 mod resources;
 mod server;
+mod sessions;
 mod tools;
 mod watch;
 
