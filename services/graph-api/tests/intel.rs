@@ -141,6 +141,9 @@ async fn python_callers_callees_impact_path_dependencies_and_context() {
     assert_eq!(callers["results"][2]["confidence"], 1.0);
     assert_eq!(callers["counts"], json!({"results": 3, "by_depth": {"1": 2, "2": 1}, "unresolved": 0}));
     assert_eq!(callers["truncated"], false);
+    let capped = ok(&api, &q("callers", "symbol=helper&depth=3&limit=2")).await;
+    assert_eq!(found(&capped), at(&[(1, "py:app.py:Service.run"), (1, "py:lib/store.py:write")]));
+    assert_eq!(capped["truncated"], true);
     let direct = ok(&api, &q("callers", "symbol=py:lib/util.py:helper")).await;
     assert_eq!(direct["resolution"]["by"], "id");
     assert_eq!(found(&direct), at(&[(1, "py:app.py:Service.run"), (1, "py:lib/store.py:write")]));
@@ -295,6 +298,18 @@ async fn typescript_callers_callees_impact_path_and_dependencies() {
             (3, "ts:src/shapes.ts:Cube.volume"),
         ])
     );
+    // `this.area()` resolves through the base class, with less confidence: a threshold above it stops there.
+    assert_eq!(callers["results"][3]["confidence"], 0.8);
+    assert_eq!(
+        callers["results"][3]["relationship_id"],
+        "ts:src/shapes.ts:Cube.volume|calls|ts:src/shapes.ts:Square.area"
+    );
+    let confident = ok(&api, &q("callers", "symbol=multiply&depth=3&min_confidence=0.9")).await;
+    assert_eq!(
+        found(&confident),
+        at(&[(1, "ts:src/main.ts:report"), (1, "ts:src/math.ts:square"), (2, "ts:src/shapes.ts:Square.area")])
+    );
+    assert_eq!(confident["min_confidence"], 0.9);
     let callees = ok(&api, &q("callees", "symbol=report")).await;
     assert_eq!(found(&callees), at(&[(1, "ts:src/math.ts:multiply"), (1, "ts:src/shapes.ts:Cube")]));
     // `c.volume()` on a local of inferred type stays unresolved, by name.
