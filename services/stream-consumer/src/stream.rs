@@ -393,6 +393,26 @@ impl GroupStream {
         Ok(matches!(reply, Value::Array(entries) if !entries.is_empty()))
     }
 
+    /// Whether the stream lost the entry `id` without trimming it: `id` is newer than anything the stream generated,
+    /// or no entry has it although it is not older than the oldest entry left. Redis removes entries only by
+    /// trimming, oldest first; a failover that promoted a replica which had not yet received the newest entries
+    /// loses them (and the graph changes they carried).
+    pub async fn lost_entry<C: ConnectionLike + Send>(&self, conn: &mut C, id: StreamId) -> Result<bool, RedisError> {
+        if id == StreamId::ZERO {
+            return Ok(false);
+        }
+        let Some(info) = stream_info(conn, &self.key).await? else { return Ok(true) };
+        if id > info.last_generated {
+            return Ok(true);
+        }
+        if info.first.is_none_or(|first| id < first) {
+            return Ok(false);
+        }
+        let reply: Value =
+            redis::cmd("XRANGE").arg(&self.key).arg(id.to_string()).arg(id.to_string()).query_async(conn).await?;
+        Ok(!matches!(reply, Value::Array(entries) if !entries.is_empty()))
+    }
+
     /// Whether the stream still holds every entry it ever had (nothing trimmed or deleted: as many entries as were
     /// ever added; `max-deleted-entry-id` is no test, Redis 7.0 does not move it when trimming), so a sink can be
     /// rebuilt from it alone.

@@ -328,13 +328,19 @@ impl<S: Sink> Worker<S> {
     }
 
     /// Whether the sink lost data the group acknowledged: `missing` (no record), `behind` (entries between the
-    /// record and what the group acknowledged), `fresh` (no record, and the group never got anything), or `None`.
+    /// record and what the group acknowledged), `fresh` (no record, and the group never got anything), or `None`;
+    /// or whether Redis lost what the sink applied: `ahead_of_redis` (the stream no longer holds the entry the sink
+    /// recorded, though it was not trimmed: a failover to a replica that had not received it), so the sink holds
+    /// changes Redis does not and is rebuilt from Redis.
     async fn lost_data(&self, conn: &mut RedisConn) -> Result<Option<&'static str>, redis::RedisError> {
         let oldest_pending = self.stream.oldest_pending(conn).await?;
         let Some(recorded) = self.last_applied else {
             let fresh = self.delivered == StreamId::ZERO && oldest_pending.is_none();
             return Ok(Some(if fresh { "fresh" } else { "missing" }));
         };
+        if self.stream.lost_entry(conn, recorded).await? {
+            return Ok(Some("ahead_of_redis"));
+        }
         // Everything below the oldest pending entry (or up to the last delivered one) was acknowledged.
         let behind = match oldest_pending {
             Some(p) => self.stream.has_entries_between(conn, recorded, p, false).await?,
@@ -344,13 +350,22 @@ impl<S: Sink> Worker<S> {
     }
 
     /// While idle: whether the sink's record of the project is gone (`missing`) or older than what this worker
-    /// committed (`behind`). An unreachable sink is not a loss: the next check or commit decides.
+    /// committed (`behind`), or names an entry Redis lost (`ahead_of_redis`). An unreachable sink or Redis is not a
+    /// loss: the next check or commit decides.
     async fn sink_lost_data(&self) -> Option<&'static str> {
         let committed = self.last_applied?;
         match self.ctx.sink.recorded(&self.project).await {
             Ok(None) => Some("missing"),
             Ok(Some(recorded)) if recorded < committed => Some("behind"),
-            Ok(Some(_)) => None,
+            // Or Redis lost what the sink applied (see `lost_data`).
+            Ok(Some(recorded)) => match self.stream.lost_entry(&mut self.ctx.redis.conn(), recorded).await {
+                Ok(true) => Some("ahead_of_redis"),
+                Ok(false) => None,
+                Err(e) => {
+                    warn!(error = %e, "comparing the sink's record with the stream failed");
+                    None
+                }
+            },
             Err(e) => {
                 warn!(error = %e, "reading the sink's record failed");
                 None
