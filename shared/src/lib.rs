@@ -5,7 +5,7 @@
 //! configuration ([`settings`]), logs and traces ([`telemetry`]), the CDC event envelope ([`event`]), the graph
 //! entities ([`graph`]), project names ([`project`]), every Redis key and channel ([`names`]), the Redis Function
 //! library that performs every mutation together with its event ([`functions`]), the lazily connecting Redis
-//! handle ([`redis_handle`]), reading the streams ([`stream`]: entries, info, retention and gaps), the HTTP
+//! handle ([`redis_handle`]), leases with generations ([`lease`]), reading the streams ([`stream`]: entries, info, retention and gaps), the HTTP
 //! pieces every service serves ([`http`]: error shape, `/metrics`, graceful serving) and the shutdown signal
 //! ([`shutdown`]).
 //!
@@ -17,6 +17,7 @@ pub mod event;
 pub mod functions;
 pub mod graph;
 pub mod http;
+pub mod lease;
 pub mod names;
 pub mod project;
 pub mod pubsub;

@@ -17,6 +17,16 @@ pub const JOBS_CANCEL_CHANNEL: &str = "code_graph:jobs:cancel";
 /// Hash of job id → project, so a job can be found by its id alone.
 pub const JOB_PROJECTS_KEY: &str = "code_graph:job_projects";
 
+/// Set of the projects whose folder is watched (the index; each watch itself is [`RedisNames::watch`]). Its own
+/// slot on a Redis Cluster: written by a command of its own, never in one transaction with a project's keys.
+pub const WATCHES_KEY: &str = "code_graph:watches";
+/// Sorted set of the live analysis-workers that can watch (member: consumer name, score: the time in ms until
+/// which it counts as alive), so they share the watches out and graph-api knows someone will take one.
+pub const WATCH_WORKERS_KEY: &str = "code_graph:watch:workers";
+/// Hash of analysis-worker consumer name → JSON list of the roots it may analyse, for graph-api's check of a
+/// watch request (read for the live workers of [`WATCH_WORKERS_KEY`] only).
+pub const WATCH_ROOTS_KEY: &str = "code_graph:watch:roots";
+
 /// Sorted set of the live stream-consumer processes of a sink (member: consumer name, score: last heartbeat in
 /// ms), so they can share the projects out evenly.
 pub fn sink_consumers(sink: &str) -> String {
@@ -147,6 +157,27 @@ impl RedisNames {
         format!("{}:job:{job_id}", self.prefix)
     }
 
+    /// Hash describing the watch of the project's folder as requested (`path`, `requested_ms`); absent when
+    /// not watched.
+    pub fn watch(&self) -> String {
+        format!("{}:watch", self.prefix)
+    }
+
+    /// Hash of what the worker holding the watch reports (state, last change, pending changes, last run).
+    pub fn watch_status(&self) -> String {
+        format!("{}:watch:status", self.prefix)
+    }
+
+    /// Lease naming the one analysis-worker that watches the project's folder.
+    pub fn watch_owner(&self) -> String {
+        format!("{}:watch:owner", self.prefix)
+    }
+
+    /// Counter of the hand-overs of [`RedisNames::watch_owner`] (the holder's generation).
+    pub fn watch_owner_generation(&self) -> String {
+        format!("{}:watch:owner:generation", self.prefix)
+    }
+
     /// Hash of file path → content hash, kept by the analysis-worker for incremental runs.
     pub fn file_hashes(&self) -> String {
         format!("{}:file_hashes", self.prefix)
@@ -164,7 +195,18 @@ mod tests {
         assert_eq!(n.events_channel(), "code_graph:{demo}:events");
         assert_eq!(n.dead_letters("falkordb"), "code_graph:{demo}:cdc:dlq:falkordb");
         let g0 = Generation(0);
-        for key in [n.nodes(), n.relationships(), n.versions(), n.outgoing(g0, "a"), n.job("j"), n.generation()] {
+        for key in [
+            n.nodes(),
+            n.relationships(),
+            n.versions(),
+            n.outgoing(g0, "a"),
+            n.job("j"),
+            n.generation(),
+            n.watch(),
+            n.watch_status(),
+            n.watch_owner(),
+            n.watch_owner_generation(),
+        ] {
             assert!(key.starts_with("code_graph:{demo}:"), "{key}");
         }
     }

@@ -43,6 +43,8 @@ fn redis_failure(step: &str, e: &redis::RedisError) -> String {
 
 /// Longest list of failed files reported in `analysis_completed`.
 const MAX_REPORTED_FAILURES: usize = 20;
+/// Most changed files a [`Summary`] names.
+pub const MAX_CHANGED_SAMPLE: usize = 20;
 
 /// What to analyse.
 #[derive(Clone, Debug)]
@@ -74,6 +76,8 @@ pub struct Summary {
     pub relationships: usize,
     pub report: Report,
     pub changed_files: usize,
+    /// The first [`MAX_CHANGED_SAMPLE`] changed files (sorted), for the watch status.
+    pub changed_sample: Vec<String>,
     pub mutations: usize,
     pub events: usize,
     pub duration: Duration,
@@ -323,6 +327,7 @@ impl JobRunner {
             relationships: analysis.graph.rel_count(),
             report: analysis.report,
             changed_files: plan.changed_files.len(),
+            changed_sample: plan.changed_files.iter().take(MAX_CHANGED_SAMPLE).cloned().collect(),
             mutations: applied.written,
             events: applied.events,
             duration: Duration::ZERO,

@@ -3,7 +3,8 @@
 //! Map: [`discover`] picks the files, [`lang`] (one analyzer per language) extracts [`facts`] from each (pass 1),
 //! [`symbols`] and [`resolve`] link them (pass 2), [`desired`] turns that into nodes and relationships by owner,
 //! [`analysis`] runs those steps in memory. Everything after that talks to Redis: [`job`] runs one job,
-//! [`queue`] takes them from the jobs stream, [`retention`] expires finished job records, [`watch`] follows a folder.
+//! [`queue`] takes them from the jobs stream, [`retention`] expires finished job records, [`watch`] follows a folder, [`watches`] shares the watched
+//! folders out between the workers (one lease per project).
 
 pub mod alloc;
 pub mod analysis;
@@ -24,3 +25,4 @@ pub mod status;
 pub mod symbols;
 pub mod sync;
 pub mod watch;
+pub mod watches;

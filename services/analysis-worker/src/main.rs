@@ -12,7 +12,7 @@ use analysis_worker::{
     settings::{WorkerSettings, SERVICE},
     status::WorkerStatus,
     sync::Mode,
-    watch,
+    watch, watches,
 };
 use clap::{Parser, Subcommand};
 use codegraph_shared::{project::ProjectName, redis_handle::RedisHandle, shutdown::Shutdown};
@@ -183,10 +183,16 @@ async fn watch_folder(runner: JobRunner, project_name: &str, path: PathBuf) -> E
     };
     let shutdown = Shutdown::on_signals();
     let shown = path.clone();
-    let result = watch::watch(runner, project.clone(), path, shutdown, |end| {
-        let spec =
-            JobSpec { job_id: "watch".into(), project: project.clone(), path: shown.clone(), mode: Mode::Incremental };
-        print_end(&spec, end);
+    let result = watch::watch(runner, project.clone(), path, shutdown, |event| {
+        if let watch::WatchEvent::RunEnded { job_id, end } = event {
+            let spec = JobSpec {
+                job_id: job_id.into(),
+                project: project.clone(),
+                path: shown.clone(),
+                mode: Mode::Incremental,
+            };
+            print_end(&spec, end);
+        }
     })
     .await;
     match result {
@@ -209,10 +215,12 @@ async fn serve(settings: WorkerSettings, redis: RedisHandle, runner: JobRunner) 
     let status = Arc::new(WorkerStatus::new(consumer));
     let app = router(AppState { redis, status: status.clone() });
     let sweeps = tokio::spawn(retention::run(runner.clone(), shutdown.clone()));
+    let watching = tokio::spawn(watches::run(runner.clone(), status.clone(), shutdown.clone()));
     let jobs = tokio::spawn(queue::run(runner, status, shutdown.clone()));
     let served = codegraph_shared::http::serve(&settings.http.addr, app, shutdown.clone()).await;
     shutdown.trigger();
     let _ = jobs.await;
+    let _ = watching.await;
     let _ = sweeps.await;
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
 //! The worker's settings: `[redis]`, `[http]` (default `127.0.0.1:8003`), `[telemetry]` and `[analysis]`,
 //! from defaults → `config/analysis-worker.toml` → `CODEGRAPH__SECTION__KEY`. Safe by default: no folder may be
 //! analysed until `CODEGRAPH__ANALYSIS__ALLOWED_ROOTS` names it, and finished job records expire
-//! (`CODEGRAPH__ANALYSIS__JOB_TTL_SECS`).
+//! (`CODEGRAPH__ANALYSIS__JOB_TTL_SECS`). Watched folders are leased per project (`watch_lease_ms`,
+//! `watch_tick_ms`).
 
 use std::path::PathBuf;
 
@@ -55,6 +56,12 @@ pub struct AnalysisSettings {
     pub debounce_ms: u64,
     /// Shortest interval between two `analysis_progress` events.
     pub progress_interval_ms: u64,
+    /// A watched project's lease lasts this long unless renewed: when its worker dies, another takes the watch
+    /// over after at most this time.
+    pub watch_lease_ms: u64,
+    /// How often the worker renews its watch leases, looks for new, moved or stopped watches and announces
+    /// itself (must be well below `watch_lease_ms`).
+    pub watch_tick_ms: u64,
 }
 
 impl Default for AnalysisSettings {
@@ -68,6 +75,8 @@ impl Default for AnalysisSettings {
             claim_idle_ms: 30_000,
             debounce_ms: 50,
             progress_interval_ms: 100,
+            watch_lease_ms: 5_000,
+            watch_tick_ms: 1_000,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! What the worker is doing, for `/status`, `/metrics` and the cancel listener: the running job (with its
-//! cancel flag) and counts of finished jobs.
+//! cancel flag), counts of finished jobs and the watches it holds.
 
 use std::sync::{LazyLock, Mutex};
 
@@ -40,6 +40,8 @@ struct Inner {
     failed: u64,
     cancelled: u64,
     last: Option<Value>,
+    /// The watches this worker holds, by project.
+    watches: std::collections::BTreeMap<String, Value>,
 }
 
 /// Shared by the job loop, the cancel listener and the HTTP handlers.
@@ -97,6 +99,16 @@ impl WorkerStatus {
             Some(json!({"job_id": spec.job_id, "project": spec.project, "outcome": outcome, "detail": detail}));
     }
 
+    /// Records (or replaces) what this worker reports of a watch it holds.
+    pub fn set_watch(&self, project: &str, view: Value) {
+        self.inner.lock().expect("status lock").watches.insert(project.to_owned(), view);
+    }
+
+    /// Forgets a watch this worker no longer holds.
+    pub fn remove_watch(&self, project: &str) {
+        self.inner.lock().expect("status lock").watches.remove(project);
+    }
+
     pub fn snapshot(&self) -> Value {
         let inner = self.inner.lock().expect("status lock");
         let running = inner.running.as_ref().map(|r| {
@@ -115,6 +127,7 @@ impl WorkerStatus {
             "failed": inner.failed,
             "cancelled": inner.cancelled,
             "last": inner.last,
+            "watches": inner.watches.values().collect::<Vec<_>>(),
         })
     }
 }

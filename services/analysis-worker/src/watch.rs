@@ -1,7 +1,8 @@
 //! Watch mode: file-system notifications on a folder, debounced (a batch is analysed once the folder has been
 //! quiet for `debounce_ms`), each batch analysed incrementally with the facts and entities of the previous run
 //! kept in memory: only the paths the notifications named are stat'ed, read, hashed and parsed again, and only
-//! the owners they affect are built again.
+//! the owners they affect are built again. Used by the `watch` command and by the service's watches
+//! ([`crate::watches`]).
 
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
@@ -22,13 +23,31 @@ fn relevant(path: &std::path::Path) -> bool {
     name == ".gitignore" || name == ".ignore" || Language::of_path(name).is_some() || path.extension().is_none()
 }
 
-/// Analyses `path` once, then again after every debounced batch of changes, until `shutdown`.
+/// What a watch tells its caller as it goes.
+#[derive(Debug)]
+pub enum WatchEvent<'a> {
+    /// A run begins. The first one (`catching_up`) compares every file's content hash with what Redis recorded,
+    /// so what changed while nobody watched is applied before any notification is followed.
+    RunStarted {
+        job_id: &'a str,
+        catching_up: bool,
+    },
+    /// How many changed paths were noticed and wait for the next run (0 when a run takes them).
+    Pending(usize),
+    RunEnded {
+        job_id: &'a str,
+        end: &'a JobEnd,
+    },
+}
+
+/// Analyses `path` once, then again after every debounced batch of changes, until `shutdown`. The watcher is in
+/// place before the first run, so a change made during it is not missed.
 pub async fn watch(
     runner: JobRunner,
     project: ProjectName,
     path: PathBuf,
     shutdown: Shutdown,
-    mut on_end: impl FnMut(&JobEnd),
+    mut on: impl FnMut(WatchEvent),
 ) -> anyhow::Result<()> {
     // The watcher reports paths under the folder as it was given: canonical, like the job's root.
     let path = path.canonicalize()?;
@@ -62,14 +81,16 @@ pub async fn watch(
             path: path.clone(),
             mode: Mode::Incremental,
         };
+        on(WatchEvent::RunStarted { job_id: &spec.job_id, catching_up: run == 1 });
         let (a, end) = runner.run(&spec, analyzer, CancelFlag::default()).await;
         analyzer = a;
-        on_end(&end);
+        on(WatchEvent::RunEnded { job_id: &spec.job_id, end: &end });
         // Wait for a change, then for quiet; the analyzer learns every path that changed meanwhile.
+        let mut pending = Pending::default();
         tokio::select! {
             _ = shutdown.wait() => return Ok(()),
             got = rx.recv() => match got {
-                Some(changes) => analyzer.note_changes(changes),
+                Some(changes) => pending.note(changes, &mut analyzer, &mut on),
                 None => return Ok(()),
             },
         }
@@ -78,10 +99,37 @@ pub async fn watch(
                 _ = shutdown.wait() => return Ok(()),
                 _ = tokio::time::sleep(debounce) => break,
                 got = rx.recv() => match got {
-                    Some(changes) => analyzer.note_changes(changes),
+                    Some(changes) => pending.note(changes, &mut analyzer, &mut on),
                     None => return Ok(()),
                 },
             }
         }
+        on(WatchEvent::Pending(0));
+    }
+}
+
+/// The changed paths noticed since the last run, counted for [`WatchEvent::Pending`].
+#[derive(Default)]
+struct Pending {
+    paths: BTreeSet<String>,
+    unknown: bool,
+}
+
+impl Pending {
+    fn note(&mut self, changes: Changes, analyzer: &mut Analyzer, on: &mut impl FnMut(WatchEvent)) {
+        let before = self.count();
+        match &changes {
+            Changes::Paths(paths) => self.paths.extend(paths.iter().cloned()),
+            Changes::Unknown => self.unknown = true,
+        }
+        analyzer.note_changes(changes);
+        if self.count() != before {
+            on(WatchEvent::Pending(self.count()));
+        }
+    }
+
+    /// Paths known to have changed; a lost track counts as one more.
+    fn count(&self) -> usize {
+        self.paths.len() + usize::from(self.unknown)
     }
 }

@@ -184,8 +184,10 @@ async fn incremental(files: usize) {
         project.clone(),
         dir.path().to_owned(),
         shutdown.clone(),
-        move |end: &JobEnd| {
-            let _ = done_tx.send(end.clone());
+        move |event| {
+            if let analysis_worker::watch::WatchEvent::RunEnded { end, .. } = event {
+                let _ = done_tx.send(end.clone());
+            }
         },
     ));
     done_rx.recv().await.expect("first analysis");

@@ -9,6 +9,7 @@ pub mod nodes;
 pub mod ops;
 pub mod queries;
 pub mod relationships;
+pub mod watch;
 
 use axum::{extract::DefaultBodyLimit, middleware};
 use codegraph_shared::auth::Scope;
@@ -79,14 +80,16 @@ pub fn app(state: AppState) -> axum::Router {
         .routes(routes!(intel::path))
         .routes(routes!(intel::dependencies))
         .routes(routes!(intel::context))
-        .routes(routes!(admin::get_job));
+        .routes(routes!(admin::get_job))
+        .routes(routes!(watch::status));
     let writes = OpenApiRouter::new()
         .routes(routes!(nodes::create_node))
         .routes(routes!(nodes::patch_node, nodes::delete_node))
         .routes(routes!(relationships::create_relationship))
         .routes(routes!(relationships::patch_relationship, relationships::delete_relationship))
         .routes(routes!(batch::batch))
-        .routes(routes!(admin::reanalyze));
+        .routes(routes!(admin::reanalyze))
+        .routes(routes!(watch::start, watch::stop));
     let cancels = OpenApiRouter::new().routes(routes!(admin::cancel_job));
     let resets = OpenApiRouter::new().routes(routes!(admin::reset));
     // A read sent as a POST: the read scope, and the CSRF guard all the same (routes/cypher.rs says why).
