@@ -621,7 +621,7 @@ def raw_http_refusals(stack):
     check(status == 200, f"http: the same initialize with a token and no Origin -> 200 ({status})")
 
 
-async def run_stdio(stack, fixture):
+async def run_stdio(stack, fixture, big):
     notes = Notifications()
     env = stack.base_env()
     if stack.falkordb_port:
@@ -633,6 +633,7 @@ async def run_stdio(stack, fixture):
                 init = await session.initialize()
                 check(init.server_info.name == "codegraph", f"stdio: initialize ({init.protocol_version})")
                 await exercise(session, stack, fixture, notes, "stdio")
+                await cancel_analysis(session, stack, big, "stdio")
 
 
 async def shutdown_with_open_stream(stack):
@@ -667,7 +668,7 @@ def main():
     try:
         anyio.run(run_http, stack, fixture, big)
         anyio.run(run_modern, stack, fixture, big)
-        anyio.run(run_stdio, stack, fixture)
+        anyio.run(run_stdio, stack, fixture, big)
         anyio.run(shutdown_with_open_stream, stack)
     finally:
         stack.stop()
