@@ -478,3 +478,45 @@ async fn source_text_is_read_only_inside_the_analysed_folder() {
     let helper = ok(&api, "/api/graph/context?project=python&symbol=py:lib/util.py:helper").await;
     assert_eq!(helper["source"]["text"], "def helper(x):\n    return inner(x)\n");
 }
+
+#[tokio::test]
+async fn the_routes_need_a_read_token_and_are_in_the_openapi_document() {
+    let (redis, _open) = analysed("python").await;
+    let api = GraphApi::start_with(&redis, &[("CODEGRAPH__AUTH__READ_TOKENS", "r-token")]).await;
+    let routes = [
+        "/api/graph/callers?project=python&symbol=helper",
+        "/api/graph/callees?project=python&symbol=helper",
+        "/api/graph/impact?project=python&symbol=helper",
+        "/api/graph/path?project=python&from=save&to=helper",
+        "/api/graph/dependencies?project=python&target=app.py",
+        "/api/graph/context?project=python&symbol=helper",
+    ];
+    for path in routes {
+        let (status, body) = api.call(reqwest::Method::GET, path, None, None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")), "{path}: {body}");
+        let (status, _) = api.call(reqwest::Method::GET, path, Some("not-a-token"), None).await;
+        assert_eq!(status, 401, "{path}");
+        let (status, body) = api.call(reqwest::Method::GET, path, Some("r-token"), None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, doc) = api.call(reqwest::Method::GET, "/openapi.json", Some("r-token"), None).await;
+    assert_eq!(status, 200);
+    for (route, schema) in [
+        ("callers", "CallGraph"),
+        ("callees", "CallGraph"),
+        ("impact", "Impact"),
+        ("path", "DependencyPath"),
+        ("dependencies", "Dependencies"),
+        ("context", "SymbolContext"),
+    ] {
+        let op = &doc["paths"][format!("/api/graph/{route}")]["get"];
+        assert_eq!(op["security"], json!([{"bearer": ["read"]}]), "{route}: {op}");
+        assert_eq!(op["tags"], json!(["intel"]), "{route}");
+        let answer = &op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
+        assert_eq!(answer, &json!(format!("#/components/schemas/{schema}")), "{route}");
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+        for status in ["400", "401", "404"] {
+            assert!(op["responses"][status].is_object(), "{route} lacks {status}");
+        }
+    }
+}

@@ -102,7 +102,7 @@ pub async fn calls<C: ConnectionLike + Send>(
     let mut found: Vec<(String, u32, String, f64, String)> = Vec::new();
     let mut frontier = vec![root.clone()];
     let mut cut = false;
-    for depth in 1..=query.depth {
+    'walk: for depth in 1..=query.depth {
         if frontier.is_empty() {
             break;
         }
@@ -122,7 +122,7 @@ pub async fn calls<C: ConnectionLike + Send>(
             }
             if found.len() >= query.limit {
                 cut = true;
-                break;
+                break 'walk;
             }
             seen.insert(other.clone());
             next.push(other.clone());
