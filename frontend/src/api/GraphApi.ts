@@ -130,7 +130,9 @@ export class GraphApi {
    * callers lists possible callers too (unresolved calls that name the symbol).
    */
   intel(kind: IntelQuery, symbol: string, depth: number, signal?: AbortSignal, unresolved = false): Promise<unknown> {
-    return request(`/${kind}`, this.q({ symbol, depth, unresolved: unresolved ? 'true' : null }), signal ? { signal } : {});
+    // The caller's signal replaces request()'s timeout; keep both.
+    const bounded = signal ? AbortSignal.any([signal, AbortSignal.timeout(TIMEOUT_MS)]) : undefined;
+    return request(`/${kind}`, this.q({ symbol, depth, unresolved: unresolved ? 'true' : null }), { signal: bounded });
   }
 
   reanalyze(path: string, mode: AnalysisMode): Promise<{ job_id: string }> {

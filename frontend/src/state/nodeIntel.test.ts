@@ -338,8 +338,15 @@ describe('GraphApi.intel', () => {
     const body = await new GraphApi('my-proj').intel('callers', 'py:a.py:f', 2);
     expect(readAnswer('callers', body).total).toBe(0);
     expect(seen[0].url).toBe('/api/graph/callers?project=my-proj&symbol=py%3Aa.py%3Af&depth=2');
-    await new GraphApi('my-proj').intel('callers', 'f', 1, undefined, true);
+    // The caller's signal aborts the request, and does not replace its timeout.
+    const caller = new AbortController();
+    await new GraphApi('my-proj').intel('callers', 'f', 1, caller.signal, true);
     expect(seen[1].url).toBe('/api/graph/callers?project=my-proj&symbol=f&depth=1&unresolved=true');
+    const sent = seen[1].init.signal!;
+    expect(sent).not.toBe(caller.signal);
+    expect(sent.aborted).toBe(false);
+    caller.abort();
+    expect(sent.aborted).toBe(true);
     expect((seen[0].init.headers as Record<string, string>).Authorization).toBe('Bearer s3cret');
     await settled();
   });

@@ -298,7 +298,7 @@ export class NodeIntel {
   refresh(): void {
     this.clearTimer();
     this.pending = false;
-    void this.load(INTEL_QUERIES);
+    void this.load();
   }
 
   /** A stream entry arrived: refresh if it mentions what the answers are about. */
@@ -328,7 +328,7 @@ export class NodeIntel {
     this.inFlight = null;
     this.rewatch();
     this.emit();
-    if (this.symbol !== null) void this.load(INTEL_QUERIES);
+    if (this.symbol !== null) void this.load();
   }
 
   private schedule(): void {
@@ -339,7 +339,7 @@ export class NodeIntel {
     const wait = Math.max(0, this.lastStarted + REFRESH_GAP_MS - this.now());
     this.timer = setTimeout(() => {
       this.timer = null;
-      void this.load(INTEL_QUERIES);
+      void this.load();
     }, wait);
   }
 
@@ -348,7 +348,7 @@ export class NodeIntel {
     this.timer = null;
   }
 
-  private async load(queries: readonly IntelQuery[]): Promise<void> {
+  private async load(): Promise<void> {
     const symbol = this.symbol;
     if (symbol === null) return;
     this.inFlight?.abort();
@@ -357,10 +357,10 @@ export class NodeIntel {
     const generation = this.generation;
     this.pending = false;
     this.lastStarted = this.now();
-    for (const q of queries) this.patch(q, { refreshing: true });
+    for (const q of INTEL_QUERIES) this.patch(q, { refreshing: true });
     this.emit();
     await Promise.all(
-      queries.map(async (q) => {
+      INTEL_QUERIES.map(async (q) => {
         const depth = q === 'impact' ? this.impactDepth : CALL_DEPTH;
         let next: Partial<IntelSection>;
         try {
