@@ -21,7 +21,17 @@ use codegraph_shared::{project::ProjectName, redis_handle::RedisHandle, shutdown
 static ALLOCATOR: analysis_worker::alloc::Allocator = analysis_worker::alloc::Allocator;
 
 #[derive(Parser)]
-#[command(name = "analysis-worker", about = "Turns repositories into the code graph")]
+#[command(
+    name = "analysis-worker",
+    about = "Turns repositories into the code graph",
+    after_help = "Examples:\n  \
+      analysis-worker analyze --project mine --path ~/src/mine    analyse a folder once (any folder you name)\n  \
+      analysis-worker watch --project mine --path .              keep a folder's graph current until Ctrl-C\n  \
+      CODEGRAPH__ANALYSIS__ALLOWED_ROOTS=/srv/repos analysis-worker\n      \
+      run the service: queued jobs and watches (POST /api/graph/admin/watch) under the allowed roots\n\n\
+      Redis: CODEGRAPH__REDIS__URL (default redis://127.0.0.1:6379). Settings: defaults, then\n\
+      config/analysis-worker.toml, then CODEGRAPH__SECTION__KEY (README, Configuration)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

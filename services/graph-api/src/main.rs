@@ -9,14 +9,29 @@ use codegraph_shared::{
 };
 use graph_api::{settings::Settings, state::AppState};
 
+const HELP: &str = "usage: graph-api             serve the HTTP API (and MCP at /mcp)
+       graph-api mcp --stdio  serve MCP on stdin/stdout
+
+Examples:
+  CODEGRAPH__REDIS__URL=redis://127.0.0.1:6379 CODEGRAPH__HTTP__ADDR=127.0.0.1:8000 graph-api
+  curl -s 'http://127.0.0.1:8000/api/graph/stats?project=demo'
+  curl -s -X POST 'http://127.0.0.1:8000/api/graph/admin/watch?project=demo' \\
+       -H 'content-type: application/json' -d '{\"path\": \"/home/me/src/demo\"}'
+
+Settings: defaults, then config/graph-api.toml, then CODEGRAPH__SECTION__KEY (README, Configuration).";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let stdio = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] => false,
         ["mcp", "--stdio"] => true,
+        ["--help" | "-h" | "help"] => {
+            println!("{HELP}");
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {
-            eprintln!("usage: graph-api             serve the HTTP API (and MCP at /mcp)\n       graph-api mcp --stdio  serve MCP on stdin/stdout");
+            eprintln!("{HELP}");
             return Ok(ExitCode::from(2));
         }
     };

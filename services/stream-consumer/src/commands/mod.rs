@@ -27,7 +27,15 @@ use crate::{
 use replay::ReplayFrom;
 
 #[derive(Parser)]
-#[command(name = "stream-consumer", about = "Feeds the projects' CDC streams into graph databases")]
+#[command(
+    name = "stream-consumer",
+    about = "Feeds the projects' CDC streams into graph databases",
+    after_help = "Examples:\n  \
+      CODEGRAPH__REDIS__URL=redis://127.0.0.1:6379 stream-consumer            run the service (sinks from config/stream-consumer.toml)\n  \
+      stream-consumer replay --sink falkordb --project demo --from 0          rebuild one project in one sink\n  \
+      stream-consumer dlq list --sink falkordb --project demo                 print its dead letters\n\n\
+      Settings: defaults, then config/stream-consumer.toml, then CODEGRAPH__SECTION__KEY (README, Configuration)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
