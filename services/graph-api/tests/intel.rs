@@ -7,7 +7,7 @@ mod common;
 
 use std::{path::PathBuf, process::Command};
 
-use codegraph_shared::testing::RedisServer;
+use codegraph_shared::testing::{RedisCluster, RedisServer};
 use common::GraphApi;
 use serde_json::{json, Value};
 
@@ -31,17 +31,23 @@ fn worker_bin() -> PathBuf {
 /// Analyses the fixture of `language` into project `language`, then starts graph-api on the same Redis.
 async fn analysed(language: &str) -> (RedisServer, GraphApi) {
     let redis = RedisServer::start();
+    analyse(language, &redis, &[]);
+    let api = GraphApi::start(&redis).await;
+    (redis, api)
+}
+
+/// Runs `analysis-worker analyze` on the fixture of `language` (extra settings in `env`).
+fn analyse(language: &str, redis: &RedisServer, env: &[(&str, &str)]) {
     let out = Command::new(worker_bin())
         .args(["analyze", "--project", language, "--path"])
         .arg(fixture(language))
         .env("CODEGRAPH__REDIS__URL", redis.url())
         .env("CODEGRAPH_CONFIG_DIR", redis.dir().join("no-config"))
         .env("CODEGRAPH__TELEMETRY__LOG_LEVEL", "error")
+        .envs(env.iter().copied())
         .output()
         .expect("run analysis-worker analyze");
     assert!(out.status.success(), "analysis failed: {}", String::from_utf8_lossy(&out.stderr));
-    let api = GraphApi::start(&redis).await;
-    (redis, api)
 }
 
 async fn ok(api: &GraphApi, path: &str) -> Value {
@@ -519,4 +525,34 @@ async fn the_routes_need_a_read_token_and_are_in_the_openapi_document() {
             assert!(op["responses"][status].is_object(), "{route} lacks {status}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_redis_cluster_gives_the_same_answers() {
+    let (_redis, single) = analysed("python").await;
+    let cluster = RedisCluster::start(3, 0);
+    let seeds = cluster.seeds();
+    let on_cluster = [("CODEGRAPH__REDIS__CLUSTER_NODES", seeds.as_str())];
+    // The cluster setting wins over the URL; this server only gives the harness a URL and a folder.
+    let unused = RedisServer::start();
+    analyse("python", &unused, &on_cluster);
+    let clustered = GraphApi::start_with(&unused, &on_cluster).await;
+    let nodes = "code_graph:{python}:nodes";
+    let on_server: u64 = redis::cmd("HLEN").arg(nodes).query(&mut unused.connection()).unwrap();
+    let on_shards: u64 = redis::cmd("HLEN").arg(nodes).query(&mut cluster.cluster_connection()).unwrap();
+    assert_eq!((on_server, on_shards), (0, 15), "the graph must be on the cluster only");
+    for path in [
+        "/api/graph/callers?project=python&symbol=helper&depth=3&unresolved=true",
+        "/api/graph/callees?project=python&symbol=py:app.py:Service.run&depth=2",
+        "/api/graph/impact?project=python&symbol=file:lib/util.py",
+        "/api/graph/path?project=python&from=save&to=inner",
+        "/api/graph/dependencies?project=python&target=lib/util.py",
+        "/api/graph/context?project=python&symbol=describe",
+    ] {
+        // Everything, versions and source text included: both analyses made the same writes.
+        let (expected, got) = (ok(&single, path).await, ok(&clustered, path).await);
+        assert_eq!(got, expected, "{path}");
+    }
+    let (status, none) = clustered.get("/api/graph/path?project=python&from=main&to=inner").await;
+    assert_eq!((status, none["error"]["code"].as_str()), (404, Some("no_path")));
 }
