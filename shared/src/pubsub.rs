@@ -33,6 +33,11 @@ pub enum Subscription {
 }
 
 impl Subscription {
+    /// True on a cluster, where one node's trouble leaves the others' subscriptions working.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster { .. })
+    }
+
     pub async fn connect(redis: &RedisHandle, sharded: bool) -> Result<Self, RedisError> {
         if let Some(connected) = redis.cluster_pubsub().await {
             let (conn, pushes) = connected?;

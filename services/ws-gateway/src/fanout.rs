@@ -14,6 +14,11 @@
 //!
 //! Everything here goes by stream entry (a change set or a single event): one message, one id, one dispatch.
 //!
+//! On a Redis Cluster one node's trouble is one shard's: a dropped node connection or a subscription the server
+//! ended (its slot moved) makes the rooms *stale* — their live messages are set aside — and each stale room is
+//! subscribed again and filled from its stream every [`STALE_RETRY`] until that works, while rooms on healthy
+//! shards keep being served. (On a single Redis a lost connection is everything's, and the fan-out starts over.)
+//!
 //! One task owns every room (no locks on the dispatch path); joins and leaves come to it as commands, in order
 //! with the messages, so a client's registration has a definite place in the event sequence.
 
@@ -35,6 +40,11 @@ use crate::{client::Client, gateway_event::GatewayEvent, status::Stats};
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often stale rooms (on a cluster) are subscribed and filled again: a failover lasts about the cluster's node
+/// timeout plus a second, and each try is one cheap read.
+const STALE_RETRY: Duration = Duration::from_millis(200);
+/// Stale this long, the whole cluster connection is made again.
+const STALE_GIVE_UP: Duration = Duration::from_secs(30);
 
 /// The handle sessions use to join and leave project rooms.
 #[derive(Clone)]
@@ -85,6 +95,9 @@ struct Room {
     baseline: Option<StreamId>,
     /// Subscribed and recovered at least once.
     active: bool,
+    /// A message may have been missed (cluster: its node's connection dropped, or its slot moved): live messages
+    /// are set aside until the room is subscribed again and filled from its stream.
+    stale: bool,
     waiters: Vec<oneshot::Sender<()>>,
 }
 
@@ -96,6 +109,7 @@ impl Room {
             last: None,
             baseline: None,
             active: false,
+            stale: false,
             waiters: Vec::new(),
         }
     }
@@ -200,39 +214,109 @@ impl Fanout {
         let mut ping = tokio::time::interval(self.ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
+        let mut retry = tokio::time::interval(STALE_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Since when some room has been stale.
+        let mut stale_since: Option<tokio::time::Instant> = None;
+        let cluster = sub.is_cluster();
         loop {
+            let any_stale = self.rooms.values().any(|r| r.stale);
+            if !any_stale {
+                stale_since = None;
+            }
             tokio::select! {
                 msg = sub.next() => match msg {
                     Incoming::Message { channel, payload } => self.on_message(&channel, payload),
                     Incoming::Unsubscribed(channel) if self.rooms.contains_key(&channel) => {
-                        // The server dropped the subscription (its slot moved to another node): start over, which
-                        // subscribes at the slot's new owner and fills the gap from the stream.
-                        return Some(format!("the server ended the subscription of {channel} (slot moved)"));
+                        // The server dropped the subscription (its slot moved to another node): subscribe at the
+                        // slot's new owner and fill the gap from the stream.
+                        let why = format!("the server ended the subscription of {channel} (slot moved)");
+                        if !cluster {
+                            return Some(why);
+                        }
+                        tracing::warn!(reason = %why, "a room may have missed messages; recovering it");
+                        self.mark_stale(Some(&channel));
+                        stale_since.get_or_insert_with(tokio::time::Instant::now);
                     }
                     Incoming::Unsubscribed(_) | Incoming::Other => {}
+                    Incoming::Lost(why) if cluster && !self.rooms.is_empty() => {
+                        tracing::warn!(reason = %why, "rooms may have missed messages; recovering them");
+                        self.mark_stale(None);
+                        stale_since.get_or_insert_with(tokio::time::Instant::now);
+                    }
+                    Incoming::Lost(_) if cluster => {}
                     Incoming::Lost(why) => return Some(why),
                 },
+                _ = retry.tick(), if any_stale => {
+                    self.recover_stale(sub).await;
+                    if stale_since.is_some_and(|t| t.elapsed() > STALE_GIVE_UP) {
+                        return Some(format!("rooms stale for more than {} s", STALE_GIVE_UP.as_secs()));
+                    }
+                }
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => {
                         if let Err(lost) = self.apply_online(cmd, sub).await {
-                            return Some(lost);
+                            if !cluster {
+                                return Some(lost);
+                            }
+                            stale_since.get_or_insert_with(tokio::time::Instant::now);
                         }
                     }
                     None => return None,
                 },
                 _ = ping.tick() => {
-                    match tokio::time::timeout(self.ping_every, sub.ping()).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return Some(format!("ping failed: {e}")),
-                        Err(_) => return Some("ping timed out".into()),
+                    let failed = match tokio::time::timeout(self.ping_every, sub.ping()).await {
+                        Ok(Ok(_)) => None,
+                        Ok(Err(e)) => Some(format!("ping failed: {e}")),
+                        Err(_) => Some("ping timed out".into()),
+                    };
+                    match failed {
+                        // A node of the cluster: its rooms (unknown here) are recovered; the others carry on.
+                        Some(why) if cluster => {
+                            tracing::warn!(reason = %why, "a cluster node did not answer; recovering the rooms");
+                            self.mark_stale(None);
+                            stale_since.get_or_insert_with(tokio::time::Instant::now);
+                        }
+                        Some(why) => return Some(why),
+                        None => {}
                     }
                 }
             }
         }
     }
 
+    /// Marks one room (or every room) stale: messages may have been missed.
+    fn mark_stale(&mut self, channel: Option<&str>) {
+        for (name, room) in self.rooms.iter_mut() {
+            if channel.is_none_or(|c| c == name) {
+                room.stale = true;
+            }
+        }
+    }
+
+    /// Subscribes each stale room again and fills it from its stream; a room whose shard does not answer yet stays
+    /// stale for the next try.
+    async fn recover_stale(&mut self, sub: &mut Subscription) {
+        let stale: Vec<String> = self.rooms.iter().filter(|(_, r)| r.stale).map(|(c, _)| c.clone()).collect();
+        for channel in stale {
+            match self.open_room(&channel, sub).await {
+                Ok(()) => {
+                    if let Some(room) = self.rooms.get_mut(&channel) {
+                        room.stale = false;
+                        tracing::info!(project = %room.names.project(), "room recovered");
+                    }
+                }
+                Err(why) => tracing::debug!(%channel, reason = %why, "room not recovered yet"),
+            }
+        }
+    }
+
     fn on_message(&mut self, channel: &str, payload: Vec<u8>) {
         let Some(room) = self.rooms.get_mut(channel) else { return };
+        if room.stale {
+            // Read from the stream when the room is recovered: dispatching it now would skip a gap before it.
+            return;
+        }
         match GatewayEvent::from_published(payload) {
             Ok(ev) => {
                 self.stats.entry_received(false);
@@ -280,7 +364,11 @@ impl Fanout {
         match cmd {
             Command::Join { client, project } => {
                 if let (channel, true) = self.enter(client, &project) {
-                    self.open_room(&channel, sub).await?;
+                    if let Err(lost) = self.open_room(&channel, sub).await {
+                        // On a cluster only this room's shard is in trouble: retried with the stale rooms.
+                        self.mark_stale(Some(&channel));
+                        return Err(lost);
+                    }
                 }
             }
             Command::Leave { client_id, project } => {
@@ -310,6 +398,7 @@ impl Fanout {
         sub.subscribe(&[channel.to_owned()]).await.map_err(|e| format!("SUBSCRIBE failed: {e}"))?;
         self.recover(channel).await?;
         if let Some(room) = self.rooms.get_mut(channel) {
+            room.stale = false;
             room.activate();
         }
         Ok(())
@@ -319,6 +408,16 @@ impl Fanout {
     async fn resubscribe(&mut self, sub: &mut Subscription) -> Result<(), Lost> {
         let channels: Vec<String> = self.rooms.keys().cloned().collect();
         if channels.is_empty() {
+            return Ok(());
+        }
+        if sub.is_cluster() {
+            // Room by room: a shard that does not answer yet leaves its rooms stale, the others are served.
+            for channel in &channels {
+                if let Err(why) = self.open_room(channel, sub).await {
+                    tracing::warn!(%channel, reason = %why, "room not subscribed yet; retrying");
+                    self.mark_stale(Some(channel));
+                }
+            }
             return Ok(());
         }
         for channel in &channels {
