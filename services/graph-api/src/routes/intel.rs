@@ -28,9 +28,14 @@ fn bounds(state: &AppState) -> Bounds {
 
 /// The project (404 unless it exists) and the symbol named by `text`.
 async fn symbol(state: &AppState, project: &Project, text: &str, as_path: bool) -> Result<Resolved, ApiError> {
-    let mut conn = state.conn();
-    intel::require_project(&mut conn, &project.0).await?;
-    intel::resolve(&mut conn, &RedisNames::new(&project.0), text, as_path, state.settings.api.search_scan_limit).await
+    intel::require_project(&mut state.conn(), &project.0).await?;
+    resolved(state, project, text, as_path).await
+}
+
+/// The symbol named by `text` in a project known to exist.
+async fn resolved(state: &AppState, project: &Project, text: &str, as_path: bool) -> Result<Resolved, ApiError> {
+    let names = RedisNames::new(&project.0);
+    intel::resolve(&mut state.conn(), &names, text, as_path, state.settings.api.search_scan_limit).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -150,7 +155,7 @@ pub async fn path(
     let max_depth = intel::check_range("max_depth", p.max_depth.unwrap_or(6), 1..=10)?;
     let types = intel::path::parse_types(p.types.as_deref())?;
     let from = symbol(&state, &project, &p.from, false).await?;
-    let to = symbol(&state, &project, &p.to, false).await?;
+    let to = resolved(&state, &project, &p.to, false).await?;
     let names = RedisNames::new(&project.0);
     let mut conn = state.conn();
     let path = intel::path::shortest_path(&mut conn, &names, from, to, types, max_depth, bounds(&state));
