@@ -491,6 +491,8 @@ async def through_nginx(stack):
     async with create_mcp_http_client(headers={"Authorization": f"Bearer {TOKENS['all']}"}) as http:
         async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client:
             async with client.listen(resource_subscriptions=[uri]) as sub:
+                with anyio.fail_after(10):
+                    await sub.__anext__()  # the event that starts every listen
                 start = time.monotonic()
                 stack.request("POST", f"/api/graph/nodes?project={PROJECT}", TOKENS["write"],
                               {"id": "mcp-nginx-probe", "kind": "function", "name": "mcp-nginx-probe"})
@@ -563,6 +565,10 @@ async def run_modern(stack, fixture, big):
             async with client.listen(resource_subscriptions=[uri, "file:///etc/passwd"]) as sub:
                 check(sub.honored.resource_subscriptions == [uri],
                       f"{t}: listen honours our URI only ({sub.honored.resource_subscriptions})")
+                with anyio.fail_after(10):
+                    first = await sub.__anext__()
+                check(isinstance(first, ResourceUpdated) and first.uri == uri,
+                      f"{t}: a listen starts with one event per URI, once subscribed ({first})")
                 start = time.monotonic()
                 stack.request("POST", f"/api/graph/nodes?project={PROJECT}", TOKENS["write"],
                               {"id": "mcp-modern-probe", "kind": "function", "name": "mcp-modern-probe"})

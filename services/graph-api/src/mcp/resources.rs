@@ -69,16 +69,17 @@ impl ResourceUri {
     }
 }
 
-pub fn internal(e: impl std::fmt::Display) -> ErrorData {
+fn internal(e: impl std::fmt::Display) -> ErrorData {
     ErrorData::internal_error(e.to_string(), None)
 }
 
-fn api_error(e: ApiError) -> ErrorData {
+/// As the REST API says it: a Redis error's own text never reaches the client (`ApiError` logs it, with an id).
+pub fn api_error(e: ApiError) -> ErrorData {
     ErrorData::internal_error(format!("{}: {}", e.code, e.message), None)
 }
 
 /// Two resources per project (the first [`MAX_LISTED_PROJECTS`] by name).
-pub async fn list(state: &AppState) -> Result<Vec<Resource>, redis::RedisError> {
+pub async fn list(state: &AppState) -> Result<Vec<Resource>, ApiError> {
     let mut projects: Vec<String> = redis::cmd("SMEMBERS").arg(PROJECTS_KEY).query_async(&mut state.conn()).await?;
     projects.sort();
     let mut resources = Vec::new();

@@ -98,12 +98,20 @@ impl ServerHandler for CodeGraphMcp {
         Some(SubscriptionFilter::builder().resource_subscriptions(ours.cloned().collect::<Vec<_>>()).build())
     }
 
-    /// Follows the accepted URIs until the client ends the listen request.
+    /// Follows the accepted URIs until the client ends the listen request. rmcp acknowledges the listen before
+    /// this runs, so a change can fall between the acknowledgment and the Pub/Sub subscription: once subscribed,
+    /// each URI gets one `notifications/resources/updated` (read it now), and every change after it gets its own.
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
         let watches = Watches::default();
-        for uri in context.accepted().resource_subscriptions.iter().flatten() {
+        let uris = context.accepted().resource_subscriptions.clone().unwrap_or_default();
+        for uri in &uris {
             let uri = resources::ResourceUri::parse(uri)?;
             watches.subscribe(&self.state, uri, Subscriber::Listen(context.sink().clone())).await?;
+        }
+        for uri in &uris {
+            if context.sink().notify_resource_updated(uri.as_str()).await.is_err() {
+                return Ok(());
+            }
         }
         context.cancelled().await;
         Ok(())
@@ -114,7 +122,7 @@ impl ServerHandler for CodeGraphMcp {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let resources = resources::list(&self.state).await.map_err(resources::internal)?;
+        let resources = resources::list(&self.state).await.map_err(resources::api_error)?;
         Ok(ListResourcesResult::with_all_items(resources))
     }
 

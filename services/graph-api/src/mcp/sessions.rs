@@ -9,7 +9,7 @@
 
 use rmcp::transport::streamable_http_server::session::store::{SessionState, SessionStore, SessionStoreError};
 
-use codegraph_shared::redis_handle::RedisHandle;
+use codegraph_shared::{http::ApiError, redis_handle::RedisHandle};
 
 /// A session unused this long is forgotten (rmcp closes an idle session after 5 minutes anyway; the record
 /// outlives it so a client that comes back after a replica restart is restored).
@@ -25,6 +25,8 @@ fn key(session_id: &str) -> Option<String> {
     valid.then(|| format!("code_graph:mcp:session:{session_id}"))
 }
 
+/// Redis errors reach rmcp as an [`ApiError`], whose text (rmcp sends it to the client in a 500) never holds
+/// Redis's own words; the service log has them, under the same error id.
 pub struct RedisSessionStore {
     redis: RedisHandle,
 }
@@ -40,8 +42,13 @@ impl SessionStore for RedisSessionStore {
     /// The session's record, its time to live renewed.
     async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
         let Some(key) = key(session_id) else { return Ok(None) };
-        let record: Option<String> =
-            redis::cmd("GETEX").arg(&key).arg("EX").arg(SESSION_TTL_SECS).query_async(&mut self.redis.conn()).await?;
+        let record: Option<String> = redis::cmd("GETEX")
+            .arg(&key)
+            .arg("EX")
+            .arg(SESSION_TTL_SECS)
+            .query_async(&mut self.redis.conn())
+            .await
+            .map_err(ApiError::from)?;
         Ok(record.map(|json| serde_json::from_str(&json)).transpose()?)
     }
 
@@ -54,13 +61,14 @@ impl SessionStore for RedisSessionStore {
             .arg("EX")
             .arg(SESSION_TTL_SECS)
             .query_async::<()>(&mut self.redis.conn())
-            .await?;
+            .await
+            .map_err(ApiError::from)?;
         Ok(())
     }
 
     async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
         let Some(key) = key(session_id) else { return Ok(()) };
-        redis::cmd("DEL").arg(&key).query_async::<()>(&mut self.redis.conn()).await?;
+        redis::cmd("DEL").arg(&key).query_async::<()>(&mut self.redis.conn()).await.map_err(ApiError::from)?;
         Ok(())
     }
 }
