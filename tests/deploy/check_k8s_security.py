@@ -11,8 +11,9 @@ prints), beyond what the API schema says:
   - prod requires its Secrets: graph-api reads its read/write/admin tokens and ws-gateway its read tokens from
     files of a non-optional Secret volume, nothing sets CODEGRAPH__AUTH__ALLOW_OPEN=true or a token in clear,
     every service has CODEGRAPH__REDIS__CA_FILE and CODEGRAPH__TELEMETRY__OTLP_CA_FILE (stream-consumer also the
-    sinks' CA files) in a non-optional volume, its Redis URL from a required key, and nothing in prod speaks
-    plain text to a store or the collector (redis://, bolt://, http:// OTLP).
+    sinks' CA files, graph-api FalkorDB's, which it reads for /api/graph/query and MCP's cypher_query) in a
+    non-optional volume, its Redis URL from a required key, and nothing in prod speaks plain text to a store or
+    the collector (redis://, bolt://, http:// OTLP).
 
 Usage: check_k8s_security.py dev.yaml prod.yaml   (the two renders; exit 0 when everything holds, else one line
        per problem)
@@ -236,19 +237,31 @@ def check_network(docs, env):
     if redis.ip is None:
         # An external Redis is guarded by its own firewall (see the prod overlay), not by these policies.
         refused.append(("outsider → Redis", outsider, redis, 6379, "TCP"))
+    # graph-api reads FalkorDB (read-only Cypher), never Memgraph; no other service or the dashboard reaches a sink.
     if falkordb and memgraph:
         needed.append(("stream-consumer → FalkorDB", pods["stream-consumer"], falkordb, 6379, "TCP"))
         needed.append(("stream-consumer → Memgraph", pods["stream-consumer"], memgraph, 7687, "TCP"))
-        for s in ["graph-api", "ws-gateway", "analysis-worker", "dashboard"]:
+        needed.append(("graph-api → FalkorDB", pods["graph-api"], falkordb, 6379, "TCP"))
+        refused.append(("graph-api → Memgraph", pods["graph-api"], memgraph, 7687, "TCP"))
+        refused.append(("outsider → FalkorDB", outsider, falkordb, 6379, "TCP"))
+        for s in ["ws-gateway", "analysis-worker", "dashboard"]:
             refused.append((f"{s} → FalkorDB", pods[s], falkordb, 6379, "TCP"))
             refused.append((f"{s} → Memgraph", pods[s], memgraph, 7687, "TCP"))
     else:
-        sinks = [e for (name, _), e in external.items() if name == "stream-consumer-to-sinks"]
+        sinks = {key: e for key, e in external.items() if key[0] == "stream-consumer-to-sinks"}
         if len(sinks) < 2:
             problems.append(f"{env}: stream-consumer has no egress to both external sinks")
-        for sink in sinks:
-            for s in ["graph-api", "ws-gateway", "analysis-worker", "dashboard"]:
+        # The rule naming 7687 is Memgraph's, the other FalkorDB's.
+        falkordb_ext = [e for (_, ports), e in sinks.items() if "7687" not in ports]
+        memgraph_ext = [e for (_, ports), e in sinks.items() if "7687" in ports]
+        for sink in falkordb_ext:
+            needed.append((f"graph-api → external FalkorDB {sink.ip}", pods["graph-api"], sink, 6380, "TCP"))
+        for sink in memgraph_ext:
+            refused.append((f"graph-api → external Memgraph {sink.ip}", pods["graph-api"], sink, 7687, "TCP"))
+        for sink in sinks.values():
+            for s in ["ws-gateway", "analysis-worker", "dashboard"]:
                 refused.append((f"{s} → external sink {sink.ip}", pods[s], sink, 7687, "TCP"))
+                refused.append((f"{s} → external sink {sink.ip} TLS", pods[s], sink, 6380, "TCP"))
     for what, src, dst, port, proto in needed:
         if not allowed(policies, src, dst, port, proto):
             problems.append(f"{env}: needed flow refused: {what} ({proto} {port})")
@@ -274,6 +287,7 @@ def check_prod_secrets(docs):
     plain = {
         "CODEGRAPH__TELEMETRY__OTLP_ENDPOINT": "http://",
         "CODEGRAPH__SINKS__FALKORDB__URL": "redis://",
+        "CODEGRAPH__FALKORDB__URL": "redis://",
         "CODEGRAPH__SINKS__MEMGRAPH__URL": "bolt://",
     }
     for d in docs:
@@ -303,6 +317,8 @@ def check_prod_secrets(docs):
                 problems.append(f"prod {name}: CODEGRAPH__AUTH__ALLOW_OPEN=true")
             if e["name"].endswith("_TOKENS") and e.get("value"):
                 problems.append(f"prod {name}: a token in clear ({e['name']})")
+            if e["name"] in plain and str(e.get("value", "")).startswith(plain[e["name"]]):
+                problems.append(f"prod {name}: {e['name']} is plain text ({e['value']})")
         for scope in scopes:
             var = f"CODEGRAPH__AUTH__{scope}_TOKENS_FILE"
             if var not in env:
@@ -317,6 +333,8 @@ def check_prod_secrets(docs):
         cas = ["CODEGRAPH__REDIS__CA_FILE", "CODEGRAPH__TELEMETRY__OTLP_CA_FILE"]
         if name == "stream-consumer":
             cas += ["CODEGRAPH__SINKS__FALKORDB__CA_FILE", "CODEGRAPH__SINKS__MEMGRAPH__CA_FILE"]
+        if name == "graph-api":
+            cas += ["CODEGRAPH__FALKORDB__CA_FILE"]
         for var in cas:
             ca = env.get(var)
             volume = mounted_from(spec, c, (ca or {}).get("value", "")) if ca else None
@@ -383,6 +401,18 @@ def self_test(dev, prod):
             CODEGRAPH__SINKS__MEMGRAPH__URL="bolt://memgraph:7687"),
         "no Redis CA": lambda d, p: container(p, "analysis-worker").update(
             env=[e for e in container(p, "analysis-worker")["env"] if e["name"] != "CODEGRAPH__REDIS__CA_FILE"]),
+        "graph-api without FalkorDB's CA": lambda d, p: container(p, "graph-api").update(
+            env=[e for e in container(p, "graph-api")["env"] if e["name"] != "CODEGRAPH__FALKORDB__CA_FILE"]),
+        "graph-api on plain FalkorDB in prod": lambda d, p: container(p, "graph-api")["env"].append(
+            {"name": "CODEGRAPH__FALKORDB__URL", "value": "redis://falkordb:6379"}),
+        "FalkorDB refuses graph-api": lambda d, p: d.remove(find(d, "NetworkPolicy", "falkordb-from-graph-api")),
+        "graph-api reaches Memgraph": lambda d, p: (
+            find(d, "NetworkPolicy", "graph-api-to-falkordb")["spec"]["egress"].append(
+                {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "memgraph"}}}],
+                 "ports": [{"protocol": "TCP", "port": 7687}]}),
+            find(d, "NetworkPolicy", "sinks-from-stream-consumer")["spec"]["ingress"].append(
+                {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "graph-api"}}}],
+                 "ports": [{"protocol": "TCP", "port": 7687}]})),
     }
     assert not check(dev, prod), "the renders must pass before they are broken"
     unnoticed = []
