@@ -7,12 +7,18 @@ deps:
 build: deps
 	cargo build --release --workspace --bins
 
+# `make run REPO=<dir>` analyses and watches that folder as a project named after it (PROJECT=<name> names it);
+# without REPO, this repository as the project `default`.
+REPO ?=
+PROJECT ?=
+STACK_FOLDER = $(if $(REPO),STACK_ANALYZE_PATH="$(REPO)") $(if $(PROJECT),STACK_PROJECT="$(PROJECT)")
+
 run: build
-	@bash scripts/stack.sh start
+	@$(STACK_FOLDER) bash scripts/stack.sh start
 
 # The same stack on a local Redis Cluster (3 primaries + 3 replicas on 127.0.0.1:7000-7005) instead of one Redis.
 run-cluster: build
-	@bash scripts/stack.sh start-cluster
+	@$(STACK_FOLDER) bash scripts/stack.sh start-cluster
 
 # Every image of docker-compose-multi.yml; local stand-ins from Debian's packages where no registry answers.
 images: deps

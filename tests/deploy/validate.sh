@@ -42,7 +42,7 @@ check() {
 }
 
 scripts=(scripts/stack.sh deploy/nginx/render.sh deploy/docker/dashboard-entrypoint.sh tests/deploy/validate.sh
-  tests/deploy/stack_test.sh tests/deploy/stack_cluster_test.sh scripts/deps/30-deploy.sh scripts/deps/70-docker.sh deploy/docker/build-images.sh
+  tests/deploy/stack_test.sh tests/deploy/stack_cluster_test.sh tests/deploy/run_repo_test.sh scripts/deps/30-deploy.sh scripts/deps/70-docker.sh deploy/docker/build-images.sh
   deploy/docker/debian-base.sh tests/containers/run.sh)
 
 shell_scripts_are_clean() {
@@ -209,6 +209,8 @@ check "load balancer routes, upgrades, balances (lb_test.py)" python3 tests/depl
 check "stack.sh start/status/stop (stack_test.sh)" bash tests/deploy/stack_test.sh
 check "stack.sh start-cluster: 3+3 Redis Cluster, services on CLUSTER_NODES (stack_cluster_test.sh)" \
   bash tests/deploy/stack_cluster_test.sh
+check "make run REPO=<dir>: that folder analysed and watched, edits in the graph (run_repo_test.sh, target/debug)" \
+  bash tests/deploy/run_repo_test.sh
 check "docker-compose-multi.yml: config -q" compose_config
 check "compose.cluster.yml override: 6 cluster nodes, every service on CODEGRAPH__REDIS__CLUSTER_NODES" \
   compose_cluster_override
