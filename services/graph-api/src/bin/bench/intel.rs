@@ -211,5 +211,6 @@ pub async fn main() {
         measure(&client, &base, "callees?depth=1", "callees?depth=1", &symbols, a.requests).await;
         measure(&client, &base, "callers?depth=1 (heavy)", "callers?depth=1", &heavy, a.requests / 4).await;
         measure(&client, &base, "impact?depth=3 (heavy)", "impact?depth=3", &heavy, a.requests / 4).await;
+        measure(&client, &base, "context?source=true (heavy)", "context?source=true", &heavy, a.requests / 4).await;
     }
 }
