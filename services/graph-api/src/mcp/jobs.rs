@@ -70,7 +70,8 @@ pub async fn run(
     progress: Option<ProgressSink>,
     ct: CancellationToken,
 ) -> Result<Outcome, ApiError> {
-    let mut events = subscribe_project(&state.redis, project).await?;
+    // `None` after a lost subscription could not be made again: the periodic status check still sees the end.
+    let mut events = Some(subscribe_project(&state.redis, project).await?);
     let (_, Json(accepted)) =
         admin::reanalyze(State(state.clone()), Project(project.clone()), Body(ReanalyzeRequest { path, mode })).await?;
     let job_id = accepted.job_id;
@@ -86,7 +87,8 @@ pub async fn run(
                     return Ok(Outcome::Finished(job));
                 }
             }
-            incoming = events.next() => match incoming {
+            incoming = async { events.as_mut().expect("enabled only with a subscription").next().await },
+                if events.is_some() => match incoming {
                 Incoming::Message { payload, .. } => {
                     let Ok(event) = serde_json::from_slice::<JobEvent>(&payload) else { continue };
                     if event.entity.kind != "job" || event.entity.id != job_id {
@@ -109,9 +111,12 @@ pub async fn run(
                     }
                 }
                 Incoming::Other => {}
-                // A lost subscription: the periodic status check still sees the end.
+                // Progress between the loss and the new subscription is not relayed; the end still is.
                 Incoming::Unsubscribed(_) | Incoming::Lost(_) => {
-                    events = subscribe_project(&state.redis, project).await?;
+                    events = subscribe_project(&state.redis, project)
+                        .await
+                        .inspect_err(|e| tracing::warn!(error = %e, job_id, "job events lost; following its status only"))
+                        .ok();
                 }
             }
         }
