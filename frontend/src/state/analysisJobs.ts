@@ -64,28 +64,56 @@ export const RATE_WINDOW_MS = 10_000;
 /** Below this span between the first and the last sample the rate is not trusted. */
 const MIN_RATE_SPAN_MS = 300;
 
-interface Sample {
+export interface Sample {
+  /** Event time (epoch ms). */
   at: number;
   files: number;
+  total: number;
+  percent: number;
 }
 
-/**
- * Files per second from progress samples (oldest first): over the window ending at the newest sample, or since
- * the start when the window holds a single sample. Null when nothing tells yet.
- */
-export function filesPerSecond(samples: Sample[], startedAt: number, windowMs = RATE_WINDOW_MS): number | null {
+/** The rate of `value` over the window ending at the last sample, or since the start; null when nothing tells. */
+function rate(samples: Sample[], startedAt: number, value: (s: Sample) => number, windowMs: number): number | null {
   if (samples.length === 0) return null;
   const last = samples[samples.length - 1];
   const first = samples.find((s) => s.at >= last.at - windowMs) ?? last;
   if (first !== last && last.at - first.at >= MIN_RATE_SPAN_MS) {
-    return Math.max(0, ((last.files - first.files) * 1000) / (last.at - first.at));
+    return Math.max(0, ((value(last) - value(first)) * 1000) / (last.at - first.at));
   }
-  if (last.at - startedAt >= MIN_RATE_SPAN_MS && last.files > 0) return (last.files * 1000) / (last.at - startedAt);
+  if (last.at - startedAt >= MIN_RATE_SPAN_MS && value(last) > 0) return (value(last) * 1000) / (last.at - startedAt);
   return null;
 }
 
+/**
+ * Files per second from progress samples (oldest first), over the window that ends where the files last moved
+ * (after the files are read, the later phases keep the count still: the rate stays the reading pace), or since
+ * the start when that window holds a single sample. Null when nothing tells yet.
+ */
+export function filesPerSecond(samples: Sample[], startedAt: number, windowMs = RATE_WINDOW_MS): number | null {
+  let end = samples.length;
+  while (end > 1 && samples[end - 2].files === samples[end - 1].files) end -= 1;
+  return rate(samples.slice(0, end), startedAt, (s) => s.files, windowMs);
+}
+
+/**
+ * Time left (ms): the percent still to go at the pace the percent moved lately (it counts every phase, not only
+ * the reading of files), else the files left at `filesRate`. Null when neither tells.
+ */
+export function timeLeftMs(
+  samples: Sample[],
+  startedAt: number,
+  filesRate: number | null,
+  windowMs = RATE_WINDOW_MS,
+): number | null {
+  const last = samples[samples.length - 1];
+  if (!last) return null;
+  const pace = rate(samples, startedAt, (s) => s.percent, windowMs);
+  if (pace !== null && pace > 0) return ((100 - Math.min(100, last.percent)) * 1000) / pace;
+  return filesTimeLeftMs(last.files, last.total, filesRate);
+}
+
 /** Time left at `rate` files per second, null when the rate is unknown or zero. */
-export function timeLeftMs(done: number, total: number, rate: number | null): number | null {
+export function filesTimeLeftMs(done: number, total: number, rate: number | null): number | null {
   if (rate === null || rate <= 0 || total <= 0) return null;
   return (Math.max(0, total - done) * 1000) / rate;
 }
@@ -257,11 +285,11 @@ export class AnalysisJobs {
 
   private sample(job: JobView, at: number): void {
     const list = (this.samples.get(job.jobId) ?? []).filter((s) => s.at >= at - 2 * RATE_WINDOW_MS && s.at <= at);
-    list.push({ at, files: job.filesDone });
+    list.push({ at, files: job.filesDone, total: job.totalFiles, percent: job.percent });
     this.samples.set(job.jobId, list);
     job.progressAt = at;
     job.filesPerSecond = filesPerSecond(list, job.startedAt);
-    job.etaMs = timeLeftMs(job.filesDone, job.totalFiles, job.filesPerSecond);
+    job.etaMs = timeLeftMs(list, job.startedAt, job.filesPerSecond);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CdcEvent } from '../events/envelope';
-import { AnalysisJobs, filesPerSecond, timeLeftMs } from './analysisJobs';
+import { AnalysisJobs, filesPerSecond, filesTimeLeftMs, timeLeftMs, type Sample } from './analysisJobs';
 import { etaNow, jobStatusLine, progressText, recentJobIds, recentJobs, rememberJob } from './jobSummary';
 
 const T0 = Date.parse('2026-11-27T00:00:00.000Z');
@@ -31,22 +31,37 @@ class MemoryStorage {
 describe('rate and time left', () => {
   it('measures files per second over the recent window of progress events', () => {
     // 10 files/s for 20 s, then 50 files/s: the window (10 s) sees only the new pace.
-    const samples = [];
-    for (let t = 0; t <= 20_000; t += 1000) samples.push({ at: T0 + t, files: t / 100 });
-    for (let t = 21_000; t <= 32_000; t += 1000) samples.push({ at: T0 + t, files: 200 + (t - 20_000) / 20 });
+    const samples: Sample[] = [];
+    const at = (t: number, files: number, percent = 0) => samples.push({ at: T0 + t, files, total: 1000, percent });
+    for (let t = 0; t <= 20_000; t += 1000) at(t, t / 100);
+    for (let t = 21_000; t <= 32_000; t += 1000) at(t, 200 + (t - 20_000) / 20);
+    expect(filesPerSecond(samples, T0)).toBeCloseTo(50, 5);
+    // Then the files stand still (the later phases): the rate stays the reading pace.
+    for (let t = 33_000; t <= 40_000; t += 1000) at(t, 800);
     expect(filesPerSecond(samples, T0)).toBeCloseTo(50, 5);
   });
 
+  it('estimates the time left from the pace of the percent, which moves in every phase', () => {
+    const samples: Sample[] = [];
+    // Files all read at 8 s; the percent goes on at 5 %/s: at 60 %, 8 s are left.
+    for (let t = 0; t <= 12_000; t += 1000) samples.push({ at: T0 + t, files: Math.min(100, t / 80), total: 100, percent: t / 200 });
+    expect(timeLeftMs(samples, T0, 12.5)).toBeCloseTo(8000);
+    // A percent that does not move: the files left at the files' rate.
+    const still = [0, 1000, 2000].map((t) => ({ at: T0 + t, files: t / 100, total: 100, percent: 0 }));
+    expect(timeLeftMs(still, T0, 10)).toBeCloseTo(8000);
+    expect(timeLeftMs([], T0, 10)).toBeNull();
+  });
+
   it('uses the time since the start when one sample is all there is, and nothing before 300 ms', () => {
-    expect(filesPerSecond([{ at: T0 + 2000, files: 10 }], T0)).toBeCloseTo(5);
-    expect(filesPerSecond([{ at: T0 + 100, files: 10 }], T0)).toBeNull();
+    expect(filesPerSecond([{ at: T0 + 2000, files: 10, total: 20, percent: 50 }], T0)).toBeCloseTo(5);
+    expect(filesPerSecond([{ at: T0 + 100, files: 10, total: 20, percent: 50 }], T0)).toBeNull();
     expect(filesPerSecond([], T0)).toBeNull();
   });
 
   it('has no time left without a rate', () => {
-    expect(timeLeftMs(10, 100, null)).toBeNull();
-    expect(timeLeftMs(10, 100, 0)).toBeNull();
-    expect(timeLeftMs(10, 100, 9)).toBeCloseTo(10_000);
+    expect(filesTimeLeftMs(10, 100, null)).toBeNull();
+    expect(filesTimeLeftMs(10, 100, 0)).toBeNull();
+    expect(filesTimeLeftMs(10, 100, 9)).toBeCloseTo(10_000);
   });
 
   it('follows a job: 20 files/s, 80 files left → about 4 s, counted down between events', () => {

@@ -30,7 +30,7 @@ export function progressText(job: JobView, now: number): string {
   if (job.totalFiles > 0) parts.push(`${job.filesDone} / ${job.totalFiles} files`);
   if (job.filesPerSecond !== null) parts.push(rateText(job.filesPerSecond));
   const eta = etaNow(job, now);
-  if (eta !== null && job.filesDone < job.totalFiles) parts.push(timeLeftText(eta));
+  if (eta !== null && job.percent < 100) parts.push(timeLeftText(eta));
   return parts.join(' · ');
 }
 
