@@ -19,7 +19,7 @@ use crate::{
     dead_letters::DeadLetters,
     run::{
         app::{self, ActiveSinks},
-        lease::Lease,
+        lease::{self, Lease},
     },
     settings::{ConsumerSettings, Settings, SERVICE},
     sinks::AnySink,
@@ -159,7 +159,7 @@ impl HeldLease {
         project: &ProjectName,
     ) -> anyhow::Result<Self> {
         let owner = format!("{}:command", settings.consumer_name());
-        let mut lease = Lease::new(&RedisNames::new(project), sink, owner, settings.lease_ms);
+        let mut lease = lease::for_sink(&RedisNames::new(project), sink, owner, settings.lease_ms);
         let previous = lease.take_over(&mut redis.conn()).await.context("take the project's lease")?;
         let renewer = {
             let (lease, redis, every) = (lease.clone(), redis.clone(), settings.tick());

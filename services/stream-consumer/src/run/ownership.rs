@@ -27,7 +27,7 @@ use codegraph_shared::{
 
 use crate::{
     run::{
-        lease::Lease,
+        lease::{self, Lease},
         status::METRICS,
         worker::{self, SinkContext},
     },
@@ -140,7 +140,7 @@ async fn tick<S: Sink>(
         if owned.len() >= share {
             break;
         }
-        let mut lease = Lease::new(&RedisNames::new(&project), sink, ctx.consumer.clone(), ctx.settings.lease_ms);
+        let mut lease = lease::for_sink(&RedisNames::new(&project), sink, ctx.consumer.clone(), ctx.settings.lease_ms);
         if !lease.take(conn).await? {
             continue;
         }
