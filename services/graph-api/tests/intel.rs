@@ -327,6 +327,21 @@ async fn typescript_callers_callees_impact_path_and_dependencies() {
     );
     assert_eq!(unresolved(&deeper), un(&[("ts:src/shapes.ts:Cube.volume", "externalScale", 1)]));
 
+    // Two methods are called `area`: the first the search finds is answered, and the other is named.
+    let ambiguous = ok(&api, &q("callers", "symbol=area")).await;
+    assert_eq!(ambiguous["symbol"]["id"], "ts:src/math.ts:Shape.area");
+    assert_eq!(ambiguous["resolution"]["by"], "name");
+    let others: Vec<&str> = ambiguous["resolution"]["other_matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(others, ["ts:src/shapes.ts:Square.area"]);
+    assert_eq!(found(&ambiguous), at(&[]));
+    let chosen = ok(&api, &q("callers", "symbol=ts:src/shapes.ts:Square.area")).await;
+    assert_eq!(found(&chosen), at(&[(1, "ts:src/shapes.ts:Cube.volume")]));
+
     // Shape ← Square (implements), shapes.ts (imports) ← Cube (inherits) ← report (calls), main.ts (imports).
     let impact = ok(&api, &q("impact", "symbol=ts:src/math.ts:Shape")).await;
     assert_eq!(
