@@ -2,7 +2,8 @@
 //! way graph-api records it (`code_graph:{p}:watch` and the index `code_graph:watches`): a worker takes it and
 //! every saved edit, new file and deletion reaches the graph within a deadline; when the watching worker is
 //! killed, the other takes the watch over and first applies the edits made while nobody watched; a watch outlives
-//! a restart of its worker; a removed watch stops; a folder that cannot be watched is reported, not fatal.
+//! a restart of its worker; a removed watch stops; a folder that cannot be watched is reported, not fatal; and
+//! the same on a Redis Cluster, with two watched projects on different primaries.
 
 use std::{
     collections::HashMap,
@@ -14,7 +15,7 @@ use std::{
 use codegraph_shared::{
     names::{RedisNames, WATCHES_KEY, WATCH_ROOTS_KEY, WATCH_WORKERS_KEY},
     project::ProjectName,
-    testing::{free_port, wait_for_port, RedisServer},
+    testing::{free_port, wait_for_port, RedisCluster, RedisServer},
 };
 use common::START;
 
@@ -32,9 +33,14 @@ struct Worker {
 
 impl Worker {
     fn start(redis: &RedisServer, root: &Path) -> Self {
+        Self::start_on(("CODEGRAPH__REDIS__URL", redis.url()), root)
+    }
+
+    /// A worker on the Redis that `redis` (a setting and its value) names.
+    fn start_on(redis: (&str, String), root: &Path) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_analysis-worker"))
-            .env("CODEGRAPH__REDIS__URL", redis.url())
+            .env(redis.0, redis.1)
             .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{port}"))
             .env("CODEGRAPH__ANALYSIS__ALLOWED_ROOTS", root.display().to_string())
             .env("CODEGRAPH__ANALYSIS__WATCH_LEASE_MS", LEASE_MS)
@@ -85,12 +91,16 @@ fn http_get(port: u16, path: &str) -> String {
 
 struct Project {
     names: RedisNames,
-    conn: redis::Connection,
+    conn: Box<dyn redis::ConnectionLike>,
 }
 
 impl Project {
     fn new(server: &RedisServer, name: &str) -> Self {
-        Self { names: RedisNames::new(&ProjectName::parse(name).unwrap()), conn: server.connection() }
+        Self::on(Box::new(server.connection()), name)
+    }
+
+    fn on(conn: Box<dyn redis::ConnectionLike>, name: &str) -> Self {
+        Self { names: RedisNames::new(&ProjectName::parse(name).unwrap()), conn }
     }
 
     /// What graph-api's `POST /api/graph/admin/watch` records.
@@ -101,30 +111,30 @@ impl Project {
             .arg(path.display().to_string())
             .arg("requested_ms")
             .arg(1)
-            .query(&mut self.conn)
+            .query(&mut *self.conn)
             .unwrap();
         let _: () =
-            redis::cmd("SADD").arg(WATCHES_KEY).arg(self.names.project().as_str()).query(&mut self.conn).unwrap();
+            redis::cmd("SADD").arg(WATCHES_KEY).arg(self.names.project().as_str()).query(&mut *self.conn).unwrap();
     }
 
     /// What graph-api's `DELETE` does.
     fn unwatch(&mut self) {
         let _: () =
-            redis::cmd("SREM").arg(WATCHES_KEY).arg(self.names.project().as_str()).query(&mut self.conn).unwrap();
+            redis::cmd("SREM").arg(WATCHES_KEY).arg(self.names.project().as_str()).query(&mut *self.conn).unwrap();
         let _: () =
-            redis::cmd("DEL").arg(self.names.watch()).arg(self.names.watch_status()).query(&mut self.conn).unwrap();
+            redis::cmd("DEL").arg(self.names.watch()).arg(self.names.watch_status()).query(&mut *self.conn).unwrap();
     }
 
     fn has_node(&mut self, id: &str) -> bool {
-        redis::cmd("HEXISTS").arg(self.names.nodes()).arg(id).query(&mut self.conn).unwrap()
+        redis::cmd("HEXISTS").arg(self.names.nodes()).arg(id).query(&mut *self.conn).unwrap()
     }
 
     fn owner(&mut self) -> Option<String> {
-        redis::cmd("GET").arg(self.names.watch_owner()).query(&mut self.conn).unwrap()
+        redis::cmd("GET").arg(self.names.watch_owner()).query(&mut *self.conn).unwrap()
     }
 
     fn status(&mut self) -> HashMap<String, String> {
-        redis::cmd("HGETALL").arg(self.names.watch_status()).query(&mut self.conn).unwrap()
+        redis::cmd("HGETALL").arg(self.names.watch_status()).query(&mut *self.conn).unwrap()
     }
 
     /// Waits until `check` holds, at most [`DEADLINE`]; how long it took.
@@ -282,4 +292,31 @@ fn a_folder_that_cannot_be_watched_is_reported_and_retried() {
     // Once the folder exists, the watch retries and works.
     save(&later, "x.py", "def x():\n    pass\n");
     p.wait("the folder analysed once it exists", |p| p.has_node("py:x.py:x"));
+}
+
+#[test]
+fn on_a_redis_cluster_watches_of_projects_on_different_primaries_follow_edits() {
+    let cluster = RedisCluster::start(3, 0);
+    let (_dir, root) = folder();
+    let repo = root.join("repo");
+    let other = root.join("other");
+    for (path, text) in START {
+        save(&other, path, text);
+    }
+    let _worker = Worker::start_on(("CODEGRAPH__REDIS__CLUSTER_NODES", cluster.seeds()), &root);
+    // Projects whose keys live on two different primaries.
+    let groups = cluster.project_names_per_primary("w", 1);
+    assert_ne!(groups[0].0, groups[1].0);
+    let mut watched = Vec::new();
+    for (name, folder) in [(&groups[0].1[0], &repo), (&groups[1].1[0], &other)] {
+        let mut p = Project::on(Box::new(cluster.cluster_connection()), name);
+        p.watch(folder);
+        p.wait("the first analysis", |p| p.has_node("py:lib/util.py:helper"));
+        p.wait_watching();
+        watched.push((p, folder));
+    }
+    for (p, folder) in &mut watched {
+        save(folder, "lib/util.py", "def assist(x):\n    return x\n");
+        p.wait("the edit", |p| p.has_node("py:lib/util.py:assist") && !p.has_node("py:lib/util.py:helper"));
+    }
 }
