@@ -14,10 +14,12 @@
 //!
 //! Everything here goes by stream entry (a change set or a single event): one message, one id, one dispatch.
 //!
-//! On a Redis Cluster one node's trouble is one shard's: a dropped node connection or a subscription the server
-//! ended (its slot moved) makes the rooms *stale* — their live messages are set aside — and each stale room is
-//! subscribed again and filled from its stream every [`STALE_RETRY`] until that works, while rooms on healthy
-//! shards keep being served. (On a single Redis a lost connection is everything's, and the fan-out starts over.)
+//! On a Redis Cluster a dropped node connection, a subscription the server ended (its slot moved) or a failed ping
+//! also starts over, on a fresh cluster connection, but room by room: a room whose shard does not answer yet (its
+//! primary is failing over) is *stale* — its live messages are set aside — and is subscribed again and filled from
+//! its stream every [`STALE_RETRY`] until that works, while the rooms of healthy shards are served at once. A
+//! watchdog compares each room with its stream every [`WATCHDOG_EVERY`]: a room whose stream stays ahead of what
+//! it dispatched (a subscription lost without a sign) is made stale, so it is recovered from the stream too.
 //!
 //! One task owns every room (no locks on the dispatch path); joins and leaves come to it as commands, in order
 //! with the messages, so a client's registration has a definite place in the event sequence.
@@ -45,6 +47,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const STALE_RETRY: Duration = Duration::from_millis(200);
 /// Stale this long, the whole cluster connection is made again.
 const STALE_GIVE_UP: Duration = Duration::from_secs(30);
+/// How often (on a cluster) each room is compared with its stream.
+const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 
 /// The handle sessions use to join and leave project rooms.
 #[derive(Clone)]
@@ -98,6 +102,8 @@ struct Room {
     /// A message may have been missed (cluster: its node's connection dropped, or its slot moved): live messages
     /// are set aside until the room is subscribed again and filled from its stream.
     stale: bool,
+    /// The stream's last id when the watchdog last found the stream ahead of what the room dispatched.
+    ahead_seen: Option<StreamId>,
     waiters: Vec<oneshot::Sender<()>>,
 }
 
@@ -110,6 +116,7 @@ impl Room {
             baseline: None,
             active: false,
             stale: false,
+            ahead_seen: None,
             waiters: Vec::new(),
         }
     }
@@ -216,6 +223,8 @@ impl Fanout {
         ping.tick().await;
         let mut retry = tokio::time::interval(STALE_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Since when some room has been stale.
         let mut stale_since: Option<tokio::time::Instant> = None;
         let cluster = sub.is_cluster();
@@ -228,25 +237,18 @@ impl Fanout {
                 msg = sub.next() => match msg {
                     Incoming::Message { channel, payload } => self.on_message(&channel, payload),
                     Incoming::Unsubscribed(channel) if self.rooms.contains_key(&channel) => {
-                        // The server dropped the subscription (its slot moved to another node): subscribe at the
-                        // slot's new owner and fill the gap from the stream.
-                        let why = format!("the server ended the subscription of {channel} (slot moved)");
-                        if !cluster {
-                            return Some(why);
-                        }
-                        tracing::warn!(reason = %why, "a room may have missed messages; recovering it");
-                        self.mark_stale(Some(&channel));
-                        stale_since.get_or_insert_with(tokio::time::Instant::now);
+                        // The server dropped the subscription (its slot moved to another node): start over, which
+                        // subscribes at the slot's new owner and fills the gap from the stream.
+                        return Some(format!("the server ended the subscription of {channel} (slot moved)"));
                     }
                     Incoming::Unsubscribed(_) | Incoming::Other => {}
-                    Incoming::Lost(why) if cluster && !self.rooms.is_empty() => {
-                        tracing::warn!(reason = %why, "rooms may have missed messages; recovering them");
-                        self.mark_stale(None);
-                        stale_since.get_or_insert_with(tokio::time::Instant::now);
-                    }
-                    Incoming::Lost(_) if cluster => {}
                     Incoming::Lost(why) => return Some(why),
                 },
+                _ = watchdog.tick(), if cluster => {
+                    if self.watch_rooms().await {
+                        stale_since.get_or_insert_with(tokio::time::Instant::now);
+                    }
+                }
                 _ = retry.tick(), if any_stale => {
                     self.recover_stale(sub).await;
                     if stale_since.is_some_and(|t| t.elapsed() > STALE_GIVE_UP) {
@@ -270,19 +272,38 @@ impl Fanout {
                         Ok(Err(e)) => Some(format!("ping failed: {e}")),
                         Err(_) => Some("ping timed out".into()),
                     };
-                    match failed {
-                        // A node of the cluster: its rooms (unknown here) are recovered; the others carry on.
-                        Some(why) if cluster => {
-                            tracing::warn!(reason = %why, "a cluster node did not answer; recovering the rooms");
-                            self.mark_stale(None);
-                            stale_since.get_or_insert_with(tokio::time::Instant::now);
-                        }
-                        Some(why) => return Some(why),
-                        None => {}
+                    if let Some(why) = failed {
+                        return Some(why);
                     }
                 }
             }
         }
+    }
+
+    /// The watchdog: a room whose stream was ahead of what it dispatched at the last look and still has not
+    /// dispatched up to there lost its subscription without a sign; it is made stale (recovered from the stream).
+    /// True when it made a room stale.
+    async fn watch_rooms(&mut self) -> bool {
+        let mut conn = self.redis.conn();
+        let mut found = false;
+        for room in self.rooms.values_mut().filter(|r| r.active && !r.stale) {
+            let Ok(last) = stream::last_generated_id(&mut conn, &room.names.cdc_stream()).await else { continue };
+            let dispatched = room.resume_point();
+            if last <= dispatched {
+                room.ahead_seen = None;
+                continue;
+            }
+            match room.ahead_seen {
+                Some(seen) if dispatched < seen => {
+                    tracing::warn!(project = %room.names.project(), %dispatched, stream = %last, "the room's stream stays ahead of it: recovering it from the stream");
+                    room.stale = true;
+                    room.ahead_seen = None;
+                    found = true;
+                }
+                _ => room.ahead_seen = Some(last),
+            }
+        }
+        found
     }
 
     /// Marks one room (or every room) stale: messages may have been missed.
