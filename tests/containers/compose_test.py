@@ -13,6 +13,8 @@ override when the images are the local stand-ins), then checks from the host, on
   - `--scale ws-gateway=5` works, and new clients reach the new replicas after the nginx reload (SIGHUP) that
     deploy/README.md documents;
   - stream-consumer feeds the FalkorDB container (counts equal graph-api's stats);
+  - graph-api reads that container: `POST /api/graph/query` through nginx answers with rows, and `/mcp` through
+    nginx answers an MCP `initialize`;
   - `docker-compose down -v` leaves no container, network or volume of the project (also when a check failed).
 
 A test-only override (compose.test.yml beside this file) publishes Redis, FalkorDB and each gateway replica on
@@ -485,6 +487,62 @@ def check_falkordb_matches_stats():
              or None)
 
 
+def check_cypher_query_through_nginx():
+    """POST /api/graph/query through nginx answers from the FalkorDB container (graph-api's [falkordb] URL),
+    with the freshness of the first analysis: min_id is the project's last stream ID, so the count is final."""
+    last = api("/stats")["last_event_id"]
+    body = {"statement": "MATCH (n) RETURN count(n)", "min_id": last}
+    # 503 no_graph until the sink first wrote the project; the first analysis has completed, so not for long.
+    answer = wait_for("POST /api/graph/query to answer", lambda: api("/query", "POST", body))
+    assert len(answer["columns"]) == 1, f"columns: {answer}"
+    assert len(answer["rows"]) == 1 and answer["rows"][0][0] > 0, f"rows: {answer}"
+    assert answer["applied_id"] is not None, f"the sink's applied_id: {answer}"
+    print(f"    MATCH (n) RETURN count(n): {answer['rows'][0][0]} (applied {answer['applied_id']}, "
+          f"waited {answer['waited_ms']} ms)")
+
+
+def check_mcp_initialize_through_nginx():
+    """An MCP `initialize` POST to /mcp through nginx (Streamable HTTP, as tests/mcp sends it) is answered with
+    the server's info and a session id; the answer is a server-sent event, read until its JSON-RPC result."""
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "compose-test", "version": "1"}}}
+    req = urllib.request.Request(f"http://127.0.0.1:{DASHBOARD_PORT}/mcp", data=json.dumps(init).encode(),
+                                 method="POST", headers={"content-type": "application/json",
+                                                         "accept": "application/json, text/event-stream"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        session = r.headers.get("mcp-session-id")
+        kind = r.headers.get("content-type", "")
+        if kind.startswith("application/json"):
+            message = json.loads(r.read())
+        else:
+            assert kind.startswith("text/event-stream"), f"/mcp answered {r.status} {kind}"
+            message = None
+            for line in r:  # the stream may stay open after the result: stop at it
+                data = line.decode().strip()
+                if data.startswith("data:") and data[5:].strip():
+                    message = json.loads(data[5:])
+                    if message.get("id") == 1:
+                        break
+    assert message and message.get("id") == 1, f"no answer to initialize: {message}"
+    result = message.get("result") or {}
+    assert result.get("serverInfo", {}).get("name") == "codegraph", f"initialize answered {message}"
+    assert "tools" in result.get("capabilities", {}), f"no tools capability: {result}"
+    assert session, "no mcp-session-id header on the initialize answer"
+    # End the session (rmcp answers DELETE with 2xx; a failure to end it fails nothing else).
+    status, _ = http_request("DELETE", "/mcp", {"mcp-session-id": session})
+    print(f"    {result.get('protocolVersion')}, session {session[:8]}..., DELETE answered {status}")
+
+
+def http_request(method, path, headers):
+    req = urllib.request.Request(f"http://127.0.0.1:{DASHBOARD_PORT}{path}", method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 def check_down_leaves_nothing():
     compose("down", "-v", "--remove-orphans")
     label = f"label=com.docker.compose.project={PROJECT}"
@@ -505,6 +563,8 @@ def main():
         ("docker kill of a gateway: clients reconnect and miss no event", check_kill_gateway_misses_no_event),
         ("docker stop of a gateway drains its clients with 1012", check_stop_gateway_drains_with_1012),
         ("stream-consumer feeds FalkorDB (counts equal graph-api's stats)", check_falkordb_matches_stats),
+        ("POST /api/graph/query through nginx answers rows from FalkorDB", check_cypher_query_through_nginx),
+        ("/mcp through nginx answers an MCP initialize", check_mcp_initialize_through_nginx),
         ("docker-compose restart redis keeps graph and stream; services recover", check_redis_restart_keeps_data),
         ("--scale ws-gateway=5: new clients reach the new replicas after nginx reload", check_scale_to_five),
         ("every container still runs as a non-root user", check_non_root),
