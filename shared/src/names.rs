@@ -27,6 +27,12 @@ pub const WATCH_WORKERS_KEY: &str = "code_graph:watch:workers";
 /// watch request (read for the live workers of [`WATCH_WORKERS_KEY`] only).
 pub const WATCH_ROOTS_KEY: &str = "code_graph:watch:roots";
 
+/// String holding an MCP session's `initialize` parameters, so any graph-api replica can restore the session. Outside
+/// any project (a key, and a slot on a cluster, of its own per session).
+pub fn mcp_session(session_id: &str) -> String {
+    format!("code_graph:mcp:session:{session_id}")
+}
+
 /// Sorted set of the live stream-consumer processes of a sink (member: consumer name, score: last heartbeat in
 /// ms), so they can share the projects out evenly.
 pub fn sink_consumers(sink: &str) -> String {

@@ -22,7 +22,7 @@ fn key(session_id: &str) -> Option<String> {
     let valid = !session_id.is_empty()
         && session_id.len() <= MAX_SESSION_ID_LEN
         && session_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    valid.then(|| format!("code_graph:mcp:session:{session_id}"))
+    valid.then(|| codegraph_shared::names::mcp_session(session_id))
 }
 
 /// Redis errors reach rmcp as an [`ApiError`], whose text (rmcp sends it to the client in a 500) never holds
