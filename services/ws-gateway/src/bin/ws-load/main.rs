@@ -12,6 +12,14 @@
 //!   ws-load throughput [--clients 1000] [--rates 100,250,400] [--seconds 10] [--changes N]
 //!   ws-load latency [--clients 1000] [--rate 20] [--seconds 20] [--changes N]
 //!   ws-load all
+//!   ws-load mutations [--projects 12] [--writers 8] [--seconds 10] [--runs 3]
+//! `--cluster P` (throughput, latency) runs Redis as a Redis Cluster of P primaries (no replicas) instead of one
+//! server: the gateway gets every node as a seed, publications are `SPUBLISH`ed (sharded) and the plain subscribers
+//! of the baseline `SSUBSCRIBE` at the node that owns the channel.
+//! `mutations` is the Redis side of the scale-out (issue 13): writers call `cg_mutate` (one node update each, the
+//! call graph-api makes for a single mutation) into 12 projects on one Redis, on a 1-primary cluster and on a
+//! 3-primary cluster (4 projects per primary), runs interleaved; it reports mutations/s and the Redis CPU
+//! (`used_cpu_sys` + `used_cpu_user` of every primary) per mutation, and how the CPU spreads over the primaries.
 //! By default each publication is a single event written with the Function library (`cg_emit`, one XADD +
 //! PUBLISH), carrying the publish time as `"data":{"t":<µs>}`. With `--changes N` each publication is a change
 //! set of N node updates (`cg_mutate`, one call, one entry), the first carrying the time in its properties; the
@@ -19,6 +27,7 @@
 //! latency. Receivers count the time markers (one per frame) and the changes (one `"entity"` per change, in
 //! either form of entry) in the raw bytes they read.
 
+mod mutations;
 mod receivers;
 mod scanner;
 
@@ -31,11 +40,12 @@ use std::{
 
 use codegraph_shared::{
     event::EventType,
-    functions::{GraphWriter, Mutation, PublishMode, MAX_OPS_PER_CALL},
+    functions::{GraphWriter, Mutation, MAX_OPS_PER_CALL},
     graph::Node,
     names::RedisNames,
     project::ProjectName,
-    testing::{free_port, wait_for_port, RedisServer},
+    redis_handle::{RedisHandle, RedisTls},
+    testing::{free_port, wait_for_port, RedisCluster, RedisServer},
 };
 use receivers::{now_us, Receipts};
 use tokio::{net::TcpStream, sync::watch};
@@ -56,6 +66,11 @@ struct Args {
     seconds: Option<u64>,
     /// Changes per published change set; `None`: single events.
     changes: Option<usize>,
+    /// Primaries of a Redis Cluster; 0: one Redis server.
+    cluster: usize,
+    projects: usize,
+    writers: usize,
+    runs: usize,
 }
 
 fn parse_args() -> Args {
@@ -67,6 +82,10 @@ fn parse_args() -> Args {
         rate: 20,
         seconds: None,
         changes: None,
+        cluster: 0,
+        projects: 12,
+        writers: 8,
+        runs: 3,
     };
     let mut it = std::env::args().skip(1);
     a.command = it.next().unwrap_or_else(|| usage());
@@ -79,6 +98,10 @@ fn parse_args() -> Args {
             "--rates" => a.rates = value.split(',').map(|r| r.parse().unwrap_or_else(|_| usage())).collect(),
             "--rate" => a.rate = num(),
             "--seconds" => a.seconds = Some(num()),
+            "--cluster" => a.cluster = num() as usize,
+            "--projects" => a.projects = num() as usize,
+            "--writers" => a.writers = num() as usize,
+            "--runs" => a.runs = num() as usize,
             "--changes" => match num() as usize {
                 n @ 1..=MAX_OPS_PER_CALL => a.changes = Some(n),
                 _ => usage(),
@@ -91,28 +114,92 @@ fn parse_args() -> Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: ws-load idle|throughput|latency|all [--connections N] [--clients N] [--rates a,b] [--rate R] \
-         [--seconds S] [--changes 1..{MAX_OPS_PER_CALL}]"
+        "usage: ws-load idle|throughput|latency|all|mutations [--connections N] [--clients N] [--rates a,b] \
+         [--rate R] [--seconds S] [--changes 1..{MAX_OPS_PER_CALL}] [--cluster PRIMARIES] [--projects N] \
+         [--writers N] [--runs N]"
     );
     std::process::exit(2)
 }
 
-/// The system under test: a private redis-server and one gateway process.
+/// A private Redis: one server, or a Redis Cluster of private nodes.
+enum Store {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Store {
+    /// One server for 0 primaries, else a cluster of that many primaries without replicas.
+    fn start(primaries: usize) -> Self {
+        match primaries {
+            0 => Self::Single(RedisServer::start()),
+            n => Self::Cluster(RedisCluster::start(n, 0)),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Single(r) => r.url(),
+            Self::Cluster(c) => c.url(0),
+        }
+    }
+
+    /// `CODEGRAPH__REDIS__CLUSTER_NODES` for the gateway (empty: one server).
+    fn seeds(&self) -> String {
+        match self {
+            Self::Single(_) => String::new(),
+            Self::Cluster(c) => c.seeds(),
+        }
+    }
+
+    /// A handle over either topology, as the services open it.
+    fn handle(&self) -> RedisHandle {
+        match self {
+            Self::Single(r) => RedisHandle::open(&r.url()).expect("a Redis handle"),
+            Self::Cluster(c) => RedisHandle::open_cluster(&c.seed_urls(), &RedisTls::default()).expect("a handle"),
+        }
+    }
+
+    /// Where a plain subscriber of `channel` subscribes, and with which command.
+    fn subscription(&self, channel: &str) -> (SocketAddr, &'static str) {
+        match self {
+            Self::Single(r) => (r.addr(), "SUBSCRIBE"),
+            Self::Cluster(c) => (([127, 0, 0, 1], c.port(c.primary_for_key(channel))).into(), "SSUBSCRIBE"),
+        }
+    }
+
+    /// Ports of the nodes that own slots (the one server, or each primary).
+    fn primary_ports(&self) -> Vec<u16> {
+        match self {
+            Self::Single(r) => vec![r.port()],
+            Self::Cluster(c) => c.primaries().into_iter().map(|i| c.port(i)).collect(),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Self::Single(_) => "one Redis (PUBLISH)".into(),
+            Self::Cluster(c) => format!("cluster of {} primaries (SPUBLISH)", c.primaries().len()),
+        }
+    }
+}
+
+/// The system under test: a private Redis (one server or a cluster) and one gateway process.
 struct Bench {
-    redis: RedisServer,
+    redis: Store,
     gateway: Child,
     addr: SocketAddr,
 }
 
 impl Bench {
-    async fn start() -> Self {
-        let redis = RedisServer::start();
+    async fn start(primaries: usize) -> Self {
+        let redis = tokio::task::block_in_place(|| Store::start(primaries));
         let port = free_port();
         let binary = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("ws-gateway")));
         let binary: PathBuf = binary.filter(|p| p.exists()).expect("build ws-gateway next to ws-load");
         let gateway = Command::new(binary)
             .env("CODEGRAPH_CONFIG_DIR", "/nonexistent")
             .env("CODEGRAPH__REDIS__URL", redis.url())
+            .env("CODEGRAPH__REDIS__CLUSTER_NODES", redis.seeds())
             .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{port}"))
             // The raw receivers answer no protocol ping; keep pings out of the measurement window.
             .env("CODEGRAPH__GATEWAY__PING_INTERVAL_MS", "600000")
@@ -177,13 +264,14 @@ impl Bench {
         .await
     }
 
-    /// Opens `n` plain Redis connections subscribed to the project's channel.
+    /// Opens `n` plain Redis connections subscribed to the project's channel (sharded on a cluster, at the node
+    /// that owns it).
     async fn redis_subscribers(&self, n: usize) -> Vec<Receiver> {
-        let addr = self.redis.addr();
         let channel = RedisNames::new(&ProjectName::parse(PROJECT).unwrap()).events_channel();
+        let (addr, command) = self.redis.subscription(&channel);
         connect_many(n, move || {
             let channel = channel.clone();
-            async move { receivers::redis_subscriber(addr, &channel).await }
+            async move { receivers::redis_subscriber(addr, command, &channel).await }
         })
         .await
     }
@@ -214,9 +302,10 @@ where
 
 /// Publishes `rate` entries a second for `seconds` through the Function library: single events, or change sets of
 /// `changes` node updates; returns how many and when the first and last went out (µs).
-async fn publish(redis_url: &str, rate: u64, seconds: u64, changes: Option<usize>) -> (u64, u64, u64) {
-    let mut conn = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let writer = GraphWriter::new(RedisNames::new(&ProjectName::parse(PROJECT).unwrap()), 0, PublishMode::Classic);
+async fn publish(redis: &Store, rate: u64, seconds: u64, changes: Option<usize>) -> (u64, u64, u64) {
+    let handle = redis.handle();
+    let mut conn = handle.conn();
+    let writer = GraphWriter::new(RedisNames::new(&ProjectName::parse(PROJECT).unwrap()), 0, handle.publish_mode());
     let total = rate * seconds;
     let start = Instant::now();
     let first = now_us();
@@ -278,7 +367,7 @@ async fn measure(
             .collect();
         running.push((name, n, tasks));
     }
-    let (published, first, last) = publish(&bench.redis.url(), rate, seconds, changes).await;
+    let (published, first, last) = publish(&bench.redis, rate, seconds, changes).await;
     // Let the tail arrive (bounded).
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_tx.send_replace(true);
@@ -430,7 +519,7 @@ fn ratio(ours: &Measurement, base: &Measurement) {
 }
 
 async fn idle(connections: usize) {
-    let bench = Bench::start().await;
+    let bench = Bench::start(0).await;
     // Let start-up allocations settle, then measure the empty gateway.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = bench.gateway_rss_kib();
@@ -458,9 +547,9 @@ fn unit(changes: Option<usize>) -> String {
     }
 }
 
-async fn throughput(clients: usize, rates: &[u64], seconds: u64, changes: Option<usize>) {
-    let bench = Bench::start().await;
-    println!("## throughput: {clients} receivers, {seconds} s per rate, {}", unit(changes));
+async fn throughput(clients: usize, rates: &[u64], seconds: u64, changes: Option<usize>, cluster: usize) {
+    let bench = Bench::start(cluster).await;
+    println!("## throughput: {clients} receivers, {seconds} s per rate, {}, {}", unit(changes), bench.redis.label());
     for &rate in rates {
         let per_entry = changes.unwrap_or(1) as u64;
         println!(
@@ -483,13 +572,14 @@ async fn throughput(clients: usize, rates: &[u64], seconds: u64, changes: Option
     }
 }
 
-async fn latency(clients: usize, rate: u64, seconds: u64, changes: Option<usize>) {
-    let bench = Bench::start().await;
+async fn latency(clients: usize, rate: u64, seconds: u64, changes: Option<usize>, cluster: usize) {
+    let bench = Bench::start(cluster).await;
     println!(
         "## latency: {rate} {}/s × {clients} = {} frame deliveries/s to each set, both sets on the same \
-         publications, {seconds} s",
+         publications, {seconds} s, {}",
         unit(changes),
-        rate * clients as u64
+        rate * clients as u64,
+        bench.redis.label()
     );
     let gw = bench.gateway_clients(clients).await;
     let rs = bench.redis_subscribers(clients).await;
@@ -519,14 +609,19 @@ async fn main() {
     now_us();
     match args.command.as_str() {
         "idle" => idle(args.connections).await,
-        "throughput" => throughput(args.clients, &args.rates, args.seconds.unwrap_or(10), args.changes).await,
-        "latency" => latency(args.clients, args.rate, args.seconds.unwrap_or(20), args.changes).await,
+        "throughput" => {
+            throughput(args.clients, &args.rates, args.seconds.unwrap_or(10), args.changes, args.cluster).await
+        }
+        "latency" => latency(args.clients, args.rate, args.seconds.unwrap_or(20), args.changes, args.cluster).await,
+        "mutations" => {
+            mutations::run(args.projects, args.writers, args.seconds.unwrap_or(10), args.runs).await;
+        }
         "all" => {
             idle(args.connections).await;
             println!();
-            throughput(args.clients, &args.rates, args.seconds.unwrap_or(10), args.changes).await;
+            throughput(args.clients, &args.rates, args.seconds.unwrap_or(10), args.changes, args.cluster).await;
             println!();
-            latency(args.clients, args.rate, args.seconds.unwrap_or(20), args.changes).await;
+            latency(args.clients, args.rate, args.seconds.unwrap_or(20), args.changes, args.cluster).await;
         }
         _ => usage(),
     }

@@ -48,11 +48,12 @@ pub async fn gateway_client(addr: SocketAddr, path: &str) -> std::io::Result<(Tc
     Ok((s, rest))
 }
 
-/// Subscribes a plain Redis connection to `channel` and waits for the confirmation.
-pub async fn redis_subscriber(addr: SocketAddr, channel: &str) -> std::io::Result<(TcpStream, Vec<u8>)> {
+/// Subscribes a plain Redis connection to `channel` with `command` (`SUBSCRIBE`, or `SSUBSCRIBE` at the node that
+/// owns the channel's slot) and waits for the confirmation.
+pub async fn redis_subscriber(addr: SocketAddr, command: &str, channel: &str) -> std::io::Result<(TcpStream, Vec<u8>)> {
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
-    let cmd = format!("*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{channel}\r\n", channel.len());
+    let cmd = format!("*2\r\n${}\r\n{command}\r\n${}\r\n{channel}\r\n", command.len(), channel.len());
     s.write_all(cmd.as_bytes()).await?;
     let rest = wait_for(&mut s, Vec::new(), b":1\r\n").await?;
     Ok((s, rest))
