@@ -82,7 +82,18 @@ pub async fn watch(
             mode: Mode::Incremental,
         };
         on(WatchEvent::RunStarted { job_id: &spec.job_id, catching_up: run == 1 });
-        let (a, end) = runner.run(&spec, analyzer, CancelFlag::default()).await;
+        // A stop cancels the run in hand (between files and chunks): a watch that was removed, moved or whose
+        // lease was lost writes no more than a chunk after it.
+        let cancel = CancelFlag::default();
+        let on_stop = tokio::spawn({
+            let (cancel, shutdown) = (cancel.clone(), shutdown.clone());
+            async move {
+                shutdown.wait().await;
+                cancel.cancel();
+            }
+        });
+        let (a, end) = runner.run(&spec, analyzer, cancel).await;
+        on_stop.abort();
         analyzer = a;
         on(WatchEvent::RunEnded { job_id: &spec.job_id, end: &end });
         // Wait for a change, then for quiet; the analyzer learns every path that changed meanwhile.

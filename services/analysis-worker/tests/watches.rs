@@ -320,3 +320,33 @@ fn on_a_redis_cluster_watches_of_projects_on_different_primaries_follow_edits() 
         p.wait("the edit", |p| p.has_node("py:lib/util.py:assist") && !p.has_node("py:lib/util.py:helper"));
     }
 }
+
+#[test]
+fn a_watch_stopped_during_its_catch_up_cancels_the_run() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let repo = root.join("big");
+    // Enough files that the first run lasts well beyond the worker's tick.
+    for i in 0..3000 {
+        let text = format!("def f{i}():\n    return {i}\n\nclass C{i}:\n    def m(self):\n        return f{i}()\n");
+        save(&repo, &format!("pkg{}/m{i}.py", i % 30), &text);
+    }
+    let _worker = Worker::start(&server, &root);
+    let mut p = Project::new(&server, "big");
+    p.watch(&repo);
+    p.wait("the catch-up under way", |p| {
+        p.status().get("state").map(String::as_str) == Some("catching_up") && p.owner().is_some()
+    });
+    p.unwatch();
+    // The run ends cancelled (an analysis_cancelled event), and the lease is handed back.
+    let stream = p.names.cdc_stream();
+    p.wait("the run cancelled", |p| {
+        let entries: Vec<redis::Value> =
+            redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").query(&mut *p.conn).unwrap();
+        format!("{entries:?}").contains("analysis_cancelled")
+    });
+    p.wait("the lease handed back", |p| p.owner().is_none());
+    let files: u64 = redis::cmd("HLEN").arg(p.names.file_hashes()).query(&mut *p.conn).unwrap();
+    assert_eq!(files, 0, "a cancelled run records no content hashes");
+}
