@@ -112,6 +112,22 @@ pub struct JobRunner {
     pub settings: AnalysisSettings,
     /// Draw a progress bar on a terminal (the CLI).
     pub show_bar: bool,
+    /// Runs of this process, one at a time per project.
+    pub turns: ProjectTurns,
+}
+
+/// One run at a time per project within a process: a queued job and a watch run of the same project would
+/// otherwise both compute their difference against what Redis holds and write it, the work done twice. (Runs in
+/// different processes are not serialised: they converge the same way.)
+#[derive(Clone, Default)]
+pub struct ProjectTurns(Arc<std::sync::Mutex<std::collections::HashMap<ProjectName, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl ProjectTurns {
+    /// Waits until no other run of `project` in this process is under way; the turn lasts as long as the guard.
+    pub async fn take(&self, project: &ProjectName) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = self.0.lock().expect("turns lock").entry(project.clone()).or_default().clone();
+        turn.lock_owned().await
+    }
 }
 
 impl JobRunner {
@@ -133,6 +149,7 @@ impl JobRunner {
 
     /// Runs one job; `analyzer` carries parsed facts between runs (watch mode) and is handed back.
     pub async fn run(&self, spec: &JobSpec, analyzer: Analyzer, cancel: CancelFlag) -> (Analyzer, JobEnd) {
+        let _turn = self.turns.take(&spec.project).await;
         let started = Instant::now();
         let writer = self.writer(&spec.project);
         let job_id = spec.job_id.as_str();
@@ -382,5 +399,23 @@ impl JobRunner {
             b.draw(&progress.read());
             b.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_of_one_project_take_turns_and_other_projects_do_not_wait() {
+        let turns = ProjectTurns::default();
+        let a = ProjectName::parse("a").unwrap();
+        let first = turns.take(&a).await;
+        let wait = Duration::from_millis(50);
+        assert!(tokio::time::timeout(wait, turns.take(&a)).await.is_err(), "a second run of a did not wait");
+        let b = ProjectName::parse("b").unwrap();
+        assert!(tokio::time::timeout(wait, turns.take(&b)).await.is_ok(), "a run of b waited for a");
+        drop(first);
+        assert!(tokio::time::timeout(Duration::from_secs(5), turns.take(&a)).await.is_ok(), "a's turn never came");
     }
 }

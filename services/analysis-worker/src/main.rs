@@ -96,6 +96,7 @@ fn main() -> ExitCode {
             redis_settings: settings.redis.clone(),
             settings: analysis,
             show_bar: cli.command.is_some(),
+            turns: Default::default(),
         };
         match cli.command {
             None => serve(settings, redis, runner).await,

@@ -52,6 +52,7 @@ impl Harness {
             redis_settings: RedisSettings { url: server.url(), ..Default::default() },
             settings,
             show_bar: false,
+            turns: Default::default(),
         };
         Self {
             _server: server,

@@ -114,6 +114,7 @@ fn runner(server: &RedisServer, roots: &str) -> JobRunner {
         redis_settings: RedisSettings { url: server.url(), ..Default::default() },
         settings: AnalysisSettings { allowed_roots: roots.to_owned(), ..Default::default() },
         show_bar: false,
+        turns: Default::default(),
     }
 }
 
