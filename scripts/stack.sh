@@ -428,7 +428,7 @@ trigger_analysis() {
   [ "$ANALYZE" = 1 ] && unit_alive analysis-worker || return 0
   local response watching=0 deadline=$((SECONDS + 10))
   if [ "$WATCH" = 1 ]; then
-    # The worker announces itself within a second of starting; until then graph-api answers 503 no_worker.
+    # The worker announces itself within a second of starting; until then graph-api answers 409 no_worker.
     while :; do
       if response=$(post_admin watch "$(printf '{"path":"%s"}' "$ANALYZE_PATH")"); then
         watching=1

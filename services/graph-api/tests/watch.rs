@@ -2,7 +2,7 @@
 //! by what it writes (its heartbeat in `code_graph:watch:workers` and its roots in `code_graph:watch:roots`), as
 //! the worker's own tests check the other half (services/analysis-worker/tests/watches.rs). A watch is recorded,
 //! read back, moved and stopped; a path that is relative, outside the roots, missing or not a folder, an unknown
-//! watch, and a request with no worker alive are refused with a clear 4xx/503 and change nothing.
+//! watch, and a request with no worker alive are refused with a clear 4xx and change nothing.
 
 use codegraph_shared::{
     names::{WATCHES_KEY, WATCH_ROOTS_KEY, WATCH_WORKERS_KEY},
@@ -137,7 +137,7 @@ async fn bad_watch_requests_are_refused_and_change_nothing() {
     std::os::unix::fs::symlink(root.join("outside"), allowed.join("link-out")).unwrap();
 
     // No worker alive: nobody could check the path or watch it.
-    assert_error(&api.post(WATCH, json!({"path": allowed.join("repo")})).await, 503, "no_worker");
+    assert_error(&api.post(WATCH, json!({"path": allowed.join("repo")})).await, 409, "no_worker");
     assert_eq!(watch_keys(&redis), (vec![], Default::default()));
 
     announce_worker(&redis, "worker-1", &allowed);

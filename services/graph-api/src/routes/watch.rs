@@ -94,14 +94,15 @@ fn lexical(path: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-/// The roots the live analysis-workers may analyse; 503 when no worker is alive.
+/// The roots the live analysis-workers may analyse; 409 `no_worker` when no worker is alive (a state of the
+/// deployment the client can wait out, not an outage of this service: Redis answered).
 async fn live_roots(state: &AppState) -> Result<Vec<PathBuf>, ApiError> {
     let mut conn = state.conn();
     let workers: Vec<String> =
         redis::cmd("ZRANGEBYSCORE").arg(WATCH_WORKERS_KEY).arg(now_ms()).arg("+inf").query_async(&mut conn).await?;
     if workers.is_empty() {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::CONFLICT,
             "no_worker",
             "no analysis-worker is running: start one, then ask again (nothing was changed)",
         ));
@@ -227,7 +228,7 @@ fn view(
 #[utoipa::path(post, path = "/admin/watch", tag = "admin", params(ProjectParam), request_body = WatchRequest,
     responses((status = 200, body = WatchStatus),
         (status = 422, description = "The path is not absolute, not under the workers' allowed roots, missing or not a folder (`invalid_path`); nothing changed.", body = ErrorBody),
-        (status = 503, description = "No analysis-worker is running (`no_worker`); nothing changed.", body = ErrorBody)))]
+        (status = 409, description = "No analysis-worker is running (`no_worker`); nothing changed.", body = ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
     project: Project,
