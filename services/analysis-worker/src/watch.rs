@@ -4,7 +4,11 @@
 //! the owners they affect are built again. Used by the `watch` command and by the service's watches
 //! ([`crate::watches`]).
 
-use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use codegraph_shared::{project::ProjectName, shutdown::Shutdown};
 use notify::{RecursiveMode, Watcher};
@@ -21,6 +25,43 @@ use crate::{
 fn relevant(path: &std::path::Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     name == ".gitignore" || name == ".ignore" || Language::of_path(name).is_some() || path.extension().is_none()
+}
+
+/// What the analysis never reads, so that notifications about it need no run: hidden entries (`.git/`) and what the
+/// folder's own `.gitignore` and `.ignore` exclude (`target/`, `node_modules/`: a build in a watched checkout would
+/// otherwise start a run per batch of its output). Nested ignore files are left to discovery (a run that finds
+/// nothing changed writes nothing).
+struct Ignored {
+    root: PathBuf,
+    rules: ignore::gitignore::Gitignore,
+}
+
+impl Ignored {
+    fn new(root: &Path) -> Self {
+        let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+        for name in [".gitignore", ".ignore"] {
+            let file = root.join(name);
+            if file.is_file() {
+                let _ = builder.add(file);
+            }
+        }
+        let rules = builder.build().unwrap_or_else(|_| ignore::gitignore::Gitignore::empty());
+        Self { root: root.to_owned(), rules }
+    }
+
+    fn covers(&self, path: &Path) -> bool {
+        let Ok(rel) = path.strip_prefix(&self.root) else { return false };
+        let mut parts = rel.components().peekable();
+        while let Some(part) = parts.next() {
+            let hidden = part.as_os_str().to_str().is_some_and(|n| n.starts_with('.'));
+            // An ignore file itself counts, unless it lies inside a hidden folder.
+            let last = parts.peek().is_none();
+            if hidden && !(last && matches!(part.as_os_str().to_str(), Some(".gitignore" | ".ignore"))) {
+                return true;
+            }
+        }
+        self.rules.matched_path_or_any_parents(rel, path.is_dir()).is_ignore()
+    }
 }
 
 /// What a watch tells its caller as it goes.
@@ -53,12 +94,21 @@ pub async fn watch(
     let path = path.canonicalize()?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Changes>();
     let root = path.clone();
+    let mut ignored = Ignored::new(&root);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // The folder's own ignore rules changed: follow them from now on (the run that follows walks it all).
+        if let Ok(event) = &res {
+            let rules = |p: &PathBuf| p.file_name().is_some_and(|n| n == ".gitignore" || n == ".ignore");
+            if event.paths.iter().any(|p| p.parent() == Some(root.as_path()) && rules(p)) {
+                ignored = Ignored::new(&root);
+            }
+        }
+        let counts = |p: &PathBuf| relevant(p) && !ignored.covers(p);
         let changes = match res {
             Ok(event) if event.need_rescan() => Changes::Unknown,
-            Ok(event) if event.kind.is_access() || !event.paths.iter().any(|p| relevant(p)) => return,
+            Ok(event) if event.kind.is_access() || !event.paths.iter().any(counts) => return,
             Ok(event) => {
-                let paths = event.paths.iter().filter(|p| relevant(p)).map(|p| relative(&root, p));
+                let paths = event.paths.iter().filter(|p| counts(p)).map(|p| relative(&root, p));
                 match paths.collect::<Option<BTreeSet<String>>>() {
                     Some(paths) => Changes::Paths(paths),
                     None => Changes::Unknown,
@@ -142,5 +192,33 @@ impl Pending {
     /// Paths known to have changed; a lost track counts as one more.
     fn count(&self) -> usize {
         self.paths.len() + usize::from(self.unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_about_what_discovery_skips_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join(".gitignore"), "target/\nnode_modules\n*.log\n").unwrap();
+        std::fs::create_dir_all(root.join("target/debug")).unwrap();
+        let ignored = Ignored::new(&root);
+        for skipped in [
+            "target/debug/build.rs",
+            "target/debug",
+            "web/node_modules/x/index.js",
+            "a.log",
+            ".git/HEAD",
+            ".hidden/.gitignore",
+        ] {
+            assert!(ignored.covers(&root.join(skipped)), "{skipped} should be skipped");
+        }
+        for kept in ["src/main.rs", "targets.py", ".gitignore", "sub/.ignore", "lib/app.py"] {
+            assert!(!ignored.covers(&root.join(kept)), "{kept} should count");
+        }
+        assert!(!ignored.covers(Path::new("/elsewhere/target/x.rs")), "outside the root nothing is judged");
     }
 }
