@@ -27,6 +27,18 @@ pub async fn send_retrying(
     body: Option<&Value>,
     deadline: Duration,
 ) -> Result<(u16, Value), String> {
+    send_counting(http, method, url, body, deadline, &AtomicU64::new(0)).await
+}
+
+/// [`send_retrying`], counting the failed attempts (5xx answers and connection errors) in `failures`.
+pub async fn send_counting(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&Value>,
+    deadline: Duration,
+    failures: &AtomicU64,
+) -> Result<(u16, Value), String> {
     let start = Instant::now();
     loop {
         let mut req = http.request(method.clone(), url).timeout(Duration::from_secs(5));
@@ -41,6 +53,7 @@ pub async fn send_retrying(
             Ok(resp) => format!("HTTP {}", resp.status()),
             Err(e) => e.to_string(),
         };
+        failures.fetch_add(1, Ordering::Relaxed);
         if start.elapsed() > deadline {
             return Err(format!("{method} {url} failing for {deadline:?}: {last}"));
         }
@@ -52,6 +65,8 @@ pub async fn send_retrying(
 pub struct MutationLoad {
     stop: Arc<AtomicBool>,
     pub sent: Arc<AtomicU64>,
+    /// Attempts answered 5xx or not answered (each retried).
+    pub failures: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
@@ -59,7 +74,8 @@ impl MutationLoad {
     pub fn start(api: String, project: &str, rate: u64, seed: u64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let (s, n) = (stop.clone(), sent.clone());
+        let failures = Arc::new(AtomicU64::new(0));
+        let (s, n, f) = (stop.clone(), sent.clone(), failures.clone());
         let project = project.to_owned();
         let task = tokio::spawn(async move {
             let http = reqwest::Client::new();
@@ -116,12 +132,12 @@ impl MutationLoad {
                 };
                 let sep = if path.contains('?') { '&' } else { '?' };
                 let url = format!("{api}{path}{sep}project={project}");
-                send_retrying(&http, method, &url, body.as_ref(), Duration::from_secs(60)).await?;
+                send_counting(&http, method, &url, body.as_ref(), Duration::from_secs(60), &f).await?;
                 n.fetch_add(1, Ordering::Relaxed);
             }
             Ok(())
         });
-        Self { stop, sent, task }
+        Self { stop, sent, failures, task }
     }
 
     /// Waits until `more` further requests went through (the load is flowing), or fails after `deadline`.

@@ -73,6 +73,8 @@ struct Failover {
     project_clients: Option<Duration>,
     same_shard_clients: Option<Duration>,
     other_shard_clients: Option<Duration>,
+    /// Per project: the writer's attempts answered 5xx or not at all from the SIGKILL until the load flowed again.
+    refused: Vec<u64>,
 }
 
 /// Every process of the system (dropped in this order: the services before the Redis nodes they use).
@@ -318,6 +320,10 @@ async fn a_primary_killed_under_load_loses_no_event_that_the_stream_holds() {
         let victim = sys.cluster.primary_for_key(&project);
         let on_victim: Vec<bool> = clients.iter().map(|c| sys.cluster.primary_for_key(&c.project) == victim).collect();
         let logs: Vec<_> = clients.iter().map(|c| c.log.clone()).collect();
+        let failures = |loads: &[MutationLoad]| -> Vec<u64> {
+            loads.iter().map(|l| l.failures.load(std::sync::atomic::Ordering::Relaxed)).collect()
+        };
+        let failed_before = failures(&loads);
         let kill_ms = now_ms();
         let t0 = Instant::now();
         tokio::task::block_in_place(|| sys.cluster.kill(victim));
@@ -326,7 +332,7 @@ async fn a_primary_killed_under_load_loses_no_event_that_the_stream_holds() {
         let healthy = t0.elapsed();
         let at = watch.await.expect("the client watch");
         let pick = |keep: &dyn Fn(usize) -> bool| latest((0..at.len()).filter(|&i| keep(i)).map(|i| at[i]));
-        let f = Failover {
+        let mut f = Failover {
             killed: victim,
             promoted,
             kill_ms,
@@ -335,17 +341,19 @@ async fn a_primary_killed_under_load_loses_no_event_that_the_stream_holds() {
             same_shard_clients: pick(&|i| on_victim[i] && clients[i].project != project),
             other_shard_clients: pick(&|i| !on_victim[i]),
             project,
+            refused: Vec::new(),
         };
-        println!("failover {round}: {f:?}");
         if at.iter().any(Option::is_none) {
             problems.push(format!("failover {round}: some clients received nothing new within {DEADLINE:?}"));
         }
-        failovers.push(f);
         killed_nodes.push(victim);
         killed_nodes.push(promoted);
         for r in more(&loads, plan.after).await {
             problems.extend(r.err());
         }
+        f.refused = failures(&loads).iter().zip(&failed_before).map(|(a, b)| a - b).collect();
+        println!("failover {round}: {f:?}");
+        failovers.push(f);
         if round + 1 < plan.failovers {
             // The old primary comes back as a replica of its successor: every primary has a replica again.
             tokio::task::block_in_place(|| sys.cluster.restart(victim));
@@ -504,12 +512,18 @@ async fn a_primary_killed_under_load_loses_no_event_that_the_stream_holds() {
         let firsts: Vec<String> = projects
             .iter()
             .zip(&streams)
-            .map(|(p, s)| {
+            .zip(&f.refused)
+            .map(|((p, s), refused)| {
                 let first = s.sets.iter().find(|e| e.id.ms > f.kill_ms).map(|e| e.id.ms - f.kill_ms);
-                format!("{p} {}", first.map_or("never".to_owned(), |ms| format!("{:.2} s", ms as f64 / 1000.0)))
+                let first = first.map_or("never".to_owned(), |ms| format!("{:.2} s", ms as f64 / 1000.0));
+                format!("{p} {first} ({refused} refused)")
             })
             .collect();
-        let _ = writeln!(report, "failover {i}: first entry after the SIGKILL: {}", firsts.join(", "));
+        let _ = writeln!(
+            report,
+            "failover {i}: first entry after the SIGKILL (and the writer's attempts answered 5xx or not at all): {}",
+            firsts.join(", ")
+        );
     }
     println!("{report}");
 
