@@ -534,8 +534,15 @@ impl GraphWriter {
     }
 
     /// `SADD` of the project name: idempotent, outside the Function because the key is outside the project slot.
+    /// Best effort: the mutation is already applied, and on a Redis Cluster the registry lives on another shard,
+    /// which may be failing over while this project's shard serves — so a failed `SADD` is logged, not returned
+    /// (the next change of the project registers it again). Never fails; the `Result` keeps the call sites' shape.
     async fn register_project<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<(), RedisError> {
-        redis::cmd("SADD").arg(PROJECTS_KEY).arg(self.names.project().as_str()).query_async::<i64>(conn).await?;
+        let mut add = redis::cmd("SADD");
+        add.arg(PROJECTS_KEY).arg(self.names.project().as_str());
+        if let Err(e) = add.query_async::<i64>(conn).await {
+            tracing::warn!(project = %self.names.project(), error = %e, "the project registry was not updated; the next change retries");
+        }
         Ok(())
     }
 }
