@@ -95,8 +95,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     .expect("register metric"),
     refills: register_int_counter_vec!(
         "codegraph_consumer_refills_total",
-        "Projects rebuilt in a sink that lost data it had recorded, by reason (missing: no record; behind: a record \
-         behind what the group acknowledged; lost_on_commit: found by a commit)",
+        "Projects rebuilt in a sink that lost data it had recorded, or that holds what Redis lost, by reason \
+         (missing: no record; behind: a record behind what the group acknowledged; lost_on_commit: found by a \
+         commit; ahead_of_redis: the stream no longer holds the entry the sink recorded, after a failover)",
         &["sink", "reason"]
     )
     .expect("register metric"),
