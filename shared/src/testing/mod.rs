@@ -8,6 +8,56 @@ pub mod cluster;
 
 pub use cluster::{key_slot, ClusterBuilder, ClusterNode, RedisCluster};
 
+/// A test's Redis: one private server, or a private Redis Cluster. Services started against it get
+/// [`TestRedis::url`] and, for a cluster, `CODEGRAPH__REDIS__CLUSTER_NODES` = [`TestRedis::seeds`] (which wins).
+pub enum TestRedis {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl TestRedis {
+    /// One server for 0 primaries, else a cluster of that many primaries without replicas.
+    pub fn start(primaries: usize) -> Self {
+        match primaries {
+            0 => Self::Single(RedisServer::start()),
+            n => Self::Cluster(RedisCluster::start(n, 0)),
+        }
+    }
+
+    /// The one server's URL, or the first node's.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Single(r) => r.url(),
+            Self::Cluster(c) => c.url(0),
+        }
+    }
+
+    /// `CODEGRAPH__REDIS__CLUSTER_NODES` for the services (empty: one server).
+    pub fn seeds(&self) -> String {
+        match self {
+            Self::Single(_) => String::new(),
+            Self::Cluster(c) => c.seeds(),
+        }
+    }
+
+    /// A handle over either topology, as the services open it.
+    pub fn handle(&self) -> crate::redis_handle::RedisHandle {
+        use crate::redis_handle::{RedisHandle, RedisTls};
+        match self {
+            Self::Single(r) => RedisHandle::open_with(&r.url(), &RedisTls::default()).expect("a Redis handle"),
+            Self::Cluster(c) => RedisHandle::open_cluster(&c.seed_urls(), &RedisTls::default()).expect("a handle"),
+        }
+    }
+
+    /// Ports of the nodes that own slots (the one server, or each primary).
+    pub fn primary_ports(&self) -> Vec<u16> {
+        match self {
+            Self::Single(r) => vec![r.port()],
+            Self::Cluster(c) => c.primaries().into_iter().map(|i| c.port(i)).collect(),
+        }
+    }
+}
+
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},

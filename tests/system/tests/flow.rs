@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use codegraph_shared::{
     event::{decode_entry, decode_published, CdcEvent, EventType, STREAM_FIELD},
-    testing::{start_falkordb, RedisCluster, RedisServer},
+    testing::{start_falkordb, RedisCluster, RedisServer, TestRedis},
 };
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -25,48 +25,27 @@ fn dashboard_metric_names() -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// The services' Redis: one server, or a cluster (the services get its seeds, which win over the URL).
-enum Store {
-    Single(RedisServer),
-    Cluster(RedisCluster),
-}
-
-impl Store {
-    fn url(&self) -> String {
-        match self {
-            Self::Single(r) => r.url(),
-            Self::Cluster(c) => c.url(0),
-        }
-    }
-
-    fn seeds(&self) -> String {
-        match self {
-            Self::Single(_) => String::new(),
-            Self::Cluster(c) => c.seeds(),
-        }
-    }
-
-    fn xrange(&self, key: &str) -> redis::streams::StreamRangeReply {
-        let cmd = redis::cmd("XRANGE").arg(key).arg("-").arg("+").clone();
-        match self {
-            Self::Single(r) => cmd.query(&mut r.connection()).unwrap(),
-            Self::Cluster(c) => cmd.query(&mut c.cluster_connection()).unwrap(),
-        }
+/// The stream's entries, read over either topology.
+fn xrange(redis: &TestRedis, key: &str) -> redis::streams::StreamRangeReply {
+    let cmd = redis::cmd("XRANGE").arg(key).arg("-").arg("+").clone();
+    match redis {
+        TestRedis::Single(r) => cmd.query(&mut r.connection()).unwrap(),
+        TestRedis::Cluster(c) => cmd.query(&mut c.cluster_connection()).unwrap(),
     }
 }
 
 #[tokio::test]
 async fn analysis_flows_to_the_browser_and_into_falkordb() {
-    flow(Store::Single(RedisServer::start())).await;
+    flow(TestRedis::Single(RedisServer::start())).await;
 }
 
 #[tokio::test]
 async fn analysis_flows_to_the_browser_and_into_falkordb_on_a_redis_cluster() {
     let cluster = RedisCluster::start(3, 1);
-    flow(Store::Cluster(cluster)).await;
+    flow(TestRedis::Cluster(cluster)).await;
 }
 
-async fn flow(redis: Store) {
+async fn flow(redis: TestRedis) {
     let falkor = start_falkordb(&[]);
     let repo = fixture_repo();
     let root = repo.path().to_string_lossy().into_owned();
@@ -144,7 +123,7 @@ async fn flow(redis: Store) {
     }
 
     // The browser saw exactly the stream, in order: one frame per entry, every change of each entry.
-    let stream = redis.xrange("code_graph:{demo}:cdc");
+    let stream = xrange(&redis, "code_graph:{demo}:cdc");
     let stream_ids: Vec<&str> = stream.ids.iter().map(|e| e.id.as_str()).collect();
     let seen_ids: Vec<&str> = frames.iter().map(|f| f["id"].as_str().unwrap()).collect();
     assert_eq!(seen_ids, stream_ids, "the WebSocket client got one frame per entry of the stream, once, in order");

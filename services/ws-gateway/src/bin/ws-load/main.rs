@@ -44,8 +44,7 @@ use codegraph_shared::{
     graph::Node,
     names::RedisNames,
     project::ProjectName,
-    redis_handle::{RedisHandle, RedisTls},
-    testing::{free_port, wait_for_port, RedisCluster, RedisServer},
+    testing::{free_port, wait_for_port, TestRedis},
 };
 use receivers::{now_us, Receipts};
 use tokio::{net::TcpStream, sync::watch};
@@ -122,64 +121,20 @@ fn usage() -> ! {
 }
 
 /// A private Redis: one server, or a Redis Cluster of private nodes.
-enum Store {
-    Single(RedisServer),
-    Cluster(RedisCluster),
+pub(crate) type Store = TestRedis;
+
+/// Where a plain subscriber of `channel` subscribes, and with which command.
+fn subscription(store: &Store, channel: &str) -> (SocketAddr, &'static str) {
+    match store {
+        Store::Single(r) => (r.addr(), "SUBSCRIBE"),
+        Store::Cluster(c) => (([127, 0, 0, 1], c.port(c.primary_for_key(channel))).into(), "SSUBSCRIBE"),
+    }
 }
 
-impl Store {
-    /// One server for 0 primaries, else a cluster of that many primaries without replicas.
-    fn start(primaries: usize) -> Self {
-        match primaries {
-            0 => Self::Single(RedisServer::start()),
-            n => Self::Cluster(RedisCluster::start(n, 0)),
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Self::Single(r) => r.url(),
-            Self::Cluster(c) => c.url(0),
-        }
-    }
-
-    /// `CODEGRAPH__REDIS__CLUSTER_NODES` for the gateway (empty: one server).
-    fn seeds(&self) -> String {
-        match self {
-            Self::Single(_) => String::new(),
-            Self::Cluster(c) => c.seeds(),
-        }
-    }
-
-    /// A handle over either topology, as the services open it.
-    fn handle(&self) -> RedisHandle {
-        match self {
-            Self::Single(r) => RedisHandle::open(&r.url()).expect("a Redis handle"),
-            Self::Cluster(c) => RedisHandle::open_cluster(&c.seed_urls(), &RedisTls::default()).expect("a handle"),
-        }
-    }
-
-    /// Where a plain subscriber of `channel` subscribes, and with which command.
-    fn subscription(&self, channel: &str) -> (SocketAddr, &'static str) {
-        match self {
-            Self::Single(r) => (r.addr(), "SUBSCRIBE"),
-            Self::Cluster(c) => (([127, 0, 0, 1], c.port(c.primary_for_key(channel))).into(), "SSUBSCRIBE"),
-        }
-    }
-
-    /// Ports of the nodes that own slots (the one server, or each primary).
-    fn primary_ports(&self) -> Vec<u16> {
-        match self {
-            Self::Single(r) => vec![r.port()],
-            Self::Cluster(c) => c.primaries().into_iter().map(|i| c.port(i)).collect(),
-        }
-    }
-
-    fn label(&self) -> String {
-        match self {
-            Self::Single(_) => "one Redis (PUBLISH)".into(),
-            Self::Cluster(c) => format!("cluster of {} primaries (SPUBLISH)", c.primaries().len()),
-        }
+fn label(store: &Store) -> String {
+    match store {
+        Store::Single(_) => "one Redis (PUBLISH)".into(),
+        Store::Cluster(c) => format!("cluster of {} primaries (SPUBLISH)", c.primaries().len()),
     }
 }
 
@@ -268,7 +223,7 @@ impl Bench {
     /// that owns it).
     async fn redis_subscribers(&self, n: usize) -> Vec<Receiver> {
         let channel = RedisNames::new(&ProjectName::parse(PROJECT).unwrap()).events_channel();
-        let (addr, command) = self.redis.subscription(&channel);
+        let (addr, command) = subscription(&self.redis, &channel);
         connect_many(n, move || {
             let channel = channel.clone();
             async move { receivers::redis_subscriber(addr, command, &channel).await }
@@ -549,7 +504,7 @@ fn unit(changes: Option<usize>) -> String {
 
 async fn throughput(clients: usize, rates: &[u64], seconds: u64, changes: Option<usize>, cluster: usize) {
     let bench = Bench::start(cluster).await;
-    println!("## throughput: {clients} receivers, {seconds} s per rate, {}, {}", unit(changes), bench.redis.label());
+    println!("## throughput: {clients} receivers, {seconds} s per rate, {}, {}", unit(changes), label(&bench.redis));
     for &rate in rates {
         let per_entry = changes.unwrap_or(1) as u64;
         println!(
@@ -579,7 +534,7 @@ async fn latency(clients: usize, rate: u64, seconds: u64, changes: Option<usize>
          publications, {seconds} s, {}",
         unit(changes),
         rate * clients as u64,
-        bench.redis.label()
+        label(&bench.redis)
     );
     let gw = bench.gateway_clients(clients).await;
     let rs = bench.redis_subscribers(clients).await;

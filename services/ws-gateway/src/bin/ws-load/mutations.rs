@@ -16,7 +16,7 @@ use std::{
 
 use codegraph_shared::{functions::GraphWriter, names::RedisNames, project::ProjectName};
 
-use crate::{node_update, Store};
+use crate::{label, node_update, Store};
 
 /// Node ids per project: updates cycle over them.
 const NODES: u64 = 1000;
@@ -108,7 +108,7 @@ async fn one_run(primaries: usize, projects: usize, writers: usize, seconds: u64
     let secs = started.elapsed().as_secs_f64();
     let after: Vec<f64> = tokio::task::block_in_place(|| ports.iter().map(|&p| cpu_seconds(p)).collect());
     let cpu = after.iter().zip(&before).map(|(a, b)| a - b).collect();
-    Run { label: store.label(), mutations: done.load(Ordering::Relaxed), secs, cpu }
+    Run { label: label(&store), mutations: done.load(Ordering::Relaxed), secs, cpu }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
