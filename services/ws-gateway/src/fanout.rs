@@ -47,6 +47,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const STALE_RETRY: Duration = Duration::from_millis(200);
 /// Stale this long, the whole cluster connection is made again.
 const STALE_GIVE_UP: Duration = Duration::from_secs(30);
+/// Longest try at one room on a cluster: a room whose shard is failing over must not hold up the others.
+const ROOM_TRY: Duration = Duration::from_millis(500);
 /// How often (on a cluster) each room is compared with its stream.
 const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 
@@ -320,7 +322,7 @@ impl Fanout {
     async fn recover_stale(&mut self, sub: &mut Subscription) {
         let stale: Vec<String> = self.rooms.iter().filter(|(_, r)| r.stale).map(|(c, _)| c.clone()).collect();
         for channel in stale {
-            match self.open_room(&channel, sub).await {
+            match self.try_room(&channel, sub).await {
                 Ok(()) => {
                     if let Some(room) = self.rooms.get_mut(&channel) {
                         room.stale = false;
@@ -425,6 +427,15 @@ impl Fanout {
         Ok(())
     }
 
+    /// [`Self::open_room`] within [`ROOM_TRY`] (on a cluster): cut short, the room stays stale and is tried again; what
+    /// it dispatched before stays dispatched (the next try reads after it).
+    async fn try_room(&mut self, channel: &str, sub: &mut Subscription) -> Result<(), Lost> {
+        match tokio::time::timeout(ROOM_TRY, self.open_room(channel, sub)).await {
+            Ok(done) => done,
+            Err(_) => Err(format!("no answer within {} ms", ROOM_TRY.as_millis())),
+        }
+    }
+
     /// After a (re)connection: subscribes every room and fills each one's gap from its stream.
     async fn resubscribe(&mut self, sub: &mut Subscription) -> Result<(), Lost> {
         let channels: Vec<String> = self.rooms.keys().cloned().collect();
@@ -434,7 +445,7 @@ impl Fanout {
         if sub.is_cluster() {
             // Room by room: a shard that does not answer yet leaves its rooms stale, the others are served.
             for channel in &channels {
-                if let Err(why) = self.open_room(channel, sub).await {
+                if let Err(why) = self.try_room(channel, sub).await {
                     tracing::warn!(%channel, reason = %why, "room not subscribed yet; retrying");
                     self.mark_stale(Some(channel));
                 }
