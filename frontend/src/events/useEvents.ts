@@ -79,7 +79,25 @@ export function createSession(project: string): DashboardSession {
   // One read at a time; a change noticed during a read asks for one more read after it.
   let watchReading = false;
   let watchAgain = false;
-  async function refreshWatch(): Promise<void> {
+  // A watch run's events and the watch's state are written one after the other: a read right after the end of a
+  // run can still see it catching up. A state on its way (waiting, catching up) is read again a few times, later
+  // and later (0.25 s … 4 s), then left to the next run's events.
+  let settleTimer: ReturnType<typeof setTimeout> | null = null;
+  let settleTries = 0;
+  function settleWatch(w: WatchStatus): void {
+    if (settleTimer !== null) clearTimeout(settleTimer);
+    settleTimer = null;
+    if (!w.watching || (w.state !== 'waiting' && w.state !== 'catching_up') || settleTries >= 5) {
+      settleTries = 0;
+      return;
+    }
+    settleTimer = setTimeout(() => {
+      settleTimer = null;
+      void refreshWatch(true);
+    }, 250 * 2 ** settleTries++);
+  }
+  async function refreshWatch(settling = false): Promise<void> {
+    if (!settling) settleTries = 0;
     if (watchReading) {
       watchAgain = true;
       return;
@@ -93,6 +111,7 @@ export function createSession(project: string): DashboardSession {
           if (!disposed) {
             watch.value = w;
             watchError.value = null;
+            settleWatch(w);
           }
         } catch (e) {
           if (!disposed) watchError.value = (e as Error).message;
@@ -205,6 +224,7 @@ export function createSession(project: string): DashboardSession {
     started,
     dispose() {
       disposed = true;
+      if (settleTimer !== null) clearTimeout(settleTimer);
       status.cancel();
       counts.cancel();
       offs.forEach((off) => off());
