@@ -228,6 +228,7 @@ test.describe('a newcomer watching their own folder', () => {
     const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
     const figure = { edits: latencies.length, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: sorted.at(-1), latencies };
     console.log(`save → dashboard: ${JSON.stringify(figure)}`);
+    fs.mkdirSync(test.info().outputDir, { recursive: true });
     fs.writeFileSync(path.join(test.info().outputDir, 'save-to-dashboard.json'), JSON.stringify(figure, null, 2));
     expect(latencies.length).toBe(20);
   });
