@@ -19,6 +19,7 @@ pub mod graph;
 pub mod http;
 pub mod lease;
 pub mod names;
+pub mod paths;
 pub mod project;
 pub mod pubsub;
 pub mod redis_handle;

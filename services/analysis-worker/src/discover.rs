@@ -46,19 +46,8 @@ pub fn check_allowed(path: &Path, allowed: &[PathBuf]) -> Result<PathBuf, PathEr
 /// `path` made absolute (against the working directory) with `.` and `..` resolved by name only, without
 /// reading the file system; `None` when the working directory is unknown.
 fn lexical(path: &Path) -> Option<PathBuf> {
-    use std::path::Component;
     let absolute = if path.is_absolute() { path.to_owned() } else { std::env::current_dir().ok()?.join(path) };
-    let mut out = PathBuf::new();
-    for part in absolute.components() {
-        match part {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    Some(out)
+    Some(codegraph_shared::paths::lexically_normal(&absolute))
 }
 
 /// A source file to analyse.

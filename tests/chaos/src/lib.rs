@@ -791,16 +791,7 @@ impl Cluster {
             .query_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        let sets = reply
-            .ids
-            .iter()
-            .map(|entry| {
-                let body: String =
-                    entry.get(STREAM_FIELD).ok_or_else(|| format!("entry {} has no field {STREAM_FIELD}", entry.id))?;
-                ChangeSet::from_stream_entry(&entry.id, &body).map_err(|e| e.to_string())
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(ProjectStream { sets })
+        ProjectStream::from_range(&reply)
     }
 
     /// The streams of every project, in the order of `PROJECTS`.
@@ -819,6 +810,20 @@ pub struct ProjectStream {
 }
 
 impl ProjectStream {
+    /// Every entry of an `XRANGE` of a project's stream, decoded (change set or single event), in order.
+    pub fn from_range(reply: &redis::streams::StreamRangeReply) -> Result<Self, String> {
+        let sets = reply
+            .ids
+            .iter()
+            .map(|entry| {
+                let body: String =
+                    entry.get(STREAM_FIELD).ok_or_else(|| format!("entry {} has no field {STREAM_FIELD}", entry.id))?;
+                ChangeSet::from_stream_entry(&entry.id, &body).map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { sets })
+    }
+
     /// Every change of the stream, in stream order: what each client must hold, once each.
     pub fn changes(&self) -> Vec<ChangeId> {
         self.sets

@@ -20,7 +20,7 @@ use chaos_tests::{
     ProjectStream,
 };
 use codegraph_shared::{
-    event::{ChangeSet, StreamId, STREAM_FIELD},
+    event::StreamId,
     names::RedisNames,
     project::ProjectName,
     stream::now_ms,
@@ -123,16 +123,7 @@ impl System {
             redis::cmd("XRANGE").arg(names(project).cdc_stream()).arg("-").arg("+").query(&mut conn)
         })
         .map_err(|e| format!("XRANGE {project}: {e}"))?;
-        let sets = reply
-            .ids
-            .iter()
-            .map(|entry| {
-                let body: String =
-                    entry.get(STREAM_FIELD).ok_or_else(|| format!("entry {} has no field {STREAM_FIELD}", entry.id))?;
-                ChangeSet::from_stream_entry(&entry.id, &body).map_err(|e| e.to_string())
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(ProjectStream { sets })
+        ProjectStream::from_range(&reply)
     }
 
     /// The project's graph in Redis, from the primary that owns it now.

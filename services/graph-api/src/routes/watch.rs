@@ -7,7 +7,7 @@
 //! file system (one of those roots exists here), against the folder itself, so a bad path is refused at once and
 //! changes nothing.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use axum::{extract::State, http::StatusCode, Json};
 use codegraph_shared::{
@@ -78,20 +78,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
 /// `path` with `.` and `..` resolved by name, or `None` when it is not absolute.
 fn lexical(path: &str) -> Option<PathBuf> {
     let path = Path::new(path);
-    if !path.is_absolute() {
-        return None;
-    }
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    Some(out)
+    path.is_absolute().then(|| codegraph_shared::paths::lexically_normal(path))
 }
 
 /// The roots the live analysis-workers may analyse; 409 `no_worker` when no worker is alive (a state of the
