@@ -109,8 +109,9 @@ warn() { printf 'stack: %s\n' "$*" >&2; }
 # alive PID: the process exists and still leads the session we gave it (guards against a reused pid).
 alive() {
   local pid=$1 stat rest
-  [ -r "/proc/$pid/stat" ] || return 1
-  stat=$(<"/proc/$pid/stat") || return 1
+  # cat, not $(<file): the process may end between any check and the read, and a failed $(<file) is a redirection
+  # error that can stop the script (seen in `stack.sh stop` after a test had killed a unit) instead of returning 1.
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
   rest=${stat##*) }
   # rest: state ppid pgrp session ...
   read -r _ _ _ sid _ <<<"$rest"
