@@ -50,6 +50,29 @@ fn parse_args() -> Args {
 
 struct Api(Child);
 
+/// Starts the graph-api binary beside this one on `redis_url` and waits until it is ready: the process (killed
+/// when dropped), its base URL and a client.
+async fn start_api(redis_url: &str) -> (Api, String, reqwest::Client) {
+    let port = free_port();
+    let binary = std::env::current_exe().unwrap().with_file_name("graph-api");
+    let child = Command::new(&binary)
+        .env("CODEGRAPH__REDIS__URL", redis_url)
+        .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{port}"))
+        .env("CODEGRAPH__TELEMETRY__LOG_LEVEL", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e} (build it: cargo build --release -p graph-api)", binary.display()));
+    let api = Api(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+        assert!(Instant::now() < deadline, "graph-api did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (api, base, client)
+}
+
 impl Drop for Api {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -192,23 +215,7 @@ async fn main() {
     }
     let a = parse_args();
     let redis = RedisServer::start();
-    let port = free_port();
-    let binary = std::env::current_exe().unwrap().with_file_name("graph-api");
-    let child = Command::new(&binary)
-        .env("CODEGRAPH__REDIS__URL", redis.url())
-        .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{port}"))
-        .env("CODEGRAPH__TELEMETRY__LOG_LEVEL", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e} (build it: cargo build --release -p graph-api)", binary.display()));
-    let _api = Api(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
-        assert!(Instant::now() < deadline, "graph-api did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_api, base, _) = start_api(&redis.url()).await;
 
     println!(
         "graph-api bench: {} node upserts per run, batches of {}, {} connections, {} runs",

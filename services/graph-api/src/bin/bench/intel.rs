@@ -15,9 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use codegraph_shared::testing::{free_port, RedisServer};
+use codegraph_shared::testing::RedisServer;
 
-use crate::{percentile, Api};
+use crate::{percentile, start_api};
 
 const PROJECT: &str = "bench";
 
@@ -184,23 +184,7 @@ pub async fn main() {
         redis::cmd("HLEN").arg(format!("code_graph:{{{PROJECT}}}:rels")).query(&mut redis.connection()).unwrap();
     println!("project {PROJECT}: {nodes} nodes, {rels} relationships");
 
-    let port = free_port();
-    let binary = std::env::current_exe().unwrap().with_file_name("graph-api");
-    let child = Command::new(&binary)
-        .env("CODEGRAPH__REDIS__URL", redis.url())
-        .env("CODEGRAPH__HTTP__ADDR", format!("127.0.0.1:{port}"))
-        .env("CODEGRAPH__TELEMETRY__LOG_LEVEL", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-    let _api = Api(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
-        assert!(Instant::now() < deadline, "graph-api did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_api, base, client) = start_api(&redis.url()).await;
     let (symbols, heavy) = sample_symbols(&redis, a.symbols);
     println!("{} symbols (ends of calls relationships), one request at a time", symbols.len());
     for run in 1..=a.runs {
