@@ -13,13 +13,7 @@ bins=${STACK_BIN_DIR:-$repo/target/debug}
 tmp=$(mktemp -d)
 failed=0
 
-ok() { echo "  ok   $*"; }
-bad() { echo "  FAIL $*"; failed=1; }
-expect() { # expect DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
+. "$repo/tests/deploy/lib.sh"
 
 for svc in graph-api ws-gateway analysis-worker; do
   [ -x "$bins/$svc" ] || { echo "run_repo_test: $bins/$svc is missing: cargo build --workspace --bins first" >&2; exit 2; }

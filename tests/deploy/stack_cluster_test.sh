@@ -11,22 +11,7 @@ stack=$repo/scripts/stack.sh
 tmp=$(mktemp -d)
 failed=0
 
-ok() { echo "  ok   $*"; }
-bad() { echo "  FAIL $*"; failed=1; }
-expect() { # expect DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
-
-free_ports() { # free_ports N: N distinct free loopback ports
-  python3 -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()' "$1"
-}
+. "$repo/tests/deploy/lib.sh"
 
 # Six consecutive ports (and their bus ports, +10000) below the ephemeral range, from a spot of this process's own.
 cluster_base() {
