@@ -1,6 +1,8 @@
+# shellcheck shell=bash
 # Shared by the stack tests of tests/deploy (sourced): their check lines and free ports. A script sets failed=0
 # before its first check and exits non-zero when `failed` is 1.
 ok() { echo "  ok   $*"; }
+# shellcheck disable=SC2034 # failed is the sourcing script's
 bad() { echo "  FAIL $*"; failed=1; }
 expect() { # expect DESCRIPTION COMMAND...
   local what=$1

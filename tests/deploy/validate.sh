@@ -42,7 +42,7 @@ check() {
 }
 
 scripts=(scripts/stack.sh deploy/nginx/render.sh deploy/docker/dashboard-entrypoint.sh tests/deploy/validate.sh
-  tests/deploy/stack_test.sh tests/deploy/stack_cluster_test.sh tests/deploy/run_repo_test.sh scripts/deps/30-deploy.sh scripts/deps/70-docker.sh deploy/docker/build-images.sh
+  tests/deploy/stack_test.sh tests/deploy/stack_cluster_test.sh tests/deploy/run_repo_test.sh tests/deploy/lib.sh scripts/deps/30-deploy.sh scripts/deps/70-docker.sh deploy/docker/build-images.sh
   deploy/docker/debian-base.sh tests/containers/run.sh)
 
 shell_scripts_are_clean() {
