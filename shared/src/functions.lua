@@ -31,7 +31,7 @@
 --   one change set, so a node with any number of relationships goes in bounded steps, each a valid graph.
 -- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
 
-local LIBRARY_VERSION = 9
+local LIBRARY_VERSION = 10
 
 -- Most relationships one `cg_mutate` call deletes together with the nodes it deletes (MAX_CASCADE in
 -- functions.rs): about 2 ms of Redis time.
@@ -539,17 +539,18 @@ local function cap_stream(ctx, added)
     return
   end
   -- The cap removes the `n` oldest entries (at most 2 slacks a check, so a long backlog drains over several
-  -- checks), as far as they are below the floor. Reading only entries below the floor keeps a held check cheap.
+  -- checks), as far as they are below the floor: `XTRIM MINID ~ <floor> LIMIT n` does exactly that, in whole
+  -- stream nodes, without reading an entry (a change set can be hundreds of KB).
   local n = math.min(excess, 2 * slack)
-  local below = redis.call('XRANGE', ctx.stream, '-', '(' .. floor, 'COUNT', n + 1)
-  if #below >= n then
-    local kept = below[n + 1] and below[n + 1][1] or floor
-    redis.call('XTRIM', ctx.stream, 'MINID', '~', kept)
+  local removed = redis.call('XTRIM', ctx.stream, 'MINID', '~', floor, 'LIMIT', n)
+  local above = redis.call('XLEN', ctx.stream) - ctx.maxlen
+  -- Whole nodes hold at most `stream-node-max-entries` (100 by default; the cap needs it at most 100) and n is at
+  -- least 100 here, so a trim that took less than half of n stopped at the floor: the stream is held. One that
+  -- took more may have met the floor too; the next check, left less to take, records it then.
+  if removed * 2 >= n or above <= 0 then
     redis.call('DEL', ctx.held)
     return
   end
-  redis.call('XTRIM', ctx.stream, 'MINID', '~', floor)
-  local above = redis.call('XLEN', ctx.stream) - ctx.maxlen
   local now = redis.call('TIME')
   redis.call('HSET', ctx.held, 'entries', above, 'cap', ctx.maxlen, 'group', group, 'floor', floor,
     'checked_at', now[1] * 1000 + math.floor(now[2] / 1000))

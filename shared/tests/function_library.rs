@@ -461,7 +461,12 @@ async fn the_length_cap_never_trims_what_a_group_still_needs() {
     create_group(&mut conn, &names, "slow", "0").await;
     deliver(&mut conn, &names, "slow", 30).await;
     ack(&mut conn, &names, "slow", &ids[..20]).await;
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.unwrap();
     ids.extend(write_events(&mut conn, &w, 50, 400).await);
+    // The checks read no entry (change sets can be hundreds of KB each): no XRANGE from inside the Function.
+    let stats: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+    assert!(stats.contains("cmdstat_xtrim:"), "the cap checks ran: {stats}");
+    assert!(!stats.contains("cmdstat_xrange:"), "a cap check read entries: {stats}");
 
     // A cap of 100 would keep ~the last 100; the group's pending and undelivered entries all stay, and what it
     // acknowledged went (whole nodes of ten: exactly ids[..20]).
