@@ -31,7 +31,7 @@
 --   one change set, so a node with any number of relationships goes in bounded steps, each a valid graph.
 -- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
 
-local LIBRARY_VERSION = 10
+local LIBRARY_VERSION = 11
 
 -- Most relationships one `cg_mutate` call deletes together with the nodes it deletes (MAX_CASCADE in
 -- functions.rs): about 2 ms of Redis time.
@@ -662,11 +662,24 @@ local function cg_emit(keys, argv)
   if #argv ~= 8 then fail('ERR cg_emit expects 8 arguments') end
   local ctx = new_context(keys[1], argv[1], tonumber(argv[2]), argv[3], argv[4])
   local etype, ekind, id, data = argv[5], argv[6], argv[7], argv[8]
-  local v = bump(ctx, string.sub(ekind, 1, 1) .. ':' .. id)
-  flush_hash(ctx.versions)
   local job = ekind == 'job' and keys[1] .. ':job:' .. id
+  local v
   if job then
-    local fields = { 'last_event', data, 'updated_at', iso_time() }
+    -- A job's version lives in its own hash, which expires with it (library 10 and older kept it in `versions`
+    -- as `j:<id>` for ever; a job that began there continues from that field, which goes).
+    local field = 'j:' .. id
+    local old = hget(ctx.versions, field)
+    v = tostring(tonumber(redis.call('HGET', job, 'version') or old or 0) + 1)
+    if old then
+      hput(ctx.versions, field, false)
+      flush_hash(ctx.versions)
+    end
+  else
+    v = bump(ctx, string.sub(ekind, 1, 1) .. ':' .. id)
+    flush_hash(ctx.versions)
+  end
+  if job then
+    local fields = { 'last_event', data, 'updated_at', iso_time(), 'version', v }
     if JOB_STATUS[etype] then
       fields[#fields + 1] = 'status'
       fields[#fields + 1] = JOB_STATUS[etype]

@@ -226,6 +226,19 @@ async fn emit_and_reset() {
     assert_eq!(status, "running");
     let last: String = conn.hget(names.job("j1"), "last_event_id").await.unwrap();
     assert_eq!(last, id);
+    // A job's version is kept in its hash (which expires with the job), not in `versions`; a job whose version
+    // an older library kept there continues from it, and the field goes.
+    let _: () = conn.hset(names.versions(), "j:j2", 7).await.unwrap();
+    for (job, expected) in [("j1", 2), ("j2", 8), ("j2", 9)] {
+        let data = serde_json::json!({"job_id": job, "percent": 60});
+        w.emit(&mut conn, EventType::AnalysisProgress, "job", job, &data, None).await.unwrap();
+        let version: i64 = conn.hget(names.job(job), "version").await.unwrap();
+        assert_eq!(version, expected, "{job}");
+        let event = stream(&mut conn, &names).await.pop().unwrap();
+        assert_eq!((event.entity.id.as_str(), event.version), (job, expected as u64));
+    }
+    let kept: Vec<String> = conn.hkeys(names.versions()).await.unwrap();
+    assert!(kept.iter().all(|f| !f.starts_with("j:")), "{kept:?}");
 
     w.reset(&mut conn, "test", None).await.unwrap();
     let n: i64 = conn.hlen(names.nodes()).await.unwrap();
