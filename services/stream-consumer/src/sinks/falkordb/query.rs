@@ -5,14 +5,24 @@
 //! One query is atomic in FalkorDB (a failing query leaves nothing behind, and queries on a graph run one at a
 //! time, readers included), so the stream ID recorded in the last query of a plan is recorded only together with
 //! the plan's last writes, and every change set of a plan becomes visible at once: its writes are all in one
-//! query (a plan has more than one only around a `graph_reset`, which is an entry of its own). Every node has the label `Node` (indexed on `id`) plus the label of its kind; the `_Meta` node of a
-//! graph holds the record: `fence` (the newest writer's lease generation), `ms` and `seq` (the recorded stream
-//! ID, as integers so they compare as numbers) and `last_id` (the same, as text, for people).
+//! query (a plan has more than one only around a `graph_reset`, which is an entry of its own). Every node has the
+//! label `Node` (indexed on `id`) plus the label of its kind; the `_Meta` node of a graph holds the record:
+//! `fence` (the newest writer's lease generation), `ms` and `seq` (the recorded stream ID, as integers so they
+//! compare as numbers) and `last_id` (the same, as text, for people).
 //!
 //! Fencing: every query starts with the guard ([`guard`]): unless the writer's generation is at least the fence
 //! and the recorded ID lies between the writer's and the plan's, it divides by zero, which aborts the query before
 //! it wrote anything (FalkorDB has no other way to fail a query on purpose); otherwise it raises the fence. One
 //! check per query, ahead of the writes, costs less than a condition in every part.
+//!
+//! What FalkorDB's time goes to, and so the shape of the text (measured in docs/BENCHMARKS.md, "FalkorDB sink
+//! apply rate"):
+//! - every value that changes from one commit to the next (the guard's generation and IDs, the record) is a
+//!   parameter, so the query text after the parameters is the same for every commit of the same groups and
+//!   FalkorDB runs its cached plan instead of parsing and planning the query again;
+//! - a node row is its property map itself (it holds `id`, `kind` and `version`), looked up once by its indexed
+//!   `id`; creating it, moving it to its new kind and updating it are `FOREACH` branches of that one lookup, since
+//!   FalkorDB copies a row's maps and strings for every pass over it.
 
 use std::{collections::BTreeSet, fmt::Write};
 
@@ -58,26 +68,30 @@ pub fn plan_queries(plan: &Plan, writer: Writer, known_labels: &BTreeSet<String>
         queries.push(Chain::default());
     }
     let last = plan.last_id;
-    queries.last_mut().expect("one query at least").part(format!(
-        "MATCH (g:_Meta {{id: 'meta'}}) SET g.last_id = '{last}', g.ms = {}, g.seq = {}",
-        last.ms, last.seq
-    ));
-    let guard = guard(writer, last);
-    queries.into_iter().map(|c| c.finish(&guard)).collect()
+    queries
+        .last_mut()
+        .expect("one query at least")
+        .part("MATCH (g:_Meta {id: 'meta'}) SET g.last_id = $last_id, g.ms = $last_ms, g.seq = $last_seq");
+    let count = queries.len();
+    queries
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            c.guard_params(writer, last);
+            if i + 1 == count {
+                c.scalar("last_id", &string(&last.to_string()));
+            }
+            c.finish(GUARD)
+        })
+        .collect()
 }
 
-/// The first part of a plan's queries: fails ([`refused`]) unless `writer` may write a plan ending at `last`,
-/// then raises the fence.
-pub fn guard(writer: Writer, last: StreamId) -> String {
-    let (r, g) = (writer.recorded, writer.generation);
-    check(
-        &format!(
-            "g.fence <= {g} AND (g.ms < {} OR (g.ms = {} AND g.seq <= {})) AND (g.ms > {} OR (g.ms = {} AND g.seq >= {}))",
-            last.ms, last.ms, last.seq, r.ms, r.ms, r.seq
-        ),
-        g,
-    )
-}
+/// The first part of a plan's queries: fails ([`refused`]) unless the writer (`$gen`, `$rec_ms`, `$rec_seq`) may
+/// write a plan ending at `$last_ms`-`$last_seq`, then raises the fence. Parameters, so the text stays the same.
+pub const GUARD: &str = "OPTIONAL MATCH (g:_Meta {id: 'meta'}) WITH g, CASE WHEN g.fence <= $gen \
+     AND (g.ms < $last_ms OR (g.ms = $last_ms AND g.seq <= $last_seq)) \
+     AND (g.ms > $rec_ms OR (g.ms = $rec_ms AND g.seq >= $rec_seq)) THEN 1 ELSE 0 END AS ok \
+     WITH g, 1 / ok AS _ SET g.fence = $gen";
 
 /// Raises the fence to `generation`, or fails ([`refused`]) when a newer one wrote.
 pub fn raise_fence(generation: u64) -> String {
@@ -125,6 +139,18 @@ impl Chain {
         name
     }
 
+    /// A parameter of one value (`literal`: its Cypher text).
+    fn scalar(&mut self, name: &str, literal: &str) {
+        let _ = write!(self.params, "{name}={literal} ");
+    }
+
+    /// The parameters [`GUARD`] reads.
+    fn guard_params(&mut self, writer: Writer, last: StreamId) {
+        let (r, g) = (writer.recorded, writer.generation);
+        let _ =
+            write!(self.params, "gen={g} rec_ms={} rec_seq={} last_ms={} last_seq={} ", r.ms, r.seq, last.ms, last.seq);
+    }
+
     fn part(&mut self, clause: impl Into<String>) {
         self.parts.push(clause.into());
     }
@@ -133,39 +159,36 @@ impl Chain {
     fn finish(self, guard: &str) -> String {
         let parts: Vec<&str> = std::iter::once(guard).chain(self.parts.iter().map(String::as_str)).collect();
         let body = parts.join(" WITH count(*) AS _ ");
-        if self.params.is_empty() {
-            body
-        } else {
-            format!("CYPHER {}{body}", self.params)
-        }
+        format!("CYPHER {}{body}", self.params)
     }
 }
 
 fn changes(writes: &Writes, known_labels: &BTreeSet<String>) -> Chain {
     let mut c = Chain::default();
     for (kind, rows) in &writes.node_upserts {
-        let p = c.param(rows.iter().map(|r| format!("{{id:{},v:{},p:{}}}", string(&r.id), r.version, map(&r.props))));
+        // A row is the node's property map: it holds `id`, `kind` and `version`.
+        let p = c.param(rows.iter().map(|r| map(&r.props)));
         let kind_label = ident(kind);
-        // New nodes are created with their labels: setting a label on an existing node costs FalkorDB far more
-        // (it grows with the graph), so it is done only when a node's kind changed.
-        c.part(format!(
-            "UNWIND ${p} AS r OPTIONAL MATCH (x:Node {{id: r.id}}) WITH r, x WHERE x IS NULL \
-             CREATE (n:Node:{kind_label}) SET n = r.p"
-        ));
-        // A kind change moves the node to its new label (read before the properties, which hold the old kind).
-        let mut relabel =
-            format!("UNWIND ${p} AS r MATCH (n:Node {{id: r.id}}) WHERE n.version < r.v AND n.kind <> r.p.kind");
         let stale: Vec<&String> =
             known_labels.iter().filter(|l| *l != kind && *l != NODE_LABEL && *l != META_LABEL).collect();
+        // A kind change moves the node to its new label, read before the properties (which hold the old kind).
+        let mut relabel = String::new();
         if !stale.is_empty() {
-            relabel.push_str(" REMOVE n");
+            relabel.push_str("REMOVE x");
             for label in stale {
                 let _ = write!(relabel, ":{}", ident(label));
             }
+            relabel.push(' ');
         }
-        let _ = write!(relabel, " SET n:{kind_label}");
-        c.part(relabel);
-        c.part(format!("UNWIND ${p} AS r MATCH (n:Node {{id: r.id}}) WHERE n.version < r.v SET n = r.p"));
+        // New nodes are created with their labels: setting a label on an existing node costs FalkorDB far more
+        // (it grows with the graph), so it is done only when a node's kind changed.
+        c.part(format!(
+            "UNWIND ${p} AS r OPTIONAL MATCH (x:Node {{id: r.id}}) \
+             FOREACH (_ IN CASE WHEN x IS NULL THEN [1] ELSE [] END | CREATE (n:Node:{kind_label}) SET n = r) \
+             FOREACH (_ IN CASE WHEN x.version < r.version AND x.kind <> r.kind THEN [1] ELSE [] END | \
+             {relabel}SET x:{kind_label}) \
+             FOREACH (_ IN CASE WHEN x.version < r.version THEN [1] ELSE [] END | SET x = r)"
+        ));
     }
     removals(&mut c, &writes.edge_removals, |anchored| {
         if anchored {
@@ -189,19 +212,13 @@ fn changes(writes: &Writes, known_labels: &BTreeSet<String>) -> Chain {
                 string(rel_type)
             ));
         }
-        let p = c.param(rows.iter().map(|r| {
-            format!(
-                "{{id:{},s:{},t:{},v:{},p:{}}}",
-                string(&r.id),
-                string(&r.source),
-                string(&r.target),
-                r.version,
-                map(&r.props)
-            )
-        }));
+        // `p`, the edge's property map, holds `id` and `version`.
+        let p = c.param(
+            rows.iter().map(|r| format!("{{s:{},t:{},p:{}}}", string(&r.source), string(&r.target), map(&r.props))),
+        );
         c.part(format!(
-            "UNWIND ${p} AS r MATCH (a:Node {{id: r.s}}), (b:Node {{id: r.t}}) MERGE (a)-[e:{} {{id: r.id}}]->(b) \
-             WITH e, r WHERE e.version IS NULL OR e.version < r.v SET e = r.p",
+            "UNWIND ${p} AS r MATCH (a:Node {{id: r.s}}), (b:Node {{id: r.t}}) MERGE (a)-[e:{} {{id: r.p.id}}]->(b) \
+             WITH e, r WHERE e.version IS NULL OR e.version < r.p.version SET e = r.p",
             ident(rel_type)
         ));
     }
@@ -306,13 +323,11 @@ mod tests {
     #[test]
     fn a_marker_plan_only_records_the_id_behind_the_guard() {
         let q = plan_queries(&Plan::marker(StreamId::new(5, 1)), WRITER, &BTreeSet::new());
-        let g = "OPTIONAL MATCH (g:_Meta {id: 'meta'}) WITH g, CASE WHEN g.fence <= 3 AND (g.ms < 5 OR (g.ms = 5 AND \
-                 g.seq <= 1)) AND (g.ms > 4 OR (g.ms = 4 AND g.seq >= 0)) THEN 1 ELSE 0 END AS ok \
-                 WITH g, 1 / ok AS _ SET g.fence = 3";
         assert_eq!(
             q,
             vec![format!(
-                "{g} WITH count(*) AS _ MATCH (g:_Meta {{id: 'meta'}}) SET g.last_id = '5-1', g.ms = 5, g.seq = 1"
+                "CYPHER gen=3 rec_ms=4 rec_seq=0 last_ms=5 last_seq=1 last_id='5-1' {GUARD} WITH count(*) AS _ \
+                 MATCH (g:_Meta {{id: 'meta'}}) SET g.last_id = $last_id, g.ms = $last_ms, g.seq = $last_seq"
             )]
         );
     }
@@ -325,7 +340,7 @@ mod tests {
             vec![NodeRow {
                 id: "a".into(),
                 version: 2,
-                props: vec![("id".into(), PropValue::Str("a".into()))],
+                props: vec![("id".into(), PropValue::Str("a".into())), ("version".into(), PropValue::Int(2))],
                 replaces: true,
             }],
         );
@@ -334,13 +349,33 @@ mod tests {
         let labels: BTreeSet<String> = ["Node", "_Meta", "file", "class"].map(String::from).into();
         let q = plan_queries(&plan, WRITER, &labels);
         assert_eq!(q.len(), 2);
-        let g = guard(WRITER, StreamId::new(9, 0));
-        assert_eq!(q[0], format!("{g} WITH count(*) AS _ MATCH (n:Node) DETACH DELETE n"));
-        let params = "CYPHER p0=[{id:'a',v:2,p:{id:'a'}}] p1=[{id:'b',v:3}] ";
-        assert!(q[1].starts_with(&format!("{params}{g} WITH count(*) AS _ UNWIND $p0")), "{}", q[1]);
-        assert!(q[1].contains("CREATE (n:Node:class) SET n = r.p"), "{}", q[1]);
-        assert!(q[1].contains("n.kind <> r.p.kind REMOVE n:file SET n:class"), "{}", q[1]);
-        let record = "MATCH (g:_Meta {id: 'meta'}) SET g.last_id = '9-0', g.ms = 9, g.seq = 0";
+        let guard = "gen=3 rec_ms=4 rec_seq=0 last_ms=9 last_seq=0";
+        assert_eq!(q[0], format!("CYPHER {guard} {GUARD} WITH count(*) AS _ MATCH (n:Node) DETACH DELETE n"));
+        let params = "CYPHER p0=[{id:'a',version:2}] p1=[{id:'b',v:3}] ";
+        assert!(q[1].starts_with(&format!("{params}{guard} last_id='9-0' {GUARD} WITH count(*) AS _ UNWIND $p0")));
+        assert!(q[1].contains("CREATE (n:Node:class) SET n = r)"), "{}", q[1]);
+        assert!(q[1].contains("x.kind <> r.kind THEN [1] ELSE [] END | REMOVE x:file SET x:class)"), "{}", q[1]);
+        let record = "MATCH (g:_Meta {id: 'meta'}) SET g.last_id = $last_id, g.ms = $last_ms, g.seq = $last_seq";
         assert!(q[1].ends_with(record), "{}", q[1]);
+    }
+
+    #[test]
+    fn the_text_after_the_parameters_is_the_same_for_every_commit_of_the_same_groups() {
+        // FalkorDB caches a query's plan by that text: values that change per commit must be parameters.
+        let node = |id: &str, version: u64| NodeRow {
+            id: id.into(),
+            version,
+            props: vec![("id".into(), PropValue::Str(id.into())), ("version".into(), PropValue::Int(version as i64))],
+            replaces: false,
+        };
+        let body = |last: StreamId, writer: Writer, row: NodeRow| {
+            let mut writes = Writes::default();
+            writes.node_upserts.insert("file".into(), vec![row]);
+            let plan = Plan { steps: vec![Step::Changes(writes)], last_id: last };
+            let q = plan_queries(&plan, writer, &BTreeSet::new()).remove(0);
+            q[q.find(GUARD).expect("the guard")..].to_owned()
+        };
+        let later = Writer { generation: 4, recorded: StreamId::new(9, 0) };
+        assert_eq!(body(StreamId::new(9, 0), WRITER, node("a", 1)), body(StreamId::new(12, 3), later, node("b", 7)));
     }
 }
