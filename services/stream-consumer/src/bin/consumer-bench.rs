@@ -7,6 +7,10 @@
 //! 2. Lag: a producer writes `--rate` changes per second (change sets of 50) for `--seconds`; for each entry, the
 //!    time from its XADD (the stream ID's milliseconds) to the sink commit that recorded it. Prints p50, p99, max.
 //!
+//! For the throughput part it also prints where the CPU went while the backlog was applied: the bench process
+//! (the consumer: reading, decoding, planning, query building), FalkorDB and Redis (`INFO cpu` of each, every
+//! thread), the time the sink spent inside `apply` (query round trips included), and the commands each server ran.
+//!
 //! Usage: consumer-bench [--backlog 100000] [--set 500] [--rate 5000] [--seconds 20] [--batch 1000]
 //! (`--batch`: the consumer's `batch_size`, changes per sink commit.)
 
@@ -40,6 +44,8 @@ use stream_consumer::{
 struct Timed {
     inner: FalkorDbSink,
     commits: Mutex<Vec<(StreamId, u64)>>,
+    /// Total time inside `apply`.
+    applying: Mutex<Duration>,
 }
 
 impl Sink for Timed {
@@ -50,7 +56,9 @@ impl Sink for Timed {
         self.inner.open(p, generation).await
     }
     async fn apply(&self, p: &ProjectName, writer: Writer, plan: &Plan) -> Result<(), SinkError> {
+        let started = Instant::now();
         self.inner.apply(p, writer, plan).await?;
+        *self.applying.lock().unwrap() += started.elapsed();
         self.commits.lock().unwrap().push((plan.last_id, now_ms()));
         Ok(())
     }
@@ -138,6 +146,7 @@ fn start_consumer(redis: &RedisServer, falkor: &RedisServer, batch: usize) -> (A
         })
         .unwrap(),
         commits: Mutex::new(Vec::new()),
+        applying: Mutex::new(Duration::ZERO),
     });
     let settings =
         ConsumerSettings { name: "bench".into(), batch_size: batch, tick_ms: 100, block_ms: 100, ..Default::default() };
@@ -162,6 +171,41 @@ async fn wait_committed(sink: &Timed, id: StreamId, deadline: Duration) -> Insta
         assert!(start.elapsed() < deadline, "the sink did not reach {id} in {deadline:?}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// CPU seconds (user + system, every thread) a server has used, and its commands' call counts.
+async fn server_usage(conn: &mut redis::aio::MultiplexedConnection) -> (f64, Vec<(String, u64)>) {
+    let info: String = redis::cmd("INFO").arg("cpu").arg("commandstats").query_async(conn).await.unwrap();
+    let field = |line: &str, name: &str| line.strip_prefix(name)?.strip_prefix(':')?.parse::<f64>().ok();
+    let cpu = info.lines().filter_map(|l| field(l, "used_cpu_user").or_else(|| field(l, "used_cpu_sys"))).sum();
+    let calls = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            Some((name.to_owned(), rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?))
+        })
+        .collect();
+    (cpu, calls)
+}
+
+/// CPU seconds (user + system, every thread) this process has used.
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which ends with ')'): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ
+}
+
+/// Call counts that grew between two readings, largest first.
+fn grown(before: &[(String, u64)], after: &[(String, u64)]) -> String {
+    let mut d: Vec<(String, u64)> = after
+        .iter()
+        .map(|(n, c)| (n.clone(), c - before.iter().find(|(b, _)| b == n).map_or(0, |(_, c)| *c)))
+        .filter(|(_, c)| *c > 0)
+        .collect();
+    d.sort_by(|a, b| b.1.cmp(&a.1));
+    d.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -190,10 +234,15 @@ async fn main() {
     }
     let entries: u64 = redis::cmd("XLEN").arg(names.cdc_stream()).query_async(&mut conn).await.unwrap();
     let target = last_id(&mut conn, &names).await;
+    let mut falkor_conn = redis::Client::open(falkor.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let (redis_before, falkor_before, own_before) =
+        (server_usage(&mut conn).await, server_usage(&mut falkor_conn).await, own_cpu());
     let started = Instant::now();
     let (sink, shutdown) = start_consumer(&redis, &falkor, a.batch);
     let done = wait_committed(&sink, target, Duration::from_secs(600)).await;
     let secs = (done - started).as_secs_f64();
+    let own = own_cpu() - own_before;
+    let (redis_after, falkor_after) = (server_usage(&mut conn).await, server_usage(&mut falkor_conn).await);
     let commits = sink.commits.lock().unwrap().len();
     println!(
         "throughput: {changes} changes in {entries} entries in {secs:.2}s = {:.0} changes/s, {:.0} entries/s applied \
@@ -202,6 +251,16 @@ async fn main() {
         entries as f64 / secs,
         a.batch,
         a.set
+    );
+    let applying = sink.applying.lock().unwrap().as_secs_f64();
+    println!(
+        "  cpu while applying: consumer {own:.2}s, FalkorDB {:.2}s, Redis {:.2}s; inside apply {applying:.2}s \
+         ({:.0} % of the time)\n  FalkorDB ran: {}\n  Redis ran: {}",
+        falkor_after.0 - falkor_before.0,
+        redis_after.0 - redis_before.0,
+        100.0 * applying / secs,
+        grown(&falkor_before.1, &falkor_after.1),
+        grown(&redis_before.1, &redis_after.1),
     );
 
     // 2. Lag under a sustained rate, on another project (the consumer discovers it).
