@@ -147,3 +147,35 @@ async fn over_rediss_with_its_own_ca_the_sink_equals_redis() {
     }
     assert_equals_redis(&dump_falkordb(sink.client(), &sink.graph(&p)).await.unwrap(), &redis, &names);
 }
+
+/// A plan whose first entries the sink already applied (the reply of the commit was lost, so the writer sends them
+/// again with the record it knew): a node the plan adds, moves to another kind and updates exists already, and
+/// ends with the plan's last state under one label, once; the node and the edge applied before are not doubled.
+#[tokio::test]
+async fn a_plan_partly_applied_before_ends_in_its_last_state_once() {
+    let server = start_falkordb(&[]);
+    let sink = sink(&server);
+    let p = ProjectName::parse("replayed").unwrap();
+    sink.reset(&p, 1).await.unwrap();
+    let a = |kind: &str, name: &str| json!({"id": "a", "kind": kind, "name": name});
+    let r = json!({"id": "a|calls|b", "type": "calls", "source": "a", "target": "b"});
+    let sets = [
+        ev(1, EventType::NodeAdded, "a", 1, a("file", "a1")),
+        ev(2, EventType::NodeAdded, "b", 1, json!({"id": "b", "kind": "file", "name": "b"})),
+        ev(3, EventType::RelationshipAdded, "a|calls|b", 1, r),
+        ev(4, EventType::NodeUpdated, "a", 2, a("class", "a2")),
+        ev(5, EventType::NodeUpdated, "a", 3, a("module", "a3")),
+    ];
+    let before = crate::sinks::Writer { generation: 1, recorded: StreamId::ZERO };
+    sink.apply(&p, before, &Plan::build(&sets[..3], StreamId::new(100, 3)).unwrap()).await.unwrap();
+    // The same writer, not knowing the first commit went through, sends everything again.
+    sink.apply(&p, before, &Plan::build(&sets, StreamId::new(100, 5)).unwrap()).await.unwrap();
+    let dump = dump_falkordb(sink.client(), &sink.graph(&p)).await.unwrap();
+    assert_eq!(dump.nodes.len(), 2, "{dump:?}");
+    assert_eq!(dump.nodes["a"].0, vec!["Node", "module"]);
+    assert_eq!((&dump.nodes["a"].1["name"], &dump.nodes["a"].1["version"]), (&json!("a3"), &json!(3)));
+    assert_eq!(dump.edges.len(), 1);
+    assert_eq!(sink.recorded(&p).await.unwrap(), Some(StreamId::new(100, 5)));
+    let count = sink.client().read(&sink.graph(&p), "MATCH (n:Node) RETURN count(n)").await.unwrap();
+    assert_eq!(count, vec![vec![json!(2)]], "no node twice");
+}
