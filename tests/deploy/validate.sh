@@ -15,7 +15,8 @@
 #   - nginx's access log format records no query string (`?token=`; lb_test.py checks the real log),
 #   - docker-compose-multi.yml publishes only on 127.0.0.1 and is open on purpose (ALLOW_OPEN, with how to set
 #     tokens),
-#   - the observability configs and the Grafana dashboard parse.
+#   - the observability configs and the Grafana dashboard parse; every metric the services register has a panel
+#     that reads it as its type allows, and every metric a panel reads is registered (grafana_metrics.py).
 # One PASS/FAIL line per check (a failure shows the check's output), then `N passed, M failed`; exit 1 on any
 # failure. Tools come from scripts/deps/30-deploy.sh (make deps).
 set -uo pipefail
@@ -202,6 +203,11 @@ assert not missing, f"dashboard shows no panel for {sorted(missing)}"
 EOF
 }
 
+# The dashboard against the services' sources, then the same with each rule broken in a copy (all must be caught).
+grafana_matches_the_services() {
+  python3 tests/deploy/grafana_metrics.py && python3 tests/deploy/grafana_metrics.py --self-test
+}
+
 check "shell scripts parse and pass shellcheck" shell_scripts_are_clean
 check "nginx -t: config of make run (render.sh)" nginx_config_of_make_run
 check "nginx -t: config of the dashboard image" nginx_config_of_dashboard_image
@@ -223,6 +229,8 @@ check "k8s: every pod locked down, default-deny NetworkPolicies with exactly the
 check "nginx access log format records no query string (?token=)" nginx_log_has_no_query_string
 check "docker-compose-multi.yml publishes only on 127.0.0.1, open on purpose with how to set tokens" compose_is_local_and_open_on_purpose
 check "otel, prometheus, grafana configs parse; dashboard covers every metric" observability_configs_parse
+check "grafana: each registered metric in a panel, read as its type allows; each panel metric registered" \
+  grafana_matches_the_services
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
