@@ -19,6 +19,18 @@ pub struct Metrics {
     pub requests_in_flight: IntGauge,
 }
 
+/// Every reason a request is refused for (`codegraph_api_requests_refused_total{reason}`): each series exists at 0
+/// from the start, so `rate()` sees the first refusal and a dashboard finds every series.
+pub const REFUSAL_REASONS: [&str; 7] = [
+    "unauthorized",
+    "forbidden",
+    "forbidden_origin",
+    "unsupported_media_type",
+    "overloaded",
+    "timeout",
+    "invalid_json_rpc",
+];
+
 impl Metrics {
     /// Registers the metrics once per process (tests may build several states).
     pub fn register() -> Self {
@@ -58,9 +70,16 @@ impl Metrics {
                 requests_refused: register_int_counter_vec!(
                     "codegraph_api_requests_refused_total",
                     "API requests refused, by reason: unauthorized (no or unknown token), forbidden (token lacks the \
-                     scope), forbidden_origin, unsupported_media_type, overloaded (concurrency limit), timeout",
+                     scope), forbidden_origin, unsupported_media_type, overloaded (concurrency limit), timeout, \
+                     invalid_json_rpc (MCP)",
                     &["reason"]
                 )
+                .map(|refused| {
+                    for reason in REFUSAL_REASONS {
+                        refused.with_label_values(&[reason]);
+                    }
+                    refused
+                })
                 .expect("register codegraph_api_requests_refused_total"),
                 requests_in_flight: register_int_gauge!(
                     "codegraph_api_requests_in_flight",
@@ -73,6 +92,7 @@ impl Metrics {
 
     /// Counts a refusal; `reason` is the error code the client got.
     pub fn refused(&self, reason: &str) {
+        debug_assert!(REFUSAL_REASONS.contains(&reason), "{reason} is not in REFUSAL_REASONS");
         self.requests_refused.with_label_values(&[reason]).inc();
     }
 
@@ -96,5 +116,20 @@ impl Metrics {
             }
         }
         self.events_published.inc_by(events);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_reason_is_exported_at_zero_from_the_start() {
+        Metrics::register();
+        let text = prometheus::TextEncoder::new().encode_to_string(&prometheus::gather()).unwrap();
+        for reason in REFUSAL_REASONS {
+            let series = format!("codegraph_api_requests_refused_total{{reason=\"{reason}\"}}");
+            assert!(text.lines().any(|l| l.starts_with(&series)), "{series} missing from:\n{text}");
+        }
     }
 }
