@@ -23,7 +23,7 @@
 #   stop     TERM to each recorded process group, KILL after STACK_STOP_TIMEOUT; exits 0.
 #   status   one line per component; exit 0 all up and ready, 1 something down, 3 nothing running. A cluster
 #            node is ready when it answers and says cluster_state:ok.
-#   restart  stop, then start what ran before (single Redis or cluster).
+#   restart  stop, then start what ran before (single Redis or cluster; the same folder and project).
 #
 # Environment (defaults in brackets):
 #   STACK_RUN_DIR                [<repo>/.run] pids/, logs/, redis/, nginx/, stack.env (addresses, for tests)
@@ -487,6 +487,7 @@ do_start() {
 
   build_frontend
   echo "$TOPOLOGY" >"$RUN_DIR/topology"
+  printf '%s\n%s\n' "$ANALYZE_PATH" "$PROJECT" >"$RUN_DIR/analysed"
   if [ "$TOPOLOGY" = cluster ]; then start_redis_cluster; else start_redis; fi
 
   local started=()
@@ -611,6 +612,10 @@ case ${1:-} in
   restart)
     hold_run_dir_lock
     [ "$(cat "$RUN_DIR/topology" 2>/dev/null)" = cluster ] && TOPOLOGY=cluster
+    # The folder and project of the last start (`make run REPO=… PROJECT=…`), unless this command names others.
+    if [ -z "${STACK_ANALYZE_PATH:-}${STACK_PROJECT:-}" ] && [ -f "$RUN_DIR/analysed" ]; then
+      { read -r ANALYZE_PATH && read -r PROJECT; } <"$RUN_DIR/analysed"
+    fi
     do_stop
     trap on_start_failure ERR INT TERM
     do_start

@@ -5,7 +5,7 @@
 # with `make -o build`) on free ports in a temp run dir, against a temporary folder that is not this repository.
 # Checks: the folder is its own project named after it, it is analysed, it is watched by the worker (state
 # watching), a saved edit, a new file and a deletion reach the graph through graph-api within a deadline, and
-# PROJECT= names the project. Takes a few seconds.
+# PROJECT= names the project, and `stack.sh restart` keeps both. Takes a few seconds.
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -98,5 +98,7 @@ bash "$repo/scripts/stack.sh" stop >/dev/null 2>&1
 out=$(cd "$repo" && make -s -o build run REPO="$folder" PROJECT=named 2>&1)
 expect "PROJECT= names the project" grep -qF "watching $folder as project named" <<<"$out"
 expect "the folder is analysed under that name" eventually has_node named "py:lib/util.py:assist"
+out=$(bash "$repo/scripts/stack.sh" restart 2>&1)
+expect "a restart watches the same folder as the same project" grep -qF "watching $folder as project named" <<<"$out"
 
 exit "$failed"
