@@ -188,11 +188,13 @@ async fn kill_9_then_take_over_and_restart_ends_equal() {
     stop(&mut b);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poison_events_go_to_the_dead_letters_while_the_rest_flows() {
+/// Writes `rounds` rounds of mutations, three entries that cannot be applied, and `rounds` more; runs a consumer
+/// until the sink equals Redis and nothing is pending; checks the three dead letters. Returns the environment and
+/// the project's names.
+async fn poison_flow(project: &str, rounds: usize) -> (Env, RedisNames) {
     let env = Env::start();
-    let (mut conn, writer, names) = env.writer("poisoned").await;
-    mixed_mutations(&mut conn, &writer, 21, 5, 20).await;
+    let (mut conn, writer, names) = env.writer(project).await;
+    mixed_mutations(&mut conn, &writer, 21, rounds, 20).await;
     let stream = names.cdc_stream();
     let mut sync = env.redis.connection();
     let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("e").arg("not json at all").query(&mut sync).unwrap();
@@ -202,7 +204,7 @@ async fn poison_events_go_to_the_dead_letters_while_the_rest_flows() {
     // in Redis either, so the sink would not equal Redis), and it is one dead letter.
     let bad_set = r#"{"project":"poisoned","type":"change_set","changes":[{"type":"node_added","entity":{"kind":"node","id":"y"},"version":1,"data":{"id":"y","kind":"file","name":"y"}},{"type":"node_added","entity":{"kind":"node","id":"z"},"version":1,"data":{"id":"z","kind":"not a label","name":"z"}}],"ts":"t"}"#;
     let bad_set_id: String = redis::cmd("XADD").arg(&stream).arg("*").arg("e").arg(bad_set).query(&mut sync).unwrap();
-    mixed_mutations(&mut conn, &writer, 22, 5, 20).await;
+    mixed_mutations(&mut conn, &writer, 22, rounds, 20).await;
 
     let (mut c, _) = env.consumer("consumer-p", &[("CODEGRAPH__CONSUMER__MAX_DELIVERIES", "3")]);
     env.wait_equal(&names, Duration::from_secs(30)).await;
@@ -213,7 +215,7 @@ async fn poison_events_go_to_the_dead_letters_while_the_rest_flows() {
     }
     stop(&mut c);
 
-    let listed = env.cli(&["dlq", "list", "--sink", "falkordb", "--project", "poisoned"]);
+    let listed = env.cli(&["dlq", "list", "--sink", "falkordb", "--project", project]);
     let letters: Vec<serde_json::Value> =
         String::from_utf8_lossy(&listed.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(letters.len(), 3, "{letters:?}");
@@ -223,7 +225,13 @@ async fn poison_events_go_to_the_dead_letters_while_the_rest_flows() {
     assert_eq!(letters[2]["entry_id"], serde_json::json!(bad_set_id), "{letters:?}");
     assert_eq!(letters[2]["body"], serde_json::json!(bad_set), "the entry as stored");
     assert!(letters[2]["error"].as_str().unwrap().contains("change 1"), "{letters:?}");
-    assert!(!env.dump("poisoned").await.nodes.contains_key("y"), "no change of a dead-lettered set is applied");
+    assert!(!env.dump(project).await.nodes.contains_key("y"), "no change of a dead-lettered set is applied");
+    (env, names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_events_go_to_the_dead_letters_while_the_rest_flows() {
+    let (env, _) = poison_flow("poisoned", 5).await;
 
     // Re-driving: the bad-kind event and the bad set are not their entities' state in Redis (superseded), the
     // garbage still fails.
@@ -233,6 +241,24 @@ async fn poison_events_go_to_the_dead_letters_while_the_rest_flows() {
     assert_eq!(report["still_failing"].as_array().unwrap().len(), 1, "{report}");
     let listed = env.cli(&["dlq", "list", "--sink", "falkordb", "--project", "poisoned"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 1);
+}
+
+/// The same in a backlog read as one batch large enough to be decoded on a thread of its own while the worker
+/// commits (`run::decoded`): the entries around the poison ones are applied, the poison ones dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_events_in_a_large_backlog_go_to_the_dead_letters_while_the_rest_flows() {
+    let (env, names) = poison_flow("poisoned-large", 60).await;
+    let entries: redis::Value =
+        redis::cmd("XRANGE").arg(names.cdc_stream()).arg("-").arg("+").query(&mut env.redis.connection()).unwrap();
+    fn bytes(v: &redis::Value) -> usize {
+        match v {
+            redis::Value::BulkString(b) => b.len(),
+            redis::Value::Array(items) => items.iter().map(bytes).sum(),
+            _ => 0,
+        }
+    }
+    let bytes = bytes(&entries);
+    assert!(bytes > 2 * 256 * 1024, "a backlog of {bytes} bytes is decoded on its own thread");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

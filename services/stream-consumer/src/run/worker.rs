@@ -45,6 +45,7 @@ use crate::{
     dead_letters::DeadLetters,
     rebuild::{Rebuild, RebuildReport},
     run::{
+        decoded::{Decoded, DecodedBatch},
         lease,
         status::{ProjectStatus, StatusBoard, METRICS},
         trim,
@@ -622,34 +623,45 @@ impl<S: Sink> Worker<S> {
 
     /// Applies a batch of entries in order: what the sink already has is acknowledged, runs of good entries are
     /// committed as plans of whole change sets ([`commit_len`]), and a failing entry is retried or, out of
-    /// deliveries, dead-lettered.
+    /// deliveries, dead-lettered. Each commit is made as soon as its entries are decoded, while a large batch's
+    /// later entries are decoded on another thread ([`DecodedBatch`]).
     async fn apply_entries(&mut self, entries: Vec<Entry>) -> Progress {
         let mut conn = self.ctx.redis.conn();
         let mut run: Vec<Pending> = Vec::with_capacity(entries.len());
         let mut skipped: Vec<StreamId> = Vec::new();
-        for entry in entries {
-            if self.last_applied.is_some_and(|last| entry.id <= last) {
-                skipped.push(entry.id);
-                continue;
-            }
-            let Some(body) = entry.body else {
-                // Pending, then trimmed before it was applied: the entry is lost to this sink.
-                return match self.commit_run(&mut conn, &mut run, &mut skipped).await {
-                    Progress::Done => {
-                        let after = self.last_applied.unwrap_or(StreamId::ZERO);
-                        Progress::Resync(Gap { after, before: entry.id.successor() })
+        let mut decoded = DecodedBatch::new(entries, self.last_applied);
+        while let Some(entry) = decoded.next().await {
+            match entry {
+                Decoded::Applied(id) => skipped.push(id),
+                Decoded::Trimmed(id) => {
+                    // Pending, then trimmed before it was applied: the entry is lost to this sink.
+                    return match self.commit_run(&mut conn, &mut run, &mut skipped).await {
+                        Progress::Done => {
+                            let after = self.last_applied.unwrap_or(StreamId::ZERO);
+                            Progress::Resync(Gap { after, before: id.successor() })
+                        }
+                        other => other,
+                    };
+                }
+                Decoded::Set { set, body } => {
+                    run.push(Pending { set, body });
+                    // The run holds more than one commit: commit the first while the next entries are decoded.
+                    let batch = self.ctx.settings.batch_size;
+                    let take = commit_len(run.iter().map(|p| p.set.changes.len()), batch);
+                    if take < run.len() {
+                        let mut head: Vec<Pending> = run.drain(..take).collect();
+                        match self.commit_run(&mut conn, &mut head, &mut skipped).await {
+                            Progress::Done => {}
+                            other => return other,
+                        }
                     }
-                    other => other,
-                };
-            };
-            match ChangeSet::from_stream_entry(&entry.id.to_string(), &body) {
-                Ok(set) => run.push(Pending { set, body }),
-                Err(e) => {
+                }
+                Decoded::Poison { id, body, error } => {
                     match self.commit_run(&mut conn, &mut run, &mut skipped).await {
                         Progress::Done => {}
                         other => return other,
                     }
-                    match self.poison(&mut conn, entry.id, &body, &e.to_string()).await {
+                    match self.poison(&mut conn, id, &body, &error).await {
                         Progress::Done => {}
                         other => return other,
                     }
