@@ -3,13 +3,17 @@
 //! It measures the lines of docs/BENCHMARKS.md (## ws-gateway):
 //!   idle        memory per idle connection: gateway RSS growth over N subscribed, idle WebSockets
 //!   throughput  deliveries per second to C clients at each offered rate, with latency percentiles, and the
-//!               same schedule delivered by Redis itself to C plain Pub/Sub subscribers (the baseline)
+//!               same schedule delivered by Redis itself to C plain Pub/Sub subscribers (the baseline); with
+//!               `--runs N`, N runs per rate (gateway, baseline, gateway, …), then a table of medians per rate and
+//!               the highest rate whose median frame p99 is within `--p99-ms` (default 50) with every frame
+//!               delivered: the sweep that finds what the gateway sustains at that latency
 //!   latency     publish-to-receive p50/p99/p99.9 at one rate, gateway clients and plain subscribers receiving
 //!               the same publications at the same time
 //!
 //! Usage (release build; the gateway binary is taken from beside this one):
 //!   ws-load idle [--connections 10000]
-//!   ws-load throughput [--clients 1000] [--rates 100,250,400] [--seconds 10] [--changes N]
+//!   ws-load throughput [--clients 1000] [--rates 100,250,400] [--seconds 10] [--changes N] [--runs 1]
+//!                      [--p99-ms 50] [--baseline 1|0]
 //!   ws-load latency [--clients 1000] [--rate 20] [--seconds 20] [--changes N]
 //!   ws-load all
 //!   ws-load mutations [--projects 12] [--writers 8] [--seconds 10] [--runs 3]
@@ -26,6 +30,8 @@
 //! rates are then change sets per second, and the tables add the changes delivered, changes/s, and the frame
 //! latency. Receivers count the time markers (one per frame) and the changes (one `"entity"` per change, in
 //! either form of entry) in the raw bytes they read.
+//! Each row also gives the fan-out's CPU per frame delivered, user + system: the gateway process's (from /proc), or
+//! for the baseline the Redis server's (`INFO cpu`, which includes running the publishing calls).
 
 mod mutations;
 mod receivers;
@@ -69,7 +75,12 @@ struct Args {
     cluster: usize,
     projects: usize,
     writers: usize,
-    runs: usize,
+    /// Runs per point (`mutations`: default 3; `throughput`: default 1).
+    runs: Option<usize>,
+    /// The frame p99 a sweep point must stay within, ms.
+    p99_ms: f64,
+    /// Whether `throughput` also measures the plain-Redis fan-out.
+    baseline: bool,
 }
 
 fn parse_args() -> Args {
@@ -84,7 +95,9 @@ fn parse_args() -> Args {
         cluster: 0,
         projects: 12,
         writers: 8,
-        runs: 3,
+        runs: None,
+        p99_ms: 50.0,
+        baseline: true,
     };
     let mut it = std::env::args().skip(1);
     a.command = it.next().unwrap_or_else(|| usage());
@@ -100,7 +113,9 @@ fn parse_args() -> Args {
             "--cluster" => a.cluster = num() as usize,
             "--projects" => a.projects = num() as usize,
             "--writers" => a.writers = num() as usize,
-            "--runs" => a.runs = num() as usize,
+            "--runs" => a.runs = Some((num() as usize).max(1)),
+            "--p99-ms" => a.p99_ms = num() as f64,
+            "--baseline" => a.baseline = num() != 0,
             "--changes" => match num() as usize {
                 n @ 1..=MAX_OPS_PER_CALL => a.changes = Some(n),
                 _ => usage(),
@@ -115,7 +130,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: ws-load idle|throughput|latency|all|mutations [--connections N] [--clients N] [--rates a,b] \
          [--rate R] [--seconds S] [--changes 1..{MAX_OPS_PER_CALL}] [--cluster PRIMARIES] [--projects N] \
-         [--writers N] [--runs N]"
+         [--writers N] [--runs N] [--p99-ms MS] [--baseline 1|0]"
     );
     std::process::exit(2)
 }
@@ -198,6 +213,32 @@ impl Bench {
             "gateway's own publish-to-send (ms buckets, whole run): p50 ≤ {} ms, p99 ≤ {} ms",
             l["p50_le"], l["p99_le"]
         )
+    }
+
+    /// CPU seconds the gateway process has used: user, system.
+    fn gateway_cpu(&self) -> (f64, f64) {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.gateway.id())).unwrap_or_default();
+        // The fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+        let mut ticks = after.split_whitespace().skip(11).map(|v| v.parse::<f64>().unwrap_or(0.0) / clock_ticks());
+        (ticks.next().unwrap_or(0.0), ticks.next().unwrap_or(0.0))
+    }
+
+    /// CPU seconds the Redis primaries have used (`INFO cpu`): user, system.
+    fn redis_cpu(&self) -> (f64, f64) {
+        let ports = self.redis.primary_ports();
+        tokio::task::block_in_place(|| {
+            ports.iter().map(|&p| mutations::cpu_split(p)).fold((0.0, 0.0), |(u, s), (pu, ps)| (u + pu, s + ps))
+        })
+    }
+
+    /// The CPU seconds (user, system) used so far by the fan-out a set of receivers reads from.
+    fn fanout_cpu(&self, receivers: &str) -> (f64, f64) {
+        if receivers == "gateway" {
+            self.gateway_cpu()
+        } else {
+            self.redis_cpu()
+        }
     }
 
     /// The gateway's resident memory, in KiB.
@@ -322,12 +363,21 @@ async fn measure(
             .collect();
         running.push((name, n, tasks));
     }
+    let cpu_before: Vec<(f64, f64)> = running.iter().map(|(name, ..)| bench.fanout_cpu(name)).collect();
     let (published, first, last) = publish(&bench.redis, rate, seconds, changes).await;
     // Let the tail arrive (bounded).
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_tx.send_replace(true);
+    let cpu: Vec<(f64, f64)> = running
+        .iter()
+        .zip(&cpu_before)
+        .map(|((name, ..), (u0, s0))| {
+            let (u, s) = bench.fanout_cpu(name);
+            (u - u0, s - s0)
+        })
+        .collect();
     let mut out = Vec::new();
-    for (name, clients, tasks) in running {
+    for ((name, clients, tasks), cpu) in running.into_iter().zip(cpu) {
         let mut all = Receipts::default();
         let mut fewest_changes = u64::MAX;
         for t in tasks {
@@ -338,7 +388,10 @@ async fn measure(
             all.changes.extend(r.changes);
         }
         let per_entry = changes.unwrap_or(1) as u64;
-        out.push(Measurement::new(name, clients, published, per_entry, fewest_changes, first, last, all));
+        let mut m = Measurement::new(name, clients, published, per_entry, fewest_changes, first, last, all);
+        let frames = m.delivered.max(1) as f64;
+        m.cpu_us_per_frame = (cpu.0 * 1e6 / frames, cpu.1 * 1e6 / frames);
+        out.push(m);
     }
     out
 }
@@ -366,6 +419,9 @@ struct Measurement {
     p99: u64,
     p999: u64,
     max: u64,
+    /// CPU of the fan-out (the gateway process, or the Redis server, which also runs the publishing calls) from
+    /// the first publication to the end of the tail, per frame delivered, µs.
+    cpu_us_per_frame: (f64, f64),
 }
 
 impl Measurement {
@@ -404,6 +460,7 @@ impl Measurement {
             p99: pct(0.99),
             p999: pct(0.999),
             max: lat.last().copied().unwrap_or(0),
+            cpu_us_per_frame: (0.0, 0.0),
         }
     }
 
@@ -412,7 +469,7 @@ impl Measurement {
         let ms = |us: u64| us as f64 / 1000.0;
         if changes {
             println!(
-                "| {} | {} | {}/{} | {}/{} | {}/{} | {:.1} | {:.0}/s | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {} | {}/{} | {}/{} | {}/{} | {:.1} | {:.0}/s | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}+{:.2} |",
                 self.name,
                 self.clients,
                 self.delivered,
@@ -427,11 +484,13 @@ impl Measurement {
                 ms(self.p50),
                 ms(self.p99),
                 ms(self.p999),
-                ms(self.max)
+                ms(self.max),
+                self.cpu_us_per_frame.0,
+                self.cpu_us_per_frame.1
             );
         } else {
             println!(
-                "| {} | {} | {}/{} | {:.1} | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {} | {}/{} | {:.1} | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}+{:.2} |",
                 self.name,
                 self.clients,
                 self.delivered,
@@ -441,7 +500,9 @@ impl Measurement {
                 ms(self.p50),
                 ms(self.p99),
                 ms(self.p999),
-                ms(self.max)
+                ms(self.max),
+                self.cpu_us_per_frame.0,
+                self.cpu_us_per_frame.1
             );
         }
     }
@@ -452,14 +513,15 @@ fn table_header(changes: bool) {
         println!(
             "| receivers | count | frames delivered/expected | changes delivered/expected | fewest changes per \
              receiver/published | publish s | frames/s | changes/s | frame p50 ms | frame p99 ms | frame p99.9 ms | \
-             frame max ms |"
+             frame max ms | fan-out CPU µs/frame user+sys |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     } else {
         println!(
-            "| receivers | count | delivered/expected | publish s | deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms |"
+            "| receivers | count | delivered/expected | publish s | deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms | \
+             fan-out CPU µs/frame user+sys |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     }
 }
 
@@ -502,9 +564,27 @@ fn unit(changes: Option<usize>) -> String {
     }
 }
 
-async fn throughput(clients: usize, rates: &[u64], seconds: u64, changes: Option<usize>, cluster: usize) {
+/// How a throughput sweep runs.
+struct Sweep {
+    clients: usize,
+    seconds: u64,
+    changes: Option<usize>,
+    runs: usize,
+    /// The frame p99 a point must stay within, µs.
+    p99_goal_us: u64,
+    baseline: bool,
+}
+
+async fn throughput(rates: &[u64], cluster: usize, sweep: Sweep) {
+    let Sweep { clients, seconds, changes, runs, .. } = sweep;
     let bench = Bench::start(cluster).await;
-    println!("## throughput: {clients} receivers, {seconds} s per rate, {}, {}", unit(changes), label(&bench.redis));
+    println!(
+        "## throughput: {clients} receivers, {seconds} s per rate, {runs} run(s) per rate, {}, {}; load average {}",
+        unit(changes),
+        label(&bench.redis),
+        load_average()
+    );
+    let mut points = Vec::new();
     for &rate in rates {
         let per_entry = changes.unwrap_or(1) as u64;
         println!(
@@ -514,16 +594,159 @@ async fn throughput(clients: usize, rates: &[u64], seconds: u64, changes: Option
             rate * per_entry * clients as u64
         );
         table_header(changes.is_some());
-        let gw = bench.gateway_clients(clients).await;
-        let ours = measure(&bench, vec![("gateway", gw)], rate, seconds, changes).await;
-        ours[0].print(changes.is_some());
-        eprintln!("{}", bench.gateway_latency().await);
-        // Let the gateway notice the closed sockets before the baseline runs.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let rs = bench.redis_subscribers(clients).await;
-        let base = measure(&bench, vec![("redis", rs)], rate, seconds, changes).await;
-        base[0].print(changes.is_some());
-        ratio(&ours[0], &base[0]);
+        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let gw = bench.gateway_clients(clients).await;
+            let m = measure(&bench, vec![("gateway", gw)], rate, seconds, changes).await.remove(0);
+            m.print(changes.is_some());
+            eprintln!("{}", bench.gateway_latency().await);
+            // Let the gateway notice the closed sockets before the next run.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if sweep.baseline {
+                let rs = bench.redis_subscribers(clients).await;
+                let b = measure(&bench, vec![("redis", rs)], rate, seconds, changes).await.remove(0);
+                b.print(changes.is_some());
+                ratio(&m, &b);
+                base.push(b);
+            }
+            ours.push(m);
+        }
+        points.push(Point { rate, gateway: Medians::of(&ours), redis: (!base.is_empty()).then(|| Medians::of(&base)) });
+    }
+    if runs > 1 || rates.len() > 1 {
+        summary(&points, &sweep);
+    }
+}
+
+/// The medians of one rate's runs.
+struct Medians {
+    runs: usize,
+    frames_rate: f64,
+    changes_rate: f64,
+    publish_secs: f64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    p99_min: u64,
+    p99_max: u64,
+    /// User, system.
+    cpu_us_per_frame: (f64, f64),
+    /// Every run delivered every frame to every receiver.
+    complete: bool,
+}
+
+impl Medians {
+    fn of(runs: &[Measurement]) -> Self {
+        fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+            v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+            v[v.len() / 2]
+        }
+        let p99s: Vec<u64> = runs.iter().map(|m| m.p99).collect();
+        Self {
+            runs: runs.len(),
+            frames_rate: median(runs.iter().map(|m| m.rate).collect()),
+            changes_rate: median(runs.iter().map(|m| m.changes_rate).collect()),
+            publish_secs: median(runs.iter().map(|m| m.publish_secs).collect()),
+            p50: median(runs.iter().map(|m| m.p50).collect()),
+            p99: median(p99s.clone()),
+            p999: median(runs.iter().map(|m| m.p999).collect()),
+            p99_min: p99s.iter().copied().min().unwrap_or(0),
+            p99_max: p99s.iter().copied().max().unwrap_or(0),
+            cpu_us_per_frame: (
+                median(runs.iter().map(|m| m.cpu_us_per_frame.0).collect()),
+                median(runs.iter().map(|m| m.cpu_us_per_frame.1).collect()),
+            ),
+            complete: runs.iter().all(|m| m.delivered == m.expected && m.delivered_changes == m.expected_changes),
+        }
+    }
+
+    fn within(&self, goal_us: u64) -> bool {
+        self.complete && self.p99 <= goal_us
+    }
+}
+
+struct Point {
+    rate: u64,
+    gateway: Medians,
+    redis: Option<Medians>,
+}
+
+/// Clock ticks per second of /proc's CPU times.
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf reads a constant of the system.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+fn load_average() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// The medians per rate, and the highest rate each fan-out sustains within the p99 goal.
+fn summary(points: &[Point], sweep: &Sweep) {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let goal = sweep.p99_goal_us;
+    println!(
+        "\n## medians per rate ({} receivers, {}; load average now {})",
+        sweep.clients,
+        unit(sweep.changes),
+        load_average()
+    );
+    println!(
+        "| offered/s | receivers | runs | publish s | frames/s | changes/s | frame p50 ms | frame p99 ms (min–max) | \
+         frame p99.9 ms | fan-out CPU µs/frame user+sys | all delivered | p99 ≤ {} ms |",
+        ms(goal)
+    );
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | --- |");
+    for p in points {
+        for (name, m) in [("gateway", Some(&p.gateway)), ("redis", p.redis.as_ref())] {
+            let Some(m) = m else { continue };
+            println!(
+                "| {} | {name} | {} | {:.1} | {:.0} | {:.0} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.2} | {:.2}+{:.2} | {} | {} |",
+                p.rate,
+                m.runs,
+                m.publish_secs,
+                m.frames_rate,
+                m.changes_rate,
+                ms(m.p50),
+                ms(m.p99),
+                ms(m.p99_min),
+                ms(m.p99_max),
+                ms(m.p999),
+                m.cpu_us_per_frame.0,
+                m.cpu_us_per_frame.1,
+                if m.complete { "yes" } else { "no" },
+                if m.within(goal) { "yes" } else { "no" }
+            );
+        }
+    }
+    let best = |pick: &dyn Fn(&Point) -> Option<&Medians>| {
+        points
+            .iter()
+            .filter_map(|p| pick(p).filter(|m| m.within(goal)).map(|m| (p.rate, m)))
+            .max_by(|a, b| a.1.changes_rate.total_cmp(&b.1.changes_rate))
+    };
+    for (name, found) in [("gateway", best(&|p| Some(&p.gateway))), ("redis", best(&|p| p.redis.as_ref()))] {
+        if name == "redis" && !sweep.baseline {
+            continue;
+        }
+        match found {
+            Some((rate, m)) => println!(
+                "highest within p99 ≤ {} ms, {name}: {:.0} changes/s ({:.0} frames/s) to {} receivers at {rate}/s offered, \
+                 median frame p99 {:.2} ms",
+                ms(goal),
+                m.changes_rate,
+                m.frames_rate,
+                sweep.clients,
+                ms(m.p99)
+            ),
+            None => println!("highest within p99 ≤ {} ms, {name}: none of the rates tried", ms(goal)),
+        }
     }
 }
 
@@ -546,6 +769,17 @@ async fn latency(clients: usize, rate: u64, seconds: u64, changes: Option<usize>
     println!("{}", bench.gateway_latency().await);
 }
 
+fn sweep(args: &Args) -> Sweep {
+    Sweep {
+        clients: args.clients,
+        seconds: args.seconds.unwrap_or(10),
+        changes: args.changes,
+        runs: args.runs.unwrap_or(1),
+        p99_goal_us: (args.p99_ms * 1000.0) as u64,
+        baseline: args.baseline,
+    }
+}
+
 fn raise_fd_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     unsafe {
@@ -564,17 +798,15 @@ async fn main() {
     now_us();
     match args.command.as_str() {
         "idle" => idle(args.connections).await,
-        "throughput" => {
-            throughput(args.clients, &args.rates, args.seconds.unwrap_or(10), args.changes, args.cluster).await
-        }
+        "throughput" => throughput(&args.rates, args.cluster, sweep(&args)).await,
         "latency" => latency(args.clients, args.rate, args.seconds.unwrap_or(20), args.changes, args.cluster).await,
         "mutations" => {
-            mutations::run(args.projects, args.writers, args.seconds.unwrap_or(10), args.runs).await;
+            mutations::run(args.projects, args.writers, args.seconds.unwrap_or(10), args.runs.unwrap_or(3)).await;
         }
         "all" => {
             idle(args.connections).await;
             println!();
-            throughput(args.clients, &args.rates, args.seconds.unwrap_or(10), args.changes, args.cluster).await;
+            throughput(&args.rates, args.cluster, sweep(&args)).await;
             println!();
             latency(args.clients, args.rate, args.seconds.unwrap_or(20), args.changes, args.cluster).await;
         }

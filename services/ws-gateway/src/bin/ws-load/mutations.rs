@@ -47,7 +47,13 @@ impl Run {
 }
 
 /// CPU seconds a node has used (system + user, all its threads).
-fn cpu_seconds(port: u16) -> f64 {
+pub(crate) fn cpu_seconds(port: u16) -> f64 {
+    let (user, sys) = cpu_split(port);
+    user + sys
+}
+
+/// CPU seconds a node has used: user, system (all its threads).
+pub(crate) fn cpu_split(port: u16) -> (f64, f64) {
     let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .and_then(|c| c.get_connection())
         .expect("a connection to a node");
@@ -55,7 +61,7 @@ fn cpu_seconds(port: u16) -> f64 {
     let field = |name: &str| {
         info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).and_then(|v| v.trim().parse::<f64>().ok())
     };
-    field("used_cpu_sys").unwrap_or(0.0) + field("used_cpu_user").unwrap_or(0.0)
+    (field("used_cpu_user").unwrap_or(0.0), field("used_cpu_sys").unwrap_or(0.0))
 }
 
 async fn one_run(primaries: usize, projects: usize, writers: usize, seconds: u64) -> Run {
