@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 
 use crate::{
     budget::MemoryBudget,
-    filter::EventFilter,
+    filter::{EventFilter, PartialFrames},
     gateway_event::GatewayEvent,
     outbox::{Frame, Outbox},
     protocol::{self, CloseReason},
@@ -144,6 +144,11 @@ impl Client {
 
     /// A live event of `project`, from the fan-out. Never waits.
     pub fn deliver(&self, project: &ProjectName, ev: &GatewayEvent) {
+        self.deliver_shared(project, ev, &mut PartialFrames::default())
+    }
+
+    /// [`Client::deliver`] for one of the clients of a room: partial frames of `ev` are shared through `cut`.
+    pub fn deliver_shared(&self, project: &ProjectName, ev: &GatewayEvent, cut: &mut PartialFrames) {
         let mut guard = self.lock();
         let st = &mut *guard;
         if st.closing.is_some() {
@@ -156,7 +161,7 @@ impl Client {
                     return;
                 }
                 *last = Some(ev.id());
-                let Some(frame) = st.filter.frame(ev) else { return };
+                let Some(frame) = st.filter.frame_shared(ev, cut) else { return };
                 if st.outbox.push(frame).is_err() {
                     drop(guard);
                     self.stats.slow_client_cut();

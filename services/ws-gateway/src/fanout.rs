@@ -37,7 +37,7 @@ use codegraph_shared::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{client::Client, gateway_event::GatewayEvent, status::Stats};
+use crate::{client::Client, filter::PartialFrames, gateway_event::GatewayEvent, status::Stats};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -137,8 +137,10 @@ impl Room {
             span
         });
         let _entered = span.as_ref().map(|s| s.enter());
+        // Clients whose filters keep the same changes of a set get one cut of it.
+        let mut cut = PartialFrames::default();
         for client in &self.clients {
-            client.deliver(project, ev);
+            client.deliver_shared(project, ev, &mut cut);
         }
     }
 

@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use axum::extract::ws::Utf8Bytes;
 use codegraph_shared::{event::EventType, project::ProjectName};
 use serde::Deserialize;
 
@@ -106,6 +107,12 @@ impl EventFilter {
     /// passes, nothing when none does, else a change set of the passing changes with their indexes (see
     /// [`GatewayEvent::partial_text`]). The project is checked by whoever routes the entry.
     pub fn frame(&self, ev: &GatewayEvent) -> Option<Frame> {
+        self.frame_shared(ev, &mut PartialFrames::default())
+    }
+
+    /// [`EventFilter::frame`] for one of many clients of the same entry: a partial frame is cut once per distinct
+    /// set of kept changes and its bytes shared through `cut` (which belongs to that one entry).
+    pub fn frame_shared(&self, ev: &GatewayEvent, cut: &mut PartialFrames) -> Option<Frame> {
         let changes = ev.changes();
         if self.passes_everything() {
             return Some(Frame::entry(ev.text().clone(), ev.id(), changes.len()));
@@ -116,7 +123,8 @@ impl EventFilter {
         } else if kept.len() == changes.len() {
             Some(Frame::entry(ev.text().clone(), ev.id(), kept.len()))
         } else {
-            Some(Frame::entry(ev.partial_text(&kept), ev.id(), kept.len()))
+            let n = kept.len();
+            Some(Frame::entry(cut.get_or_cut(ev, kept), ev.id(), n))
         }
     }
 
@@ -161,6 +169,29 @@ impl EventFilter {
             "entity_kinds": kinds,
             "node_ids": ids,
         })
+    }
+}
+
+/// The partial frames already cut from one entry, by the changes they keep: clients whose filters keep the same
+/// changes share one buffer instead of each serializing its own.
+#[derive(Default)]
+pub struct PartialFrames {
+    frames: Vec<(Vec<usize>, Utf8Bytes)>,
+}
+
+/// Most distinct partial frames remembered for one entry; further ones are cut for each client.
+const MAX_PARTIAL_FRAMES: usize = 16;
+
+impl PartialFrames {
+    fn get_or_cut(&mut self, ev: &GatewayEvent, kept: Vec<usize>) -> Utf8Bytes {
+        if let Some((_, text)) = self.frames.iter().find(|(k, _)| *k == kept) {
+            return text.clone();
+        }
+        let text = ev.partial_text(&kept);
+        if self.frames.len() < MAX_PARTIAL_FRAMES {
+            self.frames.push((kept, text.clone()));
+        }
+        text
     }
 }
 
@@ -269,6 +300,24 @@ mod tests {
         let one = frame(json!({"entity_kinds": ["node"], "event_types": ["node_added"]})).unwrap();
         let v: serde_json::Value = serde_json::from_str(one.text.as_str()).unwrap();
         assert_eq!((one.changes, v["changes"][0]["index"].as_u64()), (1, Some(0)));
+    }
+
+    #[test]
+    fn clients_keeping_the_same_changes_share_one_cut() {
+        let set = GatewayEvent::from_stream_entry("5-0", SET).unwrap();
+        let b = EventFilter::from_json(json!({"node_ids": ["b"]})).unwrap();
+        let b_too = EventFilter::from_json(json!({"event_types": ["relationship_deleted", "node_deleted"]})).unwrap();
+        let a = EventFilter::from_json(json!({"node_ids": ["a"]})).unwrap();
+        let mut cut = PartialFrames::default();
+        let first = b.frame_shared(&set, &mut cut).unwrap();
+        let second = b_too.frame_shared(&set, &mut cut).unwrap();
+        let other = a.frame_shared(&set, &mut cut).unwrap();
+        // The same kept changes: the same bytes, not a copy.
+        assert_eq!(first.text.as_str().as_ptr(), second.text.as_str().as_ptr());
+        assert_eq!((first.changes, second.changes, other.changes), (2, 2, 1));
+        assert_ne!(first.text, other.text);
+        assert_eq!(first.text, b.frame(&set).unwrap().text, "shared or not, the same frame");
+        assert_eq!(other.text, a.frame(&set).unwrap().text);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use codegraph_shared::{auth, http, settings, shutdown::Shutdown, telemetry};
+use axum::serve::ListenerExt;
+use codegraph_shared::{auth, settings, shutdown::Shutdown, telemetry};
 use ws_gateway::{access::Access, drain, gateway::Gateway, routes, settings::Settings};
 
 const HELP: &str = "ws-gateway: live graph changes over WebSocket (/ws/events?project=a,b&since=<stream id>)
@@ -42,7 +43,19 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     let shutdown = Shutdown::on_signals();
     let gateway = Gateway::start(&settings, access, shutdown.clone())?;
     let listener = tokio::net::TcpListener::bind(&settings.http.addr).await?;
-    let server = tokio::spawn(http::serve_on(listener, routes::router(gateway.clone()), shutdown.clone()));
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    // Every frame is written as soon as it is ready: without TCP_NODELAY a frame that follows one the client has
+    // not acknowledged yet waits for that acknowledgement (Nagle), which the client may delay by up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
+    let app = routes::router(gateway.clone());
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await }).await
+    });
     shutdown.wait().await;
     drain::drain(&gateway).await;
     // Upgraded connections are not the HTTP server's; plain requests still in flight get a moment.

@@ -4,7 +4,9 @@
 
 use std::{
     collections::VecDeque,
+    future::Future,
     sync::Arc,
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -40,18 +42,26 @@ pub async fn run(client: Arc<Client>, mut sink: Sink, keepalive: KeepAlive, stat
             let outcome = {
                 let write = write_batch(&mut sink, &mut batch, &mut published, &stats);
                 tokio::pin!(write);
-                let deadline = tokio::time::sleep(write_timeout);
-                tokio::pin!(deadline);
-                loop {
-                    tokio::select! {
-                        r = &mut write => break r.map_err(|_| CloseReason::Gone),
-                        _ = client.cut() => {
-                            // Give up on a socket that does not drain only when the client is cut for it.
-                            if client.closing() == Some(CloseReason::TooSlow) {
-                                break Err(CloseReason::TooSlow);
+                // Nearly every batch goes straight into the socket's buffer: only a write that has to wait arms the
+                // deadline and listens for a cut (a timer and a waiter per batch cost more than the write's own
+                // user-space work at a thousand clients).
+                match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                    Poll::Ready(r) => r.map_err(|_| CloseReason::Gone),
+                    Poll::Pending => {
+                        let deadline = tokio::time::sleep(write_timeout);
+                        tokio::pin!(deadline);
+                        loop {
+                            tokio::select! {
+                                r = &mut write => break r.map_err(|_| CloseReason::Gone),
+                                _ = client.cut() => {
+                                    // Give up on a socket that does not drain only when the client is cut for it.
+                                    if client.closing() == Some(CloseReason::TooSlow) {
+                                        break Err(CloseReason::TooSlow);
+                                    }
+                                }
+                                _ = &mut deadline => break Err(CloseReason::Gone),
                             }
                         }
-                        _ = &mut deadline => break Err(CloseReason::Gone),
                     }
                 }
             };
@@ -86,11 +96,10 @@ pub async fn run(client: Arc<Client>, mut sink: Sink, keepalive: KeepAlive, stat
             None => next_ping,
         };
         tokio::select! {
-            _ = client.woken() => {
-                // Let the fan-out finish its round first: under load more frames gather and go out in one
-                // write; when idle this costs one trip through the scheduler.
-                tokio::task::yield_now().await;
-            }
+            // No yield before taking: the fan-out queues an entry for every client of the room in one poll, so
+            // what is queued by the time the writer runs goes out in one write anyway; a yield cost every writer a
+            // second trip through the scheduler per wake-up, and at a thousand clients measured no better p99.
+            _ = client.woken() => {}
             _ = tokio::time::sleep_until(timer.into()) => {
                 if let Some((_, heard)) = awaiting_pong.take() {
                     if client.heard_count() == heard {
