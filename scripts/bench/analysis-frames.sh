@@ -4,7 +4,8 @@
 #   scripts/bench/analysis-frames.sh <analysis-worker binary> <folder> [label]
 #
 # Starts a private redis-server, runs `<binary> analyze` of <folder> into a fresh project (timing it, with the
-# worker's peak RSS from /usr/bin/time and Redis's used_memory before and after), then reads the project's CDC
+# worker's peak RSS and CPU time from /usr/bin/time, redis-server's CPU time (INFO cpu) and used_memory before and
+# after, and the steps line of the worker's summary), then reads the project's CDC
 # stream: an unfiltered WebSocket client receives exactly one frame per entry, the published text, which is
 # the stored envelope with `"id":"<entry id>",` spliced in after its opening brace. Prints entries (frames),
 # changes, job events and bytes. Works with any version of the binary (per-entity or change-set streams).
@@ -17,16 +18,22 @@ redis_pid=$!
 trap 'kill $redis_pid 2>/dev/null; wait $redis_pid 2>/dev/null; rm -rf "$work"' EXIT
 until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
 memory() { redis-cli -p "$port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }
-before=$(memory)
+cpu() { redis-cli -p "$port" info cpu | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.2f", s}'; }
+before=$(memory) cpu_before=$(cpu)
 start=$(date +%s.%N)
 CODEGRAPH__REDIS__URL="redis://127.0.0.1:$port" CODEGRAPH__ANALYSIS__ALLOWED_ROOTS="$dir" \
-  /usr/bin/time -f %M -o "$work/rss" "$bin" analyze --project frames --path "$dir" >/dev/null
+  /usr/bin/time -f '%M %U %S' -o "$work/rss" "$bin" analyze --project frames --path "$dir" >"$work/out"
 end=$(date +%s.%N)
-after=$(memory)
-python3 - "$port" "$label" "$start" "$end" "$(cat "$work/rss")" "$before" "$after" <<'PY'
+after=$(memory) cpu_after=$(cpu)
+grep '^  steps:' "$work/out" || true
+read -r rss_kib worker_user worker_sys <"$work/rss"
+python3 - "$port" "$label" "$start" "$end" "$rss_kib" "$before" "$after" "$worker_user" "$worker_sys" "$cpu_before" \
+  "$cpu_after" <<'PY'
 import json, socket, sys
 port, label, start, end = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 rss_kib, mem_before, mem_after = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+worker_cpu = float(sys.argv[8]) + float(sys.argv[9])
+redis_cpu = float(sys.argv[11]) - float(sys.argv[10])
 s = socket.create_connection(("127.0.0.1", port))
 f = s.makefile("rb")
 def cmd(*args):
@@ -63,5 +70,6 @@ while True:
     if len(batch) < 1000: break
 print(f"{label}: {entries} frames ({changes} graph changes, {jobs} job events), {nbytes} bytes, "
       f"{nbytes / max(entries, 1):.0f} bytes/frame; analyze {end - start:.2f} s, worker peak RSS "
-      f"{rss_kib / 1024:.0f} MiB, Redis used_memory +{(mem_after - mem_before) / 2**20:.0f} MiB")
+      f"{rss_kib / 1024:.0f} MiB, Redis used_memory +{(mem_after - mem_before) / 2**20:.0f} MiB; CPU: worker "
+      f"{worker_cpu:.1f} s, redis-server {redis_cpu:.1f} s")
 PY

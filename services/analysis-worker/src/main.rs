@@ -160,6 +160,17 @@ fn print_end(spec: &JobSpec, end: &JobEnd) -> ExitCode {
                 r.skipped_huge,
                 r.failed.len()
             );
+            let (t, ms) = (&s.steps, |d: std::time::Duration| d.as_millis());
+            println!(
+                "  steps: analyse {} ms (read {}, parse {}, resolve {}, build {}), plan {} ms, write {} ms",
+                ms(t.analyze),
+                ms(t.analysis.load),
+                ms(t.analysis.parse),
+                ms(t.analysis.resolve),
+                ms(t.analysis.build),
+                ms(t.plan),
+                ms(t.write)
+            );
             for (lang, c) in &r.calls {
                 let total = c.resolved + c.unresolved;
                 if total > 0 {
