@@ -62,6 +62,7 @@ impl Report {
 /// Wall time of each step of an in-memory analysis (for benchmarks and logs).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Timings {
+    /// Picking the files to read (each is read by the parser thread that parses it: reading is part of `parse`).
     pub load: Duration,
     pub parse: Duration,
     pub resolve: Duration,
@@ -71,7 +72,11 @@ pub struct Timings {
 /// The result of an in-memory analysis.
 pub struct Analysis {
     pub resolved: Resolved,
+    /// Empty until built ([`Analyzer::build`]; [`Analyzer::run`] builds it).
     pub graph: DesiredGraph,
+    pub built: bool,
+    /// The name of the root directory node.
+    pub root_name: String,
     /// Path → content hash of every analysed file.
     pub hashes: BTreeMap<String, String>,
     pub report: Report,
@@ -79,6 +84,13 @@ pub struct Analysis {
     /// Files that give bases to types of other files → those files, now and at the analyzer's previous run (an
     /// edit there changes the other files' edges).
     pub foreign_targets: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Analysis {
+    /// Files that could not be analysed and of which nothing is known: what Redis holds of them stays.
+    pub fn untouched(&self) -> Vec<&str> {
+        self.report.failed.iter().map(|(p, _)| p.as_str()).filter(|p| !self.hashes.contains_key(*p)).collect()
+    }
 }
 
 /// Raised when a cancel request arrives during the analysis.
@@ -132,6 +144,8 @@ pub struct Analyzer {
     unknown: bool,
     /// [`Analysis::foreign_targets`] of the last run.
     foreign_targets: BTreeMap<String, BTreeSet<String>>,
+    /// Build a fresh project's graph whole before writing it, as any other (see [`Self::streams_fresh`]).
+    always_build: bool,
 }
 
 /// Reads the discovered files in parallel, setting aside binary and unreadable ones.
@@ -151,6 +165,34 @@ fn load_files(files: &[FoundFile], report: &mut Report) -> Vec<Loaded> {
         }
     }
     loaded
+}
+
+/// One file's parse: its facts, or why there are none (`Err((path, None))`: a binary file, skipped).
+type Parsed = Result<(String, Cached), (String, Option<String>)>;
+
+/// A file to analyse: read already (given by a caller), or read by the parser thread that parses it, so a run
+/// holds the text of only the files being parsed (a fresh run of a large repository would otherwise hold
+/// every file's text until the end of the analysis).
+enum Source {
+    Read(Loaded),
+    Unread(FoundFile),
+}
+
+impl Source {
+    fn path(&self) -> &str {
+        match self {
+            Self::Read(l) => &l.path,
+            Self::Unread(f) => &f.path,
+        }
+    }
+
+    /// The file's text; `Err((path, None))`: binary, skipped; `Err((path, Some(reason)))`: unreadable.
+    fn load(self) -> Result<Loaded, (String, Option<String>)> {
+        match self {
+            Self::Read(l) => Ok(l),
+            Self::Unread(f) => load_one(&f),
+        }
+    }
 }
 
 fn load_one(f: &FoundFile) -> Result<Loaded, (String, Option<String>)> {
@@ -202,8 +244,16 @@ impl Analyzer {
     /// Discovered files → desired graph. `root_name` names the root directory node. Files the analyzer knows
     /// to be unchanged (see [`Self::note_changes`]) are not read again.
     pub fn run(&mut self, found: &Discovered, root_name: &str, hooks: &Hooks) -> Result<Analysis, Cancelled> {
+        let mut a = self.run_unbuilt(found, root_name, hooks)?;
+        self.build(&mut a);
+        Ok(a)
+    }
+
+    /// As [`Self::run`], without the desired graph: the files parsed and resolved. [`Self::build`] builds it; a
+    /// fresh project is written without it, file by file ([`crate::fresh`]), so the whole graph is never in memory.
+    pub fn run_unbuilt(&mut self, found: &Discovered, root_name: &str, hooks: &Hooks) -> Result<Analysis, Cancelled> {
         let started = Instant::now();
-        let mut report = Report { skipped_huge: found.huge, ..Report::default() };
+        let report = Report { skipped_huge: found.huge, ..Report::default() };
         let changed = self.changed.take();
         self.unknown = false;
         let (mut read, mut kept) = (Vec::new(), Vec::new());
@@ -216,9 +266,9 @@ impl Analyzer {
                 read.push(f.clone());
             }
         }
-        let loaded = load_files(&read, &mut report);
+        let sources = read.into_iter().map(Source::Unread).collect();
         let load_time = started.elapsed();
-        let mut a = self.analyze_keeping(kept, loaded, report, root_name, hooks)?;
+        let mut a = self.analyze_keeping(kept, sources, report, root_name, hooks)?;
         a.timings.load = load_time;
         self.found = self.root.take().map(|root| (root, found.clone()));
         Ok(a)
@@ -232,28 +282,33 @@ impl Analyzer {
         root_name: &str,
         hooks: &Hooks,
     ) -> Result<Analysis, Cancelled> {
-        self.analyze_keeping(Vec::new(), loaded, report, root_name, hooks)
+        let mut a =
+            self.analyze_keeping(Vec::new(), loaded.into_iter().map(Source::Read).collect(), report, root_name, hooks)?;
+        self.build(&mut a);
+        Ok(a)
     }
 
-    /// As [`Self::analyze`], plus the files in `kept`, known unchanged, with their facts from the last run.
+    /// As [`Self::analyze`], plus the files in `kept`, known unchanged, with their facts from the last run. Files
+    /// not read yet are read by the thread that parses them (their text is dropped once parsed).
     fn analyze_keeping(
         &mut self,
         kept: Vec<String>,
-        mut loaded: Vec<Loaded>,
+        mut sources: Vec<Source>,
         mut report: Report,
         root_name: &str,
         hooks: &Hooks,
     ) -> Result<Analysis, Cancelled> {
         let mut timings = Timings::default();
         let started = Instant::now();
-        loaded.sort_by(|a, b| a.path.cmp(&b.path));
+        sources.sort_by(|a, b| a.path().cmp(b.path()));
         let done = AtomicUsize::new(0);
-        let parsed: Vec<Result<(String, Cached), (String, String)>> = loaded
-            .par_iter()
-            .map(|l| {
+        let parsed: Vec<Parsed> = sources
+            .into_par_iter()
+            .map(|source| {
                 if (hooks.cancelled)() {
-                    return Err((l.path.clone(), "cancelled".into()));
+                    return Err((source.path().to_owned(), Some("cancelled".into())));
                 }
+                let l = source.load()?;
                 let cached = self.cache.get(&l.path).filter(|c| c.hash == l.hash && c.language == l.language);
                 let result = match cached {
                     Some(c) => Ok((l.path.clone(), c.clone())),
@@ -264,7 +319,7 @@ impl Analyzer {
                                 Cached { hash: l.hash.clone(), language: l.language, facts: Arc::new(facts) },
                             )
                         })
-                        .map_err(|e| (l.path.clone(), e.to_string())),
+                        .map_err(|e| (l.path.clone(), Some(e.to_string()))),
                 };
                 (hooks.on_file)(done.fetch_add(1, Ordering::Relaxed) + 1, &l.path);
                 result
@@ -278,7 +333,8 @@ impl Analyzer {
         for p in parsed {
             match p {
                 Ok(entry) => ok.push(entry),
-                Err(e) => failed.push(e),
+                Err((_, None)) => report.skipped_binary += 1,
+                Err((path, Some(reason))) => failed.push((path, reason)),
             }
         }
         for (i, path) in kept.into_iter().enumerate() {
@@ -322,18 +378,41 @@ impl Analyzer {
             c.unresolved += l.counts.unresolved;
         }
         timings.resolve = started.elapsed();
-        let started = Instant::now();
-        let untouched: Vec<&str> =
-            report.failed.iter().map(|(p, _)| p.as_str()).filter(|p| !hashes.contains_key(*p)).collect();
-        let graph = desired::build_reusing(&resolved, root_name, &untouched, &mut self.built);
-        timings.build = started.elapsed();
         let mut foreign_targets = std::mem::take(&mut self.foreign_targets);
         let now = foreign_targets_of(&resolved);
         self.foreign_targets = now.clone();
         for (site, targets) in now {
             foreign_targets.entry(site).or_default().extend(targets);
         }
-        Ok(Analysis { resolved, graph, hashes, report, timings, foreign_targets })
+        let root_name = root_name.to_owned();
+        let graph = DesiredGraph::default();
+        Ok(Analysis { resolved, graph, built: false, root_name, hashes, report, timings, foreign_targets })
+    }
+
+    /// Builds the desired graph of an analysis made by [`Self::run_unbuilt`] (reusing the entities of files whose
+    /// inputs did not change since the last build); a built analysis stays as it is.
+    pub fn build(&mut self, analysis: &mut Analysis) {
+        if analysis.built {
+            return;
+        }
+        let started = Instant::now();
+        let untouched = analysis.untouched();
+        analysis.graph = desired::build_reusing(&analysis.resolved, &analysis.root_name, &untouched, &mut self.built);
+        analysis.built = true;
+        analysis.timings.build = started.elapsed();
+    }
+
+    /// Whether a job writes a fresh project's graph as it builds it ([`crate::fresh`]) rather than building it
+    /// whole first: yes, unless this analyzer keeps the entities of an earlier build (a later build reuses them,
+    /// and a project analysed before is rarely fresh) or was made [`Self::always_building`].
+    pub fn streams_fresh(&self) -> bool {
+        !self.always_build && self.built.is_empty()
+    }
+
+    /// An analyzer whose jobs build every graph whole before comparing it with Redis, a fresh project's too.
+    pub fn always_building(mut self) -> Self {
+        self.always_build = true;
+        self
     }
 }
 

@@ -11,15 +11,17 @@ use codegraph_shared::{
 
 use crate::desired::{DesiredGraph, Owned, Owner};
 
+/// The upserts borrow the desired graph's entities: a fresh analysis's delta is the whole graph, and a copy of it
+/// (and of its mutations) would double the worker's memory. Mutations are made from it one call at a time.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Delta {
+pub struct Delta<'a> {
     pub delete_rels: Vec<String>,
-    pub upsert_nodes: Vec<Node>,
-    pub upsert_rels: Vec<Relationship>,
+    pub upsert_nodes: Vec<&'a Node>,
+    pub upsert_rels: Vec<&'a Relationship>,
     pub delete_nodes: Vec<String>,
 }
 
-impl Delta {
+impl Delta<'_> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -28,22 +30,20 @@ impl Delta {
         self.delete_rels.len() + self.upsert_nodes.len() + self.upsert_rels.len() + self.delete_nodes.len()
     }
 
-    /// The mutations, in the order they must be applied.
-    pub fn mutations(&self) -> Vec<Mutation> {
-        let mut ops = Vec::with_capacity(self.len());
-        ops.extend(self.delete_rels.iter().map(|id| Mutation::DeleteRelationship(id.clone(), Expect::Any)));
-        ops.extend(self.upsert_nodes.iter().map(|n| Mutation::UpsertNode(n.clone(), Expect::Any)));
-        ops.extend(self.upsert_rels.iter().map(|r| Mutation::UpsertRelationship(r.clone(), Expect::Any)));
-        ops.extend(self.delete_nodes.iter().map(|id| Mutation::DeleteNode(id.clone(), Expect::Any)));
-        ops
+    /// The mutations, in the order they must be applied, each made when it is taken.
+    pub fn mutations(&self) -> impl Iterator<Item = Mutation> + '_ {
+        let delete_rels = self.delete_rels.iter().map(|id| Mutation::DeleteRelationship(id.clone(), Expect::Any));
+        let upsert_nodes = self.upsert_nodes.iter().map(|n| Mutation::UpsertNode((*n).clone(), Expect::Any));
+        let upsert_rels = self.upsert_rels.iter().map(|r| Mutation::UpsertRelationship((*r).clone(), Expect::Any));
+        let delete_nodes = self.delete_nodes.iter().map(|id| Mutation::DeleteNode(id.clone(), Expect::Any));
+        delete_rels.chain(upsert_nodes).chain(upsert_rels).chain(delete_nodes)
     }
 }
 
 /// What must change so that the entities of `owners` match `desired`, given what Redis holds for them
 /// (`current`). Something held by one of those owners and desired by none is deleted; something desired
 /// and held differently (or not at all) is written.
-pub fn diff(desired: &DesiredGraph, current: &BTreeMap<Owner, Owned>, owners: &BTreeSet<Owner>) -> Delta {
-    let empty = Owned::default();
+pub fn diff<'a>(desired: &'a DesiredGraph, current: &BTreeMap<Owner, Owned>, owners: &BTreeSet<Owner>) -> Delta<'a> {
     let mut held_nodes: BTreeMap<&str, &Node> = BTreeMap::new();
     let mut held_rels: BTreeMap<&str, &Relationship> = BTreeMap::new();
     for owned in current.values() {
@@ -54,17 +54,17 @@ pub fn diff(desired: &DesiredGraph, current: &BTreeMap<Owner, Owned>, owners: &B
     let mut wanted_nodes: BTreeSet<&str> = BTreeSet::new();
     let mut wanted_rels: BTreeSet<&str> = BTreeSet::new();
     for owner in owners {
-        let want = desired.owners.get(owner).map(|o| &**o).unwrap_or(&empty);
+        let Some(want) = desired.owners.get(owner) else { continue };
         for (id, n) in &want.nodes {
             wanted_nodes.insert(id);
             if held_nodes.get(id.as_str()).is_none_or(|h| h.canonical_json() != n.canonical_json()) {
-                delta.upsert_nodes.push(n.clone());
+                delta.upsert_nodes.push(n);
             }
         }
         for (id, r) in &want.rels {
             wanted_rels.insert(id);
             if held_rels.get(id.as_str()).is_none_or(|h| h.canonical_json() != r.canonical_json()) {
-                delta.upsert_rels.push(r.clone());
+                delta.upsert_rels.push(r);
             }
         }
     }
@@ -97,7 +97,7 @@ pub fn diff(desired: &DesiredGraph, current: &BTreeMap<Owner, Owned>, owners: &B
     delta
 }
 
-fn node_rank(n: &Node) -> u8 {
+pub(crate) fn node_rank(n: &Node) -> u8 {
     match n.kind.as_str() {
         "directory" => 0,
         "file" => 1,

@@ -130,6 +130,12 @@ pub struct BuildCache {
     files: HashMap<String, BuiltFile>,
 }
 
+impl BuildCache {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
 /// Builds the desired graph, reusing the entities of files whose inputs did not change since `cache` was filled,
 /// and refills `cache`. `untouched` files are left as they are in Redis (they could not be analysed): only
 /// their folders are kept.
@@ -234,7 +240,7 @@ fn def_id(resolved: &Resolved, d: DefRef) -> String {
 
 /// Drops the entities of one owner that break a limit; returns it with the ids of the dropped nodes and how
 /// many entities were dropped.
-fn validated(mut owned: Owned) -> (Owned, Vec<String>, u64) {
+pub(crate) fn validated(mut owned: Owned) -> (Owned, Vec<String>, u64) {
     let mut bad = Vec::new();
     owned.nodes.retain(|id, n| {
         let ok = n.validate().is_ok();
@@ -254,7 +260,7 @@ fn validated(mut owned: Owned) -> (Owned, Vec<String>, u64) {
     (owned, bad, dropped)
 }
 
-fn file_entities(resolved: &Resolved, fi: usize) -> Owned {
+pub(crate) fn file_entities(resolved: &Resolved, fi: usize) -> Owned {
     let f = &resolved.files[fi];
     let prefix = f.language.id_prefix();
     let ids: Vec<String> = f.facts.definitions.iter().map(|d| format!("{prefix}:{}:{}", f.path, d.qualified)).collect();

@@ -16,7 +16,7 @@ use std::{
 
 use codegraph_shared::{
     event::EventType,
-    functions::{GraphWriter, MutationError},
+    functions::{GraphWriter, Mutation, MutationError},
     names::RedisNames,
     project::ProjectName,
     redis_handle::RedisHandle,
@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use crate::{
     analysis::{root_name, Analyzer, Hooks, Report},
     discover::check_allowed,
+    fresh,
     progress::{Phase, Progress, TerminalBar},
     settings::AnalysisSettings,
     sync::{self, Mode},
@@ -299,7 +300,7 @@ impl JobRunner {
             let on_file = |done: usize, path: &str| p.file_done(done, path);
             let cancelled = || c.is_cancelled();
             let hooks = Hooks { on_file: &on_file, cancelled: &cancelled };
-            let result = analyzer.run(&found, &name, &hooks);
+            let result = analyzer.run_unbuilt(&found, &name, &hooks);
             (analyzer, result)
         })
         .await;
@@ -311,11 +312,34 @@ impl JobRunner {
         if cancel.is_cancelled() {
             return (analyzer, Ok(None));
         }
+        progress.set_phase(Phase::Resolve);
+        let mut conn = self.redis.conn();
+        // A fresh project is written as its graph is built, file by file (see `crate::fresh`).
+        if analyzer.streams_fresh() {
+            match fresh::is_fresh(&mut conn, writer.names()).await {
+                Ok(true) => {
+                    steps.analyze = started.elapsed();
+                    steps.analysis = analysis.timings;
+                    let summary = self.write_fresh(writer, analysis, progress, cancel, steps).await;
+                    return (analyzer, summary);
+                }
+                Ok(false) => {}
+                Err(e) => return (analyzer, Err(redis_failure("reading the current graph", &e))),
+            }
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            let (mut analyzer, mut analysis) = (analyzer, analysis);
+            analyzer.build(&mut analysis);
+            (analyzer, analysis)
+        })
+        .await;
+        let (analyzer, analysis) = match joined {
+            Ok(r) => r,
+            Err(e) => return (Analyzer::new(), Err(format!("the analysis panicked: {e}"))),
+        };
         steps.analyze = started.elapsed();
         steps.analysis = analysis.timings;
         let started = Instant::now();
-        progress.set_phase(Phase::Resolve);
-        let mut conn = self.redis.conn();
         let plan = match sync::plan(&mut conn, writer, &analysis, spec.mode).await {
             Ok(p) => p,
             Err(e) => return (analyzer, Err(redis_failure("reading the current graph", &e))),
@@ -339,9 +363,80 @@ impl JobRunner {
             return (analyzer, Ok(None));
         }
         steps.write = started.elapsed();
+        let changed_files = plan.changed_files.len();
+        let changed_sample = plan.changed_files.iter().take(MAX_CHANGED_SAMPLE).cloned().collect();
+        drop(plan);
         let summary = Summary {
             nodes: analysis.graph.node_count(),
             relationships: analysis.graph.rel_count(),
+            report: analysis.report,
+            changed_files,
+            changed_sample,
+            mutations: applied.written,
+            events: applied.events,
+            duration: Duration::ZERO,
+            steps,
+        };
+        (analyzer, Ok(Some(summary)))
+    }
+
+    /// Writes a fresh project's graph as [`fresh::produce`] builds it, call by call; records every file's hash
+    /// once all of it is written. `Ok(None)`: cancelled.
+    async fn write_fresh(
+        &self,
+        writer: &GraphWriter,
+        analysis: crate::analysis::Analysis,
+        progress: &Arc<Progress>,
+        cancel: &CancelFlag,
+        mut steps: Steps,
+    ) -> Result<Option<Summary>, String> {
+        let started = Instant::now();
+        let most = fresh::most_mutations(&analysis);
+        progress.ops(0, most);
+        progress.set_phase(Phase::Write);
+        // A few calls ahead of the writes: enough to keep Redis busy while the next group is built.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Mutation>>(4);
+        let producer = tokio::task::spawn_blocking(move || {
+            let sent = fresh::produce(&analysis, &mut |call| tx.blocking_send(call).is_ok());
+            (analysis, sent)
+        });
+        let (c, tp) = (cancel.clone(), current_traceparent());
+        let cancelled = move || c.is_cancelled();
+        let mut conn = self.redis.conn();
+        let mut applied = sync::Applied::default();
+        let mut failure = None;
+        while let Some(call) = rx.recv().await {
+            match sync::write_call(&mut conn, writer, &call, tp.as_deref(), &cancelled, &mut applied).await {
+                Ok(true) => progress.ops(applied.written, most.max(applied.written)),
+                Ok(false) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        let (analysis, sent) = producer.await.map_err(|e| format!("the analysis panicked: {e}"))?;
+        match failure {
+            Some(MutationError::Redis(e)) => return Err(redis_failure("writing the graph", &e)),
+            Some(e) => return Err(format!("writing the graph failed: {e}")),
+            None => {}
+        }
+        let Some(sent) = sent.filter(|_| !applied.cancelled) else { return Ok(None) };
+        let plan = sync::Plan {
+            changed_files: analysis.hashes.keys().cloned().collect(),
+            set_hashes: analysis.hashes.iter().map(|(p, h)| (p.clone(), h.clone())).collect(),
+            ..Default::default()
+        };
+        match sync::record_hashes(&mut conn, writer, &plan).await {
+            Ok(()) => {}
+            Err(MutationError::Redis(e)) => return Err(redis_failure("writing the graph", &e)),
+            Err(e) => return Err(format!("writing the graph failed: {e}")),
+        }
+        steps.write = started.elapsed();
+        Ok(Some(Summary {
+            nodes: sent.nodes,
+            relationships: sent.relationships,
             report: analysis.report,
             changed_files: plan.changed_files.len(),
             changed_sample: plan.changed_files.iter().take(MAX_CHANGED_SAMPLE).cloned().collect(),
@@ -349,8 +444,7 @@ impl JobRunner {
             events: applied.events,
             duration: Duration::ZERO,
             steps,
-        };
-        (analyzer, Ok(Some(summary)))
+        }))
     }
 
     /// Reports progress at most once per interval while the job runs, and watches the job hash for a cancel

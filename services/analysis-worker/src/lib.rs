@@ -13,6 +13,7 @@ pub mod delta;
 pub mod desired;
 pub mod discover;
 pub mod facts;
+pub mod fresh;
 pub mod http;
 pub mod job;
 pub mod lang;

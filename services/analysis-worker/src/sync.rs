@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use codegraph_shared::functions::{calls, GraphWriter, MutationError, MAX_OPS_PER_CALL};
+use codegraph_shared::functions::{
+    change_size, GraphWriter, Mutation, MutationError, MAX_CHANGE_SET_BYTES, MAX_OPS_PER_CALL,
+};
 use redis::aio::ConnectionLike;
 
 use crate::{
@@ -43,8 +45,8 @@ impl Mode {
 
 /// What a sync will do.
 #[derive(Debug, Default)]
-pub struct Plan {
-    pub delta: Delta,
+pub struct Plan<'a> {
+    pub delta: Delta<'a>,
     /// Files whose content changed, appeared or disappeared since the last sync.
     pub changed_files: Vec<String>,
     pub set_hashes: Vec<(String, String)>,
@@ -52,12 +54,12 @@ pub struct Plan {
 }
 
 /// Decides what to write for `analysis` under `mode`.
-pub async fn plan<C: ConnectionLike + Send>(
+pub async fn plan<'a, C: ConnectionLike + Send>(
     conn: &mut C,
     writer: &GraphWriter,
-    analysis: &Analysis,
+    analysis: &'a Analysis,
     mode: Mode,
-) -> redis::RedisResult<Plan> {
+) -> redis::RedisResult<Plan<'a>> {
     let names = writer.names();
     let stored: HashMap<String, String> = redis::cmd("HGETALL").arg(names.file_hashes()).query_async(conn).await?;
     let mut changed: Vec<String> =
@@ -172,27 +174,63 @@ pub struct Applied {
 pub async fn apply<C: ConnectionLike + Send>(
     conn: &mut C,
     writer: &GraphWriter,
-    plan: &Plan,
+    plan: &Plan<'_>,
     traceparent: Option<&str>,
     cancelled: &(dyn Fn() -> bool + Sync),
     on_chunk: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Applied, MutationError> {
-    let ops = plan.delta.mutations();
+    let total = plan.delta.len();
+    let mut ops = plan.delta.mutations();
+    let mut packer = Packer::default();
     let mut applied = Applied::default();
-    for chunk in calls(&ops, MAX_OPS_PER_CALL) {
-        if cancelled() {
-            applied.cancelled = true;
+    let mut taken = false;
+    while !taken {
+        let call = match ops.next() {
+            Some(op) => packer.push(op),
+            None => {
+                taken = true;
+                std::mem::take(&mut packer).finish()
+            }
+        };
+        let Some(call) = call else { continue };
+        if !write_call(conn, writer, &call, traceparent, cancelled, &mut applied).await? {
             return Ok(applied);
         }
-        // A node delete never relies on a cascade larger than one call takes: relationships no analysed owner
-        // holds (added through the API) go first, in bounded change sets of their own.
-        let (outcomes, detached) = writer.mutate_detaching(conn, chunk, traceparent).await?;
-        applied.written += chunk.len();
-        applied.events += outcomes.iter().filter(|o| o.event_id.is_some()).count()
-            + cascaded(&outcomes)
-            + detached.relationships as usize;
-        on_chunk(applied.written, ops.len());
+        on_chunk(applied.written, total);
     }
+    record_hashes(conn, writer, plan).await?;
+    Ok(applied)
+}
+
+/// Writes one call of a sync (unless `cancelled`: then `Ok(false)`, `applied.cancelled` set) and counts it.
+pub(crate) async fn write_call<C: ConnectionLike + Send>(
+    conn: &mut C,
+    writer: &GraphWriter,
+    call: &[Mutation],
+    traceparent: Option<&str>,
+    cancelled: &(dyn Fn() -> bool + Sync),
+    applied: &mut Applied,
+) -> Result<bool, MutationError> {
+    if cancelled() {
+        applied.cancelled = true;
+        return Ok(false);
+    }
+    // A node delete never relies on a cascade larger than one call takes: relationships no analysed owner
+    // holds (added through the API) go first, in bounded change sets of their own.
+    let (outcomes, detached) = writer.mutate_detaching(conn, call, traceparent).await?;
+    applied.written += call.len();
+    applied.events += outcomes.iter().filter(|o| o.event_id.is_some()).count()
+        + cascaded(&outcomes)
+        + detached.relationships as usize;
+    Ok(true)
+}
+
+/// Records the content hashes of a plan (after its delta was written whole).
+pub(crate) async fn record_hashes<C: ConnectionLike + Send>(
+    conn: &mut C,
+    writer: &GraphWriter,
+    plan: &Plan<'_>,
+) -> Result<(), MutationError> {
     let key = writer.names().file_hashes();
     for chunk in plan.set_hashes.chunks(MAX_OPS_PER_CALL) {
         let mut cmd = redis::cmd("HSET");
@@ -205,9 +243,76 @@ pub async fn apply<C: ConnectionLike + Send>(
     for chunk in plan.delete_hashes.chunks(MAX_OPS_PER_CALL) {
         redis::cmd("HDEL").arg(&key).arg(chunk).query_async::<i64>(conn).await?;
     }
-    Ok(applied)
+    Ok(())
+}
+
+/// Packs operations into calls as they come, as `functions::calls` splits a whole list: as many as fit
+/// [`MAX_OPS_PER_CALL`] and about [`MAX_CHANGE_SET_BYTES`] of changes (one operation larger than that is a call of
+/// its own). So a large delta never exists as one list of mutations.
+#[derive(Default)]
+pub struct Packer {
+    call: Vec<Mutation>,
+    bytes: usize,
+}
+
+impl Packer {
+    /// Adds `op`; returns the call it closed when `op` did not fit it (`op` begins the next one).
+    pub fn push(&mut self, op: Mutation) -> Option<Vec<Mutation>> {
+        let size = change_size(&op);
+        let full =
+            !self.call.is_empty() && (self.call.len() == MAX_OPS_PER_CALL || self.bytes + size > MAX_CHANGE_SET_BYTES);
+        let closed = full.then(|| {
+            self.bytes = 0;
+            std::mem::take(&mut self.call)
+        });
+        self.bytes += size;
+        self.call.push(op);
+        closed
+    }
+
+    /// The last call, if any operation is left.
+    pub fn finish(self) -> Option<Vec<Mutation>> {
+        (!self.call.is_empty()).then_some(self.call)
+    }
 }
 
 fn cascaded(outcomes: &[codegraph_shared::functions::Outcome]) -> usize {
     outcomes.iter().map(|o| o.cascaded as usize).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use codegraph_shared::{functions::calls, graph::Node};
+
+    use super::*;
+
+    fn upsert(i: usize, bytes: usize) -> Mutation {
+        let mut n = Node {
+            id: format!("n{i}"),
+            kind: "function".into(),
+            name: format!("f{i}"),
+            file: None,
+            line_start: None,
+            line_end: None,
+            properties: Default::default(),
+            version: None,
+        };
+        n.properties.insert("pad".into(), serde_json::Value::String("x".repeat(bytes)));
+        Mutation::UpsertNode(n, codegraph_shared::functions::Expect::Any)
+    }
+
+    #[test]
+    fn calls_taken_one_at_a_time_are_the_calls_a_whole_list_is_split_into() {
+        // Small operations (the count bound), large ones (the size bound) and one larger than a call.
+        let mut ops: Vec<Mutation> = (0..2500).map(|i| upsert(i, 10)).collect();
+        ops.extend((2500..2600).map(|i| upsert(i, 9_000 + (i % 7) * 1000)));
+        ops.push(upsert(2600, MAX_CHANGE_SET_BYTES + 1));
+        ops.extend((2601..3000).map(|i| upsert(i, 100)));
+        let whole: Vec<Vec<Mutation>> = calls(&ops, MAX_OPS_PER_CALL).iter().map(|c| c.to_vec()).collect();
+        let mut packer = Packer::default();
+        let mut one_by_one: Vec<Vec<Mutation>> = ops.iter().filter_map(|op| packer.push(op.clone())).collect();
+        one_by_one.extend(packer.finish());
+        assert!(whole.len() > 5, "{}", whole.len());
+        assert_eq!(one_by_one, whole);
+    }
 }
