@@ -23,8 +23,10 @@ use crate::{
 
 /// Jobs kept on the job stream (approximate); older entries are trimmed.
 const JOBS_STREAM_MAX_LEN: u64 = 10_000;
-/// Longest path a job may name, in bytes.
-const MAX_PATH_LEN: usize = 4096;
+/// Longest path a job (or a watch) may name, in bytes.
+pub const MAX_PATH_LEN: usize = 4096;
+/// Longest job id, in bytes (ids are made here: 32 hex digits).
+pub const MAX_JOB_ID_LEN: usize = 64;
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -84,7 +86,7 @@ pub async fn reanalyze(
 ) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let invalid = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_path", m.to_owned());
     if req.path.is_empty() || req.path.len() > MAX_PATH_LEN || req.path.chars().any(char::is_control) {
-        return Err(invalid("path must be 1 to 4096 bytes without control characters"));
+        return Err(invalid(&format!("path must be 1 to {MAX_PATH_LEN} bytes without control characters")));
     }
     if !req.path.starts_with('/') {
         return Err(invalid("path must be absolute"));
@@ -155,7 +157,7 @@ pub struct Job {
 
 async fn load_job(state: &AppState, job_id: &str) -> Result<(ProjectName, HashMap<String, String>), ApiError> {
     let not_found = || ApiError::not_found(format!("no job {job_id:?}"));
-    if job_id.len() > 64 || !job_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if job_id.len() > MAX_JOB_ID_LEN || !job_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return Err(not_found());
     }
     let mut conn = state.conn();

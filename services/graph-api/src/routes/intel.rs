@@ -2,6 +2,8 @@
 //! is a node id, or a name `/nodes/search` finds first (the answer's `resolution` says which, and what else the
 //! name matched).
 
+use std::ops::RangeInclusive;
+
 use axum::{extract::State, Json};
 use codegraph_shared::{http::ApiError, names::RedisNames};
 use serde::Deserialize;
@@ -20,6 +22,15 @@ use crate::{
     routes::ErrorBody,
     state::AppState,
 };
+
+/// Calls deep a `/callers` or `/callees` walk may go.
+pub const CALL_DEPTH: RangeInclusive<u32> = 1..=5;
+/// Levels of dependents `/impact` may go.
+pub const IMPACT_DEPTH: RangeInclusive<u32> = 1..=10;
+/// Relationships a `/path` may have.
+pub const PATH_DEPTH: RangeInclusive<u32> = 1..=10;
+/// The confidences `min_confidence` may ask for.
+pub const CONFIDENCE: RangeInclusive<f64> = 0.0..=1.0;
 
 fn bounds(state: &AppState) -> Bounds {
     let api = &state.settings.api;
@@ -63,10 +74,11 @@ async fn call_graph(
     p: CallParams,
     direction: CallDirection,
 ) -> Result<Json<CallGraph>, ApiError> {
-    let depth = intel::check_range("depth", p.depth.unwrap_or(1), 1..=5)?;
+    let depth = intel::check_range("depth", p.depth.unwrap_or(1), CALL_DEPTH)?;
     let min_confidence = p.min_confidence.unwrap_or(0.0);
-    if !(0.0..=1.0).contains(&min_confidence) {
-        return Err(ApiError::bad_request("invalid_query", "min_confidence must be 0 to 1"));
+    if !CONFIDENCE.contains(&min_confidence) {
+        let (low, high) = CONFIDENCE.into_inner();
+        return Err(ApiError::bad_request("invalid_query", format!("min_confidence must be {low} to {high}")));
     }
     let limit = intel::clamp_limit(p.limit, 500, state.settings.api.max_page_size);
     let resolved = symbol(&state, &project, &p.symbol, false).await?;
@@ -121,7 +133,7 @@ pub async fn impact(
     project: Project,
     Params(p): Params<ImpactParams>,
 ) -> Result<Json<Impact>, ApiError> {
-    let depth = intel::check_range("depth", p.depth.unwrap_or(3), 1..=10)?;
+    let depth = intel::check_range("depth", p.depth.unwrap_or(3), IMPACT_DEPTH)?;
     let limit = intel::clamp_limit(p.limit, 1000, state.settings.api.max_page_size);
     let resolved = symbol(&state, &project, &p.symbol, false).await?;
     let names = RedisNames::new(&project.0);
@@ -152,7 +164,7 @@ pub async fn path(
     project: Project,
     Params(p): Params<PathParams>,
 ) -> Result<Json<DependencyPath>, ApiError> {
-    let max_depth = intel::check_range("max_depth", p.max_depth.unwrap_or(6), 1..=10)?;
+    let max_depth = intel::check_range("max_depth", p.max_depth.unwrap_or(6), PATH_DEPTH)?;
     let types = intel::path::parse_types(p.types.as_deref())?;
     let from = symbol(&state, &project, &p.from, false).await?;
     let to = resolved(&state, &project, &p.to, false).await?;

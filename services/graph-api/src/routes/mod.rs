@@ -1,9 +1,11 @@
 //! The HTTP surface, composed per area. Each file is one resource; handlers are thin: extract, call the
-//! Function library or the store, answer. The OpenAPI document is collected from the same handlers.
+//! Function library or the store, answer. The OpenAPI document is collected from the same handlers, and
+//! `declared_limits` writes into it the limits the checks behind them enforce.
 
 pub mod admin;
 pub mod batch;
 pub mod cypher;
+mod declared_limits;
 pub mod intel;
 pub mod nodes;
 pub mod ops;
@@ -109,6 +111,8 @@ pub fn app(state: AppState) -> axum::Router {
     doc.components
         .get_or_insert_with(Default::default)
         .add_security_scheme(BEARER, SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    let mut doc = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
+    declared_limits::declare(&mut doc, &state.settings);
     let doc = std::sync::Arc::new(doc);
     let openapi = axum::Router::new()
         .route("/openapi.json", axum::routing::get(move || ops::openapi(doc.clone())))

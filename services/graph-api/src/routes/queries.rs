@@ -1,5 +1,7 @@
 //! Read-only queries: stats, search, neighbours, paged subgraph, snapshot, projects.
 
+use std::ops::RangeInclusive;
+
 use axum::{extract::Path, extract::State, Json};
 use codegraph_shared::{
     event::StreamId,
@@ -22,6 +24,11 @@ use crate::{
 pub async fn stats(State(state): State<AppState>, project: Project) -> Result<Json<Stats>, ApiError> {
     Ok(Json(store::stats(&mut state.conn(), &RedisNames::new(&project.0)).await?))
 }
+
+/// Longest search text, in bytes.
+pub const MAX_SEARCH_LEN: usize = 256;
+/// Hops a neighbourhood may span.
+pub const NEIGHBOR_DEPTH: RangeInclusive<u32> = 1..=5;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -51,8 +58,8 @@ pub async fn search(
     project: Project,
     Params(p): Params<SearchParams>,
 ) -> Result<Json<SearchResult>, ApiError> {
-    if p.q.is_empty() || p.q.len() > 256 {
-        return Err(ApiError::bad_request("invalid_query", "q must be 1 to 256 bytes"));
+    if p.q.is_empty() || p.q.len() > MAX_SEARCH_LEN {
+        return Err(ApiError::bad_request("invalid_query", format!("q must be 1 to {MAX_SEARCH_LEN} bytes")));
     }
     let limit = p.limit.unwrap_or(20).clamp(1, state.settings.api.max_page_size);
     let names = RedisNames::new(&project.0);
@@ -66,6 +73,7 @@ pub async fn search(
 #[into_params(parameter_in = Query)]
 pub struct NeighborParams {
     /// out, in or both (default).
+    #[param(inline)]
     pub direction: Option<Direction>,
     /// Only relationships of this type.
     #[serde(rename = "type")]
@@ -99,8 +107,9 @@ pub async fn neighbors(
     Params(p): Params<NeighborParams>,
 ) -> Result<Json<Neighborhood>, ApiError> {
     let depth = p.depth.unwrap_or(1);
-    if !(1..=5).contains(&depth) {
-        return Err(ApiError::bad_request("invalid_query", "depth must be 1 to 5"));
+    if !NEIGHBOR_DEPTH.contains(&depth) {
+        let (low, high) = NEIGHBOR_DEPTH.into_inner();
+        return Err(ApiError::bad_request("invalid_query", format!("depth must be {low} to {high}")));
     }
     let names = RedisNames::new(&project.0);
     let mut conn = state.conn();

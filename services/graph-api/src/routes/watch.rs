@@ -20,12 +20,9 @@ use std::collections::HashMap;
 
 use crate::{
     extract::{Body, Project, ProjectParam},
-    routes::ErrorBody,
+    routes::{admin::MAX_PATH_LEN, ErrorBody},
     state::AppState,
 };
-
-/// Longest path a watch may name, in bytes (as for jobs).
-const MAX_PATH_LEN: usize = 4096;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -111,7 +108,7 @@ async fn live_roots(state: &AppState) -> Result<Vec<PathBuf>, ApiError> {
 /// The folder to record, as written with `.` and `..` resolved, or why it is refused.
 async fn check_path(state: &AppState, path: &str) -> Result<PathBuf, ApiError> {
     if path.is_empty() || path.len() > MAX_PATH_LEN || path.chars().any(char::is_control) {
-        return Err(invalid("path must be 1 to 4096 bytes without control characters"));
+        return Err(invalid(format!("path must be 1 to {MAX_PATH_LEN} bytes without control characters")));
     }
     let written = lexical(path).ok_or_else(|| invalid("path must be absolute"))?;
     let roots = live_roots(state).await?;
