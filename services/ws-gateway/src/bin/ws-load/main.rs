@@ -31,7 +31,9 @@
 //! latency. Receivers count the time markers (one per frame) and the changes (one `"entity"` per change, in
 //! either form of entry) in the raw bytes they read.
 //! Each row also gives the fan-out's CPU per frame delivered, user + system: the gateway process's (from /proc), or
-//! for the baseline the Redis server's (`INFO cpu`, which includes running the publishing calls).
+//! for the baseline the Redis server's (`INFO cpu`, which includes running the publishing calls); this process's CPU
+//! (every receiver and the publisher) per frame received; and how busy the whole machine was (all cores, every
+//! process, /proc/stat) over the same time, since the receivers, Redis and the gateway share the cores.
 
 mod mutations;
 mod receivers;
@@ -217,11 +219,7 @@ impl Bench {
 
     /// CPU seconds the gateway process has used: user, system.
     fn gateway_cpu(&self) -> (f64, f64) {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.gateway.id())).unwrap_or_default();
-        // The fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-        let mut ticks = after.split_whitespace().skip(11).map(|v| v.parse::<f64>().unwrap_or(0.0) / clock_ticks());
-        (ticks.next().unwrap_or(0.0), ticks.next().unwrap_or(0.0))
+        process_cpu(&self.gateway.id().to_string())
     }
 
     /// CPU seconds the Redis primaries have used (`INFO cpu`): user, system.
@@ -364,6 +362,7 @@ async fn measure(
         running.push((name, n, tasks));
     }
     let cpu_before: Vec<(f64, f64)> = running.iter().map(|(name, ..)| bench.fanout_cpu(name)).collect();
+    let (own_before, machine_before) = (process_cpu("self"), machine_ticks());
     let (published, first, last) = publish(&bench.redis, rate, seconds, changes).await;
     // Let the tail arrive (bounded).
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -376,6 +375,9 @@ async fn measure(
             (u - u0, s - s0)
         })
         .collect();
+    let (own_after, machine_after) = (process_cpu("self"), machine_ticks());
+    let own = (own_after.0 + own_after.1) - (own_before.0 + own_before.1);
+    let busy = (machine_after.0 - machine_before.0) as f64 / (machine_after.1 - machine_before.1).max(1) as f64;
     let mut out = Vec::new();
     for ((name, clients, tasks), cpu) in running.into_iter().zip(cpu) {
         let mut all = Receipts::default();
@@ -391,7 +393,13 @@ async fn measure(
         let mut m = Measurement::new(name, clients, published, per_entry, fewest_changes, first, last, all);
         let frames = m.delivered.max(1) as f64;
         m.cpu_us_per_frame = (cpu.0 * 1e6 / frames, cpu.1 * 1e6 / frames);
+        m.machine_busy = busy;
         out.push(m);
+    }
+    // The receivers (and the publisher) of every set ran in this process.
+    let frames: u64 = out.iter().map(|m| m.delivered).sum();
+    for m in &mut out {
+        m.receivers_us_per_frame = own * 1e6 / frames.max(1) as f64;
     }
     out
 }
@@ -422,6 +430,10 @@ struct Measurement {
     /// CPU of the fan-out (the gateway process, or the Redis server, which also runs the publishing calls) from
     /// the first publication to the end of the tail, per frame delivered, µs.
     cpu_us_per_frame: (f64, f64),
+    /// CPU of this process (every receiver and the publisher) per frame received, µs.
+    receivers_us_per_frame: f64,
+    /// The share of the machine's CPU (all cores, every process) busy over the same time.
+    machine_busy: f64,
 }
 
 impl Measurement {
@@ -461,6 +473,8 @@ impl Measurement {
             p999: pct(0.999),
             max: lat.last().copied().unwrap_or(0),
             cpu_us_per_frame: (0.0, 0.0),
+            receivers_us_per_frame: 0.0,
+            machine_busy: 0.0,
         }
     }
 
@@ -469,7 +483,7 @@ impl Measurement {
         let ms = |us: u64| us as f64 / 1000.0;
         if changes {
             println!(
-                "| {} | {} | {}/{} | {}/{} | {}/{} | {:.1} | {:.0}/s | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}+{:.2} |",
+                "| {} | {} | {}/{} | {}/{} | {}/{} | {:.1} | {:.0}/s | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}+{:.2} | {:.2} | {:.0} % |",
                 self.name,
                 self.clients,
                 self.delivered,
@@ -486,11 +500,13 @@ impl Measurement {
                 ms(self.p999),
                 ms(self.max),
                 self.cpu_us_per_frame.0,
-                self.cpu_us_per_frame.1
+                self.cpu_us_per_frame.1,
+                self.receivers_us_per_frame,
+                self.machine_busy * 100.0
             );
         } else {
             println!(
-                "| {} | {} | {}/{} | {:.1} | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}+{:.2} |",
+                "| {} | {} | {}/{} | {:.1} | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}+{:.2} | {:.2} | {:.0} % |",
                 self.name,
                 self.clients,
                 self.delivered,
@@ -502,7 +518,9 @@ impl Measurement {
                 ms(self.p999),
                 ms(self.max),
                 self.cpu_us_per_frame.0,
-                self.cpu_us_per_frame.1
+                self.cpu_us_per_frame.1,
+                self.receivers_us_per_frame,
+                self.machine_busy * 100.0
             );
         }
     }
@@ -513,15 +531,17 @@ fn table_header(changes: bool) {
         println!(
             "| receivers | count | frames delivered/expected | changes delivered/expected | fewest changes per \
              receiver/published | publish s | frames/s | changes/s | frame p50 ms | frame p99 ms | frame p99.9 ms | \
-             frame max ms | fan-out CPU µs/frame user+sys |"
+             frame max ms | fan-out CPU µs/frame user+sys | \
+             ws-load CPU µs/frame | machine busy |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     } else {
         println!(
             "| receivers | count | delivered/expected | publish s | deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms | \
-             fan-out CPU µs/frame user+sys |"
+             fan-out CPU µs/frame user+sys | \
+             ws-load CPU µs/frame | machine busy |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     }
 }
 
@@ -631,6 +651,8 @@ struct Medians {
     p99_max: u64,
     /// User, system.
     cpu_us_per_frame: (f64, f64),
+    receivers_us_per_frame: f64,
+    machine_busy: f64,
     /// Every run delivered every frame to every receiver.
     complete: bool,
 }
@@ -656,6 +678,8 @@ impl Medians {
                 median(runs.iter().map(|m| m.cpu_us_per_frame.0).collect()),
                 median(runs.iter().map(|m| m.cpu_us_per_frame.1).collect()),
             ),
+            receivers_us_per_frame: median(runs.iter().map(|m| m.receivers_us_per_frame).collect()),
+            machine_busy: median(runs.iter().map(|m| m.machine_busy).collect()),
             complete: runs.iter().all(|m| m.delivered == m.expected && m.delivered_changes == m.expected_changes),
         }
     }
@@ -669,6 +693,26 @@ struct Point {
     rate: u64,
     gateway: Medians,
     redis: Option<Medians>,
+}
+
+/// CPU seconds a process (`self`, or a pid) has used: user, system.
+fn process_cpu(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let mut ticks = after.split_whitespace().skip(11).map(|v| v.parse::<f64>().unwrap_or(0.0) / clock_ticks());
+    (ticks.next().unwrap_or(0.0), ticks.next().unwrap_or(0.0))
+}
+
+/// The machine's CPU ticks since boot, all cores: (busy, total), from /proc/stat.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> =
+        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let total: u64 = cpu.iter().take(8).sum();
+    // idle and iowait are the 4th and 5th.
+    let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+    (total - idle, total)
 }
 
 /// Clock ticks per second of /proc's CPU times.
@@ -699,15 +743,16 @@ fn summary(points: &[Point], sweep: &Sweep) {
     );
     println!(
         "| offered/s | receivers | runs | publish s | frames/s | changes/s | frame p50 ms | frame p99 ms (min–max) | \
-         frame p99.9 ms | fan-out CPU µs/frame user+sys | all delivered | p99 ≤ {} ms |",
+         frame p99.9 ms | fan-out CPU µs/frame user+sys | ws-load CPU µs/frame | machine busy | all delivered | \
+         p99 ≤ {} ms |",
         ms(goal)
     );
-    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | --- |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |");
     for p in points {
         for (name, m) in [("gateway", Some(&p.gateway)), ("redis", p.redis.as_ref())] {
             let Some(m) = m else { continue };
             println!(
-                "| {} | {name} | {} | {:.1} | {:.0} | {:.0} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.2} | {:.2}+{:.2} | {} | {} |",
+                "| {} | {name} | {} | {:.1} | {:.0} | {:.0} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.2} | {:.2}+{:.2} | {:.2} | {:.0} % | {} | {} |",
                 p.rate,
                 m.runs,
                 m.publish_secs,
@@ -720,6 +765,8 @@ fn summary(points: &[Point], sweep: &Sweep) {
                 ms(m.p999),
                 m.cpu_us_per_frame.0,
                 m.cpu_us_per_frame.1,
+                m.receivers_us_per_frame,
+                m.machine_busy * 100.0,
                 if m.complete { "yes" } else { "no" },
                 if m.within(goal) { "yes" } else { "no" }
             );
