@@ -132,8 +132,9 @@ impl Plan {
     /// Fails with the first entry that can never be applied; callers apply the entries before it on their own.
     pub fn build<'a>(sets: impl IntoIterator<Item = &'a ChangeSet>, last_id: StreamId) -> Result<Plan, Unappliable> {
         let mut steps = Vec::new();
-        let mut pending: Vec<(String, Entry)> = Vec::new();
-        let mut slot: HashMap<String, usize> = HashMap::new();
+        let mut pending: Vec<Entry> = Vec::new();
+        // (is a relationship, id) → position in `pending`; the id is the change's, which equals its data's.
+        let mut slot: HashMap<(bool, &'a str), usize> = HashMap::new();
         for (index, set) in sets.into_iter().enumerate() {
             for (position, c) in set.changes.iter().enumerate() {
                 let change = c.index.map_or(position, |i| i as usize);
@@ -148,16 +149,16 @@ impl Plan {
                         let node: Node = decode(c).map_err(bad)?;
                         check_label("kind", &node.kind).map_err(|e| bad(e.to_string()))?;
                         same_id(c, &node.id).map_err(bad)?;
-                        (format!("n:{}", node.id), Last::Node(node, c.version))
+                        ((false, c.entity.id.as_str()), Last::Node(node, c.version))
                     }
                     EventType::NodeDeleted => {
-                        (format!("n:{}", c.entity.id), Last::NodeGone(c.entity.id.clone(), c.version))
+                        ((false, c.entity.id.as_str()), Last::NodeGone(c.entity.id.clone(), c.version))
                     }
                     EventType::RelationshipAdded | EventType::RelationshipUpdated | EventType::RelationshipDeleted => {
                         let rel: Relationship = decode(c).map_err(bad)?;
                         check_label("type", &rel.rel_type).map_err(|e| bad(e.to_string()))?;
                         same_id(c, &rel.id).map_err(bad)?;
-                        let key = format!("r:{}", rel.id);
+                        let key = (true, c.entity.id.as_str());
                         if c.event_type == EventType::RelationshipDeleted {
                             (key, Last::EdgeGone(rel, c.version))
                         } else {
@@ -169,14 +170,14 @@ impl Plan {
                 };
                 match slot.get(&key) {
                     Some(&i) => {
-                        let entry = &mut pending[i].1;
+                        let entry = &mut pending[i];
                         entry.moved |= c.event_type == EventType::RelationshipUpdated;
                         entry.last = last;
                     }
                     None => {
-                        slot.insert(key.clone(), pending.len());
+                        slot.insert(key, pending.len());
                         let moved = c.event_type == EventType::RelationshipUpdated;
-                        pending.push((key, Entry { first: c.event_type, moved, last }));
+                        pending.push(Entry { first: c.event_type, moved, last });
                     }
                 }
             }
@@ -217,16 +218,17 @@ fn is_derived(rel: &Relationship) -> bool {
     rel.id == Relationship::derived_id(&rel.source, &rel.rel_type, &rel.target)
 }
 
-fn flush(steps: &mut Vec<Step>, pending: &mut Vec<(String, Entry)>, slot: &mut HashMap<String, usize>) {
+fn flush<K>(steps: &mut Vec<Step>, pending: &mut Vec<Entry>, slot: &mut HashMap<K, usize>) {
     if pending.is_empty() {
         return;
     }
     let mut writes = Writes::default();
-    for (_, entry) in pending.drain(..) {
+    for entry in pending.drain(..) {
         let fresh = matches!(entry.first, EventType::NodeAdded | EventType::RelationshipAdded);
         match entry.last {
             Last::Node(node, version) => {
-                let row = NodeRow { id: node.id.clone(), version, props: node_props(&node, version), replaces: !fresh };
+                let props = node_props(&node, version);
+                let row = NodeRow { id: node.id, version, props, replaces: !fresh };
                 writes.node_upserts.entry(node.kind).or_default().push(row);
             }
             Last::NodeGone(id, version) => writes.node_removals.push(Removal { id, version, anchor: None }),

@@ -125,15 +125,16 @@ struct Chain {
 }
 
 impl Chain {
-    fn param(&mut self, rows: impl IntoIterator<Item = String>) -> String {
+    /// A list parameter of `rows`, each written by `row` straight into the parameter text; returns its name.
+    fn param<R>(&mut self, rows: impl IntoIterator<Item = R>, row: impl Fn(&mut String, R)) -> String {
         let name = format!("p{}", self.next_param);
         self.next_param += 1;
         let _ = write!(self.params, "{name}=[");
-        for (i, row) in rows.into_iter().enumerate() {
+        for (i, r) in rows.into_iter().enumerate() {
             if i > 0 {
                 self.params.push(',');
             }
-            self.params.push_str(&row);
+            row(&mut self.params, r);
         }
         self.params.push_str("] ");
         name
@@ -167,7 +168,7 @@ fn changes(writes: &Writes, known_labels: &BTreeSet<String>) -> Chain {
     let mut c = Chain::default();
     for (kind, rows) in &writes.node_upserts {
         // A row is the node's property map: it holds `id`, `kind` and `version`.
-        let p = c.param(rows.iter().map(|r| map(&r.props)));
+        let p = c.param(rows, |out, r| push_map(out, &r.props));
         let kind_label = ident(kind);
         let stale: Vec<&String> =
             known_labels.iter().filter(|l| *l != kind && *l != NODE_LABEL && *l != META_LABEL).collect();
@@ -203,9 +204,10 @@ fn changes(writes: &Writes, known_labels: &BTreeSet<String>) -> Chain {
         if !moved.is_empty() {
             // The same id under another type or between other nodes: remove that edge first (a scan of the edges,
             // paid only for relationships updated in place).
-            let p = c.param(moved.iter().map(|r| {
-                format!("{{id:{},s:{},t:{},v:{}}}", string(&r.id), string(&r.source), string(&r.target), r.version)
-            }));
+            let p = c.param(moved, |out, r| {
+                push_fields(out, &[("id", &r.id), ("s", &r.source), ("t", &r.target)]);
+                let _ = write!(out, ",v:{}}}", r.version);
+            });
             c.part(format!(
                 "UNWIND ${p} AS r MATCH (a:Node)-[e]->(b:Node) WHERE e.id = r.id AND e.version < r.v \
                  AND (type(e) <> {} OR a.id <> r.s OR b.id <> r.t) DELETE e",
@@ -213,9 +215,12 @@ fn changes(writes: &Writes, known_labels: &BTreeSet<String>) -> Chain {
             ));
         }
         // `p`, the edge's property map, holds `id` and `version`.
-        let p = c.param(
-            rows.iter().map(|r| format!("{{s:{},t:{},p:{}}}", string(&r.source), string(&r.target), map(&r.props))),
-        );
+        let p = c.param(rows, |out, r| {
+            push_fields(out, &[("s", &r.source), ("t", &r.target)]);
+            out.push_str(",p:");
+            push_map(out, &r.props);
+            out.push('}');
+        });
         c.part(format!(
             "UNWIND ${p} AS r MATCH (a:Node {{id: r.s}}), (b:Node {{id: r.t}}) MERGE (a)-[e:{} {{id: r.p.id}}]->(b) \
              WITH e, r WHERE e.version IS NULL OR e.version < r.p.version SET e = r.p",
@@ -231,10 +236,15 @@ fn removals(c: &mut Chain, rows: &[Removal], clause: impl Fn(bool) -> &'static s
         if rows.is_empty() {
             continue;
         }
-        let p = c.param(rows.iter().map(|r| match &r.anchor {
-            Some(a) => format!("{{id:{},v:{},a:{}}}", string(&r.id), r.version, string(a)),
-            None => format!("{{id:{},v:{}}}", string(&r.id), r.version),
-        }));
+        let p = c.param(rows, |out, r| {
+            push_fields(out, &[("id", &r.id)]);
+            let _ = write!(out, ",v:{}", r.version);
+            if let Some(a) = &r.anchor {
+                out.push_str(",a:");
+                push_string(out, a);
+            }
+            out.push('}');
+        });
         c.part(format!("UNWIND ${p} AS r {}", clause(anchored)));
     }
 }
@@ -242,63 +252,112 @@ fn removals(c: &mut Chain, rows: &[Removal], clause: impl Fn(bool) -> &'static s
 /// A Cypher string literal.
 pub fn string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
+    push_string(&mut out, s);
+    out
+}
+
+/// Writes the Cypher string literal of `s` to `out`.
+fn push_string(out: &mut String, s: &str) {
+    const SPECIAL: [char; 5] = ['\\', '\'', '\n', '\r', '\t'];
+    out.reserve(s.len() + 2);
     out.push('\'');
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
+    if !s.contains(SPECIAL) {
+        out.push_str(s);
+    } else {
+        for ch in s.chars() {
+            match ch {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c => out.push(c),
+            }
         }
     }
     out.push('\'');
-    out
+}
+
+/// Writes `{name:'value',…` (the map left open) to `out`.
+fn push_fields(out: &mut String, fields: &[(&str, &str)]) {
+    out.push('{');
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push(':');
+        push_string(out, value);
+    }
 }
 
 /// A label, relationship type or property key: bare when it is an identifier, else in backticks. FalkorDB's
 /// parser has no escape for a backtick inside backticks, so a property key's backticks become `_`.
 pub fn ident(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    push_ident(&mut out, name);
+    out
+}
+
+fn push_ident(out: &mut String, name: &str) {
     let mut bytes = name.bytes();
     let plain = matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if plain {
-        name.to_owned()
+        out.push_str(name);
     } else {
-        format!("`{}`", name.replace('`', "_"))
+        out.push('`');
+        out.extend(name.chars().map(|c| if c == '`' { '_' } else { c }));
+        out.push('`');
     }
 }
 
 /// A Cypher literal of a property value.
 pub fn literal(v: &PropValue) -> String {
+    let mut out = String::new();
+    push_literal(&mut out, v);
+    out
+}
+
+fn push_literal(out: &mut String, v: &PropValue) {
     match v {
-        PropValue::Bool(b) => b.to_string(),
-        PropValue::Int(i) => i.to_string(),
+        PropValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        PropValue::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
         PropValue::Float(f) => {
             let s = format!("{f:?}");
-            if s.contains(['.', 'e', 'E']) {
-                s
-            } else {
-                format!("{s}.0")
+            out.push_str(&s);
+            if !s.contains(['.', 'e', 'E']) {
+                out.push_str(".0");
             }
         }
-        PropValue::Str(s) => string(s),
-        PropValue::List(items) => format!("[{}]", items.iter().map(literal).collect::<Vec<_>>().join(",")),
+        PropValue::Str(s) => push_string(out, s),
+        PropValue::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_literal(out, item);
+            }
+            out.push(']');
+        }
     }
 }
 
-/// A Cypher map literal of properties.
-pub fn map(props: &Props) -> String {
-    let mut out = String::from("{");
+/// Writes the Cypher map literal of `props` to `out`.
+fn push_map(out: &mut String, props: &Props) {
+    out.push('{');
     for (i, (k, v)) in props.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "{}:{}", ident(k), literal(v));
+        push_ident(out, k);
+        out.push(':');
+        push_literal(out, v);
     }
     out.push('}');
-    out
 }
 
 #[cfg(test)]
@@ -316,6 +375,13 @@ mod tests {
         assert_eq!(literal(&PropValue::Float(1e300)), "1e300");
         let list = PropValue::List(vec![PropValue::Int(1), PropValue::Str("x".into()), PropValue::Bool(true)]);
         assert_eq!(literal(&list), "[1,'x',true]");
+        let mut row = String::new();
+        push_fields(&mut row, &[("s", "it's"), ("t", "b\tc")]);
+        assert_eq!(row, r"{s:'it\'s',t:'b\tc'");
+        let props = vec![("we ird`".to_owned(), PropValue::Str("a\\b".into())), ("n".to_owned(), PropValue::Int(-1))];
+        row.clear();
+        push_map(&mut row, &props);
+        assert_eq!(row, r"{`we ird_`:'a\\b',n:-1}");
     }
 
     const WRITER: Writer = Writer { generation: 3, recorded: StreamId { ms: 4, seq: 0 } };
