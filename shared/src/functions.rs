@@ -182,13 +182,22 @@ impl MutationError {
     }
 
     fn from_redis(e: RedisError) -> Self {
-        let detail = || e.detail().unwrap_or_default().to_owned();
+        let detail = || without_script_position(e.detail().unwrap_or_default()).to_owned();
         match e.code() {
             Some("CONFLICT") => Self::Conflict(detail()),
             Some("NOTFOUND") => Self::NotFound(detail()),
             Some("DANGLING") => Self::Dangling(detail()),
             _ => Self::Redis(e),
         }
+    }
+}
+
+/// An error's text without the position Redis appends to errors raised by a Function
+/// (` script: cg_mutate, on @user_function:42.`): clients get the message, not the library's insides.
+fn without_script_position(detail: &str) -> &str {
+    match detail.rfind(" script: ") {
+        Some(at) if detail[at..].contains(", on @user_function:") => &detail[..at],
+        _ => detail,
     }
 }
 

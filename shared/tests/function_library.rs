@@ -174,6 +174,7 @@ async fn a_refused_call_leaves_neither_state_nor_event() {
         .await
         .unwrap_err();
     assert!(matches!(err, MutationError::Dangling(ref m) if m.contains("missing")), "{err:?}");
+    assert!(!err.to_string().contains("script:") && !err.to_string().contains("user_function"), "{err}");
 
     // A relationship to a node deleted earlier in the same call is dangling too.
     let err = w
