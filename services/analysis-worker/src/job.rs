@@ -23,6 +23,7 @@ use codegraph_shared::{
     settings::RedisSettings,
     telemetry::current_traceparent,
 };
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::{
@@ -41,6 +42,9 @@ fn redis_failure(step: &str, e: &redis::RedisError) -> String {
     tracing::error!(error = %e, error_id, step, "redis error during an analysis job");
     format!("{step} failed: redis error (error id {error_id}; the details are in the analysis-worker log)")
 }
+
+/// Calls of a fresh project's graph sent before the reply to the first of them has come.
+const WRITES_IN_FLIGHT: usize = 3;
 
 /// Longest list of failed files reported in `analysis_completed`.
 const MAX_REPORTED_FAILURES: usize = 20;
@@ -400,21 +404,49 @@ impl JobRunner {
             let sent = fresh::produce(&analysis, &mut |call| tx.blocking_send(call).is_ok());
             (analysis, sent)
         });
-        let (c, tp) = (cancel.clone(), current_traceparent());
-        let cancelled = move || c.is_cancelled();
-        let mut conn = self.redis.conn();
+        let traceparent = current_traceparent();
+        let tp = traceparent.as_deref();
         let mut applied = sync::Applied::default();
         let mut failure = None;
-        while let Some(call) = rx.recv().await {
-            match sync::write_call(&mut conn, writer, &call, tp.as_deref(), &cancelled, &mut applied).await {
-                Ok(true) => progress.ops(applied.written, most.max(applied.written)),
-                Ok(false) => break,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+        // Several calls in flight on the shared connection: Redis runs them in the order they were sent (each
+        // future sends its call when first polled, and `FuturesOrdered` first polls them in the order pushed), and
+        // works on the next while the worker reads a reply. All are upserts of entities that do not exist yet, so
+        // no call is ever retried out of order; a refused one ends the job (those sent after it may be applied:
+        // the next run compares with Redis, the hashes being recorded only after a complete write).
+        let mut in_flight = futures_util::stream::FuturesOrdered::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                biased;
+                done = in_flight.next(), if !in_flight.is_empty() => match done {
+                    Some(Ok((n, events))) => {
+                        applied.written += n;
+                        applied.events += events;
+                        progress.ops(applied.written, most.max(applied.written));
+                    }
+                    Some(Err(e)) => {
+                        failure = Some(e);
+                        break;
+                    }
+                    None => {}
+                },
+                call = rx.recv(), if open && in_flight.len() < WRITES_IN_FLIGHT => match call {
+                    Some(_) if cancel.is_cancelled() => {
+                        applied.cancelled = true;
+                        open = false;
+                    }
+                    Some(call) => {
+                        let mut conn = self.redis.conn();
+                        in_flight.push_back(async move {
+                            sync::write_one(&mut conn, writer, &call, tp).await.map(|events| (call.len(), events))
+                        });
+                    }
+                    None => open = false,
+                },
+                else => break,
             }
         }
+        drop(in_flight);
         drop(rx);
         let (analysis, sent) = producer.await.map_err(|e| format!("the analysis panicked: {e}"))?;
         match failure {
@@ -428,7 +460,7 @@ impl JobRunner {
             set_hashes: analysis.hashes.iter().map(|(p, h)| (p.clone(), h.clone())).collect(),
             ..Default::default()
         };
-        match sync::record_hashes(&mut conn, writer, &plan).await {
+        match sync::record_hashes(&mut self.redis.conn(), writer, &plan).await {
             Ok(()) => {}
             Err(MutationError::Redis(e)) => return Err(redis_failure("writing the graph", &e)),
             Err(e) => return Err(format!("writing the graph failed: {e}")),

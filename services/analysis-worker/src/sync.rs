@@ -215,14 +215,22 @@ pub(crate) async fn write_call<C: ConnectionLike + Send>(
         applied.cancelled = true;
         return Ok(false);
     }
+    applied.events += write_one(conn, writer, call, traceparent).await?;
+    applied.written += call.len();
+    Ok(true)
+}
+
+/// Writes one call; returns how many graph events it made.
+pub(crate) async fn write_one<C: ConnectionLike + Send>(
+    conn: &mut C,
+    writer: &GraphWriter,
+    call: &[Mutation],
+    traceparent: Option<&str>,
+) -> Result<usize, MutationError> {
     // A node delete never relies on a cascade larger than one call takes: relationships no analysed owner
     // holds (added through the API) go first, in bounded change sets of their own.
     let (outcomes, detached) = writer.mutate_detaching(conn, call, traceparent).await?;
-    applied.written += call.len();
-    applied.events += outcomes.iter().filter(|o| o.event_id.is_some()).count()
-        + cascaded(&outcomes)
-        + detached.relationships as usize;
-    Ok(true)
+    Ok(outcomes.iter().filter(|o| o.event_id.is_some()).count() + cascaded(&outcomes) + detached.relationships as usize)
 }
 
 /// Records the content hashes of a plan (after its delta was written whole).
