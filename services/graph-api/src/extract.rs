@@ -5,7 +5,11 @@ use axum::{
     http::{request::Parts, StatusCode},
 };
 use codegraph_shared::{http::ApiError, project::ProjectName};
-use serde::{de::DeserializeOwned, Deserialize};
+use serde::{
+    de::{value::MapAccessDeserializer, DeserializeOwned, MapAccess, Visitor},
+    Deserialize, Deserializer,
+};
+use std::{fmt, marker::PhantomData};
 
 /// The `?project=` of a request (default `default`), validated.
 #[derive(Debug, Clone)]
@@ -46,18 +50,42 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<
     }
 }
 
-/// A JSON body of type `T`. Malformed JSON → 400, wrong types or unknown fields → 422, too large → 413,
-/// wrong content type → 415; each with the JSON error shape.
+/// A JSON body of type `T`, which must be a JSON object. Malformed JSON → 400, wrong types, unknown fields or
+/// anything but an object → 422, too large → 413, wrong content type → 415; each with the JSON error shape.
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(t)) => Ok(Self(t)),
+        match axum::Json::<Object<T>>::from_request(req, state).await {
+            Ok(axum::Json(Object(t))) => Ok(Self(t)),
             Err(rejection) => Err(body_error(rejection)),
         }
+    }
+}
+
+/// `T` read from a JSON object only: serde's derived structs also take an array of their fields in order
+/// (`[null, null]` was a valid patch), which no document of ours describes.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_map(Fields(PhantomData)).map(Object)
     }
 }
 

@@ -205,6 +205,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_error(&post(br#"{"id": 5, "kind": "function", "name": "x"}"#).await, 422, "invalid_body");
     assert_error(&post(br#"{"id": "a", "kind": "function"}"#).await, 422, "invalid_body");
     assert_error(&post(br#"{"id": "a", "kind": "function", "name": "a", "colour": 1}"#).await, 422, "invalid_body");
+    // A struct's fields as an array (serde's derive takes them so) are not an object.
+    assert_error(&post(br#"["a", "function", "a"]"#).await, 422, "invalid_body");
+    assert_error(&post(b"null").await, 422, "invalid_body");
+    let patch =
+        api.raw(Method::PATCH, "/api/graph/relationships/r", "application/json", b"[null, null]".to_vec()).await;
+    assert_error(&patch, 422, "invalid_body");
     assert_error(&post(br#"{"id": "a", "kind": "not a kind", "name": "a"}"#).await, 422, "invalid_entity");
     assert_error(&post(br#"{"id": "", "kind": "file", "name": "a"}"#).await, 422, "invalid_entity");
     assert_error(
