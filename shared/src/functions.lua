@@ -31,7 +31,7 @@
 --   one change set, so a node with any number of relationships goes in bounded steps, each a valid graph.
 -- LIBRARY_VERSION must grow with every change; services load the library when Redis has an older one.
 
-local LIBRARY_VERSION = 11
+local LIBRARY_VERSION = 12
 
 -- Most relationships one `cg_mutate` call deletes together with the nodes it deletes (MAX_CASCADE in
 -- functions.rs): about 2 ms of Redis time.
@@ -647,6 +647,9 @@ local function cg_mutate(keys, argv)
   return out
 end
 
+-- How many of a project's jobs `<prefix>:recent_jobs` keeps (RECENT_JOBS_KEPT in functions.rs).
+local RECENT_JOBS_KEPT = 1000
+
 local JOB_STATUS = {
   analysis_started = 'running',
   analysis_progress = 'running',
@@ -679,12 +682,23 @@ local function cg_emit(keys, argv)
     flush_hash(ctx.versions)
   end
   if job then
-    local fields = { 'last_event', data, 'updated_at', iso_time(), 'version', v }
+    local now = iso_time()
+    local fields = { 'last_event', data, 'updated_at', now, 'version', v }
     if JOB_STATUS[etype] then
       fields[#fields + 1] = 'status'
       fields[#fields + 1] = JOB_STATUS[etype]
     end
     redis.call('HSET', job, unpack(fields))
+    -- Jobs graph-api queued have it already; the worker's own (command line, watch runs) get it here.
+    redis.call('HSETNX', job, 'created_at', now)
+    -- The project's jobs by when they were first seen, for listing; entries whose hash expired are dropped by
+    -- the listing, and the index keeps the newest RECENT_JOBS_KEPT (trimmed once it is 100 over).
+    local index = keys[1] .. ':recent_jobs'
+    local t = redis.call('TIME')
+    if redis.call('ZADD', index, 'NX', t[1] * 1000 + math.floor(t[2] / 1000), id) == 1
+      and redis.call('ZCARD', index) > RECENT_JOBS_KEPT + 100 then
+      redis.call('ZREMRANGEBYRANK', index, 0, -(RECENT_JOBS_KEPT + 1))
+    end
   end
   local eid = write_single(ctx, etype, ekind, id, v, data)
   if job then

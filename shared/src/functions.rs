@@ -253,6 +253,10 @@ pub const MAX_OPS_PER_CALL: usize = 1000;
 /// it is refused before it writes anything ([`MutationError::is_cascade_refusal`]).
 pub const MAX_CASCADE: usize = 100;
 
+/// How many of a project's jobs its index (`RedisNames::recent_jobs`) keeps: `cg_emit` drops the oldest once
+/// it is 100 over (`RECENT_JOBS_KEPT` in `functions.lua`).
+pub const RECENT_JOBS_KEPT: usize = 1000;
+
 /// How many times a delete detaches its nodes again when writers keep adding relationships to them.
 const DETACH_ATTEMPTS: usize = 8;
 
@@ -806,13 +810,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_cascade_bound_is_the_library_s() {
-        let lua = super::SOURCE
+    fn lua_constant(name: &str) -> Option<usize> {
+        let declaration = format!("local {name} = ");
+        super::SOURCE
             .lines()
-            .find_map(|l| l.trim().strip_prefix("local MAX_CASCADE = "))
-            .and_then(|v| v.trim().parse::<usize>().ok());
-        assert_eq!(lua, Some(MAX_CASCADE));
+            .find_map(|l| l.trim().strip_prefix(declaration.as_str()))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    }
+
+    #[test]
+    fn the_bounds_are_the_library_s() {
+        assert_eq!(lua_constant("MAX_CASCADE"), Some(MAX_CASCADE));
+        assert_eq!(lua_constant("RECENT_JOBS_KEPT"), Some(RECENT_JOBS_KEPT));
     }
 
     #[test]

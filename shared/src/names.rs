@@ -163,6 +163,13 @@ impl RedisNames {
         format!("{}:job:{job_id}", self.prefix)
     }
 
+    /// Sorted set of the project's job ids, scored by when each was queued or first emitted an event (Unix ms);
+    /// the newest [`crate::functions::RECENT_JOBS_KEPT`] are kept, and ids whose job hash expired are dropped
+    /// when listed.
+    pub fn recent_jobs(&self) -> String {
+        format!("{}:recent_jobs", self.prefix)
+    }
+
     /// Hash describing the watch of the project's folder as requested (`path`, `requested_ms`); absent when
     /// not watched.
     pub fn watch(&self) -> String {

@@ -5,7 +5,7 @@ use codegraph_shared::{
     event::{decode_entry, decode_published, CdcEvent, ChangeSet, EventType, StreamId, STREAM_FIELD},
     functions::{
         calls, cap_hold, ensure_loaded, sweep, sweep_all, trim_stream, Expect, GraphWriter, Mutation, MutationError,
-        PublishMode, Status, MAX_CASCADE,
+        PublishMode, Status, MAX_CASCADE, RECENT_JOBS_KEPT,
     },
     graph::{Node, Relationship},
     names::{Generation, RedisNames, PROJECTS_KEY},
@@ -240,6 +240,19 @@ async fn emit_and_reset() {
     }
     let kept: Vec<String> = conn.hkeys(names.versions()).await.unwrap();
     assert!(kept.iter().all(|f| !f.starts_with("j:")), "{kept:?}");
+    // Every job is in the project's index, and its hash got a creation time at its first event.
+    let indexed: Vec<String> = conn.zrange(names.recent_jobs(), 0, -1).await.unwrap();
+    assert_eq!(indexed, ["j1", "j2"]);
+    let created: Option<String> = conn.hget(names.job("j2"), "created_at").await.unwrap();
+    assert!(created.is_some_and(|t| t.ends_with('Z')));
+    // The index keeps the newest RECENT_JOBS_KEPT once it is 100 over.
+    let old: Vec<(u64, String)> = (0..RECENT_JOBS_KEPT + 100).map(|i| (i as u64, format!("old-{i}"))).collect();
+    let _: () = conn.zadd_multiple(names.recent_jobs(), &old).await.unwrap();
+    let data = serde_json::json!({"job_id": "j3"});
+    w.emit(&mut conn, EventType::AnalysisStarted, "job", "j3", &data, None).await.unwrap();
+    let kept: Vec<String> = conn.zrange(names.recent_jobs(), 0, -1).await.unwrap();
+    assert_eq!(kept.len(), RECENT_JOBS_KEPT);
+    assert_eq!(&kept[kept.len() - 3..], ["j1", "j2", "j3"], "the newest stay");
 
     w.reset(&mut conn, "test", None).await.unwrap();
     let n: i64 = conn.hlen(names.nodes()).await.unwrap();

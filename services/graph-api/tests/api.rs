@@ -374,6 +374,57 @@ async fn jobs_are_queued_looked_up_and_cancelled() {
 }
 
 #[tokio::test]
+async fn a_project_s_jobs_are_listed_newest_first_whoever_ran_them() {
+    use codegraph_shared::{
+        functions::{GraphWriter, PublishMode},
+        names::RedisNames,
+        project::ProjectName,
+    };
+    let redis = RedisServer::start();
+    let api = GraphApi::start(&redis).await;
+    let mut queued = Vec::new();
+    for (project, path) in [("demo", "/srv/one"), ("demo", "/srv/two"), ("other", "/srv/else")] {
+        let (status, job) =
+            api.post(&format!("/api/graph/admin/reanalyze?project={project}"), json!({"path": path})).await;
+        assert_eq!(status, 202, "{job}");
+        queued.push(job["job_id"].as_str().unwrap().to_owned());
+    }
+    // A job the worker runs on its own (command line, watch run) is known from its first event.
+    let names = RedisNames::new(&ProjectName::parse("demo").unwrap());
+    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let writer = GraphWriter::new(names.clone(), 10_000, PublishMode::Classic);
+    let started = json!({"job_id": "cli-1", "path": "/srv/cli"});
+    writer.emit(&mut conn, EventType::AnalysisStarted, "job", "cli-1", &started, None).await.unwrap();
+
+    let (status, list) = api.get("/api/graph/admin/jobs?project=demo").await;
+    assert_eq!(status, 200, "{list}");
+    let jobs = list["jobs"].as_array().unwrap();
+    let mut ids: Vec<&str> = jobs.iter().map(|j| j["job_id"].as_str().unwrap()).collect();
+    let created: Vec<&str> = jobs.iter().map(|j| j["created_at"].as_str().unwrap()).collect();
+    assert!(created.windows(2).all(|w| w[0] >= w[1]), "newest first: {list}");
+    let cli = jobs.iter().find(|j| j["job_id"] == "cli-1").expect("the worker's own job is listed");
+    assert_eq!((&cli["status"], &cli["project"]), (&json!("running"), &json!("demo")), "{cli}");
+    ids.sort_unstable();
+    let mut expected = vec![queued[0].as_str(), queued[1].as_str(), "cli-1"];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "only this project's jobs: {list}");
+    let (_, one) = api.get("/api/graph/admin/jobs?project=demo&limit=1").await;
+    assert_eq!(one["jobs"].as_array().unwrap().len(), 1, "{one}");
+    let (_, other) = api.get("/api/graph/admin/jobs?project=other").await;
+    assert_eq!(other["jobs"][0]["job_id"], json!(queued[2]), "{other}");
+
+    // A job whose record expired leaves the listing and the index.
+    let _: () = redis::cmd("DEL").arg(names.job(&queued[0])).query_async(&mut conn).await.unwrap();
+    let (_, list) = api.get("/api/graph/admin/jobs?project=demo").await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 2, "{list}");
+    let score: Option<f64> =
+        redis::cmd("ZSCORE").arg(names.recent_jobs()).arg(&queued[0]).query_async(&mut conn).await.unwrap();
+    assert_eq!(score, None);
+    assert_error(&api.get("/api/graph/admin/jobs?project=demo&limit=many").await, 400, "invalid_query");
+    assert_error(&api.get("/api/graph/admin/jobs?project=bad%20name").await, 400, "invalid_project");
+}
+
+#[tokio::test]
 async fn reset_removes_the_graph_with_one_event() {
     let redis = RedisServer::start();
     let api = GraphApi::start(&redis).await;

@@ -13,10 +13,13 @@ use codegraph_shared::{
     telemetry::current_traceparent,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use crate::{
-    extract::{Body, Project, ProjectParam},
+    extract::{Body, Params, Project, ProjectParam},
     routes::ErrorBody,
     state::AppState,
 };
@@ -54,13 +57,13 @@ pub struct JobAccepted {
     pub status: &'static str,
 }
 
-fn now_iso() -> String {
-    // Seconds are enough for job bookkeeping; events carry millisecond times from Redis.
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let days = secs / 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
+/// `ms` (Unix) as the ISO 8601 UTC time with milliseconds the Function library writes (`iso_time`), so the
+/// job times graph-api and the library write compare as strings.
+fn iso_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
 }
 
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -98,11 +101,15 @@ pub async fn reanalyze(
         Mode::Incremental => "incremental",
     };
     let traceparent = current_traceparent().unwrap_or_default();
-    let now = now_iso();
-    // The job hash first, so a worker that reads the stream entry always finds it. Three commands, not one
-    // pipeline: on a Redis Cluster the three keys live in different slots (the job hash in its project's).
+    let queued_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now = iso_ms(queued_ms);
+    // The job hash (and the project's job index) first, so a worker that reads the stream entry always finds it.
+    // Three steps, not one pipeline: on a Redis Cluster the keys live in different slots (the job hash and the
+    // index in their project's).
     let mut conn = state.conn();
     redis::pipe()
+        .zadd(names.recent_jobs(), &job_id, queued_ms)
+        .ignore()
         .hset_multiple(
             names.job(&job_id),
             &[
@@ -184,6 +191,62 @@ fn job_view(job_id: &str, project: &ProjectName, mut f: HashMap<String, String>)
         last_event: f.remove("last_event").and_then(|s| serde_json::from_str(&s).ok()),
         last_event_id: f.remove("last_event_id"),
     }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobListParams {
+    /// Most jobs (default 20, at most 100).
+    pub limit: Option<usize>,
+    #[allow(dead_code)]
+    project: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    pub project: String,
+    /// Newest first: queued by graph-api, or run by a worker (command line, watch runs), while their record lasts
+    /// (`analysis.job_ttl_secs` after they ended).
+    pub jobs: Vec<Job>,
+}
+
+/// Most jobs one listing returns.
+pub const MAX_JOBS_LISTED: usize = 100;
+
+/// The project's recent analysis jobs, newest first, whoever started them.
+#[utoipa::path(get, path = "/admin/jobs", tag = "admin", params(ProjectParam, JobListParams),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    project: Project,
+    Params(p): Params<JobListParams>,
+) -> Result<Json<JobList>, ApiError> {
+    let limit = p.limit.unwrap_or(20).clamp(1, MAX_JOBS_LISTED);
+    let names = RedisNames::new(&project.0);
+    let mut conn = state.conn();
+    let ids: Vec<String> =
+        redis::cmd("ZREVRANGE").arg(names.recent_jobs()).arg(0).arg(limit - 1).query_async(&mut conn).await?;
+    let mut jobs = Vec::with_capacity(ids.len());
+    if !ids.is_empty() {
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(names.job(id));
+        }
+        let records: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let mut expired = Vec::new();
+        for (id, fields) in ids.iter().zip(records) {
+            if fields.is_empty() {
+                expired.push(id);
+            } else {
+                jobs.push(job_view(id, &project.0, fields));
+            }
+        }
+        if !expired.is_empty() {
+            // Their records expired (or were never kept): the index forgets them too.
+            redis::cmd("ZREM").arg(names.recent_jobs()).arg(&expired).query_async::<()>(&mut conn).await?;
+        }
+    }
+    Ok(Json(JobList { project: project.0.to_string(), jobs }))
 }
 
 #[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin", params(("id" = String, Path)),
@@ -268,5 +331,7 @@ mod tests {
         assert_eq!(super::civil_from_days(0), (1970, 1, 1));
         assert_eq!(super::civil_from_days(20_419), (2025, 11, 27));
         assert_eq!(super::civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(super::iso_ms(1_764_201_600_123), "2025-11-27T00:00:00.123Z");
+        assert_eq!(super::iso_ms(951_782_400_005), "2000-02-29T00:00:00.005Z");
     }
 }

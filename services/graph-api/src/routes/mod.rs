@@ -82,6 +82,7 @@ pub fn app(state: AppState) -> axum::Router {
         .routes(routes!(intel::path))
         .routes(routes!(intel::dependencies))
         .routes(routes!(intel::context))
+        .routes(routes!(admin::list_jobs))
         .routes(routes!(admin::get_job))
         .routes(routes!(watch::status));
     let writes = OpenApiRouter::new()
