@@ -204,7 +204,7 @@ fn grown(before: &[(String, u64)], after: &[(String, u64)]) -> String {
         .map(|(n, c)| (n.clone(), c - before.iter().find(|(b, _)| b == n).map_or(0, |(_, c)| *c)))
         .filter(|(_, c)| *c > 0)
         .collect();
-    d.sort_by(|a, b| b.1.cmp(&a.1));
+    d.sort_by_key(|(_, c)| std::cmp::Reverse(*c));
     d.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")
 }
 
