@@ -162,7 +162,7 @@ fn print_end(spec: &JobSpec, end: &JobEnd) -> ExitCode {
             );
             let (t, ms) = (&s.steps, |d: std::time::Duration| d.as_millis());
             println!(
-                "  steps: analyse {} ms (read {}, parse {}, resolve {}, build {}), plan {} ms, write {} ms",
+                "  steps: analyse {} ms (pick files {}, read+parse {}, resolve {}, build {}), plan {} ms, write {} ms",
                 ms(t.analyze),
                 ms(t.analysis.load),
                 ms(t.analysis.parse),

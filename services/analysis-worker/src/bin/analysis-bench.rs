@@ -83,8 +83,8 @@ fn memory(dirs: &[PathBuf]) {
         );
         let [discover_ms, load_ms, parse_ms, resolve_ms, build_ms] = phases.map(median);
         println!(
-            "  wall medians: discover {discover_ms:.0} ms, read {load_ms:.0} ms, parse+extract {parse_ms:.0} ms, \
-             resolve {resolve_ms:.0} ms, build {build_ms:.0} ms"
+            "  wall medians: discover {discover_ms:.0} ms, pick files {load_ms:.0} ms, read+parse+extract \
+             {parse_ms:.0} ms, resolve {resolve_ms:.0} ms, build {build_ms:.0} ms"
         );
         for (lang, c) in &r.calls {
             let total = c.resolved + c.unresolved;
