@@ -1,5 +1,5 @@
 /**
- * The admin routes the analysis form uses beyond Re-analyze: one job's record, and watching a project's folder
+ * The admin routes the analysis form uses beyond Re-analyze: a project's recent jobs, one job's record, and watching a project's folder
  * (`/api/graph/admin/watch`: POST to start or move, DELETE to stop, GET the status). Any project can be named,
  * so the form can start the first analysis of a project that does not exist yet.
  */
@@ -36,6 +36,31 @@ export function startAnalysis(project: string, path: string, mode: AnalysisMode)
 
 export function jobRecord(jobId: string): Promise<JobRecord> {
   return request(`/admin/jobs/${encodeURIComponent(jobId)}`, {});
+}
+
+/** The project's recent jobs, newest first, whoever started them (`GET /api/graph/admin/jobs`). */
+export function projectJobs(project: string, limit: number): Promise<{ project: string; jobs: JobRecord[] }> {
+  return request('/admin/jobs', { project, limit });
+}
+
+/**
+ * The records of a project's recent jobs: the listing, and those of `remembered` (ids this browser started) it
+ * does not hold, read one by one — all of them that way from a graph-api without the listing. A record that
+ * cannot be read is left out.
+ */
+export async function recentJobRecords(
+  project: string,
+  remembered: string[],
+  limit: number,
+  read: { list: typeof projectJobs; one: typeof jobRecord } = { list: projectJobs, one: jobRecord },
+): Promise<JobRecord[]> {
+  const listed = await read.list(project, limit).then(
+    (r) => r.jobs,
+    () => [] as JobRecord[],
+  );
+  const missing = remembered.filter((id) => !listed.some((j) => j.job_id === id));
+  const more = await Promise.all(missing.map((id) => read.one(id).catch(() => null)));
+  return [...listed, ...more.filter((r): r is JobRecord => r !== null)];
 }
 
 export function watchStatus(project: string): Promise<WatchStatus> {

@@ -6,10 +6,10 @@ import { inject, markRaw, onBeforeUnmount, provide, ref, shallowRef, type Inject
 import { frameRef } from '../composables/frameRef';
 import { accessToken, reportUnauthorized } from '../api/accessToken';
 import { GraphApi } from '../api/GraphApi';
-import { isWatchJob, jobRecord, watchStatus, type WatchStatus } from '../api/adminApi';
+import { isWatchJob, recentJobRecords, watchStatus, type WatchStatus } from '../api/adminApi';
 import type { GraphStats, Snapshot } from '../api/types';
 import { AnalysisJobs, type JobView } from '../state/analysisJobs';
-import { recentJobIds } from '../state/jobSummary';
+import { RECENT_JOBS, recentJobIds } from '../state/jobSummary';
 import { LiveCounts, type Counts } from '../state/liveCounts';
 import { backoffDelay } from './backoff';
 import type { StreamEntry } from './envelope';
@@ -122,10 +122,9 @@ export function createSession(project: string): DashboardSession {
     }
   }
   async function loadRecentJobs(): Promise<void> {
-    const ids = recentJobIds(localStorage, project);
-    const records = await Promise.all(ids.map((id) => jobRecord(id).catch(() => null)));
+    const records = await recentJobRecords(project, recentJobIds(localStorage, project), RECENT_JOBS);
     if (disposed) return;
-    for (const r of records) if (r) jobs.merge(r);
+    for (const r of records) jobs.merge(r);
     refreshJobs();
   }
   let wasOpen = false;

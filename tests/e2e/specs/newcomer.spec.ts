@@ -249,6 +249,16 @@ test('a job that fails says why under the form; a bad name or folder is refused 
   await dashboard.page.reload();
   await expect(line).toHaveAttribute('data-status', 'failed');
   await expect(line).toHaveText(/allowed roots/);
+  // A browser that remembers no job lists it as well: graph-api lists the project's recent jobs.
+  const failedId = await dashboard.testId('recent-job').first().getAttribute('data-job-id');
+  await dashboard.page.evaluate(() => {
+    for (const key of Object.keys(localStorage)) if (key.startsWith('codegraph.jobs.')) localStorage.removeItem(key);
+  });
+  await dashboard.page.reload();
+  await expect(dashboard.page.locator(`[data-testid="recent-job"][data-job-id="${failedId}"]`)).toHaveAttribute(
+    'data-status',
+    'failed',
+  );
 
   // Watching a folder outside the roots: graph-api refuses and names the roots.
   await dashboard.testId('reanalyze-path').fill('/etc');
