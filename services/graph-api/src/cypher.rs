@@ -104,7 +104,7 @@ const MAX_POLL: Duration = Duration::from_millis(50);
 /// Time to connect to FalkorDB.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest parameter name.
-const MAX_PARAM_NAME: usize = 64;
+pub(crate) const MAX_PARAM_NAME: usize = 64;
 
 /// Runs `request` on `project`'s FalkorDB graph, as the module says.
 pub async fn run(state: &AppState, project: &ProjectName, request: CypherRequest) -> Result<CypherAnswer, ApiError> {

@@ -31,6 +31,7 @@ use super::{
     queries::{MAX_SEARCH_LEN, NEIGHBOR_DEPTH},
 };
 use crate::{
+    cypher::MAX_PARAM_NAME,
     intel::{DEPENDENCY_TYPES, STRUCTURE_TYPES},
     settings::Settings,
 };
@@ -114,7 +115,7 @@ fn field_rules(settings: &Settings) -> Vec<(&'static str, Value)> {
         (
             "/components/schemas/CypherRequest/properties/params",
             json!({
-                "propertyNames": {"pattern": IDENTIFIER},
+                "propertyNames": {"pattern": IDENTIFIER, "maxLength": MAX_PARAM_NAME},
                 "additionalProperties": {"$ref": "#/components/schemas/CypherValue"},
             }),
         ),
@@ -284,7 +285,11 @@ fn cypher_value() -> Value {
             {"type": "number", "not": {"type": "integer", "minimum": (i64::MAX as u64) + 1, "maximum": u64::MAX}},
             {"type": "string", "pattern": r"^[^\x00]*$"},
             {"type": "array", "items": {"$ref": own}},
-            {"type": "object", "propertyNames": {"pattern": IDENTIFIER}, "additionalProperties": {"$ref": own}},
+            {
+                "type": "object",
+                "propertyNames": {"pattern": IDENTIFIER, "maxLength": MAX_PARAM_NAME},
+                "additionalProperties": {"$ref": own},
+            },
         ],
     })
 }
