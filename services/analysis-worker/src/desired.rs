@@ -260,17 +260,24 @@ pub(crate) fn validated(mut owned: Owned) -> (Owned, Vec<String>, u64) {
     (owned, bad, dropped)
 }
 
+/// Which of a file's entities to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Parts {
+    All,
+    Nodes,
+    Relationships,
+}
+
 pub(crate) fn file_entities(resolved: &Resolved, fi: usize) -> Owned {
+    file_parts(resolved, fi, Parts::All)
+}
+
+fn file_node(resolved: &Resolved, fi: usize, fid: &str) -> Node {
     let f = &resolved.files[fi];
-    let prefix = f.language.id_prefix();
-    let ids: Vec<String> = f.facts.definitions.iter().map(|d| format!("{prefix}:{}:{}", f.path, d.qualified)).collect();
-    let id_of = |d: DefRef| def_id(resolved, d);
     let links = &resolved.links[fi];
     let path = f.path.as_str();
-    let fid = file_id(path);
-    let mut out = Owned::default();
     let name = path.rsplit('/').next().unwrap_or(path);
-    let mut file_node = node(fid.clone(), "file", name, Some(path), Some((1, f.facts.lines.max(1))));
+    let mut file_node = node(fid.to_owned(), "file", name, Some(path), Some((1, f.facts.lines.max(1))));
     file_node.properties.insert("language".into(), json!(f.language.name()));
     if f.facts.syntax_errors > 0 {
         file_node.properties.insert("syntax_errors".into(), json!(f.facts.syntax_errors));
@@ -281,37 +288,67 @@ pub(crate) fn file_entities(resolved: &Resolved, fi: usize) -> Owned {
     if let Some(u) = links.unresolved_calls.get(&None) {
         file_node.properties.insert("unresolved_calls".into(), listed(u));
     }
-    out.nodes.insert(fid.clone(), file_node);
-    let dir = dir_id(parent_dir(path));
-    let r = rel(&dir, "contains", &fid, None);
-    out.rels.insert(r.id.clone(), r);
+    file_node
+}
 
+fn definition_node(resolved: &Resolved, fi: usize, di: usize, id: &str) -> Node {
+    let f = &resolved.files[fi];
+    let links = &resolved.links[fi];
+    let d = &f.facts.definitions[di];
+    let mut n = node(id.to_owned(), d.kind.node_kind(), &d.name, Some(&f.path), Some((d.line_start, d.line_end)));
+    n.properties.insert("qualified_name".into(), json!(d.qualified));
+    if let Some(s) = d.subkind {
+        n.properties.insert("subkind".into(), json!(s));
+    }
+    if let Some(t) = &d.owner_type {
+        n.properties.insert("owner_type".into(), json!(t));
+    }
+    if let Some(u) = links.unresolved_calls.get(&Some(di as u32)) {
+        n.properties.insert("unresolved_calls".into(), listed(u));
+    }
+    if let Some(u) = links.unresolved_bases.get(&(di as u32)) {
+        n.properties.insert("unresolved_bases".into(), listed(u));
+    }
+    n
+}
+
+/// A file's nodes, relationships or both (as [`file_entities`] builds them).
+pub(crate) fn file_parts(resolved: &Resolved, fi: usize, parts: Parts) -> Owned {
+    let (nodes, rels) = (parts != Parts::Relationships, parts != Parts::Nodes);
+    let f = &resolved.files[fi];
+    let prefix = f.language.id_prefix();
+    let ids: Vec<String> = f.facts.definitions.iter().map(|d| format!("{prefix}:{}:{}", f.path, d.qualified)).collect();
+    let id_of = |d: DefRef| def_id(resolved, d);
+    let links = &resolved.links[fi];
+    let path = f.path.as_str();
+    let fid = file_id(path);
+    let mut out = Owned::default();
+    if nodes {
+        out.nodes.insert(fid.clone(), file_node(resolved, fi, &fid));
+    }
+    if rels {
+        let r = rel(&dir_id(parent_dir(path)), "contains", &fid, None);
+        out.rels.insert(r.id.clone(), r);
+    }
     for (di, d) in f.facts.definitions.iter().enumerate() {
         let id = &ids[di];
-        let me = DefRef { file: fi as u32, def: di as u32 };
-        let mut n = node(id.clone(), d.kind.node_kind(), &d.name, Some(path), Some((d.line_start, d.line_end)));
-        n.properties.insert("qualified_name".into(), json!(d.qualified));
-        if let Some(s) = d.subkind {
-            n.properties.insert("subkind".into(), json!(s));
+        if nodes {
+            out.nodes.insert(id.clone(), definition_node(resolved, fi, di, id));
         }
-        if let Some(t) = &d.owner_type {
-            n.properties.insert("owner_type".into(), json!(t));
+        if rels {
+            // The structural parent: the enclosing definition, the type of an impl in this file, or the file.
+            let me = DefRef { file: fi as u32, def: di as u32 };
+            let parent = match (d.parent, resolved.owners.get(&me)) {
+                (Some(p), _) => ids[p].clone(),
+                (None, Some(owner)) if owner.file == me.file => ids[owner.def as usize].clone(),
+                _ => fid.clone(),
+            };
+            let r = rel(&parent, "defines", id, None);
+            out.rels.insert(r.id.clone(), r);
         }
-        if let Some(u) = links.unresolved_calls.get(&Some(di as u32)) {
-            n.properties.insert("unresolved_calls".into(), listed(u));
-        }
-        if let Some(u) = links.unresolved_bases.get(&(di as u32)) {
-            n.properties.insert("unresolved_bases".into(), listed(u));
-        }
-        out.nodes.insert(id.clone(), n);
-        // The structural parent: the enclosing definition, the type of an impl in this file, or the file.
-        let parent = match (d.parent, resolved.owners.get(&me)) {
-            (Some(p), _) => ids[p].clone(),
-            (None, Some(owner)) if owner.file == me.file => ids[owner.def as usize].clone(),
-            _ => fid.clone(),
-        };
-        let r = rel(&parent, "defines", id, None);
-        out.rels.insert(r.id.clone(), r);
+    }
+    if !rels {
+        return out;
     }
     let mut weighted: HashMap<(String, &'static str, String), f64> = HashMap::new();
     let mut add = |source: String, t: &'static str, target: String, c: f64| {

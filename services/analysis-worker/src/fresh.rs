@@ -3,8 +3,8 @@
 //! packed into calls and written as they come (the builder runs ahead of the writes by a few calls). Nodes go
 //! first (directories, then each file's file node and definitions), then relationships in the order a full diff
 //! gives them (directories' `contains`, then file by file), so every relationship's ends exist when it is written,
-//! as [`crate::sync::apply`] guarantees for any delta. Building each file twice (once for its nodes, once for its
-//! relationships) costs less than holding a large repository's graph: about 1 KB per entity.
+//! as [`crate::sync::apply`] guarantees for any delta. Each file is built in two halves (its nodes, later its
+//! relationships) instead of a large repository's graph being held: about 1 KB per entity.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -18,7 +18,7 @@ use redis::aio::ConnectionLike;
 use crate::{
     analysis::Analysis,
     delta::node_rank,
-    desired::{add_directories, file_entities, validated, Owned, Owner},
+    desired::{add_directories, file_parts, validated, Owned, Owner, Parts},
     resolve::Target,
     sync::Packer,
 };
@@ -73,12 +73,13 @@ fn directories(analysis: &Analysis) -> BTreeMap<Owner, std::sync::Arc<Owned>> {
     dirs
 }
 
-/// One group of files' entities, built in parallel, with the ids of nodes dropped for breaking a limit.
-fn build_group(analysis: &Analysis, files: std::ops::Range<usize>) -> Vec<(Owned, Vec<String>)> {
+/// One group of files' nodes or relationships, built in parallel, with the ids of nodes dropped for breaking a
+/// limit.
+fn build_group(analysis: &Analysis, files: std::ops::Range<usize>, parts: Parts) -> Vec<(Owned, Vec<String>)> {
     files
         .into_par_iter()
         .map(|fi| {
-            let (owned, bad, _) = validated(file_entities(&analysis.resolved, fi));
+            let (owned, bad, _) = validated(file_parts(&analysis.resolved, fi, parts));
             (owned, bad)
         })
         .collect()
@@ -105,7 +106,7 @@ pub fn produce(analysis: &Analysis, send: &mut dyn FnMut(Vec<Mutation>) -> bool)
     // Nodes dropped anywhere take the relationships into them, in every file, with them.
     let mut bad: HashSet<String> = HashSet::new();
     for group in groups() {
-        for (owned, bad_nodes) in build_group(analysis, group) {
+        for (owned, bad_nodes) in build_group(analysis, group, Parts::Nodes) {
             let mut nodes: Vec<_> = owned.nodes.into_values().collect();
             nodes.sort_by(|a, b| node_rank(a).cmp(&node_rank(b)).then_with(|| a.id.cmp(&b.id)));
             for n in nodes {
@@ -124,7 +125,7 @@ pub fn produce(analysis: &Analysis, send: &mut dyn FnMut(Vec<Mutation>) -> bool)
         }
     }
     for group in groups() {
-        for (owned, _) in build_group(analysis, group) {
+        for (owned, _) in build_group(analysis, group, Parts::Relationships) {
             for r in owned.rels.into_values() {
                 if bad.contains(&r.source) || bad.contains(&r.target) {
                     continue;
