@@ -156,9 +156,12 @@ async fn kill_9_then_take_over_and_restart_ends_equal() {
     let small_batches = [("CODEGRAPH__CONSUMER__BATCH_SIZE", "20")];
     let (mut a, _) = env.consumer("consumer-a", &small_batches);
     let (mut conn, writer, names) = env.writer("killed").await;
-    let changes = mixed_mutations(&mut conn, &writer, 11, 120, 40).await;
-    assert!(changes > 3000, "{changes} changes");
+    let mut changes = mixed_mutations(&mut conn, &writer, 11, 20, 40).await;
     applied_some(&env, "killed").await;
+    // Paused, so it is behind when killed however fast it applies: the rest is written while it cannot apply.
+    signal(&a, "-STOP");
+    changes += mixed_mutations(&mut conn, &writer, 14, 100, 40).await;
+    assert!(changes > 3000, "{changes} changes");
     kill9(&mut a);
     let at_kill = env.dump("killed").await;
     assert_ne!(at_kill, expected_from_redis(&mut env.redis.connection(), &names), "killed before it caught up");
