@@ -47,6 +47,7 @@ pub async fn run_sink<S: Sink>(ctx: Arc<SinkContext<S>>, shutdown: Shutdown) {
     let mut owned: HashMap<ProjectName, Owned> = HashMap::new();
     let mut conn = ctx.redis.conn();
     let heartbeat_key = sink_consumers(sink);
+    METRICS.start_sink(sink);
     info!(sink, consumer = %ctx.consumer, "sink consumer started");
     loop {
         if let Err(e) = tick(&ctx, &mut conn, &heartbeat_key, &mut owned).await {

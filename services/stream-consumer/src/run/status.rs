@@ -29,6 +29,33 @@ pub struct Metrics {
     pub fenced: IntCounterVec,
 }
 
+/// The reasons of `codegraph_consumer_refills_total` (what `Worker::sink_lost_data` and a commit report).
+pub const REFILL_REASONS: [&str; 5] = ["fresh", "missing", "behind", "lost_on_commit", "ahead_of_redis"];
+/// The kinds of `codegraph_consumer_sink_errors_total`.
+pub const SINK_ERROR_KINDS: [&str; 2] = ["unavailable", "rejected"];
+
+impl Metrics {
+    /// Creates every series of `sink` at 0 when its consumer starts: a labelled series is absent from /metrics
+    /// until first used, so `rate()` would miss the first dead letter, fencing or refill, and a dashboard panel
+    /// would find nothing until then.
+    pub fn start_sink(&self, sink: &str) {
+        for counter in
+            [&self.applied, &self.changes_applied, &self.batches, &self.dead_letters, &self.resyncs, &self.fenced]
+        {
+            counter.with_label_values(&[sink]);
+        }
+        for gauge in [&self.owned_projects, &self.resync_required, &self.held_entries] {
+            gauge.with_label_values(&[sink]);
+        }
+        for reason in REFILL_REASONS {
+            self.refills.with_label_values(&[sink, reason]);
+        }
+        for kind in SINK_ERROR_KINDS {
+            self.sink_errors.with_label_values(&[sink, kind]);
+        }
+    }
+}
+
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     // The name is older than change sets: it counts stream entries (one change set or one single event each).
     applied: register_int_counter_vec!(
@@ -96,8 +123,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     refills: register_int_counter_vec!(
         "codegraph_consumer_refills_total",
         "Projects rebuilt in a sink that lost data it had recorded, or that holds what Redis lost, by reason \
-         (missing: no record; behind: a record behind what the group acknowledged; lost_on_commit: found by a \
-         commit; ahead_of_redis: the stream no longer holds the entry the sink recorded, after a failover)",
+         (fresh: no record and the group never got anything; missing: no record; behind: a record behind what \
+         the group acknowledged; lost_on_commit: found by a commit; ahead_of_redis: the stream no longer holds \
+         the entry the sink recorded, after a failover)",
         &["sink", "reason"]
     )
     .expect("register metric"),
@@ -164,5 +192,29 @@ impl StatusBoard {
 
     pub fn snapshot(&self) -> BTreeMap<String, BTreeMap<String, ProjectStatus>> {
         self.inner.lock().expect("status lock").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_started_sink_exports_every_series_at_zero() {
+        METRICS.start_sink("started-sink");
+        let text = prometheus::TextEncoder::new().encode_to_string(&prometheus::gather()).unwrap();
+        let series =
+            |name: &str| text.lines().filter(|l| l.starts_with(name) && l.contains("\"started-sink\"")).count();
+        for name in [
+            "codegraph_consumer_dead_letters_total",
+            "codegraph_consumer_resyncs_total",
+            "codegraph_consumer_fenced_total",
+            "codegraph_consumer_resync_required",
+            "codegraph_consumer_stream_held_entries",
+        ] {
+            assert_eq!(series(&format!("{name}{{")), 1, "{name} in:\n{text}");
+        }
+        assert_eq!(series("codegraph_consumer_refills_total{"), REFILL_REASONS.len());
+        assert_eq!(series("codegraph_consumer_sink_errors_total{"), SINK_ERROR_KINDS.len());
     }
 }
