@@ -6,14 +6,15 @@
 //!               same schedule delivered by Redis itself to C plain Pub/Sub subscribers (the baseline); with
 //!               `--runs N`, N runs per rate (gateway, baseline, gateway, …), then a table of medians per rate and
 //!               the highest rate whose median frame p99 is within `--p99-ms` (default 50) with every frame
-//!               delivered: the sweep that finds what the gateway sustains at that latency
+//!               delivered: the sweep that finds what the gateway sustains at that latency; `--gateways` compares
+//!               gateway binaries (each with its own Redis), run by run in turn, medians side by side
 //!   latency     publish-to-receive p50/p99/p99.9 at one rate, gateway clients and plain subscribers receiving
 //!               the same publications at the same time
 //!
 //! Usage (release build; the gateway binary is taken from beside this one):
 //!   ws-load idle [--connections 10000]
 //!   ws-load throughput [--clients 1000] [--rates 100,250,400] [--seconds 10] [--changes N] [--runs 1]
-//!                      [--p99-ms 50] [--baseline 1|0]
+//!                      [--p99-ms 50] [--baseline 1|0] [--gateways before=PATH,after=PATH]
 //!   ws-load latency [--clients 1000] [--rate 20] [--seconds 20] [--changes N]
 //!   ws-load all
 //!   ws-load mutations [--projects 12] [--writers 8] [--seconds 10] [--runs 3]
@@ -33,7 +34,9 @@
 //! Each row also gives the fan-out's CPU per frame delivered, user + system: the gateway process's (from /proc), or
 //! for the baseline the Redis server's (`INFO cpu`, which includes running the publishing calls); this process's CPU
 //! (every receiver and the publisher) per frame received; and how busy the whole machine was (all cores, every
-//! process, /proc/stat) over the same time, since the receivers, Redis and the gateway share the cores.
+//! process, /proc/stat) over the same time, since the receivers, Redis and the gateway share the cores; and how long
+//! the gateway's threads and this process's waited on a run queue for a CPU per second they ran (schedstat): a
+//! latency bound by CPU contention shows there.
 
 mod mutations;
 mod receivers;
@@ -83,6 +86,8 @@ struct Args {
     p99_ms: f64,
     /// Whether `throughput` also measures the plain-Redis fan-out.
     baseline: bool,
+    /// Gateway binaries `throughput` compares (default: the one beside this binary).
+    gateways: Vec<(String, PathBuf)>,
 }
 
 fn parse_args() -> Args {
@@ -100,6 +105,7 @@ fn parse_args() -> Args {
         runs: None,
         p99_ms: 50.0,
         baseline: true,
+        gateways: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     a.command = it.next().unwrap_or_else(|| usage());
@@ -118,6 +124,15 @@ fn parse_args() -> Args {
             "--runs" => a.runs = Some((num() as usize).max(1)),
             "--p99-ms" => a.p99_ms = num() as f64,
             "--baseline" => a.baseline = num() != 0,
+            "--gateways" => {
+                a.gateways = value
+                    .split(',')
+                    .map(|g| match g.split_once('=') {
+                        Some((name, path)) => (name.to_owned(), PathBuf::from(path)),
+                        None => (g.to_owned(), PathBuf::from(g)),
+                    })
+                    .collect()
+            }
             "--changes" => match num() as usize {
                 n @ 1..=MAX_OPS_PER_CALL => a.changes = Some(n),
                 _ => usage(),
@@ -132,7 +147,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: ws-load idle|throughput|latency|all|mutations [--connections N] [--clients N] [--rates a,b] \
          [--rate R] [--seconds S] [--changes 1..{MAX_OPS_PER_CALL}] [--cluster PRIMARIES] [--projects N] \
-         [--writers N] [--runs N] [--p99-ms MS] [--baseline 1|0]"
+         [--writers N] [--runs N] [--p99-ms MS] [--baseline 1|0] [--gateways NAME=PATH,…]"
     );
     std::process::exit(2)
 }
@@ -163,11 +178,15 @@ struct Bench {
 }
 
 impl Bench {
+    /// Starts Redis and the gateway beside this binary.
     async fn start(primaries: usize) -> Self {
+        Self::start_with(primaries, &beside_gateway()).await
+    }
+
+    /// Starts Redis and the gateway `binary`.
+    async fn start_with(primaries: usize, binary: &std::path::Path) -> Self {
         let redis = tokio::task::block_in_place(|| Store::start(primaries));
         let port = free_port();
-        let binary = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("ws-gateway")));
-        let binary: PathBuf = binary.filter(|p| p.exists()).expect("build ws-gateway next to ws-load");
         let gateway = Command::new(binary)
             .env("CODEGRAPH_CONFIG_DIR", "/nonexistent")
             .env("CODEGRAPH__REDIS__URL", redis.url())
@@ -363,6 +382,8 @@ async fn measure(
     }
     let cpu_before: Vec<(f64, f64)> = running.iter().map(|(name, ..)| bench.fanout_cpu(name)).collect();
     let (own_before, machine_before) = (process_cpu("self"), machine_ticks());
+    let gateway_pid = bench.gateway.id().to_string();
+    let sched_before = (run_and_wait(&gateway_pid), run_and_wait("self"));
     let (published, first, last) = publish(&bench.redis, rate, seconds, changes).await;
     // Let the tail arrive (bounded).
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -376,6 +397,10 @@ async fn measure(
         })
         .collect();
     let (own_after, machine_after) = (process_cpu("self"), machine_ticks());
+    let sched_after = (run_and_wait(&gateway_pid), run_and_wait("self"));
+    // Seconds waited for a CPU per second run.
+    let waited = |after: (f64, f64), before: (f64, f64)| (after.1 - before.1) / (after.0 - before.0).max(1e-9);
+    let wait_per_run = (waited(sched_after.0, sched_before.0), waited(sched_after.1, sched_before.1));
     let own = (own_after.0 + own_after.1) - (own_before.0 + own_before.1);
     let busy = (machine_after.0 - machine_before.0) as f64 / (machine_after.1 - machine_before.1).max(1) as f64;
     let mut out = Vec::new();
@@ -394,6 +419,8 @@ async fn measure(
         let frames = m.delivered.max(1) as f64;
         m.cpu_us_per_frame = (cpu.0 * 1e6 / frames, cpu.1 * 1e6 / frames);
         m.machine_busy = busy;
+        // The gateway's waits mean nothing while Redis fans out (the gateway idles).
+        m.wait_per_run = if name == "gateway" { wait_per_run } else { (-1.0, wait_per_run.1) };
         out.push(m);
     }
     // The receivers (and the publisher) of every set ran in this process.
@@ -405,7 +432,8 @@ async fn measure(
 }
 
 struct Measurement {
-    name: &'static str,
+    /// The name the row is printed under (the gateway binary's, when several are compared).
+    label: String,
     clients: usize,
     /// Frames (one per published entry and receiver).
     expected: u64,
@@ -434,6 +462,8 @@ struct Measurement {
     receivers_us_per_frame: f64,
     /// The share of the machine's CPU (all cores, every process) busy over the same time.
     machine_busy: f64,
+    /// Seconds the gateway's threads, and this process's, waited on a run queue for a CPU per second they ran.
+    wait_per_run: (f64, f64),
 }
 
 impl Measurement {
@@ -457,7 +487,7 @@ impl Measurement {
         let pct =
             |q: f64| lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
         Self {
-            name,
+            label: name.to_owned(),
             clients,
             expected: published * clients as u64,
             delivered: lat.len() as u64,
@@ -475,6 +505,7 @@ impl Measurement {
             cpu_us_per_frame: (0.0, 0.0),
             receivers_us_per_frame: 0.0,
             machine_busy: 0.0,
+            wait_per_run: (0.0, 0.0),
         }
     }
 
@@ -483,8 +514,8 @@ impl Measurement {
         let ms = |us: u64| us as f64 / 1000.0;
         if changes {
             println!(
-                "| {} | {} | {}/{} | {}/{} | {}/{} | {:.1} | {:.0}/s | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}+{:.2} | {:.2} | {:.0} % |",
-                self.name,
+                "| {} | {} | {}/{} | {}/{} | {}/{} | {:.1} | {:.0}/s | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}+{:.2} | {:.2} | {:.0} % | {} |",
+                self.label,
                 self.clients,
                 self.delivered,
                 self.expected,
@@ -502,12 +533,13 @@ impl Measurement {
                 self.cpu_us_per_frame.0,
                 self.cpu_us_per_frame.1,
                 self.receivers_us_per_frame,
-                self.machine_busy * 100.0
+                self.machine_busy * 100.0,
+                waits(self.wait_per_run)
             );
         } else {
             println!(
-                "| {} | {} | {}/{} | {:.1} | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}+{:.2} | {:.2} | {:.0} % |",
-                self.name,
+                "| {} | {} | {}/{} | {:.1} | {:.0}/s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}+{:.2} | {:.2} | {:.0} % | {} |",
+                self.label,
                 self.clients,
                 self.delivered,
                 self.expected,
@@ -520,7 +552,8 @@ impl Measurement {
                 self.cpu_us_per_frame.0,
                 self.cpu_us_per_frame.1,
                 self.receivers_us_per_frame,
-                self.machine_busy * 100.0
+                self.machine_busy * 100.0,
+                waits(self.wait_per_run)
             );
         }
     }
@@ -532,16 +565,16 @@ fn table_header(changes: bool) {
             "| receivers | count | frames delivered/expected | changes delivered/expected | fewest changes per \
              receiver/published | publish s | frames/s | changes/s | frame p50 ms | frame p99 ms | frame p99.9 ms | \
              frame max ms | fan-out CPU µs/frame user+sys | \
-             ws-load CPU µs/frame | machine busy |"
+             ws-load CPU µs/frame | machine busy | run-queue wait per CPU s: gateway / ws-load |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     } else {
         println!(
             "| receivers | count | delivered/expected | publish s | deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms | \
              fan-out CPU µs/frame user+sys | \
-             ws-load CPU µs/frame | machine busy |"
+             ws-load CPU µs/frame | machine busy | run-queue wait per CPU s: gateway / ws-load |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     }
 }
 
@@ -584,6 +617,12 @@ fn unit(changes: Option<usize>) -> String {
     }
 }
 
+/// The gateway binary beside this one.
+fn beside_gateway() -> PathBuf {
+    let binary = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("ws-gateway")));
+    binary.filter(|p| p.exists()).expect("build ws-gateway next to ws-load")
+}
+
 /// How a throughput sweep runs.
 struct Sweep {
     clients: usize,
@@ -593,15 +632,23 @@ struct Sweep {
     /// The frame p99 a point must stay within, µs.
     p99_goal_us: u64,
     baseline: bool,
+    /// The gateway binaries compared, by name.
+    gateways: Vec<(String, PathBuf)>,
 }
 
 async fn throughput(rates: &[u64], cluster: usize, sweep: Sweep) {
     let Sweep { clients, seconds, changes, runs, .. } = sweep;
-    let bench = Bench::start(cluster).await;
+    // One Redis and one gateway per binary compared; only one of them has clients at a time.
+    let mut benches = Vec::new();
+    for (name, binary) in &sweep.gateways {
+        benches.push((name.clone(), Bench::start_with(cluster, binary).await));
+    }
     println!(
-        "## throughput: {clients} receivers, {seconds} s per rate, {runs} run(s) per rate, {}, {}; load average {}",
+        "## throughput: {clients} receivers, {seconds} s per rate, {runs} run(s) per rate, {}, {}; gateways: {}; \
+         load average {}",
         unit(changes),
-        label(&bench.redis),
+        label(&benches[0].1.redis),
+        sweep.gateways.iter().map(|(n, b)| format!("{n} = {}", b.display())).collect::<Vec<_>>().join(", "),
         load_average()
     );
     let mut points = Vec::new();
@@ -614,24 +661,36 @@ async fn throughput(rates: &[u64], cluster: usize, sweep: Sweep) {
             rate * per_entry * clients as u64
         );
         table_header(changes.is_some());
-        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        let mut ours: Vec<Vec<Measurement>> = benches.iter().map(|_| Vec::new()).collect();
+        let mut base = Vec::new();
         for _ in 0..runs {
-            let gw = bench.gateway_clients(clients).await;
-            let m = measure(&bench, vec![("gateway", gw)], rate, seconds, changes).await.remove(0);
-            m.print(changes.is_some());
-            eprintln!("{}", bench.gateway_latency().await);
-            // Let the gateway notice the closed sockets before the next run.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // Run by run, each gateway in turn, then the baseline: a drift of the machine hits each alike.
+            for ((name, bench), ours) in benches.iter().zip(&mut ours) {
+                let gw = bench.gateway_clients(clients).await;
+                let mut m = measure(bench, vec![("gateway", gw)], rate, seconds, changes).await.remove(0);
+                m.label = name.clone();
+                m.print(changes.is_some());
+                eprintln!("{name}: {}", bench.gateway_latency().await);
+                // Let the gateway notice the closed sockets before the next run.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                ours.push(m);
+            }
             if sweep.baseline {
+                let bench = &benches[0].1;
                 let rs = bench.redis_subscribers(clients).await;
-                let b = measure(&bench, vec![("redis", rs)], rate, seconds, changes).await.remove(0);
+                let b = measure(bench, vec![("redis", rs)], rate, seconds, changes).await.remove(0);
                 b.print(changes.is_some());
-                ratio(&m, &b);
+                for ours in &ours {
+                    ratio(ours.last().expect("a run"), &b);
+                }
                 base.push(b);
             }
-            ours.push(m);
         }
-        points.push(Point { rate, gateway: Medians::of(&ours), redis: (!base.is_empty()).then(|| Medians::of(&base)) });
+        points.push(Point {
+            rate,
+            gateways: benches.iter().zip(&ours).map(|((name, _), runs)| (name.clone(), Medians::of(runs))).collect(),
+            redis: (!base.is_empty()).then(|| Medians::of(&base)),
+        });
     }
     if runs > 1 || rates.len() > 1 {
         summary(&points, &sweep);
@@ -653,6 +712,7 @@ struct Medians {
     cpu_us_per_frame: (f64, f64),
     receivers_us_per_frame: f64,
     machine_busy: f64,
+    wait_per_run: (f64, f64),
     /// Every run delivered every frame to every receiver.
     complete: bool,
 }
@@ -680,6 +740,10 @@ impl Medians {
             ),
             receivers_us_per_frame: median(runs.iter().map(|m| m.receivers_us_per_frame).collect()),
             machine_busy: median(runs.iter().map(|m| m.machine_busy).collect()),
+            wait_per_run: (
+                median(runs.iter().map(|m| m.wait_per_run.0).collect()),
+                median(runs.iter().map(|m| m.wait_per_run.1).collect()),
+            ),
             complete: runs.iter().all(|m| m.delivered == m.expected && m.delivered_changes == m.expected_changes),
         }
     }
@@ -691,7 +755,8 @@ impl Medians {
 
 struct Point {
     rate: u64,
-    gateway: Medians,
+    /// Per gateway binary compared.
+    gateways: Vec<(String, Medians)>,
     redis: Option<Medians>,
 }
 
@@ -704,6 +769,20 @@ fn process_cpu(pid: &str) -> (f64, f64) {
     (ticks.next().unwrap_or(0.0), ticks.next().unwrap_or(0.0))
 }
 
+/// The seconds a process's threads have run and waited on a run queue for a CPU, summed over the threads it has now
+/// (/proc/<pid>/task/*/schedstat).
+fn run_and_wait(pid: &str) -> (f64, f64) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return (0.0, 0.0) };
+    let (mut run, mut wait) = (0u64, 0u64);
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        let mut fields = stat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+        run += fields.next().unwrap_or(0);
+        wait += fields.next().unwrap_or(0);
+    }
+    (run as f64 / 1e9, wait as f64 / 1e9)
+}
+
 /// The machine's CPU ticks since boot, all cores: (busy, total), from /proc/stat.
 fn machine_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -713,6 +792,15 @@ fn machine_ticks() -> (u64, u64) {
     // idle and iowait are the 4th and 5th.
     let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
     (total - idle, total)
+}
+
+/// The run-queue waits of a row: the gateway's ("–" for the baseline), then this process's.
+fn waits((gateway, own): (f64, f64)) -> String {
+    if gateway < 0.0 {
+        format!("– / {own:.2}")
+    } else {
+        format!("{gateway:.2} / {own:.2}")
+    }
 }
 
 /// Clock ticks per second of /proc's CPU times.
@@ -743,16 +831,16 @@ fn summary(points: &[Point], sweep: &Sweep) {
     );
     println!(
         "| offered/s | receivers | runs | publish s | frames/s | changes/s | frame p50 ms | frame p99 ms (min–max) | \
-         frame p99.9 ms | fan-out CPU µs/frame user+sys | ws-load CPU µs/frame | machine busy | all delivered | \
-         p99 ≤ {} ms |",
+         frame p99.9 ms | fan-out CPU µs/frame user+sys | ws-load CPU µs/frame | machine busy | run-queue wait per \
+         CPU s: gateway / ws-load | all delivered | p99 ≤ {} ms |",
         ms(goal)
     );
-    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- |");
     for p in points {
-        for (name, m) in [("gateway", Some(&p.gateway)), ("redis", p.redis.as_ref())] {
-            let Some(m) = m else { continue };
+        let redis = p.redis.as_ref().map(|m| ("redis", m));
+        for (name, m) in p.gateways.iter().map(|(n, m)| (n.as_str(), m)).chain(redis) {
             println!(
-                "| {} | {name} | {} | {:.1} | {:.0} | {:.0} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.2} | {:.2}+{:.2} | {:.2} | {:.0} % | {} | {} |",
+                "| {} | {name} | {} | {:.1} | {:.0} | {:.0} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.2} | {:.2}+{:.2} | {:.2} | {:.0} % | {} | {} | {} |",
                 p.rate,
                 m.runs,
                 m.publish_secs,
@@ -767,6 +855,7 @@ fn summary(points: &[Point], sweep: &Sweep) {
                 m.cpu_us_per_frame.1,
                 m.receivers_us_per_frame,
                 m.machine_busy * 100.0,
+                waits(m.wait_per_run),
                 if m.complete { "yes" } else { "no" },
                 if m.within(goal) { "yes" } else { "no" }
             );
@@ -778,10 +867,12 @@ fn summary(points: &[Point], sweep: &Sweep) {
             .filter_map(|p| pick(p).filter(|m| m.within(goal)).map(|m| (p.rate, m)))
             .max_by(|a, b| a.1.changes_rate.total_cmp(&b.1.changes_rate))
     };
-    for (name, found) in [("gateway", best(&|p| Some(&p.gateway))), ("redis", best(&|p| p.redis.as_ref()))] {
-        if name == "redis" && !sweep.baseline {
-            continue;
-        }
+    let mut found: Vec<(&str, _)> =
+        sweep.gateways.iter().enumerate().map(|(i, (n, _))| (n.as_str(), best(&|p| Some(&p.gateways[i].1)))).collect();
+    if sweep.baseline {
+        found.push(("redis", best(&|p| p.redis.as_ref())));
+    }
+    for (name, found) in found {
         match found {
             Some((rate, m)) => println!(
                 "highest within p99 ≤ {} ms, {name}: {:.0} changes/s ({:.0} frames/s) to {} receivers at {rate}/s offered, \
@@ -824,6 +915,11 @@ fn sweep(args: &Args) -> Sweep {
         runs: args.runs.unwrap_or(1),
         p99_goal_us: (args.p99_ms * 1000.0) as u64,
         baseline: args.baseline,
+        gateways: if args.gateways.is_empty() {
+            vec![("gateway".to_owned(), beside_gateway())]
+        } else {
+            args.gateways.clone()
+        },
     }
 }
 
