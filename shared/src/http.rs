@@ -173,7 +173,21 @@ pub async fn serve(addr: &str, router: Router, shutdown: Shutdown) -> std::io::R
 /// As [`serve`], on a listener the caller bound (tests bind port 0 and read the address).
 pub async fn serve_on(listener: tokio::net::TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.wait().await }).await
+    axum::serve(without_nagle(listener), router).with_graceful_shutdown(async move { shutdown.wait().await }).await
+}
+
+/// `listener` with TCP_NODELAY on every accepted connection: a response, a server-sent event or a WebSocket
+/// frame is sent as soon as it is written. Without it (axum leaves Nagle's algorithm on) a write that follows one
+/// the client has not acknowledged yet waits for that acknowledgement, which a client may delay by up to 40 ms.
+pub fn without_nagle(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    })
 }
 
 #[cfg(test)]

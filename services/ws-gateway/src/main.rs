@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use codegraph_shared::{auth, settings, shutdown::Shutdown, telemetry};
 use ws_gateway::{access::Access, drain, gateway::Gateway, routes, settings::Settings};
 
@@ -44,13 +43,8 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     let gateway = Gateway::start(&settings, access, shutdown.clone())?;
     let listener = tokio::net::TcpListener::bind(&settings.http.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    // Every frame is written as soon as it is ready: without TCP_NODELAY a frame that follows one the client has
-    // not acknowledged yet waits for that acknowledgement (Nagle), which the client may delay by up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
+    // Every frame is written as soon as it is ready (TCP_NODELAY).
+    let listener = codegraph_shared::http::without_nagle(listener);
     let app = routes::router(gateway.clone());
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
