@@ -36,7 +36,8 @@ export interface StackInfo {
 
 const SERVICES = ['graph-api', 'ws-gateway', 'stream-consumer', 'analysis-worker'];
 
-function freePort(): Promise<number> {
+/** A port free on 127.0.0.1 right now. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
