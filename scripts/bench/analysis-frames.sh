@@ -8,7 +8,8 @@
 # after, and the steps line of the worker's summary), then reads the project's CDC
 # stream: an unfiltered WebSocket client receives exactly one frame per entry, the published text, which is
 # the stored envelope with `"id":"<entry id>",` spliced in after its opening brace. Prints entries (frames),
-# changes, job events and bytes. Works with any version of the binary (per-entity or change-set streams).
+# changes, job events and bytes, then Redis's time by command per graph change and its memory by kind of key.
+# Works with any version of the binary (per-entity or change-set streams).
 set -euo pipefail
 bin=$1 dir=$(cd "$2" && pwd) label=${3:-$1}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -72,4 +73,32 @@ print(f"{label}: {entries} frames ({changes} graph changes, {jobs} job events), 
       f"{nbytes / max(entries, 1):.0f} bytes/frame; analyze {end - start:.2f} s, worker peak RSS "
       f"{rss_kib / 1024:.0f} MiB, Redis used_memory +{(mem_after - mem_before) / 2**20:.0f} MiB; CPU: worker "
       f"{worker_cpu:.1f} s, redis-server {redis_cpu:.1f} s")
+
+# Redis's time by command (INFO commandstats, the Function's own calls included) per graph change, read before the
+# scan below adds its own; then where its memory went, by kind of key (MEMORY USAGE of every key, pipelined).
+def pipelined(commands):
+    s.sendall(b"".join(b"*%d\r\n" % len(c) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in c) for c in commands))
+    return [read() for _ in commands]
+stats = {}
+for line in cmd("INFO", "commandstats").decode().splitlines():
+    if line.startswith("cmdstat_"):
+        name, fields = line[len("cmdstat_"):].split(":", 1)
+        stats[name] = dict(f.split("=") for f in fields.split(","))
+per = max(changes, 1)
+print("  Redis time per graph change by command: " + ", ".join(
+      f"{n} {float(v['usec']) / per:.2f} µs ({v['calls']} calls)"
+      for n, v in sorted(stats.items(), key=lambda kv: -float(kv[1]["usec"]))[:6]))
+sizes, counts, cursor = {}, {}, b"0"
+while True:
+    cursor, keys = cmd("SCAN", cursor.decode(), "COUNT", "1000")
+    for key, size in zip(keys, pipelined([[b"MEMORY", b"USAGE", k, b"SAMPLES", b"0"] for k in keys])):
+        parts = key.decode().split(":")
+        kind = parts[2] if len(parts) > 2 else key.decode()
+        if kind.startswith("g") and kind[1:].isdigit() and len(parts) > 3:
+            kind = parts[3]  # an adjacency set of a generation after a reset: in/out
+        sizes[kind] = sizes.get(kind, 0) + (size or 0)
+        counts[kind] = counts.get(kind, 0) + 1
+    if cursor == b"0": break
+print("  Redis memory by key: " + ", ".join(f"{k} {v / 1e6:.0f} MB ({counts[k]} keys)"
+      for k, v in sorted(sizes.items(), key=lambda kv: -kv[1]) if v >= 1e6))
 PY

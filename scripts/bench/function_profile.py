@@ -2,6 +2,7 @@
 """Where Redis spends its CPU inside `cg_mutate` (docs/BENCHMARKS.md, "Change sets").
 
     scripts/bench/function_profile.py [--calls 200] [--ops 1000] [--workload nodes|files] [--runs 3]
+                                      [--without-versions]
 
 Starts a private redis-server, loads shared/src/functions.lua twice over the runs — as it is, and a copy with
 `TIME` probes between the Function's phases (prefetch, check, apply, flush, write) — and drives `cg_mutate` with
@@ -80,6 +81,20 @@ def probed(source):
         for name, a, b in zip(PHASES, ("c0", "c1", "c2", "c3", "c4"), ("c1", "c2", "c3", "c4", "c5"))
     )
     return source.replace(tail, "  out[1] = write_change_set(ctx) or ''\n  local c5 = clk()\n" + record + "  return out\n")
+
+
+def without_versions(source):
+    """An ablation, for measuring only (versions come out wrong): the library without the versions hash — not
+    fetched, not written, every version 1."""
+    steps = [
+        ("  prefetch(ctx.versions, version_fields)\n", ""),
+        ("  flush_hash(ctx.versions)\n  for key, fields", "  for key, fields"),
+        ("  local v = tostring(tonumber(hget(ctx.versions, field) or 0) + 1)\n", "  local v = '1'\n"),
+    ]
+    for old, new in steps:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    return source
 
 
 def canonical(value):
@@ -172,8 +187,12 @@ def main():
     parser.add_argument("--workload", choices=("nodes", "files"), default="nodes")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--library", default=os.path.join(ROOT, "shared", "src", "functions.lua"))
+    parser.add_argument("--without-versions", action="store_true",
+                        help="ablation: the library without its versions hash (what that hash costs)")
     args = parser.parse_args()
     source = open(args.library).read()
+    if args.without_versions:
+        source = without_versions(source)
     plain, phased = [], {p: [] for p in PHASES}
     for _ in range(args.runs):
         per_op, _, ops = run(source, args.workload, args)
