@@ -101,4 +101,10 @@ while True:
     if cursor == b"0": break
 print("  Redis memory by key: " + ", ".join(f"{k} {v / 1e6:.0f} MB ({counts[k]} keys)"
       for k, v in sorted(sizes.items(), key=lambda kv: -kv[1]) if v >= 1e6))
+for what in ("nodes", "rels"):
+    sample = cmd("HRANDFIELD", f"code_graph:{{frames}}:{what}", "500", "WITHVALUES") or []
+    if sample:
+        ids, values = sample[::2], sample[1::2]
+        print(f"  {what}: ids {sum(map(len, ids)) / len(ids):.0f} bytes, JSON {sum(map(len, values)) / len(values):.0f} "
+              f"bytes on average ({len(ids)} sampled)")
 PY
