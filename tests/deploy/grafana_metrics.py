@@ -261,6 +261,20 @@ def panels_of(dash):
         yield from p.get("panels", [])  # a collapsed row holds its panels
 
 
+def series_read(q, where, registered):
+    """What the selectors of query `q` read: the labels their series carry (the scrape's included), each registered
+    metric read as (metric, kind, part, calls), and a problem for each selector of a metric nobody registers."""
+    exist, read, unknown = set(SCRAPE_LABELS), [], []
+    for name, calls, _ in q.selectors:
+        metric, kind, part = series_of(name, registered)
+        if metric is None:
+            unknown.append(f"{where}: {name} is registered by no service")
+            continue
+        read.append((metric, kind, part, calls))
+        exist |= registered[metric][2] | ({"le"} if part == "_bucket" else set())
+    return exist, read, unknown
+
+
 def series_of(name, registered):
     """(metric, type, part) for a series name: a histogram's `_bucket`/`_count`/`_sum` name its histogram."""
     if name in registered:
@@ -330,14 +344,10 @@ def check_dashboard(dash, registered):
             where = f"{title!r} {t.get('refId')}"
             q = Query(t.get("expr", ""))
             problems += [f"{where}: {e}" for e in q.problems]
-            exist = set(SCRAPE_LABELS)
-            for name, calls, _ in q.selectors:
-                metric, kind, part = series_of(name, registered)
-                if metric is None:
-                    problems.append(f"{where}: {name} is registered by no service")
-                    continue
+            exist, read, unknown = series_read(q, where, registered)
+            problems += unknown
+            for metric, kind, part, calls in read:
                 used.add(metric)
-                exist |= registered[metric][2] | ({"le"} if part == "_bucket" else set())
                 problems += check_reading(metric, kind, part, calls, where)
             for label in sorted(q.labels - exist):
                 problems.append(f"{where}: no series it reads has the label {label}")
@@ -356,13 +366,8 @@ def check_dashboard(dash, registered):
         wanted = re.match(r"^\s*label_values\((.*),\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s*$", query)
         q = Query(wanted.group(1) if wanted else query)
         problems += [f"variable {v.get('name')}: {e}" for e in q.problems]
-        exist = set(SCRAPE_LABELS)
-        for name, _, _ in q.selectors:
-            metric, _, part = series_of(name, registered)
-            if metric is None:
-                problems.append(f"variable {v.get('name')}: {name} is registered by no service")
-            else:
-                exist |= registered[metric][2] | ({"le"} if part == "_bucket" else set())
+        exist, _, unknown = series_read(q, f"variable {v.get('name')}", registered)
+        problems += unknown
         for label in sorted(q.labels - exist) + ([wanted.group(2)] if wanted and wanted.group(2) not in exist
                                                  else []):
             problems.append(f"variable {v.get('name')}: no series it reads has the label {label}")
